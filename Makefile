@@ -1,0 +1,32 @@
+# olist-ml: everything installs through this file (uv, locked versions in uv.lock).
+PYTHON ?= python3.11
+UV_VERSION := 0.13.8
+UV := .tools/bin/uv
+export UV_COMPILE_BYTECODE := 1
+export UV_PYTHON_DOWNLOADS := never
+export MLFLOW_DISABLE_TELEMETRY := true
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-all bench clean
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# one environment for running and testing (uv sync is exact: same extras everywhere)
+install: $(UV)
+	$(UV) sync --frozen --python $(PYTHON) --all-extras
+
+# the whole pipeline; synthetic data unless DATA=<folder or zip of the Olist CSVs>
+run: install
+	.venv/bin/olist-ml run $(if $(DATA),--data $(DATA))
+
+# the default suite (the one .ci/run runs)
+test: install
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: install
+	.venv/bin/python benchmarks/run_all.py
+
+clean:
+	rm -rf .olist_ml .pytest_cache

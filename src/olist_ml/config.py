@@ -1,0 +1,101 @@
+"""One settings object for paths, engine, windows and horizons.
+
+Precedence: CLI flags > environment variables (OLIST_ML_*) > defaults. Every step takes a
+`Settings`; nothing reads the environment on its own.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    v = os.environ.get(name)
+    return v if v not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = Path(".olist_ml")
+    warehouse_path: Path | None = None  # default: <home>/warehouse.duckdb
+    tracking_uri: str | None = None  # default: sqlite:///<home>/mlflow.db
+    artifact_root: Path | None = None  # default: <home>/mlartifacts
+    engine: str = "duckdb"  # "duckdb" | "spark"
+    spark_dir: Path | None = None  # parquet feature store for the Spark engine: <home>/spark
+    spark_master: str = "local[2]"
+    feature_windows: tuple[int, ...] = (30, 90, 180)
+    churn_horizon_days: int = 45
+    churn_eligibility_days: int = 45
+    activation_horizon_days: int = 90
+    oot_months: int = 6
+    seed: int = 42
+    threads: int | None = None
+    memory_limit: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    # ---- derived paths -------------------------------------------------------------
+    @property
+    def warehouse(self) -> Path:
+        return (self.warehouse_path or self.home / "warehouse.duckdb").absolute()
+
+    @property
+    def mlflow_uri(self) -> str:
+        if self.tracking_uri:
+            return self.tracking_uri
+        return f"sqlite:///{(self.home / 'mlflow.db').absolute()}"
+
+    @property
+    def artifacts(self) -> Path:
+        return (self.artifact_root or self.home / "mlartifacts").absolute()
+
+    @property
+    def spark_path(self) -> Path:
+        return (self.spark_dir or self.home / "spark").absolute()
+
+    @property
+    def synthetic_dir(self) -> Path:
+        return (self.home / "synthetic").absolute()
+
+    @property
+    def reports_dir(self) -> Path:
+        return (self.home / "reports").absolute()
+
+    def with_(self, **kw) -> "Settings":
+        """Copy with overrides; `None` values are ignored (so unset CLI flags keep the env/default)."""
+        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        s = cls()
+        env = {
+            "home": _env("OLIST_ML_HOME"),
+            "warehouse_path": _env("OLIST_ML_WAREHOUSE"),
+            "tracking_uri": _env("OLIST_ML_TRACKING_URI", _env("MLFLOW_TRACKING_URI")),
+            "artifact_root": _env("OLIST_ML_ARTIFACT_ROOT"),
+            "engine": _env("OLIST_ML_ENGINE"),
+            "spark_dir": _env("OLIST_ML_SPARK_DIR"),
+            "spark_master": _env("OLIST_ML_SPARK_MASTER"),
+            "threads": _env("OLIST_ML_THREADS"),
+            "memory_limit": _env("OLIST_ML_MEMORY_LIMIT"),
+            "seed": _env("OLIST_ML_SEED"),
+            "oot_months": _env("OLIST_ML_OOT_MONTHS"),
+            "churn_horizon_days": _env("OLIST_ML_CHURN_HORIZON_DAYS"),
+        }
+        conv = {
+            "home": Path,
+            "warehouse_path": Path,
+            "artifact_root": Path,
+            "spark_dir": Path,
+            "threads": int,
+            "seed": int,
+            "oot_months": int,
+            "churn_horizon_days": int,
+        }
+        vals = {k: conv.get(k, str)(v) for k, v in env.items() if v is not None}
+        windows = _env("OLIST_ML_FEATURE_WINDOWS")
+        if windows:
+            vals["feature_windows"] = tuple(int(x) for x in windows.split(","))
+        s = s.with_(**vals)
+        return s.with_(**overrides)
