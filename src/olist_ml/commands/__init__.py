@@ -1,5 +1,5 @@
 """Each module here owns the commands of one area and exposes `register(app)`."""
 
-from . import data, features, ml, pipeline, serving
+from . import data, features, ml, pipeline, serving, synth
 
-REGISTRY = [data.register, features.register, ml.register, serving.register, pipeline.register]
+REGISTRY = [synth.register, data.register, features.register, ml.register, serving.register, pipeline.register]
