@@ -62,3 +62,41 @@ def replace_table_atomically(con: duckdb.DuckDBPyConnection, name: str, select_s
 
 def warehouse_path(settings: Settings) -> Path:
     return settings.warehouse
+
+
+def observed_end(con: duckdb.DuckDBPyConnection, min_share: float = 0.10):
+    """Exclusive end of the observed data: the first day from which every later day's order
+    count stays below `min_share` of the median daily count of the 28 days before it.
+
+    i.e. the first day d with max(n over [d, end]) < min_share * median(n over [d-28, d)).
+    The real Olist extract tails off: ~250 orders a day until 2018-08-22, then 14, 4, 1 and a
+    few stray (cancelled) orders until 2018-10-17. Taking `max(order_purchase_timestamp)` as the
+    end would label every seller active in August 2018 as churned. Targets are only labelled
+    where their horizon ends before this date. Falls back to max(purchase)+1 day.
+    """
+    rows = con.execute(
+        """
+        WITH daily AS (
+            SELECT CAST(order_purchase_timestamp AS DATE) AS d, count(*) AS n
+            FROM stg_orders GROUP BY 1
+        ),
+        cal AS (
+            SELECT CAST(g.d AS DATE) AS d, coalesce(daily.n, 0) AS n
+            FROM (SELECT range AS d FROM range(
+                    (SELECT min(d) FROM daily), (SELECT max(d) FROM daily) + INTERVAL 1 DAY, INTERVAL 1 DAY)) g
+            LEFT JOIN daily ON daily.d = CAST(g.d AS DATE)
+        ),
+        ref AS (
+            SELECT d, n,
+                   median(n) OVER (ORDER BY d ROWS BETWEEN 28 PRECEDING AND 1 PRECEDING) AS med_prev,
+                   max(n) OVER (ORDER BY d ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) AS max_after
+            FROM cal
+        )
+        SELECT min(d) FROM ref WHERE med_prev > 0 AND max_after < ? * med_prev
+        """,
+        [min_share],
+    ).fetchall()
+    end = rows[0][0] if rows else None
+    if end is None:
+        end = con.execute("SELECT CAST(max(order_purchase_timestamp) AS DATE) + INTERVAL 1 DAY FROM stg_orders").fetchall()[0][0]
+    return end.date() if hasattr(end, "date") else end

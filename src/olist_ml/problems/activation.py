@@ -1,0 +1,185 @@
+"""Seller activation: will a seller won by the sales team make a first sale within 90 days?
+
+Grain: one row per closed deal (`mql_id`). `dt_ref` is the deal's won DATE in the ABT (drives
+the out-of-time split) and the scoring date in `scores_seller_activation`.
+
+Target `activated` = 1 when the seller's first order (by purchase timestamp, any order that
+holds one of its items) falls in [won_date, won_date + Settings.activation_horizon_days).
+Only deals whose whole horizon lies inside the observed data (the last purchase of an order
+with items) are labelled; the others stay in the ABT with a NULL target and form the scoring
+population (together with labelled-later deals when scoring a past date).
+
+Features are the lead and deal attributes fixed at won_date (activation_deals.sql): origin,
+landing page, business segment, lead type, behaviour profile, business type, declared catalog
+size and monthly revenue, has_company, has_gtin, average stock, days from first contact to
+win, the SDR and SR as categories, and the won month.
+
+The marketing-funnel tables are optional in the warehouse: without them this problem raises
+`MissingStepError` naming the two files to ingest.
+
+The labelled set is small (~660 deals in the real data), so the OOT ROC AUC is reported with a
+bootstrap confidence interval (`bootstrap_auc`, `log_oot_confidence`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from ..config import Settings
+from ..errors import MissingStepError
+from ..ml.problem import Problem, SplitConfig
+from ..warehouse import require_tables, table_exists
+from ._common import as_date, read_sql, write_frame_atomically
+
+NAME = "seller_activation"
+ABT = "abt_seller_activation"
+TARGET = "activated"
+MARKETING = ("stg_closed_deals", "stg_marketing_qualified_leads")
+# columns of the ABT that are not features (timestamps are skipped by type anyway)
+NON_FEATURES = ("seller_id",)
+
+
+def _require(con: duckdb.DuckDBPyConnection) -> None:
+    missing = [t for t in MARKETING if not table_exists(con, t)]
+    if missing:
+        raise MissingStepError(
+            f"warehouse has no {', '.join(missing)}: the marketing-funnel files "
+            "(olist_marketing_qualified_leads_dataset.csv, olist_closed_deals_dataset.csv) were not ingested; "
+            "add them to SOURCE and run `olist-ml ingest SOURCE`"
+        )
+    require_tables(con, ["stg_orders", "stg_order_items"], "ingest SOURCE")
+
+
+def deals_sql() -> str:
+    return read_sql("activation_deals.sql")
+
+
+def _deals(con: duckdb.DuckDBPyConnection, settings: Settings) -> pd.DataFrame:
+    _require(con)
+    return con.execute(deals_sql() + " ORDER BY dt_ref, mql_id",
+                       {"horizon_days": int(settings.activation_horizon_days)}).df()
+
+
+def build_abt(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
+    """Build `abt_seller_activation` (every won deal; NULL target where the horizon is unobserved)."""
+    df = _deals(con, settings)
+    df = df.drop(columns=["data_end_ts"])
+    df[TARGET] = df[TARGET].astype("Int64")
+    return write_frame_atomically(con, ABT, df)
+
+
+def scoring_frame(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date | None = None) -> pd.DataFrame:
+    """Deals won before `as_of` whose horizon is still open at `as_of` and that have not sold yet.
+
+    Default `as_of`: the day after the observed data end, i.e. exactly the unlabelled deals
+    that have not sold yet (a deal that already sold is known to be activated: nothing to score).
+    """
+    df = _deals(con, settings)
+    if df.empty:
+        return df
+    end = df["data_end_ts"].iloc[0]
+    if pd.isna(end):
+        raise MissingStepError("no orders with items in the warehouse: run `olist-ml ingest SOURCE` first")
+    d = pd.Timestamp(as_of) if as_of is not None else pd.Timestamp(as_date(end) + timedelta(days=1))
+    horizon = pd.Timedelta(days=int(settings.activation_horizon_days))
+    won = pd.to_datetime(df["won_date"])
+    sold = pd.to_datetime(df["first_sale_ts"])
+    keep = (won < d) & (won + horizon > d) & (sold.isna() | (sold >= d))
+    out = df[keep].drop(columns=["data_end_ts", TARGET]).copy()
+    out["dt_ref"] = d.date()
+    return out.reset_index(drop=True)
+
+
+# ---- honest uncertainty on a small test set ----------------------------------------------------
+@dataclass(frozen=True)
+class AucInterval:
+    auc: float
+    low: float
+    high: float
+    n: int
+    n_pos: int
+    n_boot: int
+    level: float
+
+
+def bootstrap_auc(y, p, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> AucInterval:
+    """ROC AUC with a percentile bootstrap interval (rows resampled with replacement; resamples
+    holding one class only are skipped)."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y).astype(int)
+    p = np.asarray(p, dtype=float)
+    auc = float(roc_auc_score(y, p)) if y.min() != y.max() else float("nan")
+    rng = np.random.default_rng(seed)
+    stats = []
+    n = len(y)
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        yb = y[idx]
+        if yb.min() == yb.max():
+            continue
+        stats.append(roc_auc_score(yb, p[idx]))
+    if not stats:
+        return AucInterval(auc, float("nan"), float("nan"), n, int(y.sum()), 0, level)
+    a = (1 - level) / 2
+    lo, hi = np.quantile(stats, [a, 1 - a])
+    return AucInterval(auc, float(lo), float(hi), n, int(y.sum()), len(stats), level)
+
+
+def log_oot_confidence(settings: Settings, result, *, n_boot: int = 2000) -> dict[str, AucInterval]:
+    """After `olist_ml.ml.train.train(PROBLEM, ...)`: bootstrap the OOT ROC AUC of every candidate
+    and log `oot_roc_auc_ci_low/high` to its nested run (and the winner's to the parent run).
+
+    Re-creates the same OOT rows from the run's lineage (ABT rows with dt_ref in the OOT range).
+    """
+    import mlflow.sklearn
+
+    from ..ml import tracking
+    from ..warehouse import session
+
+    lin = result.lineage
+    with session(settings, read_only=True) as con:
+        oot = con.execute(
+            f"SELECT * FROM {ABT} WHERE {TARGET} IS NOT NULL AND dt_ref BETWEEN ? AND ? ORDER BY dt_ref, mql_id",
+            [lin["oot_dt_ref_min"], lin["oot_dt_ref_max"]],
+        ).df()
+    client = tracking.client(settings)
+    out: dict[str, AucInterval] = {}
+    for c in result.candidates:
+        model = mlflow.sklearn.load_model(c.model_uri)
+        p = np.asarray(model.predict_proba(oot))[:, 1]
+        ci = bootstrap_auc(oot[TARGET].to_numpy(), p, n_boot=n_boot, seed=settings.seed)
+        out[c.name] = ci
+        for k, v in (("oot_roc_auc_ci_low", ci.low), ("oot_roc_auc_ci_high", ci.high),
+                     ("oot_n_positive", ci.n_pos)):
+            client.log_metric(c.run_id, k, float(v))
+        if c.name == result.winner:
+            client.log_metric(result.parent_run_id, "best_oot_roc_auc_ci_low", ci.low)
+            client.log_metric(result.parent_run_id, "best_oot_roc_auc_ci_high", ci.high)
+    return out
+
+
+PROBLEM = Problem(
+    name=NAME,
+    kind="binary",
+    abt_table=ABT,
+    key_columns=("dt_ref", "mql_id"),
+    time_column="dt_ref",
+    target=TARGET,
+    build_abt=build_abt,
+    scoring_frame=scoring_frame,
+    exclude_columns=NON_FEATURES,
+    aliases=("activation", "seller-activation"),
+    description="P(a won seller makes a first sale within activation_horizon_days of won_date), at won_date",
+    # ~5 labelled months in the real data (Dec 2017 - Jun 2018): the last 2 are out of time.
+    # No purge: deals are independent and their features are fixed at won_date, so a training
+    # deal whose 90-day label resolves after the OOT start leaks nothing about OOT rows; purging
+    # the full horizon would leave ~80 training deals. (A strict deployment backtest would purge.)
+    split=SplitConfig(oot_months=2, cv_folds=3, purge_days=0),
+    build_step="ingest SOURCE",
+)

@@ -1,0 +1,225 @@
+-- order_delay_orders: order-level facts and features, known when the order is approved.
+-- grain: (order_id) -- every order that has at least one item (any status)
+-- reads: stg_orders, stg_order_items, stg_products, stg_customers, stg_sellers, stg_order_payments,
+--        geo_zip_coordinates (olist_ml.geo.build_zip_coordinates)
+--
+-- Point in time: order features use only the order itself (items, products, payment, promise),
+-- which exist at approval. Context features ("route_*", "cstate_*", "market_*") aggregate
+-- deliveries whose delivered_customer_date is strictly before the purchase DATE 00:00
+-- (the same `< dt_ref` rule as the feature store), over half-open windows [d - N days, d).
+-- The seller's feature-store features are joined afterwards (olist_ml.features.as_of).
+--
+-- Main seller: the seller with the largest item value in the order (ties: more items, then
+-- seller_id), so a multi-seller order (~1%) takes its dominant seller's route and history.
+-- Main product category: the category of the most expensive item (ties: lowest order_item_id).
+WITH items AS (
+    SELECT i.order_id, i.order_item_id, i.seller_id, i.product_id, i.price, i.freight_value,
+           i.shipping_limit_date,
+           coalesce(p.product_category_name_english, p.product_category_name, 'unknown') AS category,
+           p.product_weight_g,
+           p.product_length_cm * p.product_height_cm * p.product_width_cm AS volume_cm3
+    FROM stg_order_items i
+    LEFT JOIN stg_products p ON p.product_id = i.product_id
+),
+order_items AS (
+    SELECT order_id,
+           sum(price) AS order_value,
+           sum(freight_value) AS freight_value,
+           count(*) AS n_items,
+           count(DISTINCT product_id) AS n_products,
+           count(DISTINCT seller_id) AS n_sellers,
+           sum(product_weight_g) AS total_weight_g,
+           max(product_weight_g) AS max_item_weight_g,
+           sum(volume_cm3) AS total_volume_cm3,
+           max(shipping_limit_date) AS shipping_limit_date
+    FROM items
+    GROUP BY order_id
+),
+main_seller AS (
+    SELECT order_id, seller_id
+    FROM (SELECT order_id, seller_id, sum(price) AS v, count(*) AS n FROM items GROUP BY order_id, seller_id) s
+    QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY v DESC, n DESC, seller_id) = 1
+),
+main_item AS (
+    SELECT order_id, category
+    FROM items
+    QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY price DESC, order_item_id) = 1
+),
+payments AS (
+    SELECT order_id,
+           arg_max(payment_type, payment_value) AS payment_type,
+           max(payment_installments) AS payment_installments,
+           count(*) AS n_payments
+    FROM stg_order_payments
+    GROUP BY order_id
+),
+base AS (
+    SELECT o.order_id, o.customer_id, o.order_status,
+           ms.seller_id,
+           o.order_purchase_timestamp AS purchase_ts,
+           CAST(o.order_purchase_timestamp AS DATE) AS purchase_date,
+           o.order_approved_at AS approved_at,
+           o.order_delivered_customer_date AS delivered_at,
+           o.order_estimated_delivery_date AS estimated_at,
+           upper(trim(c.customer_state)) AS customer_state,
+           upper(trim(s.seller_state)) AS seller_state,
+           gc.lat AS customer_lat, gc.lng AS customer_lng, gc.geo_level AS customer_geo_level,
+           gs.lat AS seller_lat, gs.lng AS seller_lng, gs.geo_level AS seller_geo_level,
+           oi.*  EXCLUDE (order_id),
+           mi.category AS product_category,
+           p.payment_type, p.payment_installments, p.n_payments
+    FROM stg_orders o
+    JOIN order_items oi ON oi.order_id = o.order_id
+    JOIN main_seller ms ON ms.order_id = o.order_id
+    JOIN main_item mi ON mi.order_id = o.order_id
+    LEFT JOIN payments p ON p.order_id = o.order_id
+    LEFT JOIN stg_customers c ON c.customer_id = o.customer_id
+    LEFT JOIN stg_sellers s ON s.seller_id = ms.seller_id
+    LEFT JOIN geo_zip_coordinates gc
+           ON gc.zip_code_prefix = lpad(trim(CAST(c.customer_zip_code_prefix AS VARCHAR)), 5, '0')
+          AND gc.state = upper(trim(c.customer_state))
+    LEFT JOIN geo_zip_coordinates gs
+           ON gs.zip_code_prefix = lpad(trim(CAST(s.seller_zip_code_prefix AS VARCHAR)), 5, '0')
+          AND gs.state = upper(trim(s.seller_state))
+),
+-- deliveries per day and route, the facts behind the context features
+deliveries AS (
+    SELECT CAST(delivered_at AS DATE) AS day, customer_state, seller_state,
+           count(*) AS n,
+           sum(CASE WHEN CAST(delivered_at AS DATE) > CAST(estimated_at AS DATE) THEN 1 ELSE 0 END) AS n_late,
+           sum(date_diff('day', purchase_date, CAST(delivered_at AS DATE))) AS sum_days
+    FROM base
+    WHERE delivered_at IS NOT NULL AND order_status = 'delivered'
+    GROUP BY ALL
+),
+route_keys AS (SELECT DISTINCT purchase_date, customer_state, seller_state FROM base),
+route_ctx AS (
+    SELECT k.purchase_date, k.customer_state, k.seller_state,
+           coalesce(sum(d.n), 0) AS route_n_delivered_90d,
+           sum(d.n_late) / nullif(sum(d.n), 0) AS route_pct_late_90d,
+           sum(d.sum_days) / nullif(sum(d.n), 0) AS route_avg_delivery_days_90d
+    FROM route_keys k
+    LEFT JOIN deliveries d
+           ON d.customer_state = k.customer_state AND d.seller_state = k.seller_state
+          AND d.day >= k.purchase_date - INTERVAL 90 DAY AND d.day < k.purchase_date
+    GROUP BY ALL
+),
+cstate_keys AS (SELECT DISTINCT purchase_date, customer_state FROM base),
+cstate_ctx AS (
+    SELECT k.purchase_date, k.customer_state,
+           sum(d.n_late) / nullif(sum(d.n), 0) AS cstate_pct_late_30d,
+           sum(d.sum_days) / nullif(sum(d.n), 0) AS cstate_avg_delivery_days_30d
+    FROM cstate_keys k
+    LEFT JOIN deliveries d
+           ON d.customer_state = k.customer_state
+          AND d.day >= k.purchase_date - INTERVAL 30 DAY AND d.day < k.purchase_date
+    GROUP BY ALL
+),
+day_keys AS (SELECT DISTINCT purchase_date FROM base),
+market_ctx AS (
+    SELECT k.purchase_date,
+           sum(d.n_late) / nullif(sum(d.n), 0) AS market_pct_late_14d,
+           sum(d.sum_days) / nullif(sum(d.n), 0) AS market_avg_delivery_days_14d
+    FROM day_keys k
+    LEFT JOIN deliveries d ON d.day >= k.purchase_date - INTERVAL 14 DAY AND d.day < k.purchase_date
+    GROUP BY ALL
+),
+-- orders due (estimated date) per day: an order due on day e is known to be overdue at d > e
+-- when it was not delivered by the end of e (still open at d, or delivered after e). Orders that
+-- ended canceled/unavailable are left out.
+dues AS (
+    SELECT CAST(estimated_at AS DATE) AS day, customer_state, seller_state, seller_id,
+           count(*) AS n,
+           sum(CASE WHEN delivered_at IS NULL OR CAST(delivered_at AS DATE) > CAST(estimated_at AS DATE)
+                    THEN 1 ELSE 0 END) AS n_overdue
+    FROM base
+    WHERE order_status NOT IN ('canceled', 'unavailable')
+    GROUP BY ALL
+),
+due_route AS (
+    SELECT k.purchase_date, k.customer_state, k.seller_state,
+           sum(d.n_overdue) / nullif(sum(d.n), 0) AS route_pct_overdue_30d
+    FROM route_keys k
+    LEFT JOIN dues d
+           ON d.customer_state = k.customer_state AND d.seller_state = k.seller_state
+          AND d.day >= k.purchase_date - INTERVAL 30 DAY AND d.day < k.purchase_date
+    GROUP BY ALL
+),
+due_cstate AS (
+    SELECT k.purchase_date, k.customer_state,
+           sum(d.n_overdue) / nullif(sum(d.n), 0) AS cstate_pct_overdue_14d
+    FROM cstate_keys k
+    LEFT JOIN dues d
+           ON d.customer_state = k.customer_state
+          AND d.day >= k.purchase_date - INTERVAL 14 DAY AND d.day < k.purchase_date
+    GROUP BY ALL
+),
+due_market AS (
+    SELECT k.purchase_date,
+           sum(d.n_overdue) / nullif(sum(d.n), 0) AS market_pct_overdue_7d
+    FROM day_keys k
+    LEFT JOIN dues d ON d.day >= k.purchase_date - INTERVAL 7 DAY AND d.day < k.purchase_date
+    GROUP BY ALL
+),
+seller_keys AS (SELECT DISTINCT purchase_date, seller_id FROM base),
+due_seller AS (
+    SELECT k.purchase_date, k.seller_id,
+           coalesce(sum(d.n), 0) AS seller_n_due_90d,
+           sum(d.n_overdue) / nullif(sum(d.n), 0) AS seller_pct_overdue_90d
+    FROM seller_keys k
+    LEFT JOIN (SELECT day, seller_id, sum(n) AS n, sum(n_overdue) AS n_overdue FROM dues GROUP BY ALL) d
+           ON d.seller_id = k.seller_id
+          AND d.day >= k.purchase_date - INTERVAL 90 DAY AND d.day < k.purchase_date
+    GROUP BY ALL
+),
+-- backlog: orders bought in the 14 days before d and not yet delivered at d 00:00 (known at d)
+backlog_ctx AS (
+    SELECT k.purchase_date, count(b.order_id) AS market_backlog_14d
+    FROM day_keys k
+    LEFT JOIN base b
+           ON b.purchase_ts >= k.purchase_date - INTERVAL 14 DAY AND b.purchase_ts < k.purchase_date
+          AND (b.delivered_at IS NULL OR b.delivered_at >= k.purchase_date)
+          AND b.order_status NOT IN ('canceled', 'unavailable')
+    GROUP BY ALL
+)
+SELECT b.order_id, b.customer_id, b.seller_id, b.order_status,
+       b.purchase_ts, b.approved_at, b.delivered_at, b.estimated_at,
+       -- order
+       b.order_value, b.freight_value,
+       b.freight_value / nullif(b.order_value, 0) AS freight_ratio,
+       b.n_items, b.n_products, b.n_sellers,
+       b.total_weight_g, b.max_item_weight_g, b.total_volume_cm3,
+       b.product_category,
+       b.payment_type, b.payment_installments, b.n_payments,
+       -- promise
+       date_diff('day', b.purchase_date, CAST(b.estimated_at AS DATE)) AS promised_days,
+       date_diff('day', b.purchase_date, CAST(b.shipping_limit_date AS DATE)) AS shipping_limit_days,
+       (epoch(b.approved_at) - epoch(b.purchase_ts)) / 3600.0 AS approval_hours,
+       -- geography
+       {haversine} AS distance_km,
+       CASE WHEN b.customer_state = b.seller_state THEN 1 ELSE 0 END AS same_state,
+       b.customer_state, b.seller_state,
+       -- calendar
+       month(b.purchase_ts) AS purchase_month,
+       isodow(b.purchase_ts) AS purchase_weekday,
+       -- context known before the purchase date
+       CAST(r.route_n_delivered_90d AS BIGINT) AS route_n_delivered_90d, r.route_pct_late_90d, r.route_avg_delivery_days_90d,
+       date_diff('day', b.purchase_date, CAST(b.estimated_at AS DATE)) - r.route_avg_delivery_days_90d AS promise_slack_days,
+       cs.cstate_pct_late_30d, cs.cstate_avg_delivery_days_30d,
+       m.market_pct_late_14d, m.market_avg_delivery_days_14d,
+       bl.market_backlog_14d,
+       dr.route_pct_overdue_30d, dc.cstate_pct_overdue_14d, dm.market_pct_overdue_7d,
+       CAST(ds.seller_n_due_90d AS BIGINT) AS seller_n_due_90d, ds.seller_pct_overdue_90d
+FROM base b
+LEFT JOIN route_ctx r
+       ON r.purchase_date = b.purchase_date AND r.customer_state IS NOT DISTINCT FROM b.customer_state
+      AND r.seller_state IS NOT DISTINCT FROM b.seller_state
+LEFT JOIN cstate_ctx cs ON cs.purchase_date = b.purchase_date AND cs.customer_state IS NOT DISTINCT FROM b.customer_state
+LEFT JOIN market_ctx m ON m.purchase_date = b.purchase_date
+LEFT JOIN backlog_ctx bl ON bl.purchase_date = b.purchase_date
+LEFT JOIN due_route dr
+       ON dr.purchase_date = b.purchase_date AND dr.customer_state IS NOT DISTINCT FROM b.customer_state
+      AND dr.seller_state IS NOT DISTINCT FROM b.seller_state
+LEFT JOIN due_cstate dc ON dc.purchase_date = b.purchase_date AND dc.customer_state IS NOT DISTINCT FROM b.customer_state
+LEFT JOIN due_market dm ON dm.purchase_date = b.purchase_date
+LEFT JOIN due_seller ds ON ds.purchase_date = b.purchase_date AND ds.seller_id = b.seller_id

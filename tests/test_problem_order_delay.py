@@ -1,0 +1,93 @@
+"""Order delay: label rules, point-in-time context features, scoring population."""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+import pytest
+
+from olist_ml import geo
+from olist_ml.problems import order_delay as od
+
+from _problem_fixtures import empty_rows, order, write_orders
+
+
+@pytest.fixture
+def con():
+    c = duckdb.connect()
+    rows = empty_rows()
+    # history: deliveries well before the orders under test
+    for i in range(6):
+        order(rows, f"h{i}", "s1", f"2018-01-0{i + 1} 10:00:00", "2018-01-20", f"2018-01-{15 + i} 12:00:00")
+    order(rows, "ontime_same_day", "s1", "2018-02-01 10:00:00", "2018-02-20", "2018-02-20 18:30:00")
+    order(rows, "late_next_day", "s2", "2018-02-01 11:00:00", "2018-02-20", "2018-02-21 08:00:00")
+    order(rows, "early", "s1", "2018-02-02 09:00:00", "2018-02-25", "2018-02-10 09:00:00")
+    order(rows, "open_shipped", "s1", "2018-02-05 09:00:00", "2018-02-28", None, status="shipped")
+    order(rows, "canceled", "s2", "2018-02-05 10:00:00", "2018-02-28", None, status="canceled")
+    # last delivery of the data: 2018-03-01; an order promised after that is not labelled
+    order(rows, "promise_after_end", "s1", "2018-02-20 09:00:00", "2018-03-10", "2018-03-01 10:00:00")
+    write_orders(c, rows)
+    geo.build_zip_coordinates(c)
+    return c
+
+
+def test_labels_day_resolution_and_population(con):
+    df = con.execute(od.labelled_sql()).df().set_index("order_id")
+    assert df.loc["ontime_same_day", "is_late"] == 0  # delivered on the estimated day (18:30): on time
+    assert df.loc["late_next_day", "is_late"] == 1
+    assert df.loc["early", "is_late"] == 0
+    for missing in ("open_shipped", "canceled", "promise_after_end"):
+        assert missing not in df.index
+    assert (pd.to_datetime(df["dt_ref"]).dt.date == pd.to_datetime(df["purchase_ts"]).dt.date).all()
+
+
+def test_order_features(con):
+    df = con.execute(od.orders_sql()).df().set_index("order_id")
+    r = df.loc["late_next_day"]
+    assert r["promised_days"] == 19
+    assert r["seller_id"] == "s2" and r["seller_state"] == "RJ" and r["customer_state"] == "SP"
+    assert r["same_state"] == 0
+    assert r["distance_km"] == pytest.approx(geo.haversine_km(-22.90, -43.17, -23.55, -46.63))
+    assert r["order_value"] == 100.0 and r["freight_value"] == 10.0 and r["n_items"] == 1
+    assert r["total_volume_cm3"] == 1000.0
+    assert r["purchase_weekday"] == 4  # 2018-02-01 is a Thursday (ISO 4)
+    # context: the 6 history orders were delivered before 2018-02-01, on the same route, none late
+    assert r["route_n_delivered_90d"] == 6 and r["route_pct_late_90d"] == 0.0
+
+
+def test_features_ignore_later_events(con):
+    """Appending events after an order's purchase date leaves its features unchanged."""
+    before = con.execute(od.orders_sql()).df().set_index("order_id").sort_index()
+    rows = empty_rows()
+    # later orders, delivered late, on the same route and day as the test orders' purchase day
+    for i in range(5):
+        order(rows, f"later{i}", "s1", "2018-02-01 23:00:00", "2018-02-03", "2018-02-09 10:00:00")
+        order(rows, f"later_b{i}", "s2", "2018-02-15 10:00:00", "2018-02-16", "2018-02-25 10:00:00")
+    for key, stg in (("orders", "stg_orders"), ("order_items", "stg_order_items"),
+                     ("order_payments", "stg_order_payments"), ("customers", "stg_customers")):
+        df = pd.DataFrame(rows[key]).astype(object)
+        con.register("_more", df)
+        cols = ", ".join(df.columns)
+        con.execute(f"INSERT INTO {stg} ({cols}) SELECT {cols} FROM _more")
+        con.unregister("_more")
+    geo.build_zip_coordinates(con)
+    after = con.execute(od.orders_sql()).df().set_index("order_id").sort_index()
+    # every appended event happens on/after 2018-02-01 (same-day purchases included): the orders
+    # bought up to that day must not see any of them
+    ids = before.index[pd.to_datetime(before["purchase_ts"]) < pd.Timestamp("2018-02-02")]
+    assert {"ontime_same_day", "late_next_day"} <= set(ids)
+    pd.testing.assert_frame_equal(before.loc[ids], after.loc[ids], check_dtype=False)
+    # ... while an order bought after those late deliveries does see them
+    assert after.loc["later_b0", "route_pct_late_90d"] > 0
+
+
+def test_open_orders_scoring_population(con):
+    sql = f"""
+        SELECT order_id FROM ({od.orders_sql()}) o
+        WHERE o.purchase_ts < DATE '2018-02-15' AND o.approved_at < DATE '2018-02-15'
+          AND o.order_status NOT IN ('canceled', 'unavailable', 'created')
+          AND (o.delivered_at IS NULL OR o.delivered_at >= DATE '2018-02-15')
+    """
+    got = {r[0] for r in con.execute(sql).fetchall()}
+    # at 2018-02-15: the shipped order and the two delivered on 02-20/21 are open; 'early' was delivered
+    assert got == {"open_shipped", "ontime_same_day", "late_next_day"}
