@@ -1,9 +1,95 @@
-"""CLI commands for the 'serving' area (thin wiring: parse options, call step functions, print)."""
+"""CLI commands for the 'serving' area: `serve`, `monitor`, `report` (thin wiring)."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 
+def _problem_names(values: list[str] | None) -> tuple[str, ...]:
+    from ..serving.state import CHURN, DELAY
+
+    if not values:
+        return (CHURN, DELAY)
+    aliases = {"churn": CHURN, "delay": DELAY, CHURN: CHURN, DELAY: DELAY}
+    out = []
+    for v in values:
+        for part in v.split(","):
+            part = part.strip()
+            if part not in aliases:
+                from ..errors import UnknownNameError
+
+                raise UnknownNameError(f"--problem {part}: the API serves churn (seller_churn) and delay (order_delay)")
+            out.append(aliases[part])
+    return tuple(dict.fromkeys(out))
+
+
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("serve")
+    def serve_cmd(
+        ctx: typer.Context,
+        host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default loopback only)."),
+        port: int = typer.Option(8000, "--port", min=1, max=65535),
+        poll_seconds: float = typer.Option(
+            5.0, "--poll-seconds", min=0.0,
+            help="How often to check the registry's champion alias and the warehouse for changes (0: never).",
+        ),
+        problem: Optional[list[str]] = typer.Option(
+            None, "--problem", help="Problems to serve: churn, delay (repeat or comma-separate; default both)."
+        ),
+        log_level: str = typer.Option("info", "--log-level"),
+    ) -> None:
+        """Serve champion scores over HTTP (FastAPI + uvicorn; docs at /docs; token from OLIST_ML_API_TOKEN)."""
+        from ..cli import settings_of
+        from ..serving.api import serve
+
+        serve(settings_of(ctx), host=host, port=port, poll_seconds=poll_seconds,
+              problems=_problem_names(problem), log_level=log_level)
+
+    @app.command("monitor")
+    def monitor_cmd(
+        ctx: typer.Context,
+        problem: str = typer.Argument(..., help="Problem name or alias (churn, delay, activation...)."),
+    ) -> None:
+        """Drift (PSI of every feature and of the score) and realised performance of the champion."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from ..cli import settings_of
+        from ..serving.monitor import monitor
+
+        res = monitor(problem, settings_of(ctx))
+        con = Console()
+        t = Table(title=f"drift of {res.problem} (champion v{res.model_version}: reference "
+                        f"{res.reference_start}..{res.reference_end} vs scored {res.current_dt_ref})")
+        for c in ("feature", "kind", "psi", "flag"):
+            t.add_column(c)
+        for r in res.drift.sort_values("psi", ascending=False, na_position="last").itertuples():
+            t.add_row(r.feature, r.kind, f"{r.psi:.4f}", "DRIFT" if r.flag else "")
+        con.print(t)
+        if len(res.performance):
+            p = Table(title=f"realised performance of past scores ({res.problem})")
+            for c in ("dt_ref", "n", "base_rate", "roc_auc", "lift_top_decile"):
+                p.add_column(c)
+            for r in res.performance.itertuples():
+                p.add_row(str(r.dt_ref), str(r.n), f"{r.base_rate:.3f}", f"{r.roc_auc:.3f}", f"{r.lift_top_decile:.2f}")
+            con.print(p)
+        else:
+            con.print("realised performance: no past scores with matured labels yet")
+        con.print(f"{res.n_flagged} of {len(res.drift)} columns drifted (PSI > 0.2); stored in monitor_drift / "
+                  f"monitor_performance, MLflow run {res.mlflow_run_id}")
+
+    @app.command("report")
+    def report_cmd(
+        ctx: typer.Context,
+        problem: str = typer.Argument(..., help="Problem name or alias."),
+        out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default <home>/reports/<problem>.html)."),
+    ) -> None:
+        """Write a self-contained HTML model report (champion vs challengers, plots, features, drift)."""
+        from ..cli import settings_of
+        from ..serving.report import report
+
+        path = report(problem, settings_of(ctx), out=out)
+        typer.echo(str(path))
