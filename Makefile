@@ -7,7 +7,7 @@ export UV_PYTHON_DOWNLOADS := never
 export MLFLOW_DISABLE_TELEMETRY := true
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-all bench clean
+.PHONY: install browser run test bench clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -21,8 +21,12 @@ install: $(UV)
 run: install
 	.venv/bin/olist-ml run $(if $(DATA),--data $(DATA))
 
+# headless Chromium for the report-rendering test (Debian package; needs root/sudo, else that test skips)
+browser:
+	@bash scripts/install-browser.sh || echo "warning: chromium not installed: the report rendering test will skip"
+
 # the default suite (the one .ci/run runs)
-test: install
+test: install browser
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: install

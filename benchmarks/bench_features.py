@@ -1,0 +1,195 @@
+"""Feature-store benchmark on the real Olist data (OLIST_DATA_DIR) - prints figures and ratios.
+
+    OLIST_DATA_DIR=../shared/data/olist .venv/bin/python benchmarks/bench_features.py [--loop-sample 60] [--synth-scale 10]
+
+1. daily backfill 2017-01-01..2018-08-31 of all fs_seller_* tables (wall, peak RSS, rows);
+2. the same dt_refs for fs_seller_sales as a loop of ONE query per dt_ref (same SQL, same engine),
+   timed on an evenly spaced sample of dt_refs and extrapolated (or all with --loop-sample 0);
+3. one new day on top (incremental);
+4. growth: backfills over 1/4, 1/2 and all of the dt_refs; and synthetic data at scale 1 vs
+   --synth-scale when `olist_ml.synth.generate` exists.
+Targets (2 cores): full daily backfill <= 10 s, >= 50x faster than the per-date loop,
+one new day <= 1 s, linear growth. Each step runs in a fresh process so peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+START, END = dt.date(2017, 1, 1), dt.date(2018, 8, 31)
+
+
+def load_warehouse(data_dir: Path, db: Path) -> str:
+    """Ingest with olist_ml.ingest when it exists, else a minimal typed loader (schema.py casts)."""
+    from olist_ml.config import Settings
+
+    try:
+        from olist_ml.ingest import ingest
+
+        ingest(data_dir, Settings(warehouse_path=db, home=db.parent))
+        return "olist_ml.ingest"
+    except (ImportError, AttributeError):
+        pass
+    import duckdb
+
+    from olist_ml.schema import SOURCES
+
+    con = duckdb.connect(str(db))
+    for s in SOURCES:
+        if s.group != "ecommerce":
+            continue
+        f = next((p for p in (data_dir / (s.file + ".gz"), data_dir / s.file) if p.exists()), None)
+        if f is None:
+            continue
+        sel = ", ".join(f"TRY_CAST(NULLIF(\"{c.source}\", '') AS {c.type}) AS {c.name}" for c in s.columns)
+        con.execute(f"CREATE TABLE {s.stg} AS SELECT {sel} FROM read_csv('{f}', all_varchar=true, header=true)")
+    con.execute(
+        "CREATE OR REPLACE TABLE stg_products AS SELECT p.*, t.product_category_name_english FROM stg_products p "
+        "LEFT JOIN stg_product_category_name_translation t USING (product_category_name)"
+    )
+    con.close()
+    return "bench fallback loader"
+
+
+# ---- steps, each run in a child process ----------------------------------------------------
+def _settings(db: str):
+    from olist_ml.config import Settings
+
+    return Settings(warehouse_path=Path(db), home=Path(db).parent, threads=2)
+
+
+def step_backfill(db: str, start: str, end: str, tables: str | None) -> dict:
+    from olist_ml.features import build
+
+    t = time.perf_counter()
+    r = build(_settings(db), start=start, end=end, tables=tables.split(",") if tables else None, full=True)
+    return {"wall_s": time.perf_counter() - t, "rows": r.rows, "dt_refs": r.dt_refs,
+            "per_table_s": {x.table: round(x.seconds, 3) for x in r.tables}}
+
+
+def step_loop(db: str, start: str, end: str, sample: str) -> dict:
+    sample = int(sample)
+    import duckdb
+
+    from olist_ml.features import dt_ref_spine, prepare, render
+
+    dates = dt_ref_spine(dt.date.fromisoformat(start), dt.date.fromisoformat(end))
+    pick = dates if not sample or sample >= len(dates) else [dates[round(i * (len(dates) - 1) / (sample - 1))] for i in range(sample)]
+    con = duckdb.connect(db, read_only=True)
+    con.execute("SET threads = 2")
+    windows = (30, 90, 180)
+    prepare(con, pick[:1], windows)  # events materialised once, like the set-based build
+    q = render("fs_seller_sales", windows)
+    rows = 0
+    t = time.perf_counter()
+    for d in pick:
+        prepare(con, [d], windows, events=False)
+        rows += len(con.execute(q).fetchall())
+    wall = time.perf_counter() - t
+    return {"dates_timed": len(pick), "wall_s": wall, "rows": rows, "extrapolated_s": wall * len(dates) / len(pick)}
+
+
+def step_incremental(db: str, day: str) -> dict:
+    from olist_ml.features import build
+
+    t = time.perf_counter()
+    r = build(_settings(db), start=day, end=day)
+    return {"wall_s": time.perf_counter() - t, "rows": r.rows, "dt_refs": r.dt_refs}
+
+
+def child(step: str, *args) -> dict:
+    code = (
+        "import json, resource, sys; sys.path.insert(0, %r); sys.path.insert(0, %r)\n"
+        "import bench_features as b\n"
+        "out = getattr(b, 'step_' + sys.argv[1])(*sys.argv[2:])\n"
+        "out['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "print('@@' + json.dumps(out))\n"
+    ) % (str(ROOT / "src"), str(ROOT / "benchmarks"))
+    p = subprocess.run([sys.executable, "-c", code, step, *map(str, args)], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr[-3000:])
+    return json.loads(next(ln for ln in p.stdout.splitlines() if ln.startswith("@@"))[2:])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--loop-sample", type=int, default=60, help="dt_refs timed in the per-date loop (0 = all)")
+    ap.add_argument("--synth-scale", type=float, default=10.0)
+    ap.add_argument("--no-synth", action="store_true")
+    a = ap.parse_args()
+    data = os.environ.get("OLIST_DATA_DIR")
+    if not data or not Path(data).is_dir():
+        print("OLIST_DATA_DIR is not set to the real Olist data folder")
+        return 2
+    with tempfile.TemporaryDirectory(prefix="bench_features_") as tmp:
+        db = Path(tmp) / "warehouse.duckdb"
+        t = time.perf_counter()
+        how = load_warehouse(Path(data), db)
+        print(f"warehouse: {how} in {time.perf_counter() - t:.1f}s")
+        s, e = START.isoformat(), END.isoformat()
+        full = child("backfill", db, s, e, "")
+        print(f"[1] daily backfill {s}..{e}, all tables: {full['wall_s']:.2f}s wall, peak RSS {full['peak_rss_mb']:.0f} MB, "
+              f"{full['rows']:,} rows, {full['dt_refs']} dt_refs  (target <= 10 s)")
+        print(f"    per table: {full['per_table_s']}")
+        loop = child("loop", db, s, e, a.loop_sample)
+        sales = full["per_table_s"]["fs_seller_sales"]
+        sales_set = child("backfill", db, s, e, "fs_seller_sales")
+        print(f"[2] fs_seller_sales one query per dt_ref: {loop['wall_s']:.2f}s for {loop['dates_timed']} dt_refs -> "
+              f"{loop['extrapolated_s']:.1f}s for {full['dt_refs']} (extrapolated), peak RSS {loop['peak_rss_mb']:.0f} MB")
+        print(f"    set-based fs_seller_sales alone: {sales_set['wall_s']:.2f}s wall (in the full build: {sales:.2f}s); "
+              f"speed-up {loop['extrapolated_s'] / sales_set['wall_s']:.0f}x (target >= 50x)")
+        inc = child("incremental", db, (END + dt.timedelta(days=1)).isoformat())
+        print(f"[3] one new day (incremental, all tables): {inc['wall_s']:.2f}s, {inc['rows']:,} rows (target <= 1 s)")
+        print("[4] growth with the number of dt_refs:")
+        n_all = full["dt_refs"]
+        for frac in (0.25, 0.5):
+            e2 = START + dt.timedelta(days=int(n_all * frac) - 1)
+            r = child("backfill", db, s, e2.isoformat(), "")
+            print(f"    {r['dt_refs']:4d} dt_refs: {r['wall_s']:.2f}s ({r['wall_s'] / r['dt_refs'] * 1000:.1f} ms/dt_ref)")
+        print(f"    {n_all:4d} dt_refs: {full['wall_s']:.2f}s ({full['wall_s'] / n_all * 1000:.1f} ms/dt_ref)")
+        if a.no_synth:
+            return 0
+        try:
+            from olist_ml.synth import generate
+        except ImportError:
+            print("[4b] synthetic scale test skipped: olist_ml.synth.generate does not exist yet")
+            return 0
+        res = {}
+        for scale in (1.0, a.synth_scale):
+            d = Path(tmp) / f"synth_{scale:g}"
+            sdb = Path(tmp) / f"synth_{scale:g}.duckdb"
+            t = time.perf_counter()
+            generate(d, seed=42, scale=scale)
+            load_warehouse(d, sdb)
+            gen = time.perf_counter() - t
+            import duckdb
+
+            c = duckdb.connect(str(sdb), read_only=True)
+            lo, hi = c.execute("SELECT min(order_purchase_timestamp), max(order_purchase_timestamp) FROM stg_orders").fetchall()[0]
+            n_items = c.execute("SELECT count(*) FROM stg_order_items").fetchall()[0][0]
+            c.close()
+            st = lo.date().replace(day=1) + dt.timedelta(days=120)
+            en = min(hi.date(), st + dt.timedelta(days=n_all - 1))
+            r = child("backfill", sdb, st.isoformat(), en.isoformat(), "")
+            res[scale] = (r, n_items)
+            print(f"[4b] synthetic scale {scale:g}: {n_items:,} items, daily backfill {st}..{en} "
+                  f"({r['dt_refs']} dt_refs): {r['wall_s']:.2f}s, peak RSS {r['peak_rss_mb']:.0f} MB "
+                  f"(data generation + load {gen:.0f}s)")
+        (r1, n1), (r10, n10) = res[1.0], res[a.synth_scale]
+        print(f"     time ratio {r10['wall_s'] / r1['wall_s']:.1f}x for {n10 / n1:.1f}x the items (linear = same ratio)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

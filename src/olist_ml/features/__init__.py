@@ -1,0 +1,41 @@
+"""Point-in-time-correct seller feature store: `fs_seller_*` tables at grain (dt_ref, seller_id).
+
+Contract (docs: ../shared/DESIGN.md): a feature row for `dt_ref` only uses facts known strictly
+before `dt_ref 00:00`; a fact is known at its own time (order at purchase, delivery at delivery,
+hand-over at hand-over, review at creation). Windows are half-open `[dt_ref - N days, dt_ref)`
+with N in `Settings.feature_windows` (30/90/180), plus lifetime columns.
+
+Rows: a seller has a row at dt_ref from the day after its first sale until it has been
+inactive for longer than the longest window (180 days): exactly the (dt_ref, seller) pairs
+with at least one order (any status) in `[dt_ref - 180d, dt_ref)`. A seller without recent
+sales has no behaviour to describe in any window, so its absence *is* the signal; every table
+shares this spine, so they join 1:1.
+
+One `.sql` file per table (header `-- grain: (dt_ref, seller_id)`), portable between DuckDB and
+Spark through `render` (window blocks + a DAYNUM macro). `catalog()` documents every column.
+"""
+
+from .build import CADENCES, BuildReport, TableBuild, build, compute, dt_ref_spine, prepare, resolve_tables
+from .catalog import FEATURE_TABLES, KEY_COLUMNS, FeatureDoc, catalog
+from .render import render
+from .retrieval import as_of, available_dt_refs, feature_columns, feature_frame_sql
+
+__all__ = [
+    "CADENCES",
+    "FEATURE_TABLES",
+    "KEY_COLUMNS",
+    "BuildReport",
+    "FeatureDoc",
+    "TableBuild",
+    "as_of",
+    "available_dt_refs",
+    "build",
+    "catalog",
+    "compute",
+    "dt_ref_spine",
+    "feature_columns",
+    "feature_frame_sql",
+    "prepare",
+    "render",
+    "resolve_tables",
+]

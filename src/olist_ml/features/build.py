@@ -1,0 +1,296 @@
+"""Backfill of the feature tables: set-based, partition-idempotent, incremental, resumable.
+
+One query per feature table computes every requested dt_ref at once (see the `.sql` files: facts
+become +/- deltas on a per-seller time line, running sums are read at each dt_ref). In DuckDB a
+table's dt_refs are replaced with DELETE + INSERT inside ONE transaction, and `fs_build_log`
+records which (table, dt_ref) were built in that same transaction: a killed build leaves each
+table either before or after a whole batch, never a half-written dt_ref, and the next
+(incremental) run computes only the dt_refs still missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+
+import duckdb
+
+from ..config import Settings
+from ..errors import InputError, MissingStepError, UnknownNameError
+from ..warehouse import connect, table_exists
+from .catalog import FEATURE_TABLES, KEY_COLUMNS, catalog
+from .render import render, statements
+
+CADENCES = ("daily", "weekly", "monthly")
+ENGINES = ("duckdb", "spark")
+REQUIRED_STG = (
+    "stg_orders",
+    "stg_order_items",
+    "stg_order_payments",
+    "stg_order_reviews",
+    "stg_customers",
+    "stg_products",
+)
+BUILD_LOG = "fs_build_log"
+EPOCH = dt.date(1970, 1, 1)
+
+
+@dataclass
+class TableBuild:
+    table: str
+    dt_refs: int  # dt_refs computed in this run
+    rows: int  # rows written in this run
+    seconds: float
+    skipped: int = 0  # requested dt_refs already built (incremental)
+
+
+@dataclass
+class BuildReport:
+    engine: str
+    cadence: str
+    start: dt.date
+    end: dt.date
+    tables: list[TableBuild] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return sum(t.rows for t in self.tables)
+
+    @property
+    def dt_refs(self) -> int:
+        return max((t.dt_refs for t in self.tables), default=0)
+
+
+# ---- names, dates ------------------------------------------------------------------------
+def resolve_tables(tables: list[str] | tuple[str, ...] | str | None) -> list[str]:
+    if tables is None:
+        return list(FEATURE_TABLES)
+    if isinstance(tables, str):
+        tables = [tables]
+    out = []
+    for t in tables:
+        name = t if t.startswith("fs_seller_") else f"fs_seller_{t}"
+        if name not in FEATURE_TABLES:
+            raise UnknownNameError(f"unknown feature table {t!r}: valid tables are {', '.join(FEATURE_TABLES)}")
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def check_cadence(cadence: str) -> str:
+    if cadence not in CADENCES:
+        raise UnknownNameError(f"unknown cadence {cadence!r}: valid cadences are {', '.join(CADENCES)}")
+    return cadence
+
+
+def dt_ref_spine(start: dt.date, end: dt.date, cadence: str = "daily") -> list[dt.date]:
+    """dt_refs in [start, end]: every day, every Monday, or every first of the month."""
+    check_cadence(cadence)
+    days = [start + dt.timedelta(i) for i in range((end - start).days + 1)]
+    if cadence == "weekly":
+        return [d for d in days if d.weekday() == 0]
+    if cadence == "monthly":
+        return [d for d in days if d.day == 1]
+    return days
+
+
+def _as_date(v) -> dt.date | None:
+    if v is None or isinstance(v, dt.date) and not isinstance(v, dt.datetime):
+        return v
+    if isinstance(v, dt.datetime):
+        return v.date()
+    try:
+        return dt.date.fromisoformat(str(v))
+    except ValueError as e:
+        raise InputError(f"bad date {v!r}: use YYYY-MM-DD") from e
+
+
+def data_range(con: duckdb.DuckDBPyConnection) -> tuple[dt.datetime, dt.datetime]:
+    """(first, last) order_purchase_timestamp; the last one is the observed data end."""
+    missing = [t for t in REQUIRED_STG if not table_exists(con, t)]
+    if missing:
+        raise MissingStepError(
+            f"warehouse has no table {', '.join(missing)}: run `olist-ml ingest SOURCE` first"
+        )
+    lo, hi = con.execute("SELECT min(order_purchase_timestamp), max(order_purchase_timestamp) FROM stg_orders").fetchall()[0]
+    if lo is None:
+        raise MissingStepError("stg_orders is empty: run `olist-ml ingest SOURCE` first")
+    return lo, hi
+
+
+def resolve_range(con, start=None, end=None, cadence: str = "daily") -> tuple[dt.date, dt.date, list[dt.date]]:
+    lo, hi = data_range(con)
+    first, last = lo.date().replace(day=1), hi.date()
+    start = _as_date(start) or first
+    end = _as_date(end) or last
+    if start > end:
+        raise InputError(f"--start {start} is after --end {end}")
+    if start < first or end > last:
+        raise InputError(
+            f"dt_ref range {start}..{end} is outside the data: it must lie within {first}..{last} "
+            "(first purchase month .. observed end = max order_purchase_timestamp)"
+        )
+    dates = dt_ref_spine(start, end, cadence)
+    if not dates:
+        raise InputError(f"no {cadence} dt_ref between {start} and {end}")
+    return start, end, dates
+
+
+# ---- DuckDB engine ------------------------------------------------------------------------
+def prepare(
+    con: duckdb.DuckDBPyConnection, dates: list[dt.date], windows: tuple[int, ...], events: bool = True
+) -> None:
+    """Register `fs_dates(dt_ref, dn, mi)` and (with `events`) the event tables on a DuckDB connection.
+
+    The `ev_*` views of `_events.sql` are materialised as temp tables once (every feature query
+    reads them); `fs_spine` stays a view over `fs_dates`.
+    """
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE fs_dates AS SELECT CAST(d AS DATE) AS dt_ref, "
+        "CAST(date_diff('day', DATE '1970-01-01', CAST(d AS DATE)) AS INTEGER) AS dn, "
+        "CAST(year(d) * 12 + month(d) AS INTEGER) AS mi FROM (SELECT unnest(?::DATE[]) AS d)",
+        [sorted(set(dates))],
+    )
+    if not events:
+        return
+    for st in statements(render("_events", windows, "duckdb")):
+        if "VIEW ev_" in st:
+            st = st.replace("TEMPORARY VIEW", "TEMPORARY TABLE", 1)
+        con.execute(st)
+
+
+def compute(con: duckdb.DuckDBPyConnection, table: str, dates: list[dt.date], windows: tuple[int, ...] | None = None):
+    """The rows of one feature table for `dates` as a pandas DataFrame (nothing is written)."""
+    windows = tuple(windows or Settings().feature_windows)
+    prepare(con, dates, windows)
+    return con.execute(f"SELECT * FROM ({render(table, windows, 'duckdb')}) ORDER BY dt_ref, seller_id").df()
+
+
+def expected_columns(table: str, windows: tuple[int, ...]) -> list[str]:
+    return list(KEY_COLUMNS) + [d.name for d in catalog(windows, table)]
+
+
+def _ensure_log(con) -> None:
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {BUILD_LOG} (table_name VARCHAR, dt_ref DATE, n_rows BIGINT, built_at TIMESTAMP)"
+    )
+
+
+def built_dt_refs(con, table: str) -> set[dt.date]:
+    if not table_exists(con, BUILD_LOG) or not table_exists(con, table):
+        return set()
+    return {r[0] for r in con.execute(f"SELECT DISTINCT dt_ref FROM {BUILD_LOG} WHERE table_name = ?", [table]).fetchall()}
+
+
+def _write_duckdb(con, table: str, todo: list[dt.date], windows: tuple[int, ...], full: bool, events: bool) -> int:
+    prepare(con, todo, windows, events=events)
+    query = render(table, windows, "duckdb")
+    cols = expected_columns(table, windows)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if table_exists(con, table):
+            have = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+            if set(have) != set(cols):
+                if not full:
+                    raise InputError(
+                        f"{table} was built with other columns (feature windows changed?): "
+                        f"rebuild it with `olist-ml features build --full --table {table}`"
+                    )
+                con.execute(f"DROP TABLE {table}")
+                con.execute(f"DELETE FROM {BUILD_LOG} WHERE table_name = ?", [table])
+        if not table_exists(con, table):
+            con.execute(f"CREATE TABLE {table} AS SELECT * FROM ({query}) q ORDER BY dt_ref, seller_id")
+        else:
+            con.execute(f"DELETE FROM {table} WHERE dt_ref IN (SELECT dt_ref FROM fs_dates)")
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM ({query}) q ORDER BY dt_ref, seller_id")
+        n = con.execute(f"SELECT count(*) FROM {table} WHERE dt_ref IN (SELECT dt_ref FROM fs_dates)").fetchall()[0][0]
+        con.execute(f"DELETE FROM {BUILD_LOG} WHERE table_name = ? AND dt_ref IN (SELECT dt_ref FROM fs_dates)", [table])
+        con.execute(
+            f"INSERT INTO {BUILD_LOG} SELECT ?, s.dt_ref, count(t.seller_id), now() FROM fs_dates s "
+            f"LEFT JOIN {table} t ON t.dt_ref = s.dt_ref GROUP BY s.dt_ref",
+            [table],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return int(n)
+
+
+def build(
+    settings: Settings,
+    *,
+    start: dt.date | str | None = None,
+    end: dt.date | str | None = None,
+    cadence: str = "daily",
+    tables: list[str] | None = None,
+    full: bool = False,
+    progress: bool = False,
+) -> BuildReport:
+    """Build the feature tables for every `cadence` dt_ref in [start, end] (default: the data's range).
+
+    Incremental by default (only dt_refs not built yet); `full=True` recomputes the range.
+    `settings.engine == "spark"` runs the same SQL on PySpark and writes parquet under
+    `settings.spark_path` partitioned by dt_ref.
+    """
+    t0 = time.perf_counter()
+    check_cadence(cadence)
+    names = resolve_tables(tables)
+    engine = (settings.engine or "duckdb").lower()
+    if engine not in ENGINES:
+        raise UnknownNameError(f"unknown engine {settings.engine!r}: valid engines are {', '.join(ENGINES)}")
+    windows = tuple(sorted(set(settings.feature_windows)))
+    con = connect(settings)
+    try:
+        start_d, end_d, dates = resolve_range(con, start, end, cadence)
+        report = BuildReport(engine=engine, cadence=cadence, start=start_d, end=end_d)
+        if engine == "spark":
+            from .spark_engine import build_spark
+
+            report.tables = build_spark(settings, con, names, dates, windows, full=full, progress=progress)
+        else:
+            _ensure_log(con)
+            prepared = False
+            with _progress(progress, len(names)) as advance:
+                for name in names:
+                    t1 = time.perf_counter()
+                    done = set() if full else built_dt_refs(con, name)
+                    todo = [d for d in dates if d not in done]
+                    rows = _write_duckdb(con, name, todo, windows, full, events=not prepared) if todo else 0
+                    prepared = prepared or bool(todo)
+                    report.tables.append(
+                        TableBuild(name, len(todo), rows, time.perf_counter() - t1, skipped=len(dates) - len(todo))
+                    )
+                    advance(name)
+    finally:
+        con.close()
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+class _progress:
+    """A rich progress bar over tables (no-op when disabled)."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total = enabled, total
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda name: None
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._p = Progress(TextColumn("[bold]features[/] {task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+        self._p.start()
+        task = self._p.add_task("", total=self.total)
+
+        def advance(name: str) -> None:
+            self._p.update(task, advance=1, description=name)
+
+        return advance
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self._p.stop()
+        return False

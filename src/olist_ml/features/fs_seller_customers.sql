@@ -1,0 +1,109 @@
+-- grain: (dt_ref, seller_id)
+-- fs_seller_customers: who buys from the seller (customer_unique_id), loyalty and geography.
+-- Facts: orders at their purchase time; windows [dt_ref - w days, dt_ref).
+-- A repeat-customer order is one whose customer had bought from the seller before (any time).
+-- Regions: n (North), ne (Northeast), co (Center-West), se (Southeast), s (South) of the
+-- customer's state; shares are of the seller's orders in the window.
+-- Computed with deltas (see fs_seller_sales.sql): a fact known on day k about an order bought on
+-- day p counts for the dt_refs in (max(p, k), p + w]; a distinct key (customer, state, product,
+-- category) counts while any of its days lies in the window (islands of days closer than w).
+WITH f AS (
+  -- ord: an order of the cohort; cus/st: distinct customer / state days (islands); new: first order of a customer
+  SELECT seller_id, 'ord' AS kind, 0 AS isl, 0 AS life, pdn AS s, pdn AS e, CAST(NULL AS INTEGER) AS prv, CAST(NULL AS INTEGER) AS nxt,
+    customer_region AS region, CASE WHEN prev_cust_pdn IS NULL THEN 0 ELSE 1 END AS rep
+  FROM ev_seller_orders
+  UNION ALL
+  SELECT seller_id, 'new', 0, 1, pdn, pdn, NULL, NULL, NULL, 0 FROM ev_seller_orders WHERE prev_cust_pdn IS NULL
+  UNION ALL
+  SELECT seller_id, 'cus', 1, 0, pdn, pdn,
+    lag(pdn) OVER (PARTITION BY seller_id, customer_unique_id ORDER BY pdn),
+    lead(pdn) OVER (PARTITION BY seller_id, customer_unique_id ORDER BY pdn), NULL, 0
+  FROM (SELECT DISTINCT seller_id, customer_unique_id, pdn FROM ev_seller_orders WHERE customer_unique_id IS NOT NULL) k
+  UNION ALL
+  SELECT seller_id, 'st', 1, 0, pdn, pdn,
+    lag(pdn) OVER (PARTITION BY seller_id, customer_state ORDER BY pdn),
+    lead(pdn) OVER (PARTITION BY seller_id, customer_state ORDER BY pdn), NULL, 0
+  FROM (SELECT DISTINCT seller_id, customer_state, pdn FROM ev_seller_orders WHERE customer_state IS NOT NULL) k
+),
+x AS (
+  SELECT f.*, wn.w, sg.sgn, greatest(CASE WHEN sg.sgn = 1 THEN f.s + 1 ELSE f.e + wn.w + 1 END, (SELECT min(dn) FROM fs_dates) - 1) AS day
+  FROM f
+  CROSS JOIN {windows}
+  CROSS JOIN (VALUES (1), (-1)) AS sg(sgn)
+  WHERE f.s + 1 <= (SELECT max(dn) FROM fs_dates)
+    AND (
+      (f.life = 1 AND sg.sgn = 1 AND wn.w = {max_w})
+      OR (f.life = 0 AND f.isl = 0 AND f.s + 1 <= f.e + wn.w AND f.e + wn.w >= (SELECT min(dn) FROM fs_dates))
+      OR (f.isl = 1 AND sg.sgn = 1 AND (f.prv IS NULL OR f.s - f.prv > wn.w))
+      OR (f.isl = 1 AND sg.sgn = -1 AND (f.nxt IS NULL OR f.nxt - f.s > wn.w))
+    )
+),
+d AS (
+  SELECT
+    seller_id,
+    day,
+    -- @for w in windows
+    CAST(sum(CASE WHEN w = {w} AND kind = 'ord' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS o_{w},
+    CAST(sum(CASE WHEN w = {w} AND kind = 'ord' THEN sgn * (rep) ELSE 0 END) AS DOUBLE) AS rp_{w},
+    CAST(sum(CASE WHEN w = {w} AND kind = 'cus' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS c_{w},
+    CAST(sum(CASE WHEN w = {w} AND kind = 'st' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS st_{w},
+    CAST(sum(CASE WHEN w = {w} AND kind = 'ord' AND region = 'n' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS rn_{w},
+    CAST(sum(CASE WHEN w = {w} AND kind = 'ord' AND region = 'ne' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS rne_{w},
+    CAST(sum(CASE WHEN w = {w} AND kind = 'ord' AND region = 'co' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS rco_{w},
+    CAST(sum(CASE WHEN w = {w} AND kind = 'ord' AND region = 'se' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS rse_{w},
+    CAST(sum(CASE WHEN w = {w} AND kind = 'ord' AND region = 's' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS rs_{w},
+    -- @end
+    CAST(sum(CASE WHEN life = 1 AND kind = 'new' THEN 1 ELSE 0 END) AS DOUBLE) AS lt_c,
+  FROM x
+  GROUP BY seller_id, day
+),
+c AS (
+  SELECT
+    seller_id,
+    day,
+    -- @for w in windows
+    sum(o_{w}) OVER cum AS o_{w},
+    sum(rp_{w}) OVER cum AS rp_{w},
+    sum(c_{w}) OVER cum AS c_{w},
+    sum(st_{w}) OVER cum AS st_{w},
+    sum(rn_{w}) OVER cum AS rn_{w},
+    sum(rne_{w}) OVER cum AS rne_{w},
+    sum(rco_{w}) OVER cum AS rco_{w},
+    sum(rse_{w}) OVER cum AS rse_{w},
+    sum(rs_{w}) OVER cum AS rs_{w},
+    -- @end
+    sum(lt_c) OVER cum AS lt_c,
+  FROM d
+  WINDOW cum AS (PARTITION BY seller_id ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+),
+m AS (
+  SELECT dt_ref, seller_id, day AS dn, lday
+  FROM (
+    SELECT dt_ref, seller_id, day, mk,
+      max(CASE WHEN mk = 0 THEN day END) OVER (
+        PARTITION BY seller_id ORDER BY day, mk ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+      ) AS lday
+    FROM (
+      SELECT seller_id, day, 0 AS mk, CAST(NULL AS DATE) AS dt_ref FROM d
+      UNION ALL
+      SELECT seller_id, dn AS day, 1 AS mk, dt_ref FROM fs_spine
+    ) z
+  ) y
+  WHERE mk = 1
+)
+SELECT
+  m.dt_ref,
+  m.seller_id,
+  -- @for w in windows
+  CAST(c.c_{w} AS BIGINT) AS n_customers_{w}d,
+  c.rp_{w} / NULLIF(c.o_{w}, 0) AS pct_orders_repeat_customer_{w}d,
+  CAST(c.st_{w} AS BIGINT) AS n_customer_states_{w}d,
+  c.rn_{w} / NULLIF(c.o_{w}, 0) AS pct_orders_region_n_{w}d,
+  c.rne_{w} / NULLIF(c.o_{w}, 0) AS pct_orders_region_ne_{w}d,
+  c.rco_{w} / NULLIF(c.o_{w}, 0) AS pct_orders_region_co_{w}d,
+  c.rse_{w} / NULLIF(c.o_{w}, 0) AS pct_orders_region_se_{w}d,
+  c.rs_{w} / NULLIF(c.o_{w}, 0) AS pct_orders_region_s_{w}d,
+  -- @end
+  CAST(c.lt_c AS BIGINT) AS n_customers_lifetime
+FROM m
+JOIN c ON c.seller_id = m.seller_id AND c.day = m.lday

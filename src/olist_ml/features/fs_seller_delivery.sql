@@ -1,0 +1,133 @@
+-- grain: (dt_ref, seller_id)
+-- fs_seller_delivery: how the seller's recent orders were fulfilled, using only facts known
+-- before dt_ref. Cohort: the seller's orders purchased in [dt_ref - w days, dt_ref).
+-- * delivered: order_delivered_customer_date < dt_ref (a later delivery is not known yet);
+-- * late: delivered on a DATE after the estimated delivery date, or never delivered and not
+--   canceled; known once the estimated date has passed (an open order past its estimate is
+--   known-late even before it is delivered);
+-- * decided: delivered, or known-late (open orders still within their estimate are undecided);
+-- * canceled: status canceled/unavailable. The data has no cancellation timestamp, so a
+--   cancellation is taken as known once the estimated delivery date has passed (the moment
+--   the order would otherwise become known-late);
+-- * hand-over: order_delivered_carrier_date < dt_ref, compared with the item shipping limit.
+-- Computed with deltas (see fs_seller_sales.sql): a fact known on day k about an order bought on
+-- day p counts for the dt_refs in (max(p, k), p + w]; a distinct key (customer, state, product,
+-- category) counts while any of its days lies in the window (islands of days closer than w).
+WITH o AS (
+  SELECT
+    so.*,
+    -- late: delivered after the estimated date, or never delivered and not canceled
+    CASE WHEN (ddn IS NOT NULL AND ddn > edn) OR (ddn IS NULL AND is_canceled = 0) THEN 1 ELSE 0 END AS is_late,
+    CASE WHEN carrier_ts > shipping_limit_ts THEN 1 ELSE 0 END AS handover_late
+  FROM ev_seller_orders so
+),
+f AS (
+  -- ord: cohort order; dlv: delivery known; late: lateness known; dec: outcome decided;
+  -- ho: hand-over to the carrier known; cn: cancellation known
+  SELECT seller_id, 'ord' AS kind, 0 AS isl, 0 AS life, pdn AS s, pdn AS e, CAST(NULL AS INTEGER) AS prv, CAST(NULL AS INTEGER) AS nxt,
+    n_items AS v1, CAST(freight_sum * 100 AS DOUBLE) AS v2, CAST(price_sum * 100 AS DOUBLE) AS v3
+  FROM o
+  UNION ALL
+  SELECT seller_id, 'dlv', 0, 0, greatest(pdn, ddn), pdn, NULL, NULL, ddn - edn, ddn - pdn, 0 FROM o WHERE ddn IS NOT NULL
+  UNION ALL
+  SELECT seller_id, 'late', 0, 0, greatest(pdn, edn), pdn, NULL, NULL, 0, 0, 0 FROM o WHERE is_late = 1
+  UNION ALL
+  SELECT seller_id, 'dec', 0, 0, greatest(pdn, CASE WHEN is_late = 1 THEN edn ELSE ddn END), pdn, NULL, NULL, 0, 0, 0
+  FROM o WHERE is_late = 1 OR ddn IS NOT NULL
+  UNION ALL
+  SELECT seller_id, 'ho', 0, 0, greatest(pdn, cdn), pdn, NULL, NULL, handover_late, ldn - cdn, 0 FROM o WHERE cdn IS NOT NULL
+  UNION ALL
+  SELECT seller_id, 'cn', 0, 0, greatest(pdn, edn), pdn, NULL, NULL, 0, 0, 0 FROM o WHERE is_canceled = 1 AND ddn IS NULL
+),
+x AS (
+  SELECT f.*, wn.w, sg.sgn, greatest(CASE WHEN sg.sgn = 1 THEN f.s + 1 ELSE f.e + wn.w + 1 END, (SELECT min(dn) FROM fs_dates) - 1) AS day
+  FROM f
+  CROSS JOIN {windows}
+  CROSS JOIN (VALUES (1), (-1)) AS sg(sgn)
+  WHERE f.s + 1 <= (SELECT max(dn) FROM fs_dates)
+    AND (
+      (f.life = 1 AND sg.sgn = 1 AND wn.w = {max_w})
+      OR (f.life = 0 AND f.isl = 0 AND f.s + 1 <= f.e + wn.w AND f.e + wn.w >= (SELECT min(dn) FROM fs_dates))
+      OR (f.isl = 1 AND sg.sgn = 1 AND (f.prv IS NULL OR f.s - f.prv > wn.w))
+      OR (f.isl = 1 AND sg.sgn = -1 AND (f.nxt IS NULL OR f.nxt - f.s > wn.w))
+    )
+),
+d AS (
+  SELECT
+    seller_id,
+    day,
+    -- @for w in windows
+    CAST(sum(CASE WHEN w = {w} AND kind = 'ord' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS o_{w},
+    CAST(sum(CASE WHEN w = {w} AND kind = 'ord' THEN sgn * (v1) ELSE 0 END) AS DOUBLE) AS it_{w},
+    CAST(sum(CASE WHEN w = {w} AND kind = 'ord' THEN sgn * (v2) ELSE 0 END) AS DOUBLE) AS fr_{w},
+    CAST(sum(CASE WHEN w = {w} AND kind = 'ord' THEN sgn * (v3) ELSE 0 END) AS DOUBLE) AS pr_{w},
+    CAST(sum(CASE WHEN w = {w} AND kind = 'dlv' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS dl_{w},
+    CAST(sum(CASE WHEN w = {w} AND kind = 'dlv' THEN sgn * (v1) ELSE 0 END) AS DOUBLE) AS dly_{w},
+    CAST(sum(CASE WHEN w = {w} AND kind = 'dlv' THEN sgn * (v2) ELSE 0 END) AS DOUBLE) AS dd_{w},
+    CAST(sum(CASE WHEN w = {w} AND kind = 'late' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS lt_{w},
+    CAST(sum(CASE WHEN w = {w} AND kind = 'dec' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS dc_{w},
+    CAST(sum(CASE WHEN w = {w} AND kind = 'ho' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS ho_{w},
+    CAST(sum(CASE WHEN w = {w} AND kind = 'ho' THEN sgn * (v1) ELSE 0 END) AS DOUBLE) AS hol_{w},
+    CAST(sum(CASE WHEN w = {w} AND kind = 'ho' THEN sgn * (v2) ELSE 0 END) AS DOUBLE) AS hom_{w},
+    CAST(sum(CASE WHEN w = {w} AND kind = 'cn' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS cn_{w},
+    -- @end
+
+  FROM x
+  GROUP BY seller_id, day
+),
+c AS (
+  SELECT
+    seller_id,
+    day,
+    -- @for w in windows
+    sum(o_{w}) OVER cum AS o_{w},
+    sum(it_{w}) OVER cum AS it_{w},
+    sum(fr_{w}) OVER cum AS fr_{w},
+    sum(pr_{w}) OVER cum AS pr_{w},
+    sum(dl_{w}) OVER cum AS dl_{w},
+    sum(dly_{w}) OVER cum AS dly_{w},
+    sum(dd_{w}) OVER cum AS dd_{w},
+    sum(lt_{w}) OVER cum AS lt_{w},
+    sum(dc_{w}) OVER cum AS dc_{w},
+    sum(ho_{w}) OVER cum AS ho_{w},
+    sum(hol_{w}) OVER cum AS hol_{w},
+    sum(hom_{w}) OVER cum AS hom_{w},
+    sum(cn_{w}) OVER cum AS cn_{w},
+    -- @end
+
+  FROM d
+  WINDOW cum AS (PARTITION BY seller_id ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+),
+m AS (
+  SELECT dt_ref, seller_id, day AS dn, lday
+  FROM (
+    SELECT dt_ref, seller_id, day, mk,
+      max(CASE WHEN mk = 0 THEN day END) OVER (
+        PARTITION BY seller_id ORDER BY day, mk ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+      ) AS lday
+    FROM (
+      SELECT seller_id, day, 0 AS mk, CAST(NULL AS DATE) AS dt_ref FROM d
+      UNION ALL
+      SELECT seller_id, dn AS day, 1 AS mk, dt_ref FROM fs_spine
+    ) z
+  ) y
+  WHERE mk = 1
+)
+SELECT
+  m.dt_ref,
+  m.seller_id,
+  -- @for w in windows
+  CAST(c.dl_{w} AS BIGINT) AS n_orders_delivered_{w}d,
+  CAST(c.lt_{w} AS BIGINT) AS n_orders_late_{w}d,
+  c.lt_{w} / NULLIF(c.dc_{w}, 0) AS pct_orders_late_{w}d,
+  c.dly_{w} / NULLIF(c.dl_{w}, 0) AS avg_delivery_delay_days_{w}d,
+  c.dd_{w} / NULLIF(c.dl_{w}, 0) AS avg_delivery_days_{w}d,
+  c.hol_{w} / NULLIF(c.ho_{w}, 0) AS pct_handover_late_{w}d,
+  c.hom_{w} / NULLIF(c.ho_{w}, 0) AS avg_handover_margin_days_{w}d,
+  CAST(c.cn_{w} AS BIGINT) AS n_orders_canceled_{w}d,
+  c.cn_{w} / NULLIF(c.o_{w}, 0) AS pct_orders_canceled_{w}d,
+  c.fr_{w} / 100 / NULLIF(c.it_{w}, 0) AS avg_freight_per_item_{w}d,
+  c.fr_{w} / NULLIF(c.pr_{w}, 0) AS freight_to_price_{w}d,
+  -- @end
+FROM m
+JOIN c ON c.seller_id = m.seller_id AND c.day = m.lday

@@ -1,0 +1,101 @@
+-- grain: (dt_ref, seller_id)
+-- fs_seller_payments: how the seller's customers pay. Each order's payments are apportioned
+-- to the seller by the seller's share of the order's item value (rounded to cents).
+-- Facts: payments at the order's purchase time; windows [dt_ref - w days, dt_ref).
+-- Orders without payment rows count in no payment share.
+-- Computed with deltas (see fs_seller_sales.sql): a fact known on day k about an order bought on
+-- day p counts for the dt_refs in (max(p, k), p + w]
+WITH f AS (
+  SELECT seller_id, 'ord' AS kind, 0 AS isl, 0 AS life, pdn AS s, pdn AS e, CAST(NULL AS INTEGER) AS prv, CAST(NULL AS INTEGER) AS nxt,
+    CASE WHEN has_payment THEN 1 ELSE 0 END AS paid,
+    COALESCE(CAST(pay_total * 100 AS DOUBLE), 0) AS v,
+    COALESCE(CAST(pay_credit_card * 100 AS DOUBLE), 0) AS cc,
+    COALESCE(CAST(pay_boleto * 100 AS DOUBLE), 0) AS bo,
+    COALESCE(CAST(pay_voucher * 100 AS DOUBLE), 0) AS vo,
+    COALESCE(CAST(pay_debit_card * 100 AS DOUBLE), 0) AS dc,
+    COALESCE(installments, 0) AS inst,
+    CASE WHEN installments > 1 THEN 1 ELSE 0 END AS multi,
+    COALESCE(has_voucher, 0) AS hv
+  FROM ev_seller_payments
+),
+x AS (
+  SELECT f.*, wn.w, sg.sgn, greatest(CASE WHEN sg.sgn = 1 THEN f.s + 1 ELSE f.e + wn.w + 1 END, (SELECT min(dn) FROM fs_dates) - 1) AS day
+  FROM f
+  CROSS JOIN {windows}
+  CROSS JOIN (VALUES (1), (-1)) AS sg(sgn)
+  WHERE f.s + 1 <= (SELECT max(dn) FROM fs_dates)
+    AND (
+      (f.life = 1 AND sg.sgn = 1 AND wn.w = {max_w})
+      OR (f.life = 0 AND f.isl = 0 AND f.s + 1 <= f.e + wn.w AND f.e + wn.w >= (SELECT min(dn) FROM fs_dates))
+      OR (f.isl = 1 AND sg.sgn = 1 AND (f.prv IS NULL OR f.s - f.prv > wn.w))
+      OR (f.isl = 1 AND sg.sgn = -1 AND (f.nxt IS NULL OR f.nxt - f.s > wn.w))
+    )
+),
+d AS (
+  SELECT
+    seller_id,
+    day,
+    -- @for w in windows
+    CAST(sum(CASE WHEN w = {w} AND 1 = 1 THEN sgn * (paid) ELSE 0 END) AS DOUBLE) AS o_{w},
+    CAST(sum(CASE WHEN w = {w} AND 1 = 1 THEN sgn * (v) ELSE 0 END) AS DOUBLE) AS v_{w},
+    CAST(sum(CASE WHEN w = {w} AND 1 = 1 THEN sgn * (cc) ELSE 0 END) AS DOUBLE) AS cc_{w},
+    CAST(sum(CASE WHEN w = {w} AND 1 = 1 THEN sgn * (bo) ELSE 0 END) AS DOUBLE) AS bo_{w},
+    CAST(sum(CASE WHEN w = {w} AND 1 = 1 THEN sgn * (vo) ELSE 0 END) AS DOUBLE) AS vo_{w},
+    CAST(sum(CASE WHEN w = {w} AND 1 = 1 THEN sgn * (dc) ELSE 0 END) AS DOUBLE) AS dc_{w},
+    CAST(sum(CASE WHEN w = {w} AND 1 = 1 THEN sgn * (inst) ELSE 0 END) AS DOUBLE) AS inst_{w},
+    CAST(sum(CASE WHEN w = {w} AND 1 = 1 THEN sgn * (multi) ELSE 0 END) AS DOUBLE) AS oi_{w},
+    CAST(sum(CASE WHEN w = {w} AND 1 = 1 THEN sgn * (hv) ELSE 0 END) AS DOUBLE) AS ov_{w},
+    -- @end
+
+  FROM x
+  GROUP BY seller_id, day
+),
+c AS (
+  SELECT
+    seller_id,
+    day,
+    -- @for w in windows
+    sum(o_{w}) OVER cum AS o_{w},
+    sum(v_{w}) OVER cum AS v_{w},
+    sum(cc_{w}) OVER cum AS cc_{w},
+    sum(bo_{w}) OVER cum AS bo_{w},
+    sum(vo_{w}) OVER cum AS vo_{w},
+    sum(dc_{w}) OVER cum AS dc_{w},
+    sum(inst_{w}) OVER cum AS inst_{w},
+    sum(oi_{w}) OVER cum AS oi_{w},
+    sum(ov_{w}) OVER cum AS ov_{w},
+    -- @end
+
+  FROM d
+  WINDOW cum AS (PARTITION BY seller_id ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+),
+m AS (
+  SELECT dt_ref, seller_id, day AS dn, lday
+  FROM (
+    SELECT dt_ref, seller_id, day, mk,
+      max(CASE WHEN mk = 0 THEN day END) OVER (
+        PARTITION BY seller_id ORDER BY day, mk ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+      ) AS lday
+    FROM (
+      SELECT seller_id, day, 0 AS mk, CAST(NULL AS DATE) AS dt_ref FROM d
+      UNION ALL
+      SELECT seller_id, dn AS day, 1 AS mk, dt_ref FROM fs_spine
+    ) z
+  ) y
+  WHERE mk = 1
+)
+SELECT
+  m.dt_ref,
+  m.seller_id,
+  -- @for w in windows
+  c.v_{w} / 100 AS payment_value_{w}d,
+  c.cc_{w} / NULLIF(c.v_{w}, 0) AS pct_value_credit_card_{w}d,
+  c.bo_{w} / NULLIF(c.v_{w}, 0) AS pct_value_boleto_{w}d,
+  c.vo_{w} / NULLIF(c.v_{w}, 0) AS pct_value_voucher_{w}d,
+  c.dc_{w} / NULLIF(c.v_{w}, 0) AS pct_value_debit_card_{w}d,
+  c.inst_{w} / NULLIF(c.o_{w}, 0) AS avg_installments_{w}d,
+  c.oi_{w} / NULLIF(c.o_{w}, 0) AS pct_orders_installments_{w}d,
+  c.ov_{w} / NULLIF(c.o_{w}, 0) AS pct_orders_voucher_{w}d,
+  -- @end
+FROM m
+JOIN c ON c.seller_id = m.seller_id AND c.day = m.lday

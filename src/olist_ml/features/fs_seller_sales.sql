@@ -1,0 +1,156 @@
+-- grain: (dt_ref, seller_id)
+-- fs_seller_sales: volume, value, prices, regularity, recency, tenure and trend of a seller's sales.
+-- Facts: the seller's orders at their purchase time, any status. Windows: [dt_ref - w days, dt_ref).
+-- Rows: fs_spine (the seller has an order in [dt_ref - {max_w}d, dt_ref)).
+--
+-- Set-based over all dt_refs at once: a fact that counts in a window for the dt_refs a..b emits
+-- +x on day a and -x on day b+1 (a delta); the running sum of a seller's deltas up to and
+-- including day DAYNUM(dt_ref) is the window aggregate at that dt_ref. Sums are exact
+-- (DECIMAL / integers), so the result does not depend on evaluation order.
+--   win : sale day p counts for dt_ref in (p, p+w]
+--   gap : the gap between consecutive sale days q<p lies in the window for dt_ref in (p, q+w]
+--   prev: sale day p is in the previous window [dt_ref-2w, dt_ref-w) for dt_ref in (p+w, p+2w]
+--   life: sale day p counts for every dt_ref > p
+-- Deltas dated before the first requested dt_ref are folded onto the day before it (same running
+-- sums from there on), so an incremental run over a few dt_refs stays small.
+WITH sd AS (
+  SELECT
+    seller_id,
+    pdn,
+    count(*) AS n_orders,
+    sum(n_items) AS n_items,
+    sum(price_sum) AS gmv,
+    sum(price_sq_sum) AS price_sq
+  FROM ev_seller_orders
+  GROUP BY seller_id, pdn
+),
+iv AS (
+  SELECT
+    e.*,
+    wn.w,
+    kd.kind,
+    CASE WHEN kd.kind = 'prev' THEN e.pdn + wn.w + 1 ELSE e.pdn + 1 END AS a,
+    CASE
+      WHEN kd.kind = 'win' THEN e.pdn + wn.w
+      WHEN kd.kind = 'gap' THEN e.prev_pdn + wn.w
+      WHEN kd.kind = 'prev' THEN e.pdn + 2 * wn.w
+      ELSE 2000000000
+    END AS b
+  FROM (SELECT sd.*, lag(pdn) OVER (PARTITION BY seller_id ORDER BY pdn) AS prev_pdn FROM sd) e
+  CROSS JOIN {windows}
+  CROSS JOIN (VALUES ('win'), ('gap'), ('prev'), ('life')) AS kd(kind)
+  WHERE (kd.kind <> 'prev' OR 2 * wn.w <= {max_w})
+    AND (kd.kind <> 'life' OR wn.w = {max_w})
+    AND (kd.kind <> 'gap' OR e.prev_pdn IS NOT NULL)
+),
+x AS (
+  SELECT iv.*, sg.sgn, greatest(CASE WHEN sg.sgn = 1 THEN iv.a ELSE iv.b + 1 END, (SELECT min(dn) FROM fs_dates) - 1) AS day
+  FROM iv
+  CROSS JOIN (VALUES (1), (-1)) AS sg(sgn)
+  WHERE iv.a <= iv.b
+    AND iv.b >= (SELECT min(dn) FROM fs_dates)
+    AND iv.a <= (SELECT max(dn) FROM fs_dates)
+    AND (sg.sgn = 1 OR iv.kind <> 'life')
+),
+d AS (
+  SELECT
+    seller_id,
+    day,
+    -- @for w in windows
+    CAST(sum(CASE WHEN kind = 'win' AND w = {w} THEN sgn * n_orders ELSE 0 END) AS DOUBLE) AS o_{w},
+    CAST(sum(CASE WHEN kind = 'win' AND w = {w} THEN sgn * n_items ELSE 0 END) AS DOUBLE) AS i_{w},
+    CAST(sum(CASE WHEN kind = 'win' AND w = {w} THEN sgn ELSE 0 END) AS DOUBLE) AS d_{w},
+    CAST(sum(CASE WHEN kind = 'win' AND w = {w} THEN sgn * gmv ELSE 0 END) * 100 AS DOUBLE) AS g_{w},
+    CAST(sum(CASE WHEN kind = 'win' AND w = {w} THEN sgn * price_sq ELSE 0 END) * 10000 AS DOUBLE) AS q_{w},
+    CAST(sum(CASE WHEN kind = 'gap' AND w = {w} THEN sgn ELSE 0 END) AS DOUBLE) AS ng_{w},
+    CAST(sum(CASE WHEN kind = 'gap' AND w = {w} THEN sgn * (pdn - prev_pdn) ELSE 0 END) AS DOUBLE) AS sg_{w},
+    -- @end
+    -- @for w in trend_windows
+    CAST(sum(CASE WHEN kind = 'prev' AND w = {w} THEN sgn * n_orders ELSE 0 END) AS DOUBLE) AS po_{w},
+    CAST(sum(CASE WHEN kind = 'prev' AND w = {w} THEN sgn * gmv ELSE 0 END) * 100 AS DOUBLE) AS pg_{w},
+    -- @end
+    CAST(sum(CASE WHEN kind = 'life' THEN n_orders ELSE 0 END) AS DOUBLE) AS lt_o,
+    CAST(sum(CASE WHEN kind = 'life' THEN n_items ELSE 0 END) AS DOUBLE) AS lt_i,
+    CAST(sum(CASE WHEN kind = 'life' THEN gmv ELSE 0 END) * 100 AS DOUBLE) AS lt_g,
+    CAST(sum(CASE WHEN kind = 'life' THEN 1 ELSE 0 END) AS DOUBLE) AS lt_d,
+    max(CASE WHEN kind = 'life' THEN pdn END) AS last_p,
+    min(CASE WHEN kind = 'life' THEN pdn END) AS first_p
+  FROM x
+  GROUP BY seller_id, day
+),
+c AS (
+  -- running sums of the deltas per seller (DOUBLE holding integers: exact in any order)
+  SELECT
+    seller_id,
+    day,
+    -- @for w in windows
+    sum(o_{w}) OVER cum AS o_{w},
+    sum(i_{w}) OVER cum AS i_{w},
+    sum(d_{w}) OVER cum AS d_{w},
+    sum(g_{w}) OVER cum AS g_{w},
+    sum(q_{w}) OVER cum AS q_{w},
+    sum(ng_{w}) OVER cum AS ng_{w},
+    sum(sg_{w}) OVER cum AS sg_{w},
+    -- @end
+    -- @for w in trend_windows
+    sum(po_{w}) OVER cum AS po_{w},
+    sum(pg_{w}) OVER cum AS pg_{w},
+    -- @end
+    sum(lt_o) OVER cum AS lt_o,
+    sum(lt_i) OVER cum AS lt_i,
+    sum(lt_g) OVER cum AS lt_g,
+    sum(lt_d) OVER cum AS lt_d,
+    max(last_p) OVER cum AS last_p,
+    min(first_p) OVER cum AS first_p
+  FROM d
+  WINDOW cum AS (PARTITION BY seller_id ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+),
+m AS (
+  -- each row of the spine reads the running sums of its seller's last delta day <= DAYNUM(dt_ref)
+  SELECT dt_ref, seller_id, day AS dn, lday
+  FROM (
+    SELECT dt_ref, seller_id, day, mk,
+      max(CASE WHEN mk = 0 THEN day END) OVER (
+        PARTITION BY seller_id ORDER BY day, mk ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+      ) AS lday
+    FROM (
+      SELECT seller_id, day, 0 AS mk, CAST(NULL AS DATE) AS dt_ref FROM d
+      UNION ALL
+      SELECT seller_id, dn AS day, 1 AS mk, dt_ref FROM fs_spine
+    ) z
+  ) y
+  WHERE mk = 1
+),
+r AS (
+  SELECT m.dt_ref, m.seller_id AS sid, m.dn AS dd, c.*
+  FROM m
+  JOIN c ON c.seller_id = m.seller_id AND c.day = m.lday
+)
+SELECT
+  dt_ref,
+  sid AS seller_id,
+  -- @for w in windows
+  CAST(o_{w} AS BIGINT) AS n_orders_{w}d,
+  CAST(i_{w} AS BIGINT) AS n_items_{w}d,
+  CAST(d_{w} AS BIGINT) AS n_sale_days_{w}d,
+  g_{w} / 100 AS gmv_{w}d,
+  g_{w} / 100 / NULLIF(o_{w}, 0) AS avg_ticket_{w}d,
+  g_{w} / 100 / NULLIF(i_{w}, 0) AS avg_item_price_{w}d,
+  CASE WHEN i_{w} > 1 THEN sqrt(greatest(
+    (i_{w} * q_{w} - g_{w} * g_{w}) / (i_{w} * (i_{w} - 1)), 0.0)) / 100 END AS std_item_price_{w}d,
+  i_{w} / NULLIF(o_{w}, 0) AS items_per_order_{w}d,
+  sg_{w} / NULLIF(ng_{w}, 0) AS avg_days_between_sales_{w}d,
+  -- @end
+  -- @for w in trend_windows
+  (o_{w} - po_{w}) / NULLIF(o_{w} + po_{w}, 0) AS orders_trend_{w}d,
+  (g_{w} - pg_{w}) / NULLIF(g_{w} + pg_{w}, 0) AS gmv_trend_{w}d,
+  -- @end
+  CAST(lt_o AS BIGINT) AS n_orders_lifetime,
+  CAST(lt_i AS BIGINT) AS n_items_lifetime,
+  lt_g / 100 AS gmv_lifetime,
+  CAST(lt_d AS BIGINT) AS n_sale_days_lifetime,
+  CAST(last_p - first_p AS DOUBLE) / NULLIF(lt_d - 1, 0) AS avg_days_between_sales_lifetime,
+  CAST(dd - last_p AS BIGINT) AS days_since_last_sale,
+  CAST(dd - first_p AS BIGINT) AS days_since_first_sale
+FROM r
+WHERE dt_ref IS NOT NULL
