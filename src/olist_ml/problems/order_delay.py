@@ -47,11 +47,20 @@ STG_TABLES = ["stg_orders", "stg_order_items", "stg_products", "stg_customers", 
 NON_FEATURES = ("customer_id", "order_status")
 
 
-def orders_sql() -> str:
-    """Order-level features of every order with items (see order_delay_orders.sql)."""
-    return read_sql("order_delay_orders.sql").replace(
+def base_sql() -> str:
+    """One row per order with items: the order's own facts (see order_delay_base.sql)."""
+    return read_sql("order_delay_base.sql")
+
+
+def orders_sql(target: str | None = None, base: str | None = None) -> str:
+    """Order-level features (see order_delay_orders.sql) of the orders of `target` (a SELECT with
+    `base_sql()`'s columns; default: every order with items), their context aggregated over
+    `base` (a SELECT or table of `base_sql()`'s rows; default: computed from the stg tables)."""
+    sql = read_sql("order_delay_orders.sql").replace(
         "{haversine}", geo.haversine_sql("b.seller_lat", "b.seller_lng", "b.customer_lat", "b.customer_lng")
     )
+    sql = sql.replace("{target}", target or "SELECT * FROM base")
+    return sql.replace("{base}", base or base_sql())
 
 
 def _prepare(con: duckdb.DuckDBPyConnection) -> None:
@@ -116,6 +125,132 @@ def scoring_frame(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dat
     if df.empty:
         return df
     return _finish(con, df)
+
+
+# ---------------------------------------------------------------------------------------
+# new orders (the serving API): the ABT's feature row from an order's raw attributes
+# ---------------------------------------------------------------------------------------
+# request column -> (SQL type, base_sql() column it becomes)
+REQUEST_COLUMNS: dict[str, tuple[str, str]] = {
+    "order_id": ("VARCHAR", "order_id"),
+    "customer_id": ("VARCHAR", "customer_id"),
+    "order_status": ("VARCHAR", "order_status"),
+    "seller_id": ("VARCHAR", "seller_id"),
+    "order_purchase_timestamp": ("TIMESTAMP", "purchase_ts"),
+    "order_approved_at": ("TIMESTAMP", "approved_at"),
+    "order_estimated_delivery_date": ("TIMESTAMP", "estimated_at"),
+    "shipping_limit_date": ("TIMESTAMP", "shipping_limit_date"),
+    "customer_state": ("VARCHAR", "customer_state"),
+    "customer_zip_code_prefix": ("VARCHAR", None),
+    "seller_state": ("VARCHAR", "seller_state"),
+    "seller_zip_code_prefix": ("VARCHAR", None),
+    "order_value": ("DOUBLE", "order_value"),
+    "freight_value": ("DOUBLE", "freight_value"),
+    "n_items": ("BIGINT", "n_items"),
+    "n_products": ("BIGINT", "n_products"),
+    "n_sellers": ("BIGINT", "n_sellers"),
+    "total_weight_g": ("DOUBLE", "total_weight_g"),
+    "max_item_weight_g": ("DOUBLE", "max_item_weight_g"),
+    "total_volume_cm3": ("DOUBLE", "total_volume_cm3"),
+    "product_category": ("VARCHAR", "product_category"),
+    "payment_type": ("VARCHAR", "payment_type"),
+    "payment_installments": ("INTEGER", "payment_installments"),
+    "n_payments": ("BIGINT", "n_payments"),
+}
+_REQUEST_VIEW = "_olist_order_delay_request"
+
+
+def _request_target_sql(source: str) -> str:
+    """`base_sql()`'s columns for the rows of the request view; customer/seller location from the
+    request, else from stg_customers (by customer_id) / stg_sellers (by seller_id), located the
+    way base_sql() locates them (geo_zip_coordinates on zip prefix + state)."""
+    zip5 = "lpad(trim(CAST({} AS VARCHAR)), 5, '0')"
+    return f"""
+        SELECT r.order_id, r.customer_id, coalesce(r.order_status, 'approved') AS order_status, r.seller_id,
+               r.purchase_ts, CAST(r.purchase_ts AS DATE) AS purchase_date, r.approved_at,
+               CAST(NULL AS TIMESTAMP) AS delivered_at, r.estimated_at,
+               upper(trim(coalesce(r.customer_state, c.customer_state))) AS customer_state,
+               upper(trim(coalesce(r.seller_state, s.seller_state))) AS seller_state,
+               gc.lat AS customer_lat, gc.lng AS customer_lng, gc.geo_level AS customer_geo_level,
+               gs.lat AS seller_lat, gs.lng AS seller_lng, gs.geo_level AS seller_geo_level,
+               r.order_value, r.freight_value, r.n_items, r.n_products, r.n_sellers,
+               r.total_weight_g, r.max_item_weight_g, r.total_volume_cm3, r.shipping_limit_date,
+               coalesce(r.product_category, 'unknown') AS product_category,
+               r.payment_type, r.payment_installments, r.n_payments
+        FROM ({source}) r
+        LEFT JOIN stg_customers c ON c.customer_id = r.customer_id
+        LEFT JOIN stg_sellers s ON s.seller_id = r.seller_id
+        LEFT JOIN {geo.GEO_TABLE} gc
+               ON gc.zip_code_prefix = {zip5.format("coalesce(r.customer_zip_code_prefix, c.customer_zip_code_prefix)")}
+              AND gc.state = upper(trim(coalesce(r.customer_state, c.customer_state)))
+        LEFT JOIN {geo.GEO_TABLE} gs
+               ON gs.zip_code_prefix = {zip5.format("coalesce(r.seller_zip_code_prefix, s.seller_zip_code_prefix)")}
+              AND gs.state = upper(trim(coalesce(r.seller_state, s.seller_state)))
+    """
+
+
+def request_frame(con: duckdb.DuckDBPyConnection, settings: Settings, orders: pd.DataFrame,
+                  as_of=None, *, history: str | None = None) -> pd.DataFrame:
+    """The ABT's feature row (columns of `abt_order_delay` but the target) for new orders.
+
+    `orders` holds one row per order with any of `REQUEST_COLUMNS` (raw Olist attributes, items
+    already summed: order_value = sum of prices, n_items...); `seller_id` is required. The row
+    is computed by the ABT's own SQL (`orders_sql`) with these orders as its `target`, so order
+    features (freight_ratio, promised_days, approval_hours, distance_km, same_state, calendar),
+    context features (route_*, cstate_*, market_*, seller_*_due/overdue, promise_slack_days:
+    facts strictly before the purchase date) and the seller's feature-store row are those
+    `build_abt` gives an order with the same attributes. Missing locations come from
+    stg_customers (customer_id) / stg_sellers (seller_id).
+
+    as_of: orders without `order_purchase_timestamp` are taken as bought at `as_of` (default:
+    now, UTC); with `as_of` given, the seller's feature-store row is the latest dt_ref <= as_of
+    for every order (default: <= each order's purchase time, as in the ABT).
+    history: a table holding `base_sql()`'s rows to aggregate the context over (the serving
+    API keeps one in memory); default: computed from the stg tables.
+    Rows come back in the order of `orders`.
+    """
+    from datetime import datetime, timezone
+
+    from ..errors import InputError
+    from ..warehouse import table_exists
+
+    if "seller_id" not in orders.columns:
+        raise InputError("order_delay request: no seller_id column (columns: "
+                         f"{', '.join(map(str, orders.columns)) or 'none'})")
+    require_tables(con, ["stg_customers", "stg_sellers"] + ([] if history else STG_TABLES), "ingest SOURCE")
+    if not table_exists(con, geo.GEO_TABLE):
+        geo.build_zip_coordinates(con)
+    req = orders.reset_index(drop=True).copy()
+    bad = req.index[req["seller_id"].isna() | (req["seller_id"].astype(str).str.strip() == "")]
+    if len(bad):
+        raise InputError(f"order_delay request row {int(bad[0])}: seller_id is empty")
+    if "order_id" not in req.columns:
+        req["order_id"] = None
+    req["order_id"] = [str(o) if o is not None and not (isinstance(o, float) and pd.isna(o)) else f"request-{i}"
+                       for i, o in enumerate(req["order_id"])]
+    dup = req["order_id"][req["order_id"].duplicated()]
+    if len(dup):
+        raise InputError(f"order_delay request: order_id {dup.iloc[0]} appears more than once")
+    when = pd.Timestamp(as_of) if as_of is not None else pd.Timestamp(datetime.now(timezone.utc).replace(tzinfo=None))
+    if "order_purchase_timestamp" not in req.columns:
+        req["order_purchase_timestamp"] = when
+    req["order_purchase_timestamp"] = pd.to_datetime(req["order_purchase_timestamp"]).fillna(when)
+    view = pd.DataFrame({c: (req[c] if c in req.columns else None) for c in REQUEST_COLUMNS})
+    casts = ", ".join(f"CAST({c} AS {t}) AS {b or c}" for c, (t, b) in REQUEST_COLUMNS.items())
+    target = _request_target_sql(f"SELECT {casts} FROM {_REQUEST_VIEW}")
+    base = f"SELECT * FROM {history}" if history else None
+    con.register(_REQUEST_VIEW, view)
+    try:
+        df = con.execute(f"SELECT CAST(purchase_ts AS DATE) AS dt_ref, o.* "
+                         f"FROM ({orders_sql(target=target, base=base)}) o").df()
+    finally:
+        con.unregister(_REQUEST_VIEW)
+    df = df.set_index("order_id", drop=False).loc[req["order_id"]].reset_index(drop=True)
+    if as_of is None:
+        return _finish(con, df)
+    df["_features_ts"] = when
+    df = seller_features_as_of(con, df, key="order_id", ts_col="_features_ts")
+    return df.drop(columns=["approved_at", "_features_ts"], errors="ignore")
 
 
 PROBLEM = Problem(

@@ -12,75 +12,17 @@
 -- Main seller: the seller with the largest item value in the order (ties: more items, then
 -- seller_id), so a multi-seller order (~1%) takes its dominant seller's route and history.
 -- Main product category: the category of the most expensive item (ties: lowest order_item_id).
-WITH items AS (
-    SELECT i.order_id, i.order_item_id, i.seller_id, i.product_id, i.price, i.freight_value,
-           i.shipping_limit_date,
-           coalesce(p.product_category_name_english, p.product_category_name, 'unknown') AS category,
-           p.product_weight_g,
-           p.product_length_cm * p.product_height_cm * p.product_width_cm AS volume_cm3
-    FROM stg_order_items i
-    LEFT JOIN stg_products p ON p.product_id = i.product_id
+--
+-- Two inputs (olist_ml.problems.order_delay.orders_sql): `base` = every order with items, the
+-- history the context features aggregate (order_delay_base.sql); `target` = the orders to
+-- compute features for, with base's columns (default: base itself; a request's new orders in
+-- order_delay.request_frame). An order's context only uses facts before its purchase date, so
+-- the order itself never contributes to its own row.
+WITH base AS (
+{base}
 ),
-order_items AS (
-    SELECT order_id,
-           sum(price) AS order_value,
-           sum(freight_value) AS freight_value,
-           count(*) AS n_items,
-           count(DISTINCT product_id) AS n_products,
-           count(DISTINCT seller_id) AS n_sellers,
-           sum(product_weight_g) AS total_weight_g,
-           max(product_weight_g) AS max_item_weight_g,
-           sum(volume_cm3) AS total_volume_cm3,
-           max(shipping_limit_date) AS shipping_limit_date
-    FROM items
-    GROUP BY order_id
-),
-main_seller AS (
-    SELECT order_id, seller_id
-    FROM (SELECT order_id, seller_id, sum(price) AS v, count(*) AS n FROM items GROUP BY order_id, seller_id) s
-    QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY v DESC, n DESC, seller_id) = 1
-),
-main_item AS (
-    SELECT order_id, category
-    FROM items
-    QUALIFY row_number() OVER (PARTITION BY order_id ORDER BY price DESC, order_item_id) = 1
-),
-payments AS (
-    SELECT order_id,
-           arg_max(payment_type, payment_value) AS payment_type,
-           max(payment_installments) AS payment_installments,
-           count(*) AS n_payments
-    FROM stg_order_payments
-    GROUP BY order_id
-),
-base AS (
-    SELECT o.order_id, o.customer_id, o.order_status,
-           ms.seller_id,
-           o.order_purchase_timestamp AS purchase_ts,
-           CAST(o.order_purchase_timestamp AS DATE) AS purchase_date,
-           o.order_approved_at AS approved_at,
-           o.order_delivered_customer_date AS delivered_at,
-           o.order_estimated_delivery_date AS estimated_at,
-           upper(trim(c.customer_state)) AS customer_state,
-           upper(trim(s.seller_state)) AS seller_state,
-           gc.lat AS customer_lat, gc.lng AS customer_lng, gc.geo_level AS customer_geo_level,
-           gs.lat AS seller_lat, gs.lng AS seller_lng, gs.geo_level AS seller_geo_level,
-           oi.*  EXCLUDE (order_id),
-           mi.category AS product_category,
-           p.payment_type, p.payment_installments, p.n_payments
-    FROM stg_orders o
-    JOIN order_items oi ON oi.order_id = o.order_id
-    JOIN main_seller ms ON ms.order_id = o.order_id
-    JOIN main_item mi ON mi.order_id = o.order_id
-    LEFT JOIN payments p ON p.order_id = o.order_id
-    LEFT JOIN stg_customers c ON c.customer_id = o.customer_id
-    LEFT JOIN stg_sellers s ON s.seller_id = ms.seller_id
-    LEFT JOIN geo_zip_coordinates gc
-           ON gc.zip_code_prefix = lpad(trim(CAST(c.customer_zip_code_prefix AS VARCHAR)), 5, '0')
-          AND gc.state = upper(trim(c.customer_state))
-    LEFT JOIN geo_zip_coordinates gs
-           ON gs.zip_code_prefix = lpad(trim(CAST(s.seller_zip_code_prefix AS VARCHAR)), 5, '0')
-          AND gs.state = upper(trim(s.seller_state))
+target AS (
+{target}
 ),
 -- deliveries per day and route, the facts behind the context features
 deliveries AS (
@@ -92,7 +34,7 @@ deliveries AS (
     WHERE delivered_at IS NOT NULL AND order_status = 'delivered'
     GROUP BY ALL
 ),
-route_keys AS (SELECT DISTINCT purchase_date, customer_state, seller_state FROM base),
+route_keys AS (SELECT DISTINCT purchase_date, customer_state, seller_state FROM target),
 route_ctx AS (
     SELECT k.purchase_date, k.customer_state, k.seller_state,
            coalesce(sum(d.n), 0) AS route_n_delivered_90d,
@@ -104,7 +46,7 @@ route_ctx AS (
           AND d.day >= k.purchase_date - INTERVAL 90 DAY AND d.day < k.purchase_date
     GROUP BY ALL
 ),
-cstate_keys AS (SELECT DISTINCT purchase_date, customer_state FROM base),
+cstate_keys AS (SELECT DISTINCT purchase_date, customer_state FROM target),
 cstate_ctx AS (
     SELECT k.purchase_date, k.customer_state,
            sum(d.n_late) / nullif(sum(d.n), 0) AS cstate_pct_late_30d,
@@ -115,7 +57,7 @@ cstate_ctx AS (
           AND d.day >= k.purchase_date - INTERVAL 30 DAY AND d.day < k.purchase_date
     GROUP BY ALL
 ),
-day_keys AS (SELECT DISTINCT purchase_date FROM base),
+day_keys AS (SELECT DISTINCT purchase_date FROM target),
 market_ctx AS (
     SELECT k.purchase_date,
            sum(d.n_late) / nullif(sum(d.n), 0) AS market_pct_late_14d,
@@ -161,7 +103,7 @@ due_market AS (
     LEFT JOIN dues d ON d.day >= k.purchase_date - INTERVAL 7 DAY AND d.day < k.purchase_date
     GROUP BY ALL
 ),
-seller_keys AS (SELECT DISTINCT purchase_date, seller_id FROM base),
+seller_keys AS (SELECT DISTINCT purchase_date, seller_id FROM target),
 due_seller AS (
     SELECT k.purchase_date, k.seller_id,
            coalesce(sum(d.n), 0) AS seller_n_due_90d,
@@ -210,7 +152,7 @@ SELECT b.order_id, b.customer_id, b.seller_id, b.order_status,
        bl.market_backlog_14d,
        dr.route_pct_overdue_30d, dc.cstate_pct_overdue_14d, dm.market_pct_overdue_7d,
        CAST(ds.seller_n_due_90d AS BIGINT) AS seller_n_due_90d, ds.seller_pct_overdue_90d
-FROM base b
+FROM target b
 LEFT JOIN route_ctx r
        ON r.purchase_date = b.purchase_date AND r.customer_state IS NOT DISTINCT FROM b.customer_state
       AND r.seller_state IS NOT DISTINCT FROM b.seller_state

@@ -1,0 +1,241 @@
+"""Candidate model recipes: preprocessing + estimator + Optuna search space.
+
+Every candidate is a scikit-learn `Pipeline` whose first step casts a raw frame (as the ABT or
+the scoring frame gives it) to the declared columns, so the logged model takes raw rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+from ..errors import UnknownNameError
+
+
+class FrameCaster(BaseEstimator, TransformerMixin):
+    """Select the feature columns; numerics -> float64, categoricals -> object (NaN for missing)."""
+
+    def __init__(self, categorical: list[str] | None = None, numeric: list[str] | None = None):
+        self.categorical = categorical
+        self.numeric = numeric
+
+    def fit(self, X, y=None):
+        self.feature_names_in_ = np.asarray(list(self.categorical or []) + list(self.numeric or []), dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+        return self
+
+    def transform(self, X):
+        return cast_frame(X, list(self.categorical or []), list(self.numeric or []))
+
+    def get_feature_names_out(self, input_features=None):
+        return self.feature_names_in_
+
+
+def cast_frame(df: pd.DataFrame, categorical: list[str], numeric: list[str]) -> pd.DataFrame:
+    missing = [c for c in categorical + numeric if c not in df.columns]
+    if missing:
+        from ..errors import InputError
+
+        raise InputError(f"input frame lacks feature column(s) {', '.join(missing[:10])}"
+                         f"{' ...' if len(missing) > 10 else ''}: rebuild the features/ABT the model was trained on")
+    out = {}
+    for c in numeric:
+        out[c] = pd.to_numeric(df[c], errors="coerce").astype("float64").to_numpy()
+    for c in categorical:
+        s = df[c]
+        vals = s.astype(object).to_numpy(copy=True)
+        vals[pd.isna(s).to_numpy()] = np.nan
+        out[c] = np.array([v if isinstance(v, str) or v is np.nan else str(v) for v in vals], dtype=object)
+    frame = pd.DataFrame(out, index=df.index)
+    for c in categorical:
+        frame[c] = frame[c].astype(object)
+    return frame[categorical + numeric]
+
+
+def _signed_log(x):
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def _linear_prep(cat: list[str], num: list[str], p: dict) -> ColumnTransformer:
+    from sklearn.preprocessing import FunctionTransformer
+
+    num_steps = [("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True))]
+    if p.get("log_transform", True):
+        num_steps.append(("log", FunctionTransformer(_signed_log, feature_names_out="one-to-one")))
+    num_steps.append(("scale", StandardScaler()))
+    parts = [("num", Pipeline(num_steps), num)]
+    if cat:
+        parts.append(("cat", Pipeline([
+            ("impute", SimpleImputer(strategy="constant", fill_value="__missing__", keep_empty_features=True)),
+            ("onehot", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=p.get("min_frequency", 20),
+                                     sparse_output=False)),
+        ]), cat))
+    return ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=False)
+
+
+def _tree_prep(cat: list[str], num: list[str]) -> ColumnTransformer:
+    parts = [("num", "passthrough", num)]
+    if cat:
+        parts.append(("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
+                                            encoded_missing_value=-2, min_frequency=20), cat))
+    return ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=False)
+
+
+def _rf_prep(cat: list[str], num: list[str]) -> ColumnTransformer:
+    parts = [("num", SimpleImputer(strategy="median", keep_empty_features=True), num)]
+    if cat:
+        parts.append(("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
+                                            encoded_missing_value=-2, min_frequency=20), cat))
+    return ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=False)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    kind: str  # "binary" | "cluster"
+    space: Callable  # (optuna.Trial) -> dict of params
+    build: Callable  # (cat, num, params, seed, n_jobs) -> Pipeline
+    default: dict  # params used when no trial budget is given (n_trials=0)
+
+
+def _wrap(cat, num, prep, est) -> Pipeline:
+    return Pipeline([("cast", FrameCaster(cat, num)), ("prep", prep), ("model", est)])
+
+
+# ---- logistic regression -------------------------------------------------------------------
+def _logreg_space(t):
+    return {"C": t.suggest_float("C", 1e-3, 10.0, log=True), "log_transform": t.suggest_categorical("log_transform", [True, False])}
+
+
+def _logreg_build(cat, num, p, seed, n_jobs):
+    from sklearn.linear_model import LogisticRegression
+
+    return _wrap(cat, num, _linear_prep(cat, num, p), LogisticRegression(C=p["C"], max_iter=2000))
+
+
+# ---- random forest ---------------------------------------------------------------------------
+def _rf_space(t):
+    return {
+        "n_estimators": t.suggest_int("n_estimators", 100, 400, step=50),
+        "max_depth": t.suggest_int("max_depth", 4, 16),
+        "min_samples_leaf": t.suggest_int("min_samples_leaf", 5, 100, log=True),
+        "max_features": t.suggest_float("max_features", 0.1, 0.8),
+    }
+
+
+def _rf_build(cat, num, p, seed, n_jobs):
+    from sklearn.ensemble import RandomForestClassifier
+
+    est = RandomForestClassifier(n_estimators=p["n_estimators"], max_depth=p["max_depth"],
+                                 min_samples_leaf=p["min_samples_leaf"], max_features=p["max_features"],
+                                 n_jobs=n_jobs, random_state=seed)
+    return _wrap(cat, num, _rf_prep(cat, num), est)
+
+
+# ---- LightGBM --------------------------------------------------------------------------------
+def _lgbm_space(t):
+    return {
+        "n_estimators": t.suggest_int("n_estimators", 100, 600, step=50),
+        "learning_rate": t.suggest_float("learning_rate", 0.01, 0.2, log=True),
+        "num_leaves": t.suggest_int("num_leaves", 7, 63, log=True),
+        "min_child_samples": t.suggest_int("min_child_samples", 10, 200, log=True),
+        "subsample": t.suggest_float("subsample", 0.5, 1.0),
+        "colsample_bytree": t.suggest_float("colsample_bytree", 0.3, 1.0),
+        "reg_lambda": t.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
+    }
+
+
+def _lgbm_build(cat, num, p, seed, n_jobs):
+    from lightgbm import LGBMClassifier
+
+    est = LGBMClassifier(**p, subsample_freq=1, random_state=seed, n_jobs=n_jobs, verbose=-1)
+    return _wrap(cat, num, _tree_prep(cat, num), est)
+
+
+# ---- XGBoost ---------------------------------------------------------------------------------
+def _xgb_space(t):
+    return {
+        "n_estimators": t.suggest_int("n_estimators", 100, 600, step=50),
+        "learning_rate": t.suggest_float("learning_rate", 0.01, 0.2, log=True),
+        "max_depth": t.suggest_int("max_depth", 2, 8),
+        "min_child_weight": t.suggest_float("min_child_weight", 1.0, 50.0, log=True),
+        "subsample": t.suggest_float("subsample", 0.5, 1.0),
+        "colsample_bytree": t.suggest_float("colsample_bytree", 0.3, 1.0),
+        "reg_lambda": t.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
+    }
+
+
+def _xgb_build(cat, num, p, seed, n_jobs):
+    from xgboost import XGBClassifier
+
+    est = XGBClassifier(**p, tree_method="hist", random_state=seed, n_jobs=n_jobs, eval_metric="logloss")
+    return _wrap(cat, num, _tree_prep(cat, num), est)
+
+
+# ---- k-means (clustering problems) -----------------------------------------------------------
+def _kmeans_space(t):
+    return {"n_clusters": t.suggest_int("n_clusters", 3, 8), "log_transform": t.suggest_categorical("log_transform", [True, False])}
+
+
+def _kmeans_build(cat, num, p, seed, n_jobs):
+    from sklearn.cluster import KMeans
+
+    return _wrap(cat, num, _linear_prep(cat, num, p), KMeans(n_clusters=p["n_clusters"], n_init=4, random_state=seed))
+
+
+CANDIDATES: dict[str, Candidate] = {
+    "logreg": Candidate("logreg", "binary", _logreg_space, _logreg_build, {"C": 0.1, "log_transform": True}),
+    "random_forest": Candidate("random_forest", "binary", _rf_space, _rf_build,
+                               {"n_estimators": 200, "max_depth": 8, "min_samples_leaf": 20, "max_features": 0.3}),
+    "lightgbm": Candidate("lightgbm", "binary", _lgbm_space, _lgbm_build,
+                          {"n_estimators": 200, "learning_rate": 0.05, "num_leaves": 15, "min_child_samples": 40,
+                           "subsample": 0.8, "colsample_bytree": 0.7, "reg_lambda": 1.0}),
+    "xgboost": Candidate("xgboost", "binary", _xgb_space, _xgb_build,
+                         {"n_estimators": 200, "learning_rate": 0.05, "max_depth": 4, "min_child_weight": 5.0,
+                          "subsample": 0.8, "colsample_bytree": 0.7, "reg_lambda": 1.0}),
+    "kmeans": Candidate("kmeans", "cluster", _kmeans_space, _kmeans_build, {"n_clusters": 5, "log_transform": True}),
+}
+
+DEFAULTS = {"binary": ("logreg", "random_forest", "lightgbm", "xgboost"), "cluster": ("kmeans",)}
+
+
+def resolve(names: tuple[str, ...] | list[str] | None, kind: str) -> list[Candidate]:
+    names = list(names) if names else list(DEFAULTS[kind])
+    out = []
+    for n in names:
+        c = CANDIDATES.get(n)
+        if c is None or c.kind != kind:
+            valid = ", ".join(k for k, v in CANDIDATES.items() if v.kind == kind)
+            raise UnknownNameError(f"unknown {kind} candidate '{n}': choose from {valid}")
+        out.append(c)
+    return out
+
+
+def output_feature_names(pipe: Pipeline) -> list[str]:
+    try:
+        return [str(n) for n in pipe.named_steps["prep"].get_feature_names_out()]
+    except Exception:  # pragma: no cover - defensive
+        return []
+
+
+def importances(pipe: Pipeline) -> pd.Series:
+    """Model-native importance per transformed column (trees: gain/impurity; linear: |coef|)."""
+    est = pipe.named_steps["model"]
+    names = output_feature_names(pipe)
+    if hasattr(est, "feature_importances_"):
+        vals = np.asarray(est.feature_importances_, dtype=float)
+    elif hasattr(est, "coef_"):
+        vals = np.abs(np.ravel(est.coef_))
+    else:
+        return pd.Series(dtype=float)
+    if len(names) != len(vals):
+        names = [f"f{i}" for i in range(len(vals))]
+    return pd.Series(vals, index=names).sort_values(ascending=False)

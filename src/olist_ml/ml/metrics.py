@@ -1,0 +1,167 @@
+"""Evaluation metrics and plots (matplotlib Agg, PNG) for binary and clustering problems."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def ks_statistic(y: np.ndarray, p: np.ndarray) -> float:
+    from scipy.stats import ks_2samp
+
+    y = np.asarray(y).astype(int)
+    if y.min() == y.max():
+        return float("nan")
+    return float(ks_2samp(p[y == 1], p[y == 0]).statistic)
+
+
+def decile_table(y: np.ndarray, p: np.ndarray, n: int = 10) -> pd.DataFrame:
+    """Rows sorted by score, cut into n equal groups; decile 1 = highest scores."""
+    order = np.argsort(-np.asarray(p), kind="stable")
+    ys, ps = np.asarray(y)[order], np.asarray(p)[order]
+    groups = np.array_split(np.arange(len(ys)), n)
+    base = ys.mean() if len(ys) else float("nan")
+    rows, cum_pos, cum_n = [], 0, 0
+    for i, g in enumerate(groups, 1):
+        pos = ys[g].sum()
+        cum_pos += pos
+        cum_n += len(g)
+        rate = pos / len(g) if len(g) else float("nan")
+        rows.append({"decile": i, "n": len(g), "positives": int(pos), "rate": rate,
+                     "mean_score": float(ps[g].mean()) if len(g) else float("nan"),
+                     "lift": rate / base if base else float("nan"),
+                     "cum_capture": cum_pos / ys.sum() if ys.sum() else float("nan"),
+                     "cum_lift": (cum_pos / cum_n) / base if base and cum_n else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    df = pd.DataFrame({"y": np.asarray(y, dtype=float), "p": np.asarray(p, dtype=float)})
+    df["bin"] = np.clip((df["p"] * bins).astype(int), 0, bins - 1)
+    g = df.groupby("bin").agg(n=("y", "size"), mean_pred=("p", "mean"), frac_pos=("y", "mean")).reset_index()
+    return g
+
+
+def binary_metrics(y, p) -> dict[str, float]:
+    from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+    y = np.asarray(y).astype(int)
+    p = np.clip(np.asarray(p, dtype=float), 1e-7, 1 - 1e-7)
+    both = y.min() != y.max()
+    dec = decile_table(y, p)
+    return {
+        "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
+        "pr_auc": float(average_precision_score(y, p)) if both else float("nan"),
+        "log_loss": float(log_loss(y, p, labels=[0, 1])),
+        "brier": float(brier_score_loss(y, p)),
+        "ks": ks_statistic(y, p),
+        "top_decile_lift": float(dec.loc[0, "lift"]),
+        "top_decile_precision": float(dec.loc[0, "rate"]),
+        "base_rate": float(y.mean()),
+        "n": int(len(y)),
+    }
+
+
+def cluster_metrics(X: np.ndarray, labels: np.ndarray, sample: int = 5000, seed: int = 0) -> dict[str, float]:
+    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
+    labels = np.asarray(labels)
+    k = len(np.unique(labels))
+    if k < 2 or k >= len(labels):
+        return {"silhouette": float("nan"), "davies_bouldin": float("nan"), "calinski_harabasz": float("nan"),
+                "n_clusters": k, "n": int(len(labels))}
+    return {
+        "silhouette": float(silhouette_score(X, labels, sample_size=min(sample, len(labels)), random_state=seed)),
+        "davies_bouldin": float(davies_bouldin_score(X, labels)),
+        "calinski_harabasz": float(calinski_harabasz_score(X, labels)),
+        "n_clusters": int(k),
+        "n": int(len(labels)),
+        "min_cluster_share": float(pd.Series(labels).value_counts(normalize=True).min()),
+    }
+
+
+# ---- plots ---------------------------------------------------------------------------------
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def binary_plots(y, p, out_dir: Path, title: str) -> list[Path]:
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    plt = _plt()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    y = np.asarray(y).astype(int)
+    p = np.asarray(p, dtype=float)
+    paths = []
+    m = binary_metrics(y, p)
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    if y.min() != y.max():
+        fpr, tpr, _ = roc_curve(y, p)
+        ax.plot(fpr, tpr, label=f"AUC = {m['roc_auc']:.3f}")
+    ax.plot([0, 1], [0, 1], "--", color="grey")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC - {title}")
+    ax.legend(loc="lower right")
+    paths.append(_save(fig, out_dir / "roc.png", plt))
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    if y.min() != y.max():
+        prec, rec, _ = precision_recall_curve(y, p)
+        ax.plot(rec, prec, label=f"AP = {m['pr_auc']:.3f}")
+    ax.axhline(y.mean(), ls="--", color="grey", label=f"base rate {y.mean():.3f}")
+    ax.set(xlabel="recall", ylabel="precision", title=f"Precision-recall - {title}")
+    ax.legend(loc="upper right")
+    paths.append(_save(fig, out_dir / "pr.png", plt))
+
+    dec = decile_table(y, p)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.bar(dec["decile"], dec["lift"], color="tab:blue", label="lift")
+    ax.plot(dec["decile"], dec["cum_lift"], "o-", color="tab:orange", label="cumulative lift")
+    ax.axhline(1.0, ls="--", color="grey")
+    ax.set(xlabel="decile (1 = highest score)", ylabel="lift", title=f"Lift - {title}", xticks=list(dec["decile"]))
+    ax.legend()
+    paths.append(_save(fig, out_dir / "lift.png", plt))
+
+    cal = calibration_table(y, p)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "--", color="grey")
+    ax.plot(cal["mean_pred"], cal["frac_pos"], "o-")
+    ax.set(xlabel="mean predicted", ylabel="observed rate", title=f"Calibration - {title}", xlim=(0, 1), ylim=(0, 1))
+    paths.append(_save(fig, out_dir / "calibration.png", plt))
+    return paths
+
+
+def importance_plot(imp: pd.Series, out_dir: Path, title: str, top: int = 25) -> Path | None:
+    if imp is None or imp.empty:
+        return None
+    plt = _plt()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    s = imp.head(top)[::-1]
+    fig, ax = plt.subplots(figsize=(7, max(3, 0.28 * len(s) + 1)))
+    ax.barh(s.index, s.values)
+    ax.set(title=f"Feature importance - {title}", xlabel="importance")
+    return _save(fig, out_dir / "feature_importance.png", plt)
+
+
+def cluster_plot(X2: np.ndarray, labels: np.ndarray, out_dir: Path, title: str) -> Path:
+    plt = _plt()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    sc = ax.scatter(X2[:, 0], X2[:, 1], c=labels, s=6, cmap="tab10")
+    ax.legend(*sc.legend_elements(), title="cluster", loc="best", fontsize=7)
+    ax.set(title=f"Clusters (PCA) - {title}", xlabel="PC1", ylabel="PC2")
+    return _save(fig, out_dir / "clusters.png", plt)
+
+
+def _save(fig, path: Path, plt) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,118 @@
+"""Model registry: champion loading, the champion rule's bookkeeping, manual promotion."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..config import Settings
+from ..errors import MissingStepError, UnknownNameError
+from . import tracking
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+@dataclass
+class Champion:
+    """A registered model version loaded for scoring."""
+
+    model: Any  # the fitted sklearn Pipeline
+    model_name: str
+    version: str
+    run_id: str
+    alias: str
+    kind: str  # "binary" | "cluster"
+    feature_names: list[str]
+    tags: dict
+
+    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
+        """P(class 1) per row (binary problems)."""
+        return np.asarray(self.model.predict_proba(df))[:, 1]
+
+    def predict(self, df: pd.DataFrame) -> np.ndarray:
+        """Class / cluster label per row."""
+        return np.asarray(self.model.predict(df))
+
+    def score(self, df: pd.DataFrame) -> np.ndarray:
+        return self.predict_proba(df) if self.kind == "binary" else self.predict(df)
+
+
+def _missing(settings: Settings, model_name: str, alias: str) -> MissingStepError:
+    problem = model_name.replace("seller_", "") if model_name.startswith("seller_") else model_name
+    return MissingStepError(f"no model '{model_name}' with alias @{alias} in the registry at {settings.mlflow_uri}: "
+                            f"run `olist-ml train {problem}` first")
+
+
+def alias_version(settings: Settings, model_name: str, alias: str = CHAMPION):
+    """The ModelVersion behind `alias`, or None."""
+    from mlflow.exceptions import MlflowException
+
+    c = tracking.client(settings)
+    try:
+        return c.get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        return None
+
+
+def load_version(settings: Settings, model_name: str, version: str | int, alias: str = "") -> Champion:
+    import mlflow.sklearn
+
+    c = tracking.client(settings)
+    mv = c.get_model_version(model_name, str(version))
+    model = mlflow.sklearn.load_model(f"models:/{model_name}/{mv.version}")
+    return _wrap(model, model_name, mv, alias)
+
+
+def load_champion(settings: Settings, model_name: str, alias: str = CHAMPION) -> Champion:
+    """Load `models:/<model_name>@<alias>`; a one-line MissingStepError if there is none."""
+    mv = alias_version(settings, model_name, alias)
+    if mv is None:
+        raise _missing(settings, model_name, alias)
+    import mlflow.sklearn
+
+    model = mlflow.sklearn.load_model(f"models:/{model_name}@{alias}")
+    return _wrap(model, model_name, mv, alias)
+
+
+def _wrap(model, model_name, mv, alias) -> Champion:
+    cast = model.named_steps.get("cast") if hasattr(model, "named_steps") else None
+    names = [str(x) for x in getattr(cast, "feature_names_in_", getattr(model, "feature_names_in_", []))]
+    tags = dict(mv.tags or {})
+    kind = tags.get("kind") or ("binary" if hasattr(model, "predict_proba") else "cluster")
+    return Champion(model=model, model_name=model_name, version=str(mv.version), run_id=mv.run_id or "",
+                    alias=alias, kind=kind, feature_names=names, tags=tags)
+
+
+def promote(settings: Settings, model_name: str, version: str | int, reason: str, alias: str = CHAMPION) -> dict:
+    """Move `alias` to `version` by hand; the reason is recorded on the version (tags + description)."""
+    from mlflow.exceptions import MlflowException
+
+    if not reason or not reason.strip():
+        raise UnknownNameError("promote needs a non-empty --reason")
+    c = tracking.client(settings)
+    try:
+        c.get_registered_model(model_name)
+    except MlflowException:
+        raise _missing(settings, model_name, alias) from None
+    try:
+        mv = c.get_model_version(model_name, str(version))
+    except MlflowException:
+        versions = sorted(int(v.version) for v in c.search_model_versions(f"name = '{model_name}'"))
+        raise UnknownNameError(f"model '{model_name}' has no version {version}: versions are "
+                               f"{', '.join(map(str, versions)) or 'none'}") from None
+    previous = alias_version(settings, model_name, alias)
+    when = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    c.set_registered_model_alias(model_name, alias, mv.version)
+    c.set_model_version_tag(model_name, mv.version, f"{alias}_reason", reason)
+    c.set_model_version_tag(model_name, mv.version, f"{alias}_since", when)
+    c.set_model_version_tag(model_name, mv.version, f"{alias}_set_by", "manual promote")
+    desc = (mv.description or "").strip()
+    line = f"[{when}] manual: alias @{alias} set (previously v{previous.version if previous else '-'}): {reason}"
+    c.update_model_version(model_name, mv.version, description=(desc + "\n" + line).strip())
+    return {"model_name": model_name, "alias": alias, "version": str(mv.version),
+            "previous": str(previous.version) if previous else None, "reason": reason}

@@ -1,0 +1,113 @@
+"""Batch scoring: load `models:/<name>@champion`, score the problem's population at a reference
+date, write `scores_<name>` idempotently per (reference date, model version)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+
+import numpy as np
+import pandas as pd
+
+from ..config import Settings
+from ..errors import MissingStepError
+from ..warehouse import session, table_exists
+from . import registry
+from .problem import Problem
+
+
+@dataclass
+class ScoreReport:
+    problem: str
+    table: str
+    dt_ref: date
+    n_scored: int
+    model_name: str
+    model_version: str
+    run_id: str
+    distribution: dict[str, float] = field(default_factory=dict)
+    top: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def deciles(scores: np.ndarray) -> np.ndarray:
+    """Decile 1 = the highest-scoring 10% of rows, 10 = the lowest (ties broken by order)."""
+    n = len(scores)
+    if n == 0:
+        return np.array([], dtype=int)
+    rank = np.empty(n, dtype=int)
+    rank[np.argsort(-np.asarray(scores, dtype=float), kind="stable")] = np.arange(n)
+    return (rank * 10 // n + 1).astype(int)
+
+
+def _create_sql(problem: Problem, frame: pd.DataFrame) -> str:
+    cols = []
+    for k in problem.key_columns:
+        if k == problem.time_column:
+            cols.append(f"{k} DATE")
+        elif pd.api.types.is_integer_dtype(frame[k]):
+            cols.append(f"{k} BIGINT")
+        else:
+            cols.append(f"{k} VARCHAR")
+    score_type = "DOUBLE" if problem.kind == "binary" else "INTEGER"
+    cols += [f"score {score_type}", "decile INTEGER", "model_name VARCHAR", "model_version VARCHAR",
+             "run_id VARCHAR", "scored_at TIMESTAMP"]
+    return f"CREATE TABLE IF NOT EXISTS {problem.scores_table} ({', '.join(cols)})"
+
+
+def predict(problem: Problem, settings: Settings, as_of: date | None = None, *, top_n: int = 10) -> ScoreReport:
+    """Score every row of `problem.scoring_frame` at `as_of` (default: latest available) with the champion."""
+    t0 = time.perf_counter()
+    champ = registry.load_champion(settings, problem.name)
+    with session(settings) as con:
+        frame = problem.scoring_frame(con, settings, as_of)
+        if frame is None or frame.empty:
+            raise MissingStepError(f"nothing to score for {problem.name} at {as_of or 'the latest dt_ref'}: "
+                                   f"run `olist-ml {problem.build_step}` for that date")
+        t = problem.time_column
+        dts = pd.to_datetime(frame[t]).dt.date.unique()
+        if len(dts) != 1:
+            raise MissingStepError(f"scoring frame of {problem.name} spans {len(dts)} reference dates; expected one")
+        dt_ref = dts[0]
+        scores = champ.score(frame)
+        out = frame[list(problem.key_columns)].copy()
+        out[t] = pd.to_datetime(out[t]).dt.date
+        out["score"] = scores.astype(float) if problem.kind == "binary" else scores.astype(int)
+        out["decile"] = (pd.array(deciles(scores), dtype="Int64") if problem.kind == "binary"
+                         else pd.array([pd.NA] * len(out), dtype="Int64"))
+        out["model_name"] = champ.model_name
+        out["model_version"] = str(champ.version)
+        out["run_id"] = champ.run_id
+        out["scored_at"] = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+        out = out.sort_values(["score"] + [k for k in problem.key_columns if k != t],
+                              ascending=[False] + [True] * (len(problem.key_columns) - 1)).reset_index(drop=True)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(_create_sql(problem, out))
+            con.execute(f"DELETE FROM {problem.scores_table} WHERE {t} = ? AND model_version = ?",
+                        [dt_ref, str(champ.version)])
+            con.register("_olist_scores", out)
+            cols = ", ".join(out.columns)
+            con.execute(f"INSERT INTO {problem.scores_table} ({cols}) SELECT {cols} FROM _olist_scores")
+            con.unregister("_olist_scores")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    s = out["score"].astype(float)
+    dist = {"mean": float(s.mean()), "min": float(s.min()), "p10": float(s.quantile(0.1)),
+            "p50": float(s.quantile(0.5)), "p90": float(s.quantile(0.9)), "max": float(s.max())}
+    if problem.kind == "binary":
+        dist["share_ge_0.5"] = float((s >= 0.5).mean())
+    else:
+        dist.update({f"cluster_{k}": float(v) for k, v in out["score"].value_counts(normalize=True).sort_index().items()})
+    top = out.head(top_n)[list(problem.key_columns) + ["score", "decile"]].to_dict("records")
+    return ScoreReport(problem=problem.name, table=problem.scores_table, dt_ref=dt_ref, n_scored=int(len(out)),
+                       model_name=champ.model_name, model_version=str(champ.version), run_id=champ.run_id,
+                       distribution=dist, top=top, seconds=time.perf_counter() - t0)
+
+
+def scores_exist(settings: Settings, problem: Problem) -> bool:
+    with session(settings, read_only=True) as con:
+        return table_exists(con, problem.scores_table)

@@ -1,0 +1,179 @@
+"""Generic ML machinery on a generated ABT with a known signal (no feature store needed)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from olist_ml.config import Settings
+from olist_ml.ml import registry, scoring
+from olist_ml.ml.data import split_oot, time_group_folds
+from olist_ml.ml.problem import Problem, SplitConfig
+from olist_ml.ml.train import train
+from olist_ml.warehouse import connect, replace_table_atomically
+
+N_ENT, MONTHS = 300, 14
+
+
+def toy_abt(seed: int = 0, shuffle: bool = False) -> pd.DataFrame:
+    """Monthly panel: `signal` and `segment` drive the target, `noise` does not; the last two
+    months are unlabelled (scoring only)."""
+    rng = np.random.default_rng(seed)
+    dts = pd.date_range("2017-01-01", periods=MONTHS, freq="MS")
+    rows = []
+    seg_effect = {"a": -1.0, "b": 0.0, "c": 1.0}
+    for i, dt in enumerate(dts):
+        ent = rng.choice(N_ENT, size=N_ENT // 2, replace=False)
+        signal = rng.normal(size=len(ent))
+        seg = rng.choice(list(seg_effect), size=len(ent))
+        logit = 2.0 * signal + np.array([seg_effect[s] for s in seg]) - 0.5
+        y = (rng.random(len(ent)) < 1 / (1 + np.exp(-logit))).astype(int)
+        df = pd.DataFrame({"dt_ref": dt.date(), "entity_id": [f"e{e:04d}" for e in ent], "signal": signal,
+                           "noise": rng.normal(size=len(ent)), "segment": seg, "y": y.astype(float)})
+        df.loc[rng.random(len(df)) < 0.05, "signal"] = np.nan  # some missing values
+        if i >= MONTHS - 2:
+            df["y"] = np.nan
+        rows.append(df)
+    abt = pd.concat(rows, ignore_index=True)
+    if shuffle:
+        lab = abt["y"].notna()
+        abt.loc[lab, "y"] = rng.permutation(abt.loc[lab, "y"].to_numpy())
+    return abt
+
+
+def _build(abt: pd.DataFrame):
+    def build_abt(con, settings):
+        con.register("_toy", abt)
+        try:
+            return replace_table_atomically(con, "abt_toy", "SELECT dt_ref::DATE AS dt_ref, entity_id, signal, "
+                                            "noise, segment, y::INTEGER AS y FROM _toy")
+        finally:
+            con.unregister("_toy")
+
+    return build_abt
+
+
+def _scoring_frame(con, settings, as_of):
+    if as_of is None:
+        as_of = con.execute("SELECT max(dt_ref) FROM abt_toy").fetchall()[0][0]
+    return con.execute("SELECT * EXCLUDE (y) FROM abt_toy WHERE dt_ref = ?", [as_of]).df()
+
+
+def toy_problem(abt: pd.DataFrame, **kw) -> Problem:
+    return Problem(name="toy_problem", kind="binary", abt_table="abt_toy", key_columns=("dt_ref", "entity_id"),
+                   time_column="dt_ref", group_column="entity_id", target="y", build_abt=_build(abt),
+                   scoring_frame=_scoring_frame, split=SplitConfig(oot_months=3, cv_folds=2, purge_days=31), **kw)
+
+
+@pytest.fixture
+def wh(settings: Settings) -> Settings:
+    connect(settings, must_exist=False).close()
+    return settings
+
+
+def test_feature_derivation_and_split(wh):
+    abt = toy_abt()
+    p = toy_problem(abt)
+    con = connect(wh)
+    p.build_abt(con, wh)
+    cat, num = p.features_of(con)
+    con.close()
+    assert cat == ["segment"] and num == ["signal", "noise"]
+    sp = split_oot(abt.assign(dt_ref=pd.to_datetime(abt.dt_ref)), p, oot_months=3, purge_days=31)
+    assert str(sp.oot_start) == "2017-10-01"  # months 10..12 labelled OOT, 13..14 unlabelled
+    assert sp.train["dt_ref"].max() < pd.Timestamp("2017-09-01")  # 2017-09 purged: its horizon reaches OOT
+    assert sp.oot["y"].notna().all()
+    folds, _ = time_group_folds(sp.train, p, 2, 31)
+    assert folds
+    for tr, va in folds:
+        a, b = sp.train.iloc[tr], sp.train.iloc[va]
+        assert not set(a.entity_id) & set(b.entity_id)  # no entity on both sides
+        assert a.dt_ref.max() < b.dt_ref.min()  # earlier trains, later validates
+
+
+def test_known_signal_reaches_auc_floor_and_scoring_is_idempotent(wh):
+    p = toy_problem(toy_abt())
+    res = train(p, wh, n_trials=2, timeout=30, candidates=["logreg", "lightgbm"])
+    assert res.decision == "champion" and res.model_version == "1"
+    for c in res.candidates:
+        assert c.oot["roc_auc"] > 0.75, (c.name, c.oot)
+        assert 0 <= c.oot["brier"] <= 0.25
+    champ = registry.load_champion(wh, "toy_problem")
+    assert champ.version == "1" and set(champ.feature_names) == {"segment", "signal", "noise"}
+
+    r1 = scoring.predict(p, wh)
+    con = connect(wh, read_only=True)
+    t1 = con.execute("SELECT * EXCLUDE (scored_at) FROM scores_toy_problem ORDER BY entity_id").df()
+    con.close()
+    r2 = scoring.predict(p, wh)
+    con = connect(wh, read_only=True)
+    t2 = con.execute("SELECT * EXCLUDE (scored_at) FROM scores_toy_problem ORDER BY entity_id").df()
+    con.close()
+    assert r1.n_scored == r2.n_scored == len(t2) == N_ENT // 2
+    pd.testing.assert_frame_equal(t1, t2)
+    assert set(t2.decile) == set(range(1, 11))
+    assert t2.loc[t2.decile == 1, "score"].min() >= t2.loc[t2.decile == 10, "score"].max()
+
+
+def test_shuffled_target_falls_to_chance(wh):
+    p = toy_problem(toy_abt(shuffle=True))
+    res = train(p, wh, n_trials=2, timeout=30, candidates=["logreg", "lightgbm"], register=False)
+    for c in res.candidates:
+        assert 0.40 < c.oot["roc_auc"] < 0.60, (c.name, c.oot)
+
+
+def test_champion_rule_keeps_worse_challenger_out(wh):
+    abt = toy_abt()
+    good = toy_problem(abt)
+    r1 = train(good, wh, n_trials=0, candidates=["logreg"])
+    assert r1.decision == "champion"
+    weak = dataclasses.replace(good, categorical_features=(), numeric_features=("noise",))
+    r2 = train(weak, wh, n_trials=0, candidates=["logreg"])
+    assert r2.decision == "challenger", r2.reason
+    assert "does not beat champion v1" in r2.reason
+    assert registry.load_champion(wh, "toy_problem").version == "1"
+    assert str(registry.alias_version(wh, "toy_problem", "challenger").version) == "2"
+    mv = registry.alias_version(wh, "toy_problem", "challenger")
+    assert mv.tags["decision"] == "challenger"
+    # a manual promotion moves the alias and records why
+    out = registry.promote(wh, "toy_problem", 2, reason="business asked for the simpler model")
+    assert out["previous"] == "1"
+    champ = registry.load_champion(wh, "toy_problem")
+    assert champ.version == "2" and champ.tags["champion_reason"] == "business asked for the simpler model"
+
+
+def test_cluster_problem_on_the_same_machinery(wh):
+    rng = np.random.default_rng(3)
+    centers = np.array([[0, 0], [6, 0], [0, 6]])
+    rows = []
+    for dt in pd.date_range("2017-01-01", periods=8, freq="MS"):
+        lab = rng.integers(0, 3, size=120)
+        xy = centers[lab] + rng.normal(scale=0.6, size=(120, 2))
+        rows.append(pd.DataFrame({"dt_ref": dt.date(), "entity_id": [f"e{i:03d}" for i in range(120)],
+                                  "a": xy[:, 0], "b": xy[:, 1]}))
+    abt = pd.concat(rows, ignore_index=True)
+
+    def build(con, settings):
+        con.register("_c", abt)
+        try:
+            return replace_table_atomically(con, "abt_toy_c", "SELECT dt_ref::DATE AS dt_ref, entity_id, a, b FROM _c")
+        finally:
+            con.unregister("_c")
+
+    def frame(con, settings, as_of):
+        return con.execute("SELECT * FROM abt_toy_c WHERE dt_ref = (SELECT max(dt_ref) FROM abt_toy_c)").df()
+
+    p = Problem(name="toy_segments", kind="cluster", abt_table="abt_toy_c", key_columns=("dt_ref", "entity_id"),
+                time_column="dt_ref", group_column="entity_id", build_abt=build, scoring_frame=frame,
+                split=SplitConfig(oot_months=2, cv_folds=2))
+    res = train(p, wh, n_trials=3, timeout=30)
+    best = res.candidates[0]
+    assert res.metric == "silhouette" and best.oot["silhouette"] > 0.5
+    rep = scoring.predict(p, wh)
+    con = connect(wh, read_only=True)
+    sc = con.execute("SELECT score, decile FROM scores_toy_segments").df()
+    con.close()
+    assert rep.n_scored == 120 and sc["score"].nunique() >= 3 and sc["decile"].isna().all()
