@@ -14,9 +14,9 @@ from olist_ml.config import Settings
 from test_serving_fixtures import (
     latest_frames,
     make_feature_store,
-    register_churn_model,
-    register_delay_model,
+    promote,
     running_server,
+    train_champion,
 )
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(240)]
@@ -24,17 +24,28 @@ pytestmark = [pytest.mark.server, pytest.mark.timeout(240)]
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 ORDER = {"order_id": "o1", "seller_id": None, "customer_state": "SP", "order_value": 80.0, "freight_value": 25.0,
-         "order_purchase_timestamp": "2018-08-01T10:00:00", "order_estimated_delivery_date": "2018-08-13T00:00:00"}
+         "n_items": 1, "payment_type": "credit_card", "product_category": "health_beauty",
+         "order_purchase_timestamp": "2018-08-01T10:00:00", "order_approved_at": "2018-08-01T10:30:00",
+         "order_estimated_delivery_date": "2018-08-13T00:00:00"}
+# raw order attributes: the ABT's order columns a client sends as they are
+RAW_ABT_COLUMNS = ["order_value", "freight_value", "n_items", "n_products", "n_sellers", "total_weight_g",
+                   "max_item_weight_g", "total_volume_cm3", "product_category", "payment_type",
+                   "payment_installments", "n_payments"]
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """One real small warehouse + feature store + registry and one server (with a token)."""
+    """One real small warehouse + feature store, churn and delay champions trained by the real
+    machinery, batch delay scores, and one server (with a token)."""
+    from olist_ml.ml.scoring import predict
+    from olist_ml.problems import get
+
     home = tmp_path_factory.mktemp("serve") / "home"
     s = Settings(home=home)
     make_feature_store(s)
-    register_churn_model(s)
-    register_delay_model(s)
+    train_champion(s, "churn")
+    train_champion(s, "delay")
+    predict(get("delay"), s)
     dt_ref, store, churn = latest_frames(s)
     sellers = list(churn["seller_id"].astype(str))
     assert len(sellers) >= 3, "the synthetic churn population is too small for these tests"
@@ -51,6 +62,22 @@ def _expected_churn(s: Settings, seller_id: str) -> float:
     assert len(row) == 1
     champ = load_champion(s, "seller_churn")
     return float(np.asarray(champ.predict_proba(row[champ.feature_names])).ravel()[-1])
+
+
+def _expected_delay(s: Settings, dt_ref, orders: list[dict]) -> tuple[np.ndarray, pd.DataFrame]:
+    """The delay champion on `order_delay.request_frame` computed on the warehouse itself."""
+    from olist_ml import warehouse
+    from olist_ml.ml.registry import load_champion
+    from olist_ml.problems import order_delay
+
+    req = pd.DataFrame(orders)
+    for c in req.columns:
+        if c.endswith(("_timestamp", "_date", "_at")):
+            req[c] = pd.to_datetime(req[c])
+    with warehouse.session(s, read_only=True) as con:
+        frame = order_delay.request_frame(con, s, req, as_of=pd.Timestamp(dt_ref))
+    champ = load_champion(s, "order_delay")
+    return champ.predict_proba(frame), frame
 
 
 def test_health_is_open_and_ready_needs_token(served):
@@ -111,29 +138,33 @@ def test_batch_churn(served):
 
 
 def test_order_delay_valid_and_invalid(served):
-    s, url, _, sellers, store = served
+    s, url, dt_ref, sellers, store = served
     ORDER = {**globals()["ORDER"], "seller_id": sellers[2]}
     r = httpx.post(url + "/orders/delay", json=ORDER, headers=AUTH)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["order_id"] == "o1" and body["seller_known"] is True and body["model_name"] == "order_delay"
-    assert body["imputed"] == ["route_pct_late_90d"]  # a context feature the request cannot carry
-    # the score is the champion's on: the seller's store features (seller_ prefix) + the order's
-    # attributes + promised_days derived from the two dates; the missing one left to the imputer
+    assert body["dt_ref"] == str(dt_ref)
+    # the server computed the whole ABT row (derived, context and seller features) from the raw attributes
+    expected, frame = _expected_delay(s, dt_ref, [ORDER])
+    assert body["score"] == pytest.approx(float(expected[0]), abs=1e-9)
+    row = frame.iloc[0]
+    assert row["promised_days"] == 12 and row["purchase_weekday"] == 3 and row["approval_hours"] == 0.5
+    assert row["freight_ratio"] == pytest.approx(25 / 80)
+    assert pd.notna(row["seller_n_orders_180d"]) and pd.notna(row["market_pct_late_14d"])
+    assert isinstance(row["seller_state"], str) and len(row["seller_state"]) == 2  # from stg_sellers
+    # attributes the order did not carry are listed (and left to the imputer)
+    assert "total_weight_g" in body["imputed"] and "order_value" not in body["imputed"]
+    assert "seller_n_orders_180d" not in body["imputed"]
+    # a field named like a feature overrides the computed value
+    r = httpx.post(url + "/orders/delay", json={**ORDER, "distance_km": 2500.0, "total_weight_g": 800.0}, headers=AUTH)
+    assert r.status_code == 200 and "total_weight_g" not in r.json()["imputed"]
+    X = frame.copy()
+    X["distance_km"], X["total_weight_g"] = 2500.0, 800.0
     from olist_ml.ml.registry import load_champion
 
     champ = load_champion(s, "order_delay")
-    store_feature = champ.feature_names[0]
-    assert store_feature.startswith("seller_")
-    v = store.loc[store["seller_id"] == sellers[2], store_feature[len("seller_"):]].iloc[0]
-    X = pd.DataFrame([{store_feature: v, "order_value": 80.0, "freight_value": 25.0,
-                       "promised_days": 12.0, "route_pct_late_90d": np.nan}])
-    assert body["score"] == pytest.approx(float(champ.predict_proba(X[champ.feature_names])[0]), abs=1e-9)
-    # an extra field the champion needs is used as given
-    r = httpx.post(url + "/orders/delay", json={**ORDER, "route_pct_late_90d": 0.9}, headers=AUTH)
-    assert r.status_code == 200 and r.json()["imputed"] == []
-    X["route_pct_late_90d"] = 0.9
-    assert r.json()["score"] == pytest.approx(float(champ.predict_proba(X[champ.feature_names])[0]), abs=1e-9)
+    assert r.json()["score"] == pytest.approx(float(champ.predict_proba(X)[0]), abs=1e-9)
 
     # bad types / ranges -> 422 naming the field
     r = httpx.post(url + "/orders/delay", json={**ORDER, "order_value": -5}, headers=AUTH)
@@ -144,12 +175,60 @@ def test_order_delay_valid_and_invalid(served):
     assert r.status_code == 422 and "order_purchase_timestamp" in r.json()["detail"]
     r = httpx.post(url + "/orders/delay", content=b"{not json", headers={**AUTH, "content-type": "application/json"})
     assert r.status_code == 422
-    # strict: a feature neither sent nor derivable -> 422 listing it
+    # strict: an own feature the request leaves NULL -> 422 listing it
     r = httpx.post(url + "/orders/delay?strict=true", json=ORDER, headers=AUTH)
-    assert r.status_code == 422 and "route_pct_late_90d" in r.json()["detail"]
+    assert r.status_code == 422 and "total_weight_g" in r.json()["detail"], r.text
     # a seller without feature rows still gets a score (store features NULL), flagged
     r = httpx.post(url + "/orders/delay", json={**ORDER, "seller_id": "brand-new"}, headers=AUTH)
     assert r.status_code == 200 and r.json()["seller_known"] is False
+    assert "seller_n_orders_180d" in r.json()["imputed"]
+
+
+def _open_orders_as_requests(s: Settings, dt_ref, n: int) -> tuple[list[dict], dict[str, float]]:
+    """Orders of the batch scores (`scores_order_delay`) bought after dt_ref, as a client would send
+    them: raw ids/dates from stg_orders/stg_order_items and the summed item attributes."""
+    from olist_ml import warehouse
+    from olist_ml.problems import order_delay
+
+    with warehouse.session(s, read_only=True) as con:
+        scored = con.execute(
+            "SELECT order_id, score FROM scores_order_delay s JOIN stg_orders o USING (order_id) "
+            "WHERE o.order_purchase_timestamp >= ? ORDER BY order_id", [dt_ref]).df()
+        frame = con.execute(f"SELECT * FROM ({order_delay.orders_sql()}) o").df()
+        raw = con.execute(
+            "SELECT o.order_id, o.order_purchase_timestamp, o.order_approved_at, "
+            "o.order_estimated_delivery_date, max(i.shipping_limit_date) AS shipping_limit_date "
+            "FROM stg_orders o JOIN stg_order_items i USING (order_id) GROUP BY ALL").df()
+    assert len(scored) >= n, f"only {len(scored)} batch-scored orders bought after {dt_ref}"
+    scored = scored.head(n)
+    rows = frame.merge(raw, on="order_id").set_index("order_id").loc[scored["order_id"]].reset_index()
+    out = []
+    for r in rows.to_dict("records"):
+        d = {k: r[k] for k in ["order_id", "seller_id", "customer_id", *RAW_ABT_COLUMNS] if pd.notna(r[k])}
+        for k in ("order_purchase_timestamp", "order_approved_at", "order_estimated_delivery_date",
+                  "shipping_limit_date"):
+            if pd.notna(r[k]):
+                d[k] = pd.Timestamp(r[k]).isoformat()
+        out.append({k: (v.item() if hasattr(v, "item") else v) for k, v in d.items()})
+    return out, dict(zip(scored["order_id"], scored["score"].astype(float)))
+
+
+def test_api_delay_score_equals_the_batch_score(served):
+    """The same order scored by the API (raw attributes in the request) and by the batch job
+    (`olist_ml.ml.scoring.predict` -> scores_order_delay, from the ABT SQL over the warehouse)."""
+    s, url, dt_ref, _, _ = served
+    orders, batch = _open_orders_as_requests(s, dt_ref, 8)
+    r = httpx.post(url + "/batch/delay", json={"orders": orders}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    got = {x["order_id"]: x["score"] for x in r.json()["results"]}
+    assert got.keys() == batch.keys()
+    for oid, score in batch.items():
+        assert got[oid] == pytest.approx(score, abs=1e-6), oid
+    one = httpx.post(url + "/orders/delay", json=orders[0], headers=AUTH).json()
+    assert one["score"] == pytest.approx(batch[orders[0]["order_id"]], abs=1e-6)
+    # the scores are not all equal (the row matters), and context features were not imputed
+    assert len({round(v, 9) for v in got.values()}) > 1
+    assert "route_pct_late_90d" not in one["imputed"] and "promise_slack_days" not in one["imputed"]
 
 
 def test_batch_delay(served):
@@ -165,6 +244,8 @@ def test_batch_delay(served):
     assert res[0]["score"] != res[1]["score"]
     r = httpx.post(url + "/batch/delay", json={"orders": [{"order_value": 1}]}, headers=AUTH)
     assert r.status_code == 422 and "orders.0.seller_id" in r.json()["detail"]
+    r = httpx.post(url + "/batch/delay", json={"orders": [ORDER, ORDER]}, headers=AUTH)
+    assert r.status_code == 422 and "o1" in r.json()["detail"]
 
 
 def test_openapi_docs(served):
@@ -188,17 +269,18 @@ def test_not_ready_without_champion_then_reload_on_alias_move(tmp_path: Path):
         assert any("seller_churn" in x for x in r.json()["reasons"])
         assert httpx.get(url + f"/sellers/{sid}/churn").status_code == 503
 
-        v1 = register_churn_model(s, coef_sign=1.0)
+        v1 = train_champion(s, "churn", ("logreg",))
         first = _wait_for_version(url, sid, v1)
-        v2 = register_churn_model(s, coef_sign=-1.0)  # a second version; _log_and_register moves the alias
+        v2 = train_champion(s, "churn", ("lightgbm",))  # champion or challenger by the rule: promote it by hand
         assert v2 != v1
+        promote(s, "churn", v2)
         second = _wait_for_version(url, sid, v2)
-        assert second["score"] != pytest.approx(first["score"])
+        assert second["score"] != pytest.approx(first["score"], abs=1e-9)
         assert second["score"] == pytest.approx(_expected_churn(s, sid), abs=1e-9)
         assert httpx.get(url + "/ready").json()["models"]["seller_churn"]["model_version"] == v2
 
 
-def _wait_for_version(url: str, sid: str, version: str, timeout: float = 20.0) -> dict:
+def _wait_for_version(url: str, sid: str, version: str, timeout: float = 30.0) -> dict:
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -215,14 +297,14 @@ def test_features_reload_when_the_store_changes(tmp_path: Path):
     new population without a restart."""
     s = Settings(home=tmp_path / "home")
     make_feature_store(s, seed=1)
-    register_churn_model(s)
+    train_champion(s, "churn")
     old = set(latest_frames(s)[2]["seller_id"].astype(str))
     with running_server(s, poll_seconds=0.3, extra_args=("--problem", "churn")) as url:
         make_feature_store(s, seed=2)
         new = list(set(latest_frames(s)[2]["seller_id"].astype(str)) - old)
         assert new, "the second synthetic data set has no new sellers"
         sid = new[0]
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             r = httpx.get(url + f"/sellers/{sid}/churn")
             if r.status_code == 200:

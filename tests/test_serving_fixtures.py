@@ -23,14 +23,22 @@ from olist_ml.config import Settings
 
 
 
-def make_feature_store(settings: Settings, *, scale: float = 0.05, seed: int = 1) -> None:
-    """A real (small) warehouse: synthetic Olist CSVs -> ingest -> feature store."""
+# The served fixtures build the feature store monthly up to FEATURES_END (in the healthy part of
+# the synthetic data, before its thin tail), so the churn population at the latest dt_ref is
+# large and the open orders scored in batch were all bought after it (their ABT seller row is
+# the served one).
+FEATURES_END = date(2018, 6, 1)
+
+
+def make_feature_store(settings: Settings, *, scale: float = 0.05, seed: int = 1, cadence: str = "monthly",
+                       end: date | None = FEATURES_END) -> None:
+    """A real (small) warehouse: synthetic Olist CSVs -> ingest -> feature store (full rebuild)."""
     from olist_ml import features, ingest, synth
 
     raw = settings.home / f"raw-{seed}"
     synth.generate(raw, seed=seed, scale=scale)
     ingest.ingest(raw, settings)
-    features.build(settings)
+    features.build(settings, cadence=cadence, end=end, full=True)
 
 
 def latest_frames(settings: Settings) -> tuple[date, pd.DataFrame, pd.DataFrame]:
@@ -42,74 +50,22 @@ def latest_frames(settings: Settings) -> tuple[date, pd.DataFrame, pd.DataFrame]
         return latest_feature_frames(con, settings, ("seller_churn",))
 
 
-def _numeric(frame: pd.DataFrame, n: int) -> list[str]:
-    cols = [c for c in frame.columns if c not in ("dt_ref", "seller_id") and pd.api.types.is_numeric_dtype(frame[c])
-            and not pd.api.types.is_bool_dtype(frame[c]) and frame[c].notna().any()]
-    return cols[:n]
+def train_champion(settings: Settings, problem: str = "churn", candidates: tuple[str, ...] = ("logreg",)) -> str:
+    """`olist_ml.ml.train.train` with a tiny budget (no tuning); returns the registered version."""
+    from olist_ml.ml.train import train
+    from olist_ml.problems import get
+
+    res = train(get(problem), settings, n_trials=0, candidates=list(candidates), cv_folds=2)
+    assert res.model_version is not None, res.reason
+    return str(res.model_version)
 
 
-def _log_and_register(settings: Settings, name: str, model, X: pd.DataFrame, alias: str = "champion") -> str:
-    import mlflow
-    import mlflow.sklearn
-    from mlflow import MlflowClient
-    from mlflow.models import infer_signature
+def promote(settings: Settings, problem: str, version: str) -> None:
+    """Move the champion alias by hand (`olist-ml promote`)."""
+    from olist_ml.ml.registry import promote as _promote
+    from olist_ml.problems import get
 
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_registry_uri(settings.mlflow_uri)
-    exp = mlflow.get_experiment_by_name(name)
-    exp_id = exp.experiment_id if exp else mlflow.create_experiment(
-        name, artifact_location=(settings.artifacts / name).as_uri())
-    with mlflow.start_run(experiment_id=exp_id):
-        info = mlflow.sklearn.log_model(model, name="model", signature=infer_signature(X, model.predict_proba(X)[:, 1]),
-                                        pip_requirements=["scikit-learn"], registered_model_name=name,
-                                        serialization_format="cloudpickle")
-    client = MlflowClient(settings.mlflow_uri)
-    version = str(info.registered_model_version)
-    client.set_registered_model_alias(name, alias, version)
-    return version
-
-
-def register_churn_model(settings: Settings, *, coef_sign: float = 1.0, seed: int = 0) -> str:
-    """A small logistic regression on the churn population's numeric features, registered as
-    seller_churn@champion through the real MLflow registry."""
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
-    _, _, churn = latest_frames(settings)
-    cols = _numeric(churn, 4)
-    rng = np.random.default_rng(seed)
-    X = churn[cols].astype(float).reset_index(drop=True)
-    z = (X - X.mean()) / X.std().replace(0, 1)
-    logit = coef_sign * z.fillna(0).sum(axis=1)
-    y = (rng.random(len(X)) < 1 / (1 + np.exp(-logit))).astype(int)
-    y[:2] = [0, 1]
-    model = make_pipeline(SimpleImputer(keep_empty_features=True), LogisticRegression(max_iter=500)).fit(X, y)
-    return _log_and_register(settings, "seller_churn", model, X)
-
-
-def register_delay_model(settings: Settings, seed: int = 1) -> str:
-    """order_delay@champion on: a store feature (`seller_` prefix, as the order_delay ABT names
-    them), order attributes, a derived one (promised_days) and a context one the API cannot
-    derive (route_pct_late_90d)."""
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
-    _, store, _ = latest_frames(settings)
-    store_col = _numeric(store, 1)[0]
-    rng = np.random.default_rng(seed)
-    X = pd.DataFrame({
-        f"seller_{store_col}": rng.poisson(5, 400).astype(float),
-        "order_value": rng.gamma(2.0, 60.0, 400),
-        "freight_value": rng.gamma(2.0, 10.0, 400),
-        "promised_days": rng.integers(5, 40, 400).astype(float),
-        "route_pct_late_90d": rng.random(400),
-    })
-    logit = 0.05 * X["freight_value"] - 0.1 * X["promised_days"] + 2 * X["route_pct_late_90d"]
-    y = (rng.random(400) < 1 / (1 + np.exp(-logit))).astype(int)
-    model = make_pipeline(SimpleImputer(), LogisticRegression(max_iter=500)).fit(X, y)
-    return _log_and_register(settings, "order_delay", model, X)
+    _promote(settings, get(problem).name, version, reason="serving test")
 
 
 def free_port() -> int:

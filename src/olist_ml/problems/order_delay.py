@@ -269,4 +269,5 @@ PROBLEM = Problem(
     # a training order's label is only known once its promise expired: promises are ~24 days (p95 ~40)
     split=SplitConfig(cv_folds=3, purge_days=30),
     build_step="features build",
+    event_time_column="purchase_ts",  # dt_ref: purchase date in the ABT, scoring date when scored
 )

@@ -21,7 +21,7 @@ import contextlib
 import math
 import os
 import secrets
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import Annotated, Any
 
 import numpy as np
@@ -34,6 +34,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..config import Settings
+from ..errors import OlistMLError
 from .state import CHURN, DELAY, ServingState, positive_scores
 
 MAX_BATCH = 10_000
@@ -65,14 +66,20 @@ class BatchChurnOut(BaseModel):
 
 
 class OrderIn(BaseModel):
-    """Attributes of one order, as known at approval (the names of the order_delay ABT columns).
+    """Raw attributes of one new order, as known at approval (Olist column names; items summed).
 
-    The seller's feature-store features (latest dt_ref, `seller_` prefix) are added by the server.
-    Derived when absent: purchase_month / purchase_weekday (ISO, 1 = Monday) from
-    order_purchase_timestamp, promised_days from it and order_estimated_delivery_date,
-    freight_ratio, same_state. Any further feature of the champion can be passed as an extra
-    field; one neither passed nor derivable is left NULL (the model imputes it) and listed in
-    the response's `imputed`, or refused with 422 when `?strict=true`."""
+    The server computes the order_delay ABT's whole feature row from them with the ABT's own SQL
+    (`olist_ml.problems.order_delay.request_frame`): order features (freight_ratio,
+    promised_days, shipping_limit_days, approval_hours, distance_km from the customer's and the
+    seller's zip prefixes, same_state, purchase month/weekday), the delivery context of the days
+    before the purchase date (route_*, cstate_*, market_*, seller_*_due/overdue_*,
+    promise_slack_days) and the seller's feature-store row (`seller_` prefix). Locations absent
+    from the request come from the warehouse (customer_id -> stg_customers, seller_id ->
+    stg_sellers). order_purchase_timestamp defaults to now (UTC). A field named like an ABT
+    feature (e.g. `distance_km`, `promised_days`, or an extra one such as `route_pct_late_90d`)
+    overrides the computed value. Champion features that end up NULL are left to the model's
+    imputer and listed in the response's `imputed`; `?strict=true` refuses (422) an order whose
+    own attributes leave a champion feature NULL."""
 
     model_config = ConfigDict(
         extra="allow",
@@ -82,25 +89,32 @@ class OrderIn(BaseModel):
                     "order_id": "o-1",
                     "seller_id": "3442f8959a84dea7ee197c632cb2df15",
                     "customer_state": "SP",
-                    "seller_state": "SP",
+                    "customer_zip_code_prefix": "01310",
                     "order_purchase_timestamp": "2018-08-01T10:00:00",
+                    "order_approved_at": "2018-08-01T10:20:00",
                     "order_estimated_delivery_date": "2018-08-15T00:00:00",
+                    "shipping_limit_date": "2018-08-07T10:20:00",
                     "order_value": 58.9,
                     "freight_value": 13.29,
                     "n_items": 1,
                     "product_category": "health_beauty",
                     "payment_type": "credit_card",
-                    "distance_km": 120.5,
+                    "payment_installments": 1,
                 }
             ]
         },
     )
     order_id: str | None = Field(None, max_length=64)
     seller_id: str = Field(min_length=1, max_length=64)
+    customer_id: str | None = Field(None, max_length=64, description="known customer: location from stg_customers")
     customer_state: str | None = Field(None, min_length=2, max_length=2, description="two-letter UF")
-    seller_state: str | None = Field(None, min_length=2, max_length=2)
-    order_purchase_timestamp: datetime | None = None
+    customer_zip_code_prefix: str | None = Field(None, min_length=1, max_length=8)
+    seller_state: str | None = Field(None, min_length=2, max_length=2, description="default: stg_sellers")
+    seller_zip_code_prefix: str | None = Field(None, min_length=1, max_length=8, description="default: stg_sellers")
+    order_purchase_timestamp: datetime | None = Field(None, description="default: now (UTC)")
+    order_approved_at: datetime | None = None
     order_estimated_delivery_date: datetime | None = None
+    shipping_limit_date: datetime | None = None
     order_value: float | None = Field(None, ge=0, description="sum of item prices")
     freight_value: float | None = Field(None, ge=0)
     n_items: int | None = Field(None, ge=1)
@@ -109,14 +123,14 @@ class OrderIn(BaseModel):
     total_weight_g: float | None = Field(None, ge=0)
     max_item_weight_g: float | None = Field(None, ge=0)
     total_volume_cm3: float | None = Field(None, ge=0)
-    product_category: str | None = Field(None, max_length=100)
+    product_category: str | None = Field(None, max_length=100, description="English category name")
     payment_type: str | None = Field(None, max_length=40)
     payment_installments: int | None = Field(None, ge=0)
     n_payments: int | None = Field(None, ge=1)
-    promised_days: int | None = Field(None, ge=0)
-    shipping_limit_days: int | None = None
-    approval_hours: float | None = Field(None, ge=0)
-    distance_km: float | None = Field(None, ge=0)
+    promised_days: int | None = Field(None, ge=0, description="override (default: from the dates)")
+    shipping_limit_days: int | None = Field(None, description="override")
+    approval_hours: float | None = Field(None, ge=0, description="override")
+    distance_km: float | None = Field(None, ge=0, description="override (default: from the zip prefixes)")
 
 
 class DelayScore(BaseModel):
@@ -171,72 +185,67 @@ def _finite(x: float) -> float:
     return x
 
 
-STORE_PREFIX = "seller_"
+# the order's own features: NULL only when the request left out what they are computed from
+# (context features -- route_*, cstate_*, market_*, seller_* -- may be NULL in the ABT too)
+CONTEXT_PREFIXES = ("route_", "cstate_", "market_", "seller_")
+CONTEXT_FEATURES = ("promise_slack_days",)
 
 
-def _derived(req: dict) -> dict:
-    """Order features the ABT SQL derives from raw attributes, derived the same way here."""
-    out = {}
-    ts, est = req.get("order_purchase_timestamp"), req.get("order_estimated_delivery_date")
-    if isinstance(ts, datetime):
-        out["purchase_month"] = ts.month
-        out["purchase_weekday"] = ts.isoweekday()
-        if isinstance(est, datetime):
-            out["promised_days"] = (est.date() - ts.date()).days
-    if req.get("order_value") and req.get("freight_value") is not None:
-        out["freight_ratio"] = req["freight_value"] / req["order_value"]
-    if req.get("customer_state") and req.get("seller_state"):
-        out["same_state"] = int(req["customer_state"].upper() == req["seller_state"].upper())
-    return out
+def _naive_utc(v):
+    """Datetimes as the warehouse stores them: naive UTC."""
+    if isinstance(v, datetime) and v.tzinfo is not None:
+        return v.astimezone(timezone.utc).replace(tzinfo=None)
+    return v
 
 
-def _store_column(name: str, store_cols) -> str | None:
-    """The feature-store column behind a champion feature (`seller_n_orders_180d` -> `n_orders_180d`)."""
-    if name.startswith(STORE_PREFIX) and name[len(STORE_PREFIX):] in store_cols:
-        return name[len(STORE_PREFIX):]
-    if name in store_cols and name != "seller_id":
-        return name
-    return None
+def _own_feature(name: str) -> bool:
+    return not name.startswith(CONTEXT_PREFIXES) and name not in CONTEXT_FEATURES
 
 
 def _delay_frame(state: ServingState, orders: list[OrderIn], strict: bool):
     slot = _problem_slot(state, DELAY)
     snap = _snapshot(state)
+    if snap.delay is None:
+        raise HTTPException(503, f"order features not loaded: {snap.error or 'loading'}")
     names = list(slot.champion.feature_names)
-    store = snap.frame
-    from_store = {n: c for n in names if (c := _store_column(n, store.columns))}
-    rows, known, imputed = [], [], []
-    for o in orders:
-        req = o.model_dump(exclude_none=True)
-        row: dict[str, Any] = {}
-        is_known = o.seller_id in store.index
-        if is_known and from_store:
-            feats = store.loc[o.seller_id, list(from_store.values())].to_numpy()
-            row.update(dict(zip(from_store.keys(), feats)))
-        row.update({k: v for k, v in _derived(req).items() if k not in req})
-        row.update(req)  # request attributes win
-        missing = [n for n in names if n not in row and n not in from_store]
-        if missing and strict:
-            raise HTTPException(
-                422,
-                f"the {DELAY} champion (version {slot.version}) needs order fields missing from the request"
-                f"{' for order ' + o.order_id if o.order_id else ''}: " + ", ".join(missing),
-            )
-        rows.append(row)
-        known.append(is_known)
-        imputed.append(missing)
-    df = pd.DataFrame(rows)
+    from ..problems.order_delay import REQUEST_COLUMNS
+
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    raw = [{k: _naive_utc(v) for k, v in o.model_dump(exclude_none=True).items()} for o in orders]
+    req = pd.DataFrame([{k: v for k, v in r.items() if k in REQUEST_COLUMNS} for r in raw])
+    req["order_purchase_timestamp"] = [r.get("order_purchase_timestamp", now) for r in raw]
+    req["order_id"] = [o.order_id or f"request-{i}" for i, o in enumerate(orders)]
+    if req["order_id"].duplicated().any():
+        raise HTTPException(422, f"order_id {req['order_id'][req['order_id'].duplicated()].iloc[0]} appears twice")
+    try:
+        frame = snap.delay.frame(req)
+    except OlistMLError as e:
+        raise HTTPException(422, str(e))
+    known = [o.seller_id in snap.frame.index for o in orders] if snap.frame is not None else [False] * len(orders)
+    # a field named like a feature (not a raw attribute) overrides the computed value
+    overrides = {k for r in raw for k in r if k not in REQUEST_COLUMNS and (k in frame.columns or k in names)}
+    for k in overrides:
+        given = [r.get(k) for r in raw]
+        col = frame[k].astype(object) if k in frame.columns else pd.Series([None] * len(frame), dtype=object)
+        frame[k] = [g if g is not None else c for g, c in zip(given, col)]
     for c in names:
-        if c not in df.columns:
-            df[c] = np.nan  # left for the model's imputer
-    df = df[names]
+        if c not in frame.columns:
+            frame[c] = np.nan  # left for the model's imputer
+    df = frame[names].copy()
     for c in names:
-        if c in from_store:
-            with contextlib.suppress(TypeError, ValueError):
-                df[c] = df[c].astype(store[from_store[c]].dtype)
-        elif df[c].dtype == object:
+        if df[c].dtype == object:
             with contextlib.suppress(TypeError, ValueError):
                 df[c] = pd.to_numeric(df[c])
+    imputed = [[c for c in names if pd.isna(df.at[i, c])] for i in range(len(df))]
+    if strict:
+        for o, miss in zip(orders, imputed):
+            own = [c for c in miss if _own_feature(c)]
+            if own:
+                raise HTTPException(
+                    422,
+                    f"the {DELAY} champion (version {slot.version}) needs order fields missing from the request"
+                    f"{' for order ' + o.order_id if o.order_id else ''}: " + ", ".join(own),
+                )
     return slot, snap, df, known, imputed
 
 

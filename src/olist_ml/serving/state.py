@@ -9,6 +9,11 @@
   request is a dictionary lookup). The warehouse is opened read-only and only for the time of
   a refresh, so batch jobs can still write it; a refresh happens when the warehouse file
   changes (mtime/size of the file and its WAL).
+* `DelayContext` is what scoring a NEW order needs, copied into an in-memory DuckDB at the same
+  refresh: every order's own facts (`order_delay.base_sql()`, the history the route/state/market
+  context aggregates), customers, sellers, zip coordinates and the feature store's rows at the
+  latest dt_ref. A request's feature row is computed by `order_delay.request_frame` (the ABT's
+  own SQL) against it, so the API's row equals the batch row of an order with the same attributes.
 """
 
 from __future__ import annotations
@@ -158,6 +163,71 @@ def _by_seller(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     return frame
 
 
+DELAY_HISTORY = "order_delay_history"
+
+
+class DelayContext:
+    """In-memory copy of what `order_delay.request_frame` reads (see the module docstring)."""
+
+    def __init__(self, settings: Settings, dt_ref: date):
+        import duckdb
+
+        from .. import geo
+        from ..features import FEATURE_TABLES
+        from ..features.build import BUILD_LOG
+        from ..problems import order_delay
+
+        self.dt_ref = dt_ref
+        self.settings = settings
+        db = duckdb.connect(":memory:")
+        try:
+            db.execute("ATTACH '" + str(settings.warehouse).replace("'", "''") + "' AS wh (READ_ONLY)")
+            try:
+                have = {r[0] for r in db.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE database_name = 'wh' AND schema_name = 'main'"
+                ).fetchall()}
+                need = list(order_delay.STG_TABLES) + list(FEATURE_TABLES) + [BUILD_LOG]
+                missing = [t for t in need if t not in have]
+                if missing:
+                    raise MissingStepError(f"warehouse has no table {', '.join(missing)}: run `olist-ml ingest SOURCE` "
+                                           "and `olist-ml features build` first")
+                for t in order_delay.STG_TABLES + (["stg_geolocation"] if "stg_geolocation" in have else []):
+                    db.execute(f"CREATE TABLE main.{t} AS SELECT * FROM wh.main.{t}")
+                if geo.GEO_TABLE in have:
+                    db.execute(f"CREATE TABLE main.{geo.GEO_TABLE} AS SELECT * FROM wh.main.{geo.GEO_TABLE}")
+                for t in FEATURE_TABLES:
+                    db.execute(f"CREATE TABLE main.{t} AS SELECT * FROM wh.main.{t} WHERE dt_ref = ?", [dt_ref])
+                db.execute(f"CREATE TABLE main.{BUILD_LOG} AS SELECT * FROM wh.main.{BUILD_LOG} WHERE dt_ref = ?",
+                           [dt_ref])
+            finally:
+                db.execute("DETACH wh")
+            if geo.GEO_TABLE not in have:
+                geo.build_zip_coordinates(db)
+            db.execute(f"CREATE TABLE {DELAY_HISTORY} AS {order_delay.base_sql()}")
+            for t in ("stg_orders", "stg_order_items", "stg_products", "stg_order_payments", "stg_geolocation"):
+                db.execute(f"DROP TABLE IF EXISTS {t}")  # folded into the history
+        except BaseException:
+            db.close()
+            raise
+        self.db = db
+
+    def frame(self, orders: pd.DataFrame) -> pd.DataFrame:
+        """The order_delay ABT row of each order; the seller's feature-store row is the one at
+        dt_ref (what is known now: for an order bought at or after dt_ref this is exactly the
+        ABT's as-of row)."""
+        from ..problems import order_delay
+
+        cur = self.db.cursor()  # one connection per call: requests run on several threads
+        try:
+            return order_delay.request_frame(cur, self.settings, orders, as_of=pd.Timestamp(self.dt_ref),
+                                             history=DELAY_HISTORY)
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+
 @dataclass
 class FeatureSnapshot:
     dt_ref: date | None = None
@@ -165,6 +235,7 @@ class FeatureSnapshot:
     churn_frame: pd.DataFrame | None = None  # the churn population at dt_ref, index: seller_id
     churn_scores: pd.Series | None = None  # index: seller_id
     churn_version: str | None = None
+    delay: DelayContext | None = None  # what scoring a new order needs (when order_delay is served)
     signature: tuple | None = None
     loaded_at: float | None = None
     error: str | None = None
@@ -248,8 +319,9 @@ class ServingState:
             with warehouse.session(self.settings, read_only=True) as con:
                 dt_ref, store, churn_frame = latest_feature_frames(con, self.settings, self.problems)
             frame = _by_seller(store)
-            new = FeatureSnapshot(dt_ref=dt_ref, frame=frame, churn_frame=_by_seller(churn_frame), signature=sig,
-                                  loaded_at=time.time())
+            delay = DelayContext(self.settings, dt_ref) if DELAY in self.problems else None
+            new = FeatureSnapshot(dt_ref=dt_ref, frame=frame, churn_frame=_by_seller(churn_frame), delay=delay,
+                                  signature=sig, loaded_at=time.time())
             self.features = self._score(new, churn)
             log.info("loaded features at dt_ref %s (%d sellers)", dt_ref, len(frame))
         except OlistMLError as e:
@@ -258,7 +330,7 @@ class ServingState:
             snap.error = f"feature store unreachable: {type(e).__name__}: {e}".splitlines()[0]
 
     def _score(self, snap: FeatureSnapshot, churn: ChampionSlot | None) -> FeatureSnapshot:
-        new = FeatureSnapshot(dt_ref=snap.dt_ref, frame=snap.frame, churn_frame=snap.churn_frame,
+        new = FeatureSnapshot(dt_ref=snap.dt_ref, frame=snap.frame, churn_frame=snap.churn_frame, delay=snap.delay,
                               signature=snap.signature, loaded_at=snap.loaded_at)
         cf = snap.churn_frame
         if churn is None or not churn.ready or cf is None:
