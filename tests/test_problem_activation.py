@@ -41,7 +41,8 @@ def con():
         _deal("m_d", "d", "2018-04-02 10:00:00"),
         # unlabelled but already sold: known activated, not scored
         _deal("m_e", "e", "2018-04-20 10:00:00"),
-        # horizon ends exactly at the data end: labelled
+        # horizon ends 2018-06-30 12:00, before the observed end 2018-07-01 (the day after the
+        # last order: this sparse fixture has no thin tail): labelled
         _deal("m_f", "f", "2018-04-01 12:00:00"),
     ])
     create_stg(c, "marketing_qualified_leads", [
@@ -106,3 +107,39 @@ def test_bootstrap_auc():
     assert (narrow.high - narrow.low) < (ci.high - ci.low)  # 4x the rows: a narrower interval
     perfect = act.bootstrap_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9], n_boot=50)
     assert perfect.auc == 1.0 and perfect.low == 1.0
+
+
+def test_labels_stop_at_the_observed_end_not_at_a_thin_tail(tmp_path):
+    """Steady daily orders until 2018-02-28, then stray orders until 2018-05-20: the observed
+    end is 2018-03-01 (olist_ml.warehouse.observed_end), so a deal whose 90 days end after it is
+    unlabelled even though max(order_purchase_timestamp) lies later; the scoring date defaults to it."""
+    from datetime import date, timedelta
+
+    from olist_ml.warehouse import observed_end
+
+    c = duckdb.connect()
+    rows = empty_rows()
+    start = date(2018, 1, 20)
+    for i in range(40):  # 2018-01-20 .. 2018-02-28, 12 orders a day by seller s
+        d = start + timedelta(days=i)
+        for j in range(12):
+            order(rows, f"o{i}_{j}", "s", f"{d} 10:00:00", f"{d + timedelta(days=20)}", f"{d + timedelta(days=5)}")
+    order(rows, "stray1", "s", "2018-04-10 10:00:00", "2018-05-01", None, status="canceled")
+    order(rows, "stray2", "late_seller", "2018-05-20 10:00:00", "2018-06-01", None, status="canceled")
+    write_orders(c, rows, sellers=("s", "late_seller", "never"))
+    create_stg(c, "closed_deals", [
+        _deal("m_in", "x", "2017-11-20 00:00:00"),  # + 90 d = 2018-02-18: labelled, never sold -> 0
+        _deal("m_edge", "x2", "2017-12-01 00:00:00"),  # + 90 d = 2018-03-01 00:00 = the end: labelled
+        _deal("m_tail", "late_seller", "2018-01-10 00:00:00"),  # + 90 d = 2018-04-10 > end: unlabelled
+    ])
+    create_stg(c, "marketing_qualified_leads", [
+        {"mql_id": m, "first_contact_date": "2017-10-01", "landing_page_id": "lp1", "origin": "paid_search"}
+        for m in ("m_in", "m_edge", "m_tail")])
+    assert observed_end(c) == date(2018, 3, 1)
+    assert c.execute("SELECT max(order_purchase_timestamp) FROM stg_orders").fetchall()[0][0].date() == date(2018, 5, 20)
+    act.build_abt(c, Settings(home=tmp_path))
+    got = dict(c.execute("SELECT mql_id, activated FROM abt_seller_activation").fetchall())
+    assert got == {"m_in": 0, "m_edge": 0, "m_tail": None}
+    df = act.scoring_frame(c, Settings(home=tmp_path), None)
+    # at 2018-03-01 the late seller's stray sale (2018-05-20) is not known yet: still to score
+    assert list(df["mql_id"]) == ["m_tail"] and str(df["dt_ref"].iloc[0]) == "2018-03-01"

@@ -59,33 +59,98 @@ def test_order_delay_train_and_score(world):
 
 @needs_features
 def test_activation_train_and_score(world):
-    from olist_ml.ml import scoring, train
+    """Through the generic entry points: the bootstrap interval of the OOT ROC AUC is an
+    `extra_metrics` hook, computed and logged inside `train`."""
+    import datetime as dt
+
+    from olist_ml.ml import scoring, tracking, train
     from olist_ml.problems import activation as act
+    from olist_ml.warehouse import observed_end
 
     p = problems.get("activation")
     r = train.train(p, world, n_trials=0, candidates=["logreg"])
-    ci = act.log_oot_confidence(world, r, n_boot=200)["logreg"]
-    assert ci.n > 0 and (ci.n_boot == 0 or ci.low <= ci.high)
+    c = r.candidates[0]
+    assert {"roc_auc_ci_low", "roc_auc_ci_high", "n_positive"} <= set(c.oot)
+    assert c.oot["roc_auc_ci_low"] <= c.oot["roc_auc"] <= c.oot["roc_auc_ci_high"]
+    assert {"roc_auc_ci_low", "roc_auc_ci_high"} <= set(r.table().columns)  # printed by `olist-ml train`
+    cl = tracking.client(world)
+    logged = cl.get_run(c.run_id).data.metrics
+    assert logged["oot_roc_auc_ci_low"] == pytest.approx(c.oot["roc_auc_ci_low"])
+    assert cl.get_run(r.parent_run_id).data.metrics["best_oot_roc_auc_ci_high"] == pytest.approx(c.oot["roc_auc_ci_high"])
+    # the recomputation helper agrees (same seed and resamples)
+    ci = act.log_oot_confidence(world, r, n_boot=2000)["logreg"]
+    assert ci.low == pytest.approx(c.oot["roc_auc_ci_low"]) and ci.n == c.oot["n_rows"]
     with session(world, read_only=True) as con:
-        first = con.execute("SELECT min(dt_ref) FROM abt_seller_activation").fetchall()[0][0]
-    import datetime as dt
-
-    rep = scoring.predict(p, world, as_of=first + dt.timedelta(days=30))
-    assert rep.n_scored > 0
+        end = observed_end(con)
+        first, lab, unlabelled_max = con.execute(
+            "SELECT min(dt_ref), count(activated), max(won_date + INTERVAL 90 DAY) FILTER (WHERE activated IS NOT NULL) "
+            "FROM abt_seller_activation").fetchall()[0]
+    assert lab == r.lineage["abt_labelled_rows"] and unlabelled_max <= dt.datetime.combine(end, dt.time())
+    rep = scoring.predict(p, world)  # default scoring date: the observed end of the data
+    assert rep.dt_ref == end and rep.n_scored > 0
+    past = scoring.predict(p, world, as_of=first + dt.timedelta(days=30))
+    assert past.n_scored > 0 and past.dt_ref == first + dt.timedelta(days=30)
+    with session(world, read_only=True) as con:
+        dts = {d for (d,) in con.execute("SELECT DISTINCT dt_ref FROM scores_seller_activation").fetchall()}
+    assert dts == {end, first + dt.timedelta(days=30)}
 
 
 @needs_features
-def test_segments_fit_and_assign(world):
+def test_segments_train_and_score_through_the_hooks(world):
+    """`train.train` / `scoring.predict` dispatch to fit_segments / assign via the Problem hooks;
+    only the clustering champion rule moves seller_segments@champion."""
+    from olist_ml import pipeline
+    from olist_ml.ml import registry, scoring, tracking, train
     from olist_ml.problems import segments as seg
 
-    res = seg.fit_segments(world, k_range=(3, 5), n_stability=2)
-    assert 3 <= res.k <= 5 and len(set(res.names.values())) == res.k
-    assert res.profile["n_sellers"].sum() == res.n_sellers
-    assert len(res.stability_ari) == 2 and all(-1 <= a <= 1 for a in res.stability_ari)
+    p = problems.get("segments")
+    assert p.train_fn is seg.train_segments and p.score_fn is seg.score_segments
+    world.extra.update({"k_range": "3-5", "stability_runs": 2})
+    try:
+        r = train.train(p, world, n_trials=3)
+    finally:
+        world.extra.pop("k_range"), world.extra.pop("stability_runs")
+    assert r.decision == "champion" and r.model_version == "1" and r.metric == "silhouette"
+    c = r.candidates[0]
+    k = int(c.oot["n_clusters"])
+    assert 3 <= k <= 5 and -1 <= c.oot["stability_ari_mean"] <= 1 and "stability_ari_mean" in r.table().columns
+    assert sum(f"segment {i} (" in " ".join(r.notes) for i in range(k)) == k  # names and sizes reported
+    # lineage: the ABT is the fitted population, the pipeline recognises the run by its hash
     with session(world, read_only=True) as con:
-        rows = con.execute("SELECT count(*), count(DISTINCT segment_name), min(model_version) FROM seller_segments "
-                           "WHERE dt_ref = ?", [res.dt_ref]).fetchall()[0]
-    assert rows == (res.n_sellers, res.k, res.model_version)
-    assert seg.assign_segments(world, res.dt_ref) == res.n_sellers  # idempotent re-assignment
+        n_abt, d_abt = con.execute("SELECT count(*), max(dt_ref) FROM abt_seller_segments").fetchall()[0]
+        d_default = seg.default_dt_ref(con)
+    assert n_abt == r.lineage["abt_rows"] and d_abt == d_default
+    assert pipeline._trained_on(world, p, r.lineage["abt_content_hash"]) == r.parent_run_id
+    run = tracking.client(world).get_run(r.parent_run_id)
+    assert run.data.metrics["stability_ari_mean"] == pytest.approx(c.oot["stability_ari_mean"])
+    arts = {a.path for a in tracking.client(world).list_artifacts(r.parent_run_id, "segments")}
+    assert {"segments/segment_profile.csv", "segments/segments_pca.png"} <= arts
+    # the champion's assignments of the fitted date were written, with names, in both tables
     with session(world, read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM seller_segments").fetchall()[0][0] == res.n_sellers
+        got = con.execute("SELECT count(*), count(DISTINCT segment_name), min(model_version) FROM seller_segments "
+                          "WHERE dt_ref = ?", [d_abt]).fetchall()[0]
+        sc = con.execute("SELECT count(*), count(DISTINCT score), count(segment_name) FROM scores_seller_segments").fetchall()[0]
+    assert got == (n_abt, k, "1") and sc == (n_abt, k, n_abt)
+
+    # same population, same seed: no better silhouette -> challenger; the champion alias stays
+    r2 = seg.train_segments(p, world, build_abt=False)
+    assert r2.decision == "challenger" and str(registry.alias_version(world, seg.NAME).version) == "1"
+    with session(world, read_only=True) as con:
+        assert con.execute("SELECT DISTINCT model_version FROM seller_segments").fetchall() == [("1",)]
+
+    # scoring another date through the generic entry point
+    from olist_ml import features
+
+    with session(world, read_only=True) as con:
+        dts = sorted(features.available_dt_refs(con))
+    earlier = dts[-3]
+    rep = scoring.predict(p, world, earlier)
+    assert rep.dt_ref == earlier and rep.model_version == "1" and rep.n_scored > 0
+    assert sum(t["n_sellers"] for t in rep.top) == rep.n_scored and all(t["segment_name"] for t in rep.top)
+    assert scoring.predict(p, world, earlier).n_scored == rep.n_scored  # idempotent
+    with session(world, read_only=True) as con:
+        n = con.execute("SELECT count(*) FROM scores_seller_segments WHERE dt_ref = ?", [earlier]).fetchall()[0][0]
+        m = con.execute("SELECT count(*) FROM seller_segments WHERE dt_ref = ?", [earlier]).fetchall()[0][0]
+    assert n == m == rep.n_scored
+    st = {row["problem"]: row for row in pipeline.problems_status(world)}["seller_segments"]
+    assert st["champion"] == "v1" and st["challenger"] == "v2" and st["last_scored"] == str(d_abt)

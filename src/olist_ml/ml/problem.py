@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from ..config import Settings
@@ -48,6 +49,13 @@ class SplitConfig:
 
 BuildAbt = Callable[[duckdb.DuckDBPyConnection, Settings], int]
 ScoringFrame = Callable[[duckdb.DuckDBPyConnection, Settings, "date | None"], pd.DataFrame]
+# train_fn(problem, settings, **budget) -> olist_ml.ml.train.TrainResult (budget: the keyword
+# arguments of `olist_ml.ml.train.train`; a hook ignores the ones it has no use for)
+TrainFn = Callable[..., Any]
+# score_fn(problem, settings, as_of, top_n=...) -> olist_ml.ml.scoring.ScoreReport
+ScoreFn = Callable[..., Any]
+# extra_metrics(y, p, settings) -> {name: value}: more OOT metrics of a binary candidate
+ExtraMetrics = Callable[[np.ndarray, np.ndarray, Settings], "dict[str, float]"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,15 @@ class Problem:
     abt_table: warehouse table written by `build_abt`.
     key_columns: the row key of the ABT and of the scores table (time column included).
     time_column: the reference date (drives the out-of-time split and CV order).
+        Score-date convention: in the output of `scoring_frame` and in `scores_<name>` the time
+        column is ALWAYS the scoring date (as_of), one value per frame. For panel problems
+        (one row per entity x dt_ref: churn, segments) the ABT's time column is that date too.
+        For event problems (one row per order / deal: order_delay, activation) the ABT's time
+        column is the event's date (purchase / won date); their `scoring_frame` overwrites it
+        with the scoring date and `event_time_column` keeps the event time.
+    event_time_column: event problems only: the column holding the event's time (e.g.
+        `purchase_ts`). `scoring.predict` checks that every scored event happened strictly
+        before the scoring date (nothing from the future is scored).
     group_column: rows of one entity (e.g. seller) never sit on both sides of a CV fold.
     target: label column (NULL = not yet labelled / scoring only). None for clustering.
     categorical_features / numeric_features: explicit lists, or None to derive them from the
@@ -66,7 +83,18 @@ class Problem:
         `exclude_columns`.
     build_abt(con, settings) -> rows: builds `abt_table` atomically.
     scoring_frame(con, settings, as_of) -> DataFrame with key columns + features of the
-        population to score at `as_of` (None -> the latest available reference date).
+        population to score at `as_of` (None -> the problem's default scoring date).
+    Hooks (None -> the generic machinery):
+    train_fn(problem, settings, **budget) -> TrainResult: replaces `olist_ml.ml.train.train`'s
+        generic path (e.g. segments: k by silhouette, stability, profiles and names). It must
+        log to the experiment `name`, tag its top run `role=parent` + `abt_content_hash`,
+        and own the `champion` alias of the registered model `name` (only one path writes it).
+    score_fn(problem, settings, as_of, top_n=...) -> ScoreReport: replaces
+        `olist_ml.ml.scoring.predict`'s generic path; it must still write `scores_<name>`.
+    extra_metrics(y, p, settings) -> dict: binary problems: more metrics of every candidate's
+        OOT predictions (e.g. a bootstrap interval of the ROC AUC), merged into its OOT
+        metrics, logged as `oot_<key>` on the candidate's run (`best_oot_<key>` on the
+        parent for the winner) and shown by `olist-ml train`.
     """
 
     name: str
@@ -87,6 +115,10 @@ class Problem:
     candidates: tuple[str, ...] | None = None  # None -> the default candidates of `kind`
     primary_metric: str | None = None  # None -> roc_auc (binary) / silhouette (cluster)
     build_step: str = "features build"  # the `olist-ml ...` step that must run before build_abt
+    event_time_column: str | None = None
+    train_fn: TrainFn | None = None
+    score_fn: ScoreFn | None = None
+    extra_metrics: ExtraMetrics | None = None
 
     @property
     def scores_table(self) -> str:
@@ -98,6 +130,8 @@ class Problem:
 
     def _non_features(self) -> set[str]:
         cols = set(self.key_columns) | {self.time_column} | set(self.exclude_columns)
+        if self.event_time_column:
+            cols.add(self.event_time_column)
         if self.group_column:
             cols.add(self.group_column)
         if self.target:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import Settings
-from ..errors import MissingStepError
+from ..errors import InputError, MissingStepError
 from ..warehouse import session, table_exists
 from . import registry
 from .problem import Problem
@@ -53,23 +53,91 @@ def _create_sql(problem: Problem, frame: pd.DataFrame) -> str:
     score_type = "DOUBLE" if problem.kind == "binary" else "INTEGER"
     cols += [f"score {score_type}", "decile INTEGER", "model_name VARCHAR", "model_version VARCHAR",
              "run_id VARCHAR", "scored_at TIMESTAMP"]
+    # extra columns a score_fn adds (e.g. segment_name): VARCHAR
+    known = set(problem.key_columns) | {"score", "decile", "model_name", "model_version", "run_id", "scored_at"}
+    cols += [f"{c} VARCHAR" for c in frame.columns if c not in known]
     return f"CREATE TABLE IF NOT EXISTS {problem.scores_table} ({', '.join(cols)})"
 
 
+def score_date(problem: Problem, frame: pd.DataFrame, as_of: date | None = None) -> date:
+    """The one scoring date of a scoring frame (the convention of `Problem.time_column`)."""
+    t = problem.time_column
+    dts = pd.to_datetime(frame[t]).dt.date.unique()
+    if len(dts) != 1:
+        raise InputError(f"scoring frame of {problem.name} spans {len(dts)} values of {t}; by convention "
+                         f"(Problem.time_column) it must hold the one scoring date on every row")
+    d = dts[0]
+    if as_of is not None and d != pd.Timestamp(as_of).date():
+        raise InputError(f"scoring frame of {problem.name} at {pd.Timestamp(as_of).date()} holds {t} {d}: by "
+                         f"convention (Problem.time_column) it must hold the scoring date")
+    ev = problem.event_time_column
+    if ev and ev in frame.columns:
+        late = pd.to_datetime(frame[ev]) >= pd.Timestamp(d)
+        if late.any():
+            row = frame.loc[late].iloc[0]
+            raise InputError(f"scoring frame of {problem.name} at {d}: {ev} {row[ev]} of "
+                             f"{', '.join(f'{k}={row[k]}' for k in problem.key_columns if k != t)} is not before "
+                             f"the scoring date")
+    return d
+
+
+def write_scores(con, problem: Problem, out: pd.DataFrame, dt_ref: date, model_version: str) -> int:
+    """Replace the rows of (dt_ref, model_version) in `scores_<name>` by `out`, in one transaction.
+
+    `out` holds the key columns, score, decile, model_name, model_version, run_id, scored_at and
+    optionally extra (text) columns."""
+    t = problem.time_column
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(_create_sql(problem, out))
+        have = {r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_schema = 'main'",
+            [problem.scores_table]).fetchall()}
+        for c in out.columns:
+            if c not in have:  # a table from before an extra column existed
+                con.execute(f"ALTER TABLE {problem.scores_table} ADD COLUMN {c} VARCHAR")
+        con.execute(f"DELETE FROM {problem.scores_table} WHERE {t} = ? AND model_version = ?",
+                    [dt_ref, str(model_version)])
+        con.register("_olist_scores", out)
+        cols = ", ".join(out.columns)
+        con.execute(f"INSERT INTO {problem.scores_table} ({cols}) SELECT {cols} FROM _olist_scores")
+        con.unregister("_olist_scores")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return len(out)
+
+
+def distribution(problem: Problem, scores: pd.Series) -> dict[str, float]:
+    s = scores.astype(float)
+    dist = {"mean": float(s.mean()), "min": float(s.min()), "p10": float(s.quantile(0.1)),
+            "p50": float(s.quantile(0.5)), "p90": float(s.quantile(0.9)), "max": float(s.max())}
+    if problem.kind == "binary":
+        dist["share_ge_0.5"] = float((s >= 0.5).mean())
+    else:
+        dist.update({f"cluster_{k}": float(v) for k, v in scores.value_counts(normalize=True).sort_index().items()})
+    return dist
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
 def predict(problem: Problem, settings: Settings, as_of: date | None = None, *, top_n: int = 10) -> ScoreReport:
-    """Score every row of `problem.scoring_frame` at `as_of` (default: latest available) with the champion."""
+    """Score every row of `problem.scoring_frame` at `as_of` (default: the problem's default
+    scoring date) with the champion. A problem with a `score_fn` hook is scored by it."""
+    if problem.score_fn is not None:
+        return problem.score_fn(problem, settings, as_of, top_n=top_n)
     t0 = time.perf_counter()
     champ = registry.load_champion(settings, problem.name)
     with session(settings) as con:
         frame = problem.scoring_frame(con, settings, as_of)
         if frame is None or frame.empty:
-            raise MissingStepError(f"nothing to score for {problem.name} at {as_of or 'the latest dt_ref'}: "
+            raise MissingStepError(f"nothing to score for {problem.name} at {as_of or 'the default scoring date'}: "
                                    f"run `olist-ml {problem.build_step}` for that date")
         t = problem.time_column
-        dts = pd.to_datetime(frame[t]).dt.date.unique()
-        if len(dts) != 1:
-            raise MissingStepError(f"scoring frame of {problem.name} spans {len(dts)} reference dates; expected one")
-        dt_ref = dts[0]
+        dt_ref = score_date(problem, frame, as_of)
         scores = champ.score(frame)
         out = frame[list(problem.key_columns)].copy()
         out[t] = pd.to_datetime(out[t]).dt.date
@@ -79,33 +147,14 @@ def predict(problem: Problem, settings: Settings, as_of: date | None = None, *, 
         out["model_name"] = champ.model_name
         out["model_version"] = str(champ.version)
         out["run_id"] = champ.run_id
-        out["scored_at"] = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+        out["scored_at"] = now_utc()
         out = out.sort_values(["score"] + [k for k in problem.key_columns if k != t],
                               ascending=[False] + [True] * (len(problem.key_columns) - 1)).reset_index(drop=True)
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute(_create_sql(problem, out))
-            con.execute(f"DELETE FROM {problem.scores_table} WHERE {t} = ? AND model_version = ?",
-                        [dt_ref, str(champ.version)])
-            con.register("_olist_scores", out)
-            cols = ", ".join(out.columns)
-            con.execute(f"INSERT INTO {problem.scores_table} ({cols}) SELECT {cols} FROM _olist_scores")
-            con.unregister("_olist_scores")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-    s = out["score"].astype(float)
-    dist = {"mean": float(s.mean()), "min": float(s.min()), "p10": float(s.quantile(0.1)),
-            "p50": float(s.quantile(0.5)), "p90": float(s.quantile(0.9)), "max": float(s.max())}
-    if problem.kind == "binary":
-        dist["share_ge_0.5"] = float((s >= 0.5).mean())
-    else:
-        dist.update({f"cluster_{k}": float(v) for k, v in out["score"].value_counts(normalize=True).sort_index().items()})
+        write_scores(con, problem, out, dt_ref, str(champ.version))
     top = out.head(top_n)[list(problem.key_columns) + ["score", "decile"]].to_dict("records")
     return ScoreReport(problem=problem.name, table=problem.scores_table, dt_ref=dt_ref, n_scored=int(len(out)),
                        model_name=champ.model_name, model_version=str(champ.version), run_id=champ.run_id,
-                       distribution=dist, top=top, seconds=time.perf_counter() - t0)
+                       distribution=distribution(problem, out["score"]), top=top, seconds=time.perf_counter() - t0)
 
 
 def scores_exist(settings: Settings, problem: Problem) -> bool:

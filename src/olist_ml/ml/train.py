@@ -66,13 +66,15 @@ class TrainResult:
     lineage: dict[str, Any]
     notes: list[str] = field(default_factory=list)
 
+    extra_keys: list[str] = field(default_factory=list)  # OOT metrics from Problem.extra_metrics / a train_fn
+
     def table(self) -> pd.DataFrame:
+        shown = ("roc_auc", "pr_auc", "log_loss", "brier", "ks", "top_decile_lift", "top_decile_precision",
+                 "silhouette", "davies_bouldin", "n_clusters", *self.extra_keys)
         rows = []
         for c in self.candidates:
             r = {"candidate": c.name, f"cv_{self.metric}": c.cv_score, "trials": c.n_trials}
-            r.update({k: v for k, v in c.oot.items() if k in ("roc_auc", "pr_auc", "log_loss", "brier", "ks",
-                                                               "top_decile_lift", "top_decile_precision",
-                                                               "silhouette", "davies_bouldin", "n_clusters")})
+            r.update({k: v for k, v in c.oot.items() if k in shown})
             rows.append(r)
         return pd.DataFrame(rows)
 
@@ -107,6 +109,15 @@ def evaluate(problem: Problem, model, df: pd.DataFrame) -> dict[str, float]:
         return M.binary_metrics(df[problem.target].to_numpy().astype(int), p)
     X = _cluster_space(model, df)
     return M.cluster_metrics(X, np.asarray(model.predict(df)))
+
+
+def extra_metrics(problem: Problem, model, df: pd.DataFrame, settings: Settings) -> dict[str, float]:
+    """`problem.extra_metrics(y, p, settings)` on a binary model's predictions for labelled rows `df`."""
+    if problem.extra_metrics is None or problem.kind != "binary":
+        return {}
+    p = np.asarray(model.predict_proba(df))[:, 1]
+    out = problem.extra_metrics(df[problem.target].to_numpy().astype(int), p, settings)
+    return {str(k): float(v) for k, v in out.items()}
 
 
 def _cluster_space(model, df):
@@ -246,7 +257,14 @@ def train(problem: Problem, settings: Settings, *, n_trials: int | None = None, 
           oot_start: date | None = None, oot_end: date | None = None, build_abt: bool = True,
           register: bool = True, min_delta: float = 0.0, progress: bool = False) -> TrainResult:
     """Train every candidate of `problem`, log them to MLflow, register the best by OOT metric
-    and apply the champion rule. Budget: n_trials / timeout (seconds) per candidate."""
+    and apply the champion rule. Budget: n_trials / timeout (seconds) per candidate.
+
+    A problem with a `train_fn` hook (e.g. seller_segments) is trained by that hook instead,
+    with the same keyword arguments; it returns a TrainResult too."""
+    if problem.train_fn is not None:
+        return problem.train_fn(problem, settings, n_trials=n_trials, timeout=timeout, candidates=candidates,
+                                cv_folds=cv_folds, oot_months=oot_months, oot_start=oot_start, oot_end=oot_end,
+                                build_abt=build_abt, register=register, min_delta=min_delta, progress=progress)
     n_trials, timeout, names, cv_k = _budget(settings, n_trials, timeout, candidates, cv_folds)
     chosen = cands.resolve(names or problem.candidates, problem.kind)
     notes: list[str] = []
@@ -280,6 +298,7 @@ def train(problem: Problem, settings: Settings, *, n_trials: int | None = None, 
     mlflow = tracking.configure(settings)
     exp_id = tracking.experiment_id(settings, problem.name)
     results: list[CandidateResult] = []
+    extra_keys: list[str] = []
     example = _example(split.train, cat, num)
 
     prog = None
@@ -321,6 +340,9 @@ def train(problem: Problem, settings: Settings, *, n_trials: int | None = None, 
                 else:
                     model.fit(split.train)
                 oot_m = evaluate(problem, model, split.oot)
+                extra = extra_metrics(problem, model, split.oot, settings)
+                oot_m.update(extra)
+                extra_keys.extend(k for k in extra if k not in extra_keys)
                 secs = time.perf_counter() - t0
                 with mlflow.start_run(experiment_id=exp_id, run_name=cand.name, nested=True) as child:
                     mlflow.set_tags({"problem": problem.name, "kind": problem.kind, "candidate": cand.name,
@@ -347,6 +369,9 @@ def train(problem: Problem, settings: Settings, *, n_trials: int | None = None, 
                     best = r
             mlflow.set_tag("winner", best.name)
             mlflow.log_metric(f"best_oot_{metric}", best.oot[metric])
+            for k in extra_keys:
+                if k in best.oot:
+                    mlflow.log_metric(f"best_oot_{k}", float(best.oot[k]))
             mlflow.log_text(pd.DataFrame([{"candidate": r.name, "cv": r.cv_score, **r.oot} for r in results])
                             .to_csv(index=False), "candidates.csv")
 
@@ -360,7 +385,7 @@ def train(problem: Problem, settings: Settings, *, n_trials: int | None = None, 
 
     return TrainResult(problem=problem.name, experiment_id=exp_id, parent_run_id=parent.info.run_id, metric=metric,
                        candidates=results, winner=best.name, model_version=version, decision=decision, reason=reason,
-                       previous_champion=prev, lineage=lineage, notes=notes)
+                       previous_champion=prev, lineage=lineage, notes=notes, extra_keys=extra_keys)
 
 
 def _register(settings, problem, best: CandidateResult, split: Split, metric: str, min_delta: float, mlflow):

@@ -17,10 +17,37 @@ Each segment is profiled (size, share, GMV share, feature means and z-scores vs 
 mean in the scaled space) and named from its profile ("high-volume, well-rated", "new,
 low-volume", "at-risk: late & badly rated", ...); names are unique.
 
-`fit_segments` logs one MLflow run (params, metrics, profile CSV + HTML, PCA PNG, the model),
-registers the model as `seller_segments` (alias champion; segment names in a version tag) and
-writes the assignments to table `seller_segments(dt_ref, seller_id, segment, segment_name,
-model_version, run_id)`. `assign_segments` scores another dt_ref with the champion.
+Training and scoring go through the generic entry points: `PROBLEM.train_fn` is
+`train_segments` (so `olist_ml.ml.train.train`, `olist-ml train segments` and the pipeline run
+`fit_segments`) and `PROBLEM.score_fn` is `score_segments` (so `olist_ml.ml.scoring.predict`
+and `olist-ml predict segments` run it). The generic k-means candidate never runs for it.
+
+Population date: `default_dt_ref` = the latest feature dt_ref on or before
+`olist_ml.warehouse.observed_end` (the real extract's stray orders after 2018-08-29 would
+otherwise age every seller's recency by ~7 weeks). `abt_seller_segments` is exactly the
+population the segmentation is fitted on (its content hash is the run's lineage).
+
+`fit_segments` logs one MLflow run (tags role=parent, abt_content_hash; params incl. the
+lineage; metrics silhouette, davies_bouldin, calinski_harabasz, stability_ari_mean/min,
+silhouette_by_k; artifacts segments/segment_profile.csv+html, segment_names.json,
+silhouette_by_k.csv, stability_ari.csv, segments_pca.png; the model), registers it as
+`seller_segments` (tags: segment_names JSON, dt_ref, k) and applies the clustering champion rule:
+
+  * no champion yet -> champion;
+  * the champion cannot segment this population (its feature list differs from the new one:
+    features changed, or it fails) -> the newcomer is champion;
+  * otherwise both models partition the SAME population (this fit's sellers at this dt_ref),
+    each measured by the silhouette in its own scaled space (same sample, same seed); the
+    newcomer is champion when its silhouette is higher by more than `min_delta` (default 0),
+    else it becomes `challenger`.
+
+Only this rule moves `seller_segments@champion` (or a manual `olist-ml promote`). When the new
+version is champion its assignments of the fitted date are written; `score_segments` writes
+those of any date with the champion. Both write through `_write_outputs`, the one writer of
+`seller_segments(dt_ref, seller_id, segment, segment_name, model_version, run_id)` (a dt_ref
+partition is replaced) and `scores_seller_segments(dt_ref, seller_id, score = segment, decile
+NULL, model_name, model_version, run_id, scored_at, segment_name)` (rows of (dt_ref, version)
+replaced).
 """
 
 from __future__ import annotations
@@ -44,12 +71,13 @@ from sklearn.preprocessing import RobustScaler
 from ..config import Settings
 from ..errors import InputError, MissingStepError
 from ..ml.problem import Problem, SplitConfig
-from ..warehouse import require_tables, session, table_exists
+from ..warehouse import observed_end, replace_table_atomically, require_tables, session, table_exists
 from ._common import as_date
 
 NAME = "seller_segments"
 ABT = "abt_seller_segments"
 TABLE = "seller_segments"
+CANDIDATE = "kmeans_robust"
 CLIP = 5.0
 
 # curated features: (template, role used for naming)
@@ -96,14 +124,27 @@ def _require(con) -> None:
     require_tables(con, list(_features().FEATURE_TABLES), "features build")
 
 
+def default_dt_ref(con: duckdb.DuckDBPyConnection) -> date:
+    """The population date when none is given: the latest feature-store dt_ref on or before the
+    observed end of the data (`olist_ml.warehouse.observed_end`, exclusive; a dt_ref is midnight
+    and only holds facts before it), so the real extract's thin tail of stray orders does not
+    age every seller's recency; the latest dt_ref when none lies before it."""
+    dts = sorted(pd.Timestamp(d).date() for d in _features().available_dt_refs(con))
+    if not dts:
+        raise MissingStepError("the feature store has no dt_ref rows: run `olist-ml features build` first")
+    end = observed_end(con)
+    before = [d for d in dts if end is None or d <= end]
+    return before[-1] if before else dts[-1]
+
+
 def population(con: duckdb.DuckDBPyConnection, settings: Settings, dt_ref: date | None = None) -> pd.DataFrame:
-    """Active sellers at `dt_ref` (default: the latest dt_ref of the feature store) with their features."""
+    """Active sellers at `dt_ref` (default: `default_dt_ref`) with their features."""
     _require(con)
     fs = _features()
     dts = sorted(pd.Timestamp(d).date() for d in fs.available_dt_refs(con))
     if not dts:
         raise MissingStepError("the feature store has no dt_ref rows: run `olist-ml features build` first")
-    d = as_date(dt_ref) or dts[-1]
+    d = as_date(dt_ref) or default_dt_ref(con)
     if d not in set(dts):
         raise MissingStepError(f"the feature store has no dt_ref {d}: run `olist-ml features build --start {d} --end {d}`")
     active = f"n_orders_{window(settings)}d"
@@ -283,14 +324,33 @@ class SegmentsResult:
     features: list[str]
     run_id: str | None = None
     model_version: str | None = None
+    model_uri: str | None = None
+    experiment_id: str | None = None
+    decision: str = "not registered"  # "champion" | "challenger" | "not registered"
+    reason: str = ""
+    previous_champion: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    lineage: dict = field(default_factory=dict)
+    fit_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     @property
     def ari_mean(self) -> float:
         return float(np.mean(self.stability_ari)) if self.stability_ari else float("nan")
 
+    @property
+    def ari_min(self) -> float:
+        return float(np.min(self.stability_ari)) if self.stability_ari else float("nan")
 
-def _write_assignments(con, dt_ref: date, df: pd.DataFrame, labels, names: dict[int, str], version, run_id) -> int:
+    def sizes(self) -> dict[int, int]:
+        return {int(r.segment): int(r.n_sellers) for r in self.profile.itertuples()}
+
+
+def _write_outputs(con, dt_ref: date, df: pd.DataFrame, labels, names: dict[int, str], version, run_id) -> int:
+    """The one writer of segment assignments: `seller_segments` (dt_ref partition replaced) and
+    `scores_seller_segments` (rows of (dt_ref, model_version) replaced), in one transaction each."""
+    from ..ml import scoring
+
     out = pd.DataFrame({
         "dt_ref": [dt_ref] * len(df),
         "seller_id": df["seller_id"].astype(str).to_numpy(),
@@ -312,6 +372,13 @@ def _write_assignments(con, dt_ref: date, df: pd.DataFrame, labels, names: dict[
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    if version is not None:  # scores_<name> rows always carry a registered version
+        sc = pd.DataFrame({"dt_ref": out["dt_ref"], "seller_id": out["seller_id"], "score": out["segment"],
+                           "decile": pd.array([pd.NA] * len(out), dtype="Int64"), "model_name": NAME,
+                           "model_version": str(version), "run_id": run_id, "scored_at": scoring.now_utc(),
+                           "segment_name": out["segment_name"]})
+        scoring.write_scores(con, PROBLEM, sc.sort_values(["score", "seller_id"]).reset_index(drop=True),
+                             dt_ref, str(version))
     return len(out)
 
 
@@ -336,48 +403,125 @@ def _pca_png(X: np.ndarray, labels, names: dict[int, str], path: Path, title: st
     plt.close(fig)
 
 
-def fit_segments(settings: Settings, dt_ref: date | None = None, *, k_range: tuple[int, int] = (3, 8),
-                 n_stability: int = 5, log: bool = True, register: bool = True) -> SegmentsResult:
-    """Choose k, fit, measure stability, profile and name; log to MLflow; write `seller_segments`."""
+def _population_sql(settings: Settings, feats: list[str], cols: list[str]) -> str:
+    active = f"n_orders_{window(settings)}d"
+    cond = f"AND coalesce(f.{active}, 0) > 0" if active in cols else ""
+    return (f"SELECT CAST(f.dt_ref AS DATE) AS dt_ref, f.seller_id, {', '.join('f.' + c for c in feats)} "
+            f"FROM ({_features().feature_frame_sql()}) f WHERE f.dt_ref = $d {cond}")
+
+
+def write_abt(con: duckdb.DuckDBPyConnection, settings: Settings, dt_ref: date | None = None) -> int:
+    """`abt_seller_segments`: the population a segmentation is fitted on, i.e. the active
+    sellers at `dt_ref` (default: `default_dt_ref`) with the curated features."""
+    _require(con)
+    cols = list(_features().feature_columns(con))
+    feats = curated_features(cols, settings)
+    d = as_date(dt_ref) or default_dt_ref(con)
+    if d not in {pd.Timestamp(x).date() for x in _features().available_dt_refs(con)}:
+        raise MissingStepError(f"the feature store has no dt_ref {d}: run `olist-ml features build --start {d} --end {d}`")
+    return replace_table_atomically(con, ABT, _population_sql(settings, feats, cols) + " ORDER BY f.seller_id",
+                                    {"d": d})
+
+
+def build_abt(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
+    """The Problem's `build_abt`: `write_abt` at the default population date."""
+    return write_abt(con, settings)
+
+
+def _k_range(settings: Settings, k_range) -> tuple[int, int]:
+    if k_range is not None:
+        return int(k_range[0]), int(k_range[1])
+    raw = (settings.extra or {}).get("k_range")
+    if raw:
+        lo, hi = str(raw).replace("..", "-").split("-")
+        return int(lo), int(hi)
+    return 3, 8
+
+
+def fit_segments(settings: Settings, dt_ref: date | None = None, *, k_range: tuple[int, int] | None = None,
+                 n_stability: int | None = None, log: bool = True, register: bool = True, build_abt: bool = True,
+                 min_delta: float = 0.0) -> SegmentsResult:
+    """Choose k, fit, measure stability, profile and name on the active sellers at `dt_ref`
+    (default: `default_dt_ref`); log to MLflow; register and apply the clustering champion rule;
+    when the new version is champion, write its assignments (`seller_segments` and
+    `scores_seller_segments`) for the fitted dt_ref.
+
+    build_abt=False fits on the existing `abt_seller_segments` (the pipeline builds it first and
+    hashes it). k_range default: Settings.extra["k_range"] ("3-8") or 3..8; stability runs:
+    Settings.extra["stability_runs"] or 5.
+    """
+    from ..ml import metrics as M
+    from ..ml.data import content_hash, load_abt
+
     seed = settings.seed
+    k_range = _k_range(settings, k_range)
+    n_stability = int(n_stability if n_stability is not None else (settings.extra or {}).get("stability_runs", 5))
+    t0 = time.perf_counter()
     with session(settings) as con:
-        df = population(con, settings, dt_ref)
-        if df.empty:
-            raise MissingStepError(f"no active sellers at {dt_ref or 'the latest dt_ref'}: build features over a "
-                                   "range that contains sales")
-        d = df["dt_ref"].iloc[0]
-        feats = curated_features(list(_features().feature_columns(con)), settings)
-        k, sil = choose_k(df, feats, k_range, seed)
-        pipe = segment_pipeline(feats, k, seed).fit(df)
-        labels = pipe[-1].labels_
-        X = _space(pipe, df)
-        aris = stability(df, feats, k, labels, seed, n_runs=n_stability)
-        gmv = f"gmv_{window(settings)}d"
-        prof = profile(df, labels, feats, X, gmv if gmv in df.columns else None)
-        names = name_segments(prof, feats, settings)
-        prof.insert(1, "segment_name", prof["segment"].map(names))
-        res = SegmentsResult(dt_ref=d, n_sellers=len(df), k=k, silhouette=sil[k], silhouette_by_k=sil,
-                             stability_ari=aris, names=names, profile=prof, features=feats)
-        if log:
-            _log_run(settings, res, pipe, df, X, labels, register)
-        _write_assignments(con, d, df, labels, names, res.model_version, res.run_id)
+        if build_abt or not table_exists(con, ABT):
+            write_abt(con, settings, dt_ref)
+        df = con.execute(f"SELECT * FROM {ABT} ORDER BY seller_id").df()
+        abt_hash = content_hash(load_abt(con, PROBLEM)) if not df.empty else ""
+    if df.empty:
+        raise MissingStepError(f"no active sellers at {dt_ref or 'the default dt_ref'}: build features over a "
+                               "range that contains sales")
+    df["dt_ref"] = pd.to_datetime(df["dt_ref"]).dt.date
+    d = df["dt_ref"].iloc[0]
+    feats = [c for c in df.columns if c not in ("dt_ref", "seller_id")]
+    k, sil = choose_k(df, feats, k_range, seed)
+    pipe = segment_pipeline(feats, k, seed).fit(df)
+    labels = pipe[-1].labels_
+    X = _space(pipe, df)
+    aris = stability(df, feats, k, labels, seed, n_runs=n_stability)
+    gmv = f"gmv_{window(settings)}d"
+    prof = profile(df, labels, feats, X, gmv if gmv in df.columns else None)
+    names = name_segments(prof, feats, settings)
+    prof.insert(1, "segment_name", prof["segment"].map(names))
+    res = SegmentsResult(dt_ref=d, n_sellers=len(df), k=k, silhouette=sil[k], silhouette_by_k=sil,
+                         stability_ari=aris, names=names, profile=prof, features=feats)
+    res.metrics = {**M.cluster_metrics(X, labels, seed=seed), "silhouette": sil[k],
+                   "stability_ari_mean": res.ari_mean, "stability_ari_min": res.ari_min}
+    res.lineage = {"abt_table": ABT, "abt_rows": len(df), "abt_labelled_rows": len(df),
+                   "abt_dt_ref_min": str(d), "abt_dt_ref_max": str(d), "abt_content_hash": abt_hash,
+                   "train_rows": len(df), "train_dt_ref_min": str(d), "train_dt_ref_max": str(d),
+                   "oot_rows": len(df), "oot_dt_ref_min": str(d), "oot_dt_ref_max": str(d),
+                   "n_features": len(feats), "features": feats}
+    res.fit_seconds = time.perf_counter() - t0
+    if log:
+        _log_run(settings, res, pipe, df, X, labels, register, min_delta)
+    if res.decision == "champion":
+        with session(settings) as con:
+            _write_outputs(con, d, df, labels, names, res.model_version, res.run_id)
+    elif res.model_version is not None:
+        res.notes.append(f"v{res.model_version} is {res.decision}: assignments stay with the champion "
+                         f"v{res.previous_champion}")
+    else:
+        res.notes.append("not registered: no assignments written")
     return res
 
 
-def _log_run(settings: Settings, res: SegmentsResult, pipe, df, X, labels, register: bool) -> None:
-    from ..ml import registry, tracking
-    from ..ml.train import _pip_requirements
+def _log_run(settings: Settings, res: SegmentsResult, pipe, df, X, labels, register: bool, min_delta: float) -> None:
+    from ..ml import tracking
+    from ..ml.train import pip_requirements
 
     mlflow = tracking.configure(settings)
     exp = tracking.experiment_id(settings, NAME)
+    res.experiment_id = exp
+    lin = res.lineage
     with mlflow.start_run(experiment_id=exp, run_name=f"{NAME}-{time.strftime('%Y%m%d-%H%M%S')}") as run:
-        mlflow.set_tags({"problem": NAME, "kind": "cluster", "role": "segments"})
+        mlflow.set_tags({"problem": NAME, "kind": "cluster", "role": "parent", "candidate": CANDIDATE,
+                         "abt_content_hash": lin["abt_content_hash"]})
+        mlflow.log_params({k: v for k, v in lin.items() if not isinstance(v, list)})
         mlflow.log_params({"dt_ref": str(res.dt_ref), "n_sellers": res.n_sellers, "k": res.k,
                            "k_range": f"{min(res.silhouette_by_k)}..{max(res.silhouette_by_k)}",
                            "features": ",".join(res.features), "scaling": "log1p(skewed)+robust(10-90)+clip5",
-                           "seed": settings.seed, "n_stability_runs": len(res.stability_ari)})
-        mlflow.log_metrics({"silhouette": res.silhouette, "stability_ari_mean": res.ari_mean,
-                            "stability_ari_min": float(np.min(res.stability_ari)) if res.stability_ari else float("nan")})
+                           "seed": settings.seed, "n_stability_runs": len(res.stability_ari),
+                           "metric": "silhouette"})
+        mlflow.log_dict({**lin, "notes": res.notes}, "lineage.json")
+        mlflow.log_metrics({k: float(v) for k, v in res.metrics.items()})
+        mlflow.log_metrics({f"oot_{k}": float(v) for k, v in res.metrics.items()})
+        mlflow.log_metric("best_oot_silhouette", res.silhouette)
+        mlflow.log_metric("fit_seconds", res.fit_seconds)
         for k, v in res.silhouette_by_k.items():
             mlflow.log_metric("silhouette_by_k", v, step=int(k))
         with tempfile.TemporaryDirectory() as tmp:
@@ -385,6 +529,10 @@ def _log_run(settings: Settings, res: SegmentsResult, pipe, df, X, labels, regis
             res.profile.to_csv(t / "segment_profile.csv", index=False)
             (t / "segment_profile.html").write_text(res.profile.round(3).to_html(index=False), encoding="utf-8")
             (t / "segment_names.json").write_text(json.dumps({str(k): v for k, v in res.names.items()}, indent=1))
+            pd.DataFrame({"k": list(res.silhouette_by_k), "silhouette": list(res.silhouette_by_k.values())}).to_csv(
+                t / "silhouette_by_k.csv", index=False)
+            pd.DataFrame({"run": range(len(res.stability_ari)), "ari": res.stability_ari}).to_csv(
+                t / "stability_ari.csv", index=False)
             _pca_png(X, labels, res.names, t / "segments_pca.png", f"{NAME} at {res.dt_ref} (k={res.k})")
             mlflow.log_artifacts(tmp, artifact_path="segments")
         from mlflow.models import infer_signature
@@ -393,17 +541,68 @@ def _log_run(settings: Settings, res: SegmentsResult, pipe, df, X, labels, regis
 
         ex = df[res.features].head(5).astype("float64")
         info = mlflow.sklearn.log_model(pipe, name="model", signature=infer_signature(ex, pipe.predict(ex)),
-                                        input_example=ex, pip_requirements=_pip_requirements(),
+                                        input_example=ex, pip_requirements=pip_requirements(),
                                         serialization_format="cloudpickle", pyfunc_predict_fn="predict")
         res.run_id = run.info.run_id
+        res.model_uri = info.model_uri
         if register:
-            c = tracking.client(settings)
-            mv = mlflow.register_model(info.model_uri, NAME, tags={"kind": "cluster"})
-            res.model_version = str(mv.version)
-            c.set_model_version_tag(NAME, res.model_version, "segment_names", json.dumps(res.names))
-            c.set_model_version_tag(NAME, res.model_version, "run_id", res.run_id)
-            c.set_registered_model_alias(NAME, registry.CHAMPION, res.model_version)
-            mlflow.set_tag("registered_version", res.model_version)
+            _register(settings, res, df, min_delta)
+            mlflow.set_tags({"registered_version": res.model_version, "decision": res.decision,
+                             "decision_reason": res.reason, "winner": CANDIDATE})
+
+
+def _champion_silhouette(champ, df: pd.DataFrame, features: list[str], seed: int) -> float:
+    """Silhouette of the champion's partition of `df`, in the champion's own scaled space."""
+    from sklearn.metrics import silhouette_score
+
+    if sorted(champ.feature_names) != sorted(features):
+        raise InputError(f"features changed (champion: {len(champ.feature_names)}, new: {len(features)})")
+    labels = champ.predict(df)
+    if len(np.unique(labels)) < 2:
+        return float("nan")
+    X = np.asarray(champ.model[:-1].transform(df), dtype=float)
+    return float(silhouette_score(X, labels, sample_size=min(4000, len(df)), random_state=seed))
+
+
+def _register(settings: Settings, res: SegmentsResult, df: pd.DataFrame, min_delta: float) -> None:
+    """Register the fitted model and apply the clustering champion rule (module docstring)."""
+    import mlflow
+
+    from ..ml import registry, tracking
+
+    c = tracking.client(settings)
+    mv = mlflow.register_model(res.model_uri, NAME, tags={"kind": "cluster", "candidate": CANDIDATE})
+    v = res.model_version = str(mv.version)
+    for key, val in (("segment_names", json.dumps({str(k): n for k, n in res.names.items()})),
+                     ("run_id", res.run_id), ("oot_silhouette", f"{res.silhouette:.6f}"),
+                     ("stability_ari_mean", f"{res.ari_mean:.4f}"), ("dt_ref", str(res.dt_ref)), ("k", str(res.k))):
+        c.set_model_version_tag(NAME, v, key, val)
+    current = registry.alias_version(settings, NAME, registry.CHAMPION)
+    res.previous_champion = str(current.version) if current else None
+    if current is None:
+        decision, reason = registry.CHAMPION, f"first champion (silhouette {res.silhouette:.4f}, k={res.k})"
+    else:
+        try:
+            champ = registry.load_version(settings, NAME, current.version, registry.CHAMPION)
+            old = _champion_silhouette(champ, df, res.features, settings.seed)
+        except Exception as e:  # features changed or the old model cannot assign today's population
+            why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            decision, reason = registry.CHAMPION, f"champion v{current.version} cannot segment this population ({why}): newcomer promoted"
+        else:
+            c.set_model_version_tag(NAME, v, f"champion_v{current.version}_silhouette", f"{old:.6f}")
+            if np.isnan(old) or res.silhouette - old > min_delta:
+                decision = registry.CHAMPION
+                reason = (f"silhouette {res.silhouette:.4f} beats champion v{current.version} {old:.4f} on the same "
+                          f"{res.n_sellers} sellers at {res.dt_ref}")
+            else:
+                decision = registry.CHALLENGER
+                reason = (f"silhouette {res.silhouette:.4f} does not beat champion v{current.version} {old:.4f} on "
+                          f"the same {res.n_sellers} sellers at {res.dt_ref}")
+    c.set_registered_model_alias(NAME, decision, v)
+    c.set_model_version_tag(NAME, v, "decision", decision)
+    c.set_model_version_tag(NAME, v, "decision_reason", reason)
+    c.update_model_version(NAME, v, description=f"[train] {decision}: {reason}")
+    res.decision, res.reason = decision, reason
 
 
 def champion_names(settings: Settings) -> tuple[dict[int, str], object]:
@@ -416,32 +615,65 @@ def champion_names(settings: Settings) -> tuple[dict[int, str], object]:
 
 
 def assign_segments(settings: Settings, dt_ref: date | None = None) -> int:
-    """Assign the active sellers of `dt_ref` with the champion segmentation; returns rows written."""
+    """Assign the active sellers of `dt_ref` (default: `default_dt_ref`) with the champion
+    segmentation into `seller_segments` and `scores_seller_segments`; returns rows written."""
+    return score_segments(PROBLEM, settings, dt_ref).n_scored
+
+
+# ---- hooks on the generic machinery ---------------------------------------------------------------
+def train_segments(problem: Problem, settings: Settings, *, build_abt: bool = True, register: bool = True,
+                   min_delta: float = 0.0, oot_end: date | None = None, **_budget):
+    """`Problem.train_fn`: `olist_ml.ml.train.train(PROBLEM, ...)` lands here. `oot_end` (the CLI's
+    --oot-end) picks the population date; the Optuna budget does not apply (k is searched)."""
+    from ..ml.train import CandidateResult, TrainResult
+
+    res = fit_segments(settings, oot_end, build_abt=build_abt, register=register, min_delta=min_delta)
+    params = {"k": res.k, "k_range": f"{min(res.silhouette_by_k)}..{max(res.silhouette_by_k)}", "n_init": 10}
+    cand = CandidateResult(CANDIDATE, params, res.silhouette, len(res.silhouette_by_k), res.metrics,
+                           res.run_id or "", res.model_uri or "", res.fit_seconds)
+    notes = [f"population: {res.n_sellers} active sellers at {res.dt_ref}; k={res.k} by silhouette "
+             f"({', '.join(f'{k}:{v:.3f}' for k, v in res.silhouette_by_k.items())}); stability ARI mean "
+             f"{res.ari_mean:.3f} min {res.ari_min:.3f}"]
+    sizes = res.sizes()
+    notes += [f"segment {s} ({sizes[s]} sellers): {n}" for s, n in sorted(res.names.items())]
+    notes += res.notes
+    return TrainResult(problem=NAME, experiment_id=res.experiment_id or "", parent_run_id=res.run_id or "",
+                       metric="silhouette", candidates=[cand], winner=CANDIDATE, model_version=res.model_version,
+                       decision=res.decision if register else "not registered", reason=res.reason or "register=False",
+                       previous_champion=res.previous_champion, lineage=res.lineage, notes=notes,
+                       extra_keys=["stability_ari_mean", "stability_ari_min"])
+
+
+def score_segments(problem: Problem, settings: Settings, as_of: date | None = None, *, top_n: int = 10):
+    """`Problem.score_fn`: assign the active sellers at `as_of` (default: `default_dt_ref`) with
+    `seller_segments@champion`; writes `seller_segments` and `scores_seller_segments`."""
+    from ..ml import scoring
+
+    t0 = time.perf_counter()
     names, champ = champion_names(settings)
     with session(settings) as con:
-        df = population(con, settings, dt_ref)
+        df = population(con, settings, as_of)
+        if df.empty:
+            raise MissingStepError(f"no active sellers at {as_of or default_dt_ref(con)}: build features over a "
+                                   "range that contains sales")
+        missing = [f for f in champ.feature_names if f not in df.columns]
+        if missing:
+            raise MissingStepError(f"the feature store lacks {', '.join(missing[:3])} used by {NAME} "
+                                   f"v{champ.version}: run `olist-ml train segments` again")
         labels = champ.predict(df)
-        return _write_assignments(con, df["dt_ref"].iloc[0], df, labels, names, champ.version, champ.run_id)
+        d = df["dt_ref"].iloc[0]
+        n = _write_outputs(con, d, df, labels, names, champ.version, champ.run_id)
+    lab = pd.Series(np.asarray(labels, dtype=int))
+    counts = lab.value_counts().sort_index()
+    top = [{"segment": int(s), "segment_name": names.get(int(s), f"segment {s}"), "n_sellers": int(c)}
+           for s, c in counts.sort_values(ascending=False).head(top_n).items()]
+    return scoring.ScoreReport(problem=NAME, table=PROBLEM.scores_table, dt_ref=d, n_scored=n, model_name=NAME,
+                               model_version=str(champ.version), run_id=champ.run_id,
+                               distribution=scoring.distribution(PROBLEM, lab), top=top,
+                               seconds=time.perf_counter() - t0)
 
 
 # ---- declaration on the generic machinery ---------------------------------------------------------
-def build_abt(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
-    """`abt_seller_segments`: the active sellers of every first-of-month dt_ref with the curated features."""
-    from ..warehouse import replace_table_atomically
-
-    _require(con)
-    fs = _features()
-    cols = fs.feature_columns(con)
-    feats = curated_features(list(cols), settings)
-    active = f"n_orders_{window(settings)}d"
-    cond = f"AND coalesce(f.{active}, 0) > 0" if active in cols else ""
-    return replace_table_atomically(
-        con, ABT,
-        f"SELECT CAST(f.dt_ref AS DATE) AS dt_ref, f.seller_id, {', '.join('f.' + c for c in feats)} "
-        f"FROM ({fs.feature_frame_sql()}) f WHERE day(f.dt_ref) = 1 {cond}",
-    )
-
-
 def scoring_frame(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date | None = None) -> pd.DataFrame:
     df = population(con, settings, as_of)
     feats = curated_features(list(_features().feature_columns(con)), settings)
@@ -461,6 +693,8 @@ PROBLEM = Problem(
     description="Segments of active sellers (k-means on robust-scaled feature-store features), named from profiles",
     split=SplitConfig(oot_months=1, cv_folds=2),
     build_step="features build",
+    train_fn=train_segments,
+    score_fn=score_segments,
 )
 
 

@@ -2,19 +2,16 @@
 -- grain: (mql_id)
 -- reads: stg_closed_deals, stg_marketing_qualified_leads, stg_order_items, stg_orders
 -- parameter $horizon_days: Settings.activation_horizon_days
+-- parameter $observed_end: olist_ml.warehouse.observed_end(con), the EXCLUSIVE end of the
+--   observed data (a DATE: facts before its 00:00 are observed; robust to the real extract's
+--   thin tail of stray orders after 2018-08-29, unlike max(order_purchase_timestamp)).
 --
 -- Target `activated` = 1 when the won seller gets a first order (any order holding one of its
 -- items, by purchase timestamp) in the half-open window [won_date, won_date + horizon).
--- Observed data end = the last purchase timestamp of an order that has items (a sale event;
--- item-less canceled orders after the last sale are not sales). A deal is labelled only when
--- won_date + horizon <= data end; otherwise `activated` is NULL (the scoring population).
+-- A deal is labelled only when its whole horizon is observed: won_date + horizon <= observed_end;
+-- otherwise `activated` is NULL (the scoring population).
 -- Features are the deal/lead attributes fixed at won_date; nothing after won_date is used.
-WITH data_end AS (
-    SELECT max(o.order_purchase_timestamp) AS ts
-    FROM stg_orders o
-    WHERE EXISTS (SELECT 1 FROM stg_order_items i WHERE i.order_id = o.order_id)
-),
-first_sale AS (
+WITH first_sale AS (
     SELECT d.mql_id, min(o.order_purchase_timestamp) AS first_sale_ts
     FROM stg_closed_deals d
     JOIN stg_order_items i ON i.seller_id = d.seller_id
@@ -26,7 +23,7 @@ SELECT CAST(d.won_date AS DATE) AS dt_ref,
        d.seller_id,
        d.won_date,
        fs.first_sale_ts,
-       (SELECT ts FROM data_end) AS data_end_ts,
+       CAST($observed_end AS DATE) AS observed_end,
        -- lead (marketing qualified lead) attributes
        m.origin,
        m.landing_page_id,
@@ -44,7 +41,7 @@ SELECT CAST(d.won_date AS DATE) AS dt_ref,
        d.sdr_id,
        d.sr_id,
        month(d.won_date) AS won_month,
-       CASE WHEN d.won_date + to_days(CAST($horizon_days AS INTEGER)) > (SELECT ts FROM data_end) THEN NULL
+       CASE WHEN d.won_date + to_days(CAST($horizon_days AS INTEGER)) > CAST($observed_end AS DATE) THEN NULL
             WHEN fs.first_sale_ts < d.won_date + to_days(CAST($horizon_days AS INTEGER)) THEN 1
             ELSE 0 END AS activated
 FROM stg_closed_deals d
