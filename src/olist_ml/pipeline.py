@@ -48,6 +48,10 @@ class PipelineReport:
         console.print(f"[{colour}]{status:>7}[/] {step:<32} {r.seconds:7.1f}s  {detail}")
 
 
+PIPELINE_TRIALS = 2  # Optuna trials per candidate in `olist-ml run` (besides the hand-picked defaults)
+PIPELINE_TIMEOUT_S = 30.0  # tuning budget per candidate in `olist-ml run`
+
+
 def ensure_synthetic(settings: Settings, seed: int, scale: float) -> Path:
     """Generate synthetic Olist CSVs once per (seed, scale); returns the folder."""
     from . import synth
@@ -157,7 +161,7 @@ def run_pipeline(
     data: Path | None = None,
     problems: list[str] | None = None,
     seed: int = 42,
-    scale: float = 0.5,
+    scale: float = 0.3,
     cadence: str = "daily",
     force_train: bool = False,
     progress: bool = False,
@@ -169,6 +173,9 @@ def run_pipeline(
     from .errors import OlistMLError
 
     chosen = [P.get(p) for p in problems] if problems else list(P.REGISTRY.values())
+    # a pipeline run tunes lightly by default; `olist-ml train` (and --trials/--timeout) for more
+    budget.setdefault("n_trials", PIPELINE_TRIALS)
+    budget.setdefault("timeout", PIPELINE_TIMEOUT_S)
     synthetic = data is None
     if synthetic:
         console.print(

@@ -55,9 +55,14 @@ def register(app: typer.Typer) -> None:
                     oot_months=oot_months, oot_start=_date(oot_start, "--oot-start"), oot_end=_date(oot_end, "--oot-end"),
                     build_abt=not reuse_abt, progress=sys.stderr.isatty())
         lin = res.lineage
-        typer.echo(f"{p.name}: ABT {lin['abt_table']} {lin['abt_rows']} rows ({lin['abt_labelled_rows']} labelled), "
-                   f"train {lin['train_dt_ref_min']}..{lin['train_dt_ref_max']} ({lin['train_rows']}), "
-                   f"OOT {lin['oot_dt_ref_min']}..{lin['oot_dt_ref_max']} ({lin['oot_rows']}), {lin['n_features']} features")
+        if p.kind == "cluster":  # no labels, no out-of-time set: one population at one date
+            typer.echo(f"{p.name}: ABT {lin.get('abt_table')} {lin.get('abt_rows')} rows at "
+                       f"{lin.get('abt_dt_ref_max')}, {lin.get('n_features')} features")
+        else:
+            typer.echo(f"{p.name}: ABT {lin['abt_table']} {lin['abt_rows']} rows ({lin['abt_labelled_rows']} labelled), "
+                       f"train {lin['train_dt_ref_min']}..{lin['train_dt_ref_max']} ({lin['train_rows']}), "
+                       f"OOT {lin['oot_dt_ref_min']}..{lin['oot_dt_ref_max']} ({lin['oot_rows']}), "
+                       f"{lin['n_features']} features")
         for n in res.notes:
             typer.echo(f"note: {n}")
         typer.echo(res.table().to_string(index=False, float_format=lambda x: f"{x:.4f}"))

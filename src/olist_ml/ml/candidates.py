@@ -127,7 +127,8 @@ def _rf_space(t):
         "n_estimators": t.suggest_int("n_estimators", 100, 400, step=50),
         "max_depth": t.suggest_int("max_depth", 4, 16),
         "min_samples_leaf": t.suggest_int("min_samples_leaf", 5, 100, log=True),
-        "max_features": t.suggest_float("max_features", 0.1, 0.8),
+        "max_features": t.suggest_float("max_features", 0.05, 0.5),
+        "max_samples": t.suggest_float("max_samples", 0.3, 0.9),
     }
 
 
@@ -136,7 +137,7 @@ def _rf_build(cat, num, p, seed, n_jobs):
 
     est = RandomForestClassifier(n_estimators=p["n_estimators"], max_depth=p["max_depth"],
                                  min_samples_leaf=p["min_samples_leaf"], max_features=p["max_features"],
-                                 n_jobs=n_jobs, random_state=seed)
+                                 max_samples=p.get("max_samples", 0.5), n_jobs=n_jobs, random_state=seed)
     return _wrap(cat, num, _rf_prep(cat, num), est)
 
 
@@ -194,7 +195,8 @@ def _kmeans_build(cat, num, p, seed, n_jobs):
 CANDIDATES: dict[str, Candidate] = {
     "logreg": Candidate("logreg", "binary", _logreg_space, _logreg_build, {"C": 0.1, "log_transform": True}),
     "random_forest": Candidate("random_forest", "binary", _rf_space, _rf_build,
-                               {"n_estimators": 200, "max_depth": 8, "min_samples_leaf": 20, "max_features": 0.3}),
+                               {"n_estimators": 200, "max_depth": 8, "min_samples_leaf": 20, "max_features": 0.3,
+                                "max_samples": 0.5}),
     "lightgbm": Candidate("lightgbm", "binary", _lgbm_space, _lgbm_build,
                           {"n_estimators": 200, "learning_rate": 0.05, "num_leaves": 15, "min_child_samples": 40,
                            "subsample": 0.8, "colsample_bytree": 0.7, "reg_lambda": 1.0}),
