@@ -19,6 +19,9 @@ def con():
     # history: deliveries well before the orders under test
     for i in range(6):
         order(rows, f"h{i}", "s1", f"2018-01-0{i + 1} 10:00:00", "2018-01-20", f"2018-01-{15 + i} 12:00:00")
+    # recent cohorts (the carriers' current speed): one fast delivery, one delivered after 2018-02-01
+    order(rows, "c_fast", "s1", "2018-01-16 10:00:00", "2018-02-05", "2018-01-20 12:00:00")
+    order(rows, "c_slow", "s1", "2018-01-18 10:00:00", "2018-02-05", "2018-02-10 12:00:00")
     order(rows, "ontime_same_day", "s1", "2018-02-01 10:00:00", "2018-02-20", "2018-02-20 18:30:00")
     order(rows, "late_next_day", "s2", "2018-02-01 11:00:00", "2018-02-20", "2018-02-21 08:00:00")
     order(rows, "early", "s1", "2018-02-02 09:00:00", "2018-02-25", "2018-02-10 09:00:00")
@@ -51,8 +54,17 @@ def test_order_features(con):
     assert r["order_value"] == 100.0 and r["freight_value"] == 10.0 and r["n_items"] == 1
     assert r["total_volume_cm3"] == 1000.0
     assert r["purchase_weekday"] == 4  # 2018-02-01 is a Thursday (ISO 4)
-    # context: the 6 history orders were delivered before 2018-02-01, on the same route, none late
-    assert r["route_n_delivered_90d"] == 6 and r["route_pct_late_90d"] == 0.0
+    # context: the 6 history orders + c_fast were delivered before 2018-02-01, on the same route, none late
+    assert r["route_n_delivered_90d"] == 7 and r["route_pct_late_90d"] == 0.0
+    assert r["estimated_weekday"] == 2  # 2018-02-20 is a Tuesday
+    # route delivery-time quantiles: six 14-day deliveries and one of 4 days
+    assert r["route_p50_delivery_days_90d"] == 14.0 and r["route_p90_delivery_days_90d"] == 14.0
+    assert r["route_promise_slack_p90_days"] == 19 - 14.0
+    # nowcast at 2018-02-01: cohorts bought in [01-15, 01-25) -> c_fast within 10 days, c_slow not;
+    # the 7-day cohorts [01-18, 01-25) -> c_slow only, not delivered within 7 days
+    assert r["market_pct_delivered_10d_recent"] == 0.5
+    assert r["market_pct_delivered_7d_recent"] == 0.0
+    assert r["cstate_pct_delivered_10d_recent"] == 0.5
 
 
 def test_features_ignore_later_events(con):
@@ -77,6 +89,11 @@ def test_features_ignore_later_events(con):
     ids = before.index[pd.to_datetime(before["purchase_ts"]) < pd.Timestamp("2018-02-02")]
     assert {"ontime_same_day", "late_next_day"} <= set(ids)
     pd.testing.assert_frame_equal(before.loc[ids], after.loc[ids], check_dtype=False)
+    # the check covers the context columns (they are filled for the compared orders)
+    ctx = ["route_p90_delivery_days_90d", "route_promise_slack_p90_days", "cstate_p90_delivery_days_30d",
+           "market_pct_delivered_10d_recent", "market_pct_delivered_7d_recent", "cstate_pct_delivered_10d_recent",
+           "market_backlog_ratio_14d", "route_pct_late_90d", "market_pct_late_14d"]
+    assert before.loc[["ontime_same_day", "late_next_day"], ctx].notna().all().all()
     # ... while an order bought after those late deliveries does see them
     assert after.loc["later_b0", "route_pct_late_90d"] > 0
 

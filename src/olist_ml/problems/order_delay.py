@@ -16,7 +16,10 @@ Features are known when the order is approved (order_delay_orders.sql): the orde
 (value, freight, items, product weight/volume/category, payment, promised days, approval
 delay), geography (seller->customer haversine distance via `olist_ml.geo`, same-state flag,
 states), calendar (purchase month/weekday), delivery context of the days BEFORE the purchase
-date (route/state/market late rates, overdue rates, backlog) and the main seller's
+date (route/state/market late rates, overdue rates, backlog, backlog / recent deliveries, the route's
+p50/p90 delivery days and the promise's slack over that p90, and a nowcast of the carriers'
+current speed: the share of the orders bought 7-24 days before that were delivered within
+7/10 days) and the main seller's
 feature-store features as of the purchase timestamp (`olist_ml.features.as_of`, prefixed
 `seller_`). Main seller of a multi-seller order: the largest item value.
 

@@ -7,6 +7,8 @@
 -- which exist at approval. Context features ("route_*", "cstate_*", "market_*") aggregate
 -- deliveries whose delivered_customer_date is strictly before the purchase DATE 00:00
 -- (the same `< dt_ref` rule as the feature store), over half-open windows [d - N days, d).
+-- Nowcast columns (*_pct_delivered_{7,10}d_recent) use cohorts bought on day p with p + k days
+-- <= d, so "delivered within k days of p" is settled before d.
 -- The seller's feature-store features are joined afterwards (olist_ml.features.as_of).
 --
 -- Main seller: the seller with the largest item value in the order (ties: more items, then
@@ -61,7 +63,8 @@ day_keys AS (SELECT DISTINCT purchase_date FROM target),
 market_ctx AS (
     SELECT k.purchase_date,
            sum(d.n_late) / nullif(sum(d.n), 0) AS market_pct_late_14d,
-           sum(d.sum_days) / nullif(sum(d.n), 0) AS market_avg_delivery_days_14d
+           sum(d.sum_days) / nullif(sum(d.n), 0) AS market_avg_delivery_days_14d,
+           coalesce(sum(d.n), 0) AS market_n_delivered_14d
     FROM day_keys k
     LEFT JOIN deliveries d ON d.day >= k.purchase_date - INTERVAL 14 DAY AND d.day < k.purchase_date
     GROUP BY ALL
@@ -123,6 +126,63 @@ backlog_ctx AS (
           AND (b.delivered_at IS NULL OR b.delivered_at >= k.purchase_date)
           AND b.order_status NOT IN ('canceled', 'unavailable')
     GROUP BY ALL
+),
+-- delivery-time distribution of the route / destination state: days from purchase to delivery of
+-- the orders delivered in [d - N, d) (quantiles need the single orders, not daily sums)
+delivered_orders AS (
+    SELECT CAST(delivered_at AS DATE) AS day, customer_state, seller_state,
+           date_diff('day', purchase_date, CAST(delivered_at AS DATE)) AS days
+    FROM base
+    WHERE delivered_at IS NOT NULL AND order_status = 'delivered'
+),
+route_q AS (
+    SELECT k.purchase_date, k.customer_state, k.seller_state,
+           quantile_cont(d.days, 0.5) AS route_p50_delivery_days_90d,
+           quantile_cont(d.days, 0.9) AS route_p90_delivery_days_90d
+    FROM route_keys k
+    LEFT JOIN delivered_orders d
+           ON d.customer_state = k.customer_state AND d.seller_state = k.seller_state
+          AND d.day >= k.purchase_date - INTERVAL 90 DAY AND d.day < k.purchase_date
+    GROUP BY ALL
+),
+cstate_q AS (
+    SELECT k.purchase_date, k.customer_state,
+           quantile_cont(d.days, 0.9) AS cstate_p90_delivery_days_30d
+    FROM cstate_keys k
+    LEFT JOIN delivered_orders d
+           ON d.customer_state = k.customer_state
+          AND d.day >= k.purchase_date - INTERVAL 30 DAY AND d.day < k.purchase_date
+    GROUP BY ALL
+),
+-- nowcast of the carriers' current speed: of the orders bought on day p (not canceled), how many
+-- were delivered within 7 / 10 days of p. At d, the cohorts p in [d - 7 - k, d - k) are fully
+-- observed for k = 7, 10 (p + k days <= d), so these use facts before d only.
+cohorts AS (
+    SELECT purchase_date AS p, customer_state, count(*) AS n,
+           count(*) FILTER (WHERE delivered_at < purchase_date + INTERVAL 7 DAY) AS n_d7,
+           count(*) FILTER (WHERE delivered_at < purchase_date + INTERVAL 10 DAY) AS n_d10
+    FROM base
+    WHERE order_status NOT IN ('canceled', 'unavailable')
+    GROUP BY ALL
+),
+market_speed AS (
+    SELECT k.purchase_date,
+           sum(c.n_d7) FILTER (WHERE c.p >= k.purchase_date - INTERVAL 14 DAY AND c.p < k.purchase_date - INTERVAL 7 DAY)
+             / nullif(sum(c.n) FILTER (WHERE c.p >= k.purchase_date - INTERVAL 14 DAY AND c.p < k.purchase_date - INTERVAL 7 DAY), 0)
+             AS market_pct_delivered_7d_recent,
+           sum(c.n_d10) / nullif(sum(c.n), 0) AS market_pct_delivered_10d_recent
+    FROM day_keys k
+    LEFT JOIN cohorts c ON c.p >= k.purchase_date - INTERVAL 17 DAY AND c.p < k.purchase_date - INTERVAL 7 DAY
+    GROUP BY ALL
+),
+cstate_speed AS (
+    SELECT k.purchase_date, k.customer_state,
+           sum(c.n_d10) / nullif(sum(c.n), 0) AS cstate_pct_delivered_10d_recent
+    FROM cstate_keys k
+    LEFT JOIN cohorts c
+           ON c.customer_state = k.customer_state
+          AND c.p >= k.purchase_date - INTERVAL 24 DAY AND c.p < k.purchase_date - INTERVAL 10 DAY
+    GROUP BY ALL
 )
 SELECT b.order_id, b.customer_id, b.seller_id, b.order_status,
        b.purchase_ts, b.approved_at, b.delivered_at, b.estimated_at,
@@ -144,12 +204,22 @@ SELECT b.order_id, b.customer_id, b.seller_id, b.order_status,
        -- calendar
        month(b.purchase_ts) AS purchase_month,
        isodow(b.purchase_ts) AS purchase_weekday,
+       isodow(b.estimated_at) AS estimated_weekday,
        -- context known before the purchase date
        CAST(r.route_n_delivered_90d AS BIGINT) AS route_n_delivered_90d, r.route_pct_late_90d, r.route_avg_delivery_days_90d,
        date_diff('day', b.purchase_date, CAST(b.estimated_at AS DATE)) - r.route_avg_delivery_days_90d AS promise_slack_days,
        cs.cstate_pct_late_30d, cs.cstate_avg_delivery_days_30d,
        m.market_pct_late_14d, m.market_avg_delivery_days_14d,
        bl.market_backlog_14d,
+       bl.market_backlog_14d / nullif(m.market_n_delivered_14d, 0) AS market_backlog_ratio_14d,
+       rq.route_p50_delivery_days_90d, rq.route_p90_delivery_days_90d,
+       date_diff('day', b.purchase_date, CAST(b.estimated_at AS DATE)) - rq.route_p90_delivery_days_90d
+           AS route_promise_slack_p90_days,
+       cq.cstate_p90_delivery_days_30d,
+       date_diff('day', b.purchase_date, CAST(b.estimated_at AS DATE)) - cq.cstate_p90_delivery_days_30d
+           AS cstate_promise_slack_p90_days,
+       ms.market_pct_delivered_7d_recent, ms.market_pct_delivered_10d_recent,
+       css.cstate_pct_delivered_10d_recent,
        dr.route_pct_overdue_30d, dc.cstate_pct_overdue_14d, dm.market_pct_overdue_7d,
        CAST(ds.seller_n_due_90d AS BIGINT) AS seller_n_due_90d, ds.seller_pct_overdue_90d
 FROM target b
@@ -165,3 +235,9 @@ LEFT JOIN due_route dr
 LEFT JOIN due_cstate dc ON dc.purchase_date = b.purchase_date AND dc.customer_state IS NOT DISTINCT FROM b.customer_state
 LEFT JOIN due_market dm ON dm.purchase_date = b.purchase_date
 LEFT JOIN due_seller ds ON ds.purchase_date = b.purchase_date AND ds.seller_id = b.seller_id
+LEFT JOIN route_q rq
+       ON rq.purchase_date = b.purchase_date AND rq.customer_state IS NOT DISTINCT FROM b.customer_state
+      AND rq.seller_state IS NOT DISTINCT FROM b.seller_state
+LEFT JOIN cstate_q cq ON cq.purchase_date = b.purchase_date AND cq.customer_state IS NOT DISTINCT FROM b.customer_state
+LEFT JOIN market_speed ms ON ms.purchase_date = b.purchase_date
+LEFT JOIN cstate_speed css ON css.purchase_date = b.purchase_date AND css.customer_state IS NOT DISTINCT FROM b.customer_state
