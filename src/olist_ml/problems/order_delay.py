@@ -101,15 +101,20 @@ def build_abt(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
 
 
 def default_scoring_date(con: duckdb.DuckDBPyConnection) -> date:
-    """The day after the last observed purchase."""
-    end = as_date(con.execute("SELECT max(order_purchase_timestamp) FROM stg_orders").fetchall()[0][0])
-    if end is None:
+    """The observed end of the data (`olist_ml.warehouse.observed_end`): "today" for a snapshot.
+
+    Not the day after max(purchase): the real extract's thin tail of stray orders runs weeks
+    past the point where the data stops being complete.
+    """
+    from ..warehouse import observed_end
+
+    if con.execute("SELECT count(*) FROM stg_orders").fetchall()[0][0] == 0:
         raise MissingStepError("stg_orders is empty: run `olist-ml ingest SOURCE` first")
-    return end + timedelta(days=1)
+    return observed_end(con)
 
 
 def scoring_frame(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date | None = None) -> pd.DataFrame:
-    """Open orders at `as_of` (default: the day after the last purchase), features as in the ABT."""
+    """Open orders at `as_of` (default: the observed end of the data), features as in the ABT."""
     _prepare(con)
     d = as_date(as_of) or default_scoring_date(con)
     df = con.execute(
