@@ -29,7 +29,7 @@ and not delivered before D (open orders: approved / invoiced / processing / ship
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 import duckdb
 import pandas as pd
