@@ -12,7 +12,11 @@ sales has no behaviour to describe in any window, so its absence *is* the signal
 shares this spine, so they join 1:1.
 
 One `.sql` file per table (header `-- grain: (dt_ref, seller_id)`), portable between DuckDB and
-Spark through `render` (window blocks + a DAYNUM macro). `catalog()` documents every column.
+Spark through `render` (window blocks + DAYNUM / EXPLODE_RANGE macros). `catalog()` documents
+every column. Each query turns facts into +/- deltas per (seller, day), takes running sums once
+per delta day and spreads each result over the dt_refs up to the seller's next delta day; facts
+that cannot reach the requested dt_refs are pruned, so a one-day incremental run stays small and
+gives the same bits as a full rebuild.
 """
 
 from .build import CADENCES, BuildReport, TableBuild, build, compute, dt_ref_spine, prepare, resolve_tables

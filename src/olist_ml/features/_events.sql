@@ -28,12 +28,7 @@ LEFT JOIN stg_products p ON p.product_id = i.product_id;
 
 -- one row per (seller, order): the seller's part of the order plus the order's facts
 CREATE OR REPLACE TEMPORARY VIEW ev_seller_orders AS
-SELECT
-  x.*,
-  sum(CASE WHEN x.prev_cust_pdn IS NULL THEN 1 ELSE 0 END) OVER (
-    PARTITION BY x.seller_id ORDER BY x.purchase_ts, x.order_id
-    ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-  ) AS cum_customers
+SELECT x.*
 FROM (
   SELECT
     so.*,
@@ -113,23 +108,3 @@ LEFT JOIN (
   FROM stg_order_payments
   GROUP BY order_id
 ) pay ON pay.order_id = so.order_id;
-
--- the row spine: (dt_ref, seller) for every dt_ref in fs_dates at which the seller has at least
--- one order in [dt_ref - {max_w}d, dt_ref). A sale on day p makes the seller active for the
--- dt_refs p+1 .. p+{max_w}; overlapping or touching periods are merged (gaps and islands).
-CREATE OR REPLACE TEMPORARY VIEW fs_spine AS
-SELECT s.dt_ref, s.dn, iv.seller_id
-FROM fs_dates s
-JOIN (
-  SELECT seller_id, min(pdn) + 1 AS a, max(pdn) + {max_w} AS b
-  FROM (
-    SELECT seller_id, pdn,
-      sum(new_island) OVER (PARTITION BY seller_id ORDER BY pdn ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS island
-    FROM (
-      SELECT seller_id, pdn,
-        CASE WHEN lag(pdn) OVER (PARTITION BY seller_id ORDER BY pdn) >= pdn - {max_w} THEN 0 ELSE 1 END AS new_island
-      FROM (SELECT DISTINCT seller_id, pdn FROM ev_seller_orders) sd
-    ) g
-  ) isl
-  GROUP BY seller_id, island
-) iv ON s.dn >= iv.a AND s.dn <= iv.b;

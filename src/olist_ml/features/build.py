@@ -6,11 +6,18 @@ table's dt_refs are replaced with DELETE + INSERT inside ONE transaction, and `f
 records which (table, dt_ref) were built in that same transaction: a killed build leaves each
 table either before or after a whole batch, never a half-written dt_ref, and the next
 (incremental) run computes only the dt_refs still missing.
+
+Memory: tables are built one after the other, and a long range is cut into batches of
+consecutive dt_refs holding about `chunk_rows` rows each (estimated from the sellers' activity),
+so peak memory follows the batch, not the whole backfill. The connection runs with
+`preserve_insertion_order = false` and a `memory_limit` (`Settings.memory_limit`, default 60 % of
+the machine's RAM) so DuckDB spills to its temp directory instead of growing past it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -34,6 +41,8 @@ REQUIRED_STG = (
 )
 BUILD_LOG = "fs_build_log"
 EPOCH = dt.date(1970, 1, 1)
+CHUNK_ROWS = 2_000_000  # rows per batch of dt_refs (override: Settings.extra["features_chunk_rows"])
+DEFAULT_MEMORY_SHARE = 0.6  # of physical RAM, when Settings.memory_limit is unset
 
 
 @dataclass
@@ -145,7 +154,7 @@ def prepare(
     """Register `fs_dates(dt_ref, dn, mi)` and (with `events`) the event tables on a DuckDB connection.
 
     The `ev_*` views of `_events.sql` are materialised as temp tables once (every feature query
-    reads them); `fs_spine` stays a view over `fs_dates`.
+    reads them).
     """
     con.execute(
         "CREATE OR REPLACE TEMP TABLE fs_dates AS SELECT CAST(d AS DATE) AS dt_ref, "
@@ -184,8 +193,55 @@ def built_dt_refs(con, table: str) -> set[dt.date]:
     return {r[0] for r in con.execute(f"SELECT DISTINCT dt_ref FROM {BUILD_LOG} WHERE table_name = ?", [table]).fetchall()}
 
 
-def _write_duckdb(con, table: str, todo: list[dt.date], windows: tuple[int, ...], full: bool, events: bool) -> int:
-    prepare(con, todo, windows, events=events)
+def _configure(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """Bounded memory for big builds: a memory limit (spill beyond it) and no insertion-order bookkeeping."""
+    con.execute("SET preserve_insertion_order = false")
+    if not settings.memory_limit:
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+            return
+        con.execute(f"SET memory_limit = '{int(total * DEFAULT_MEMORY_SHARE) // 2**20}MB'")
+
+
+def active_sellers(con: duckdb.DuckDBPyConnection, dates: list[dt.date], windows: tuple[int, ...]) -> list[int]:
+    """Rows each dt_ref will have: sellers with an order in [dt_ref - max window, dt_ref) (needs `ev_seller_orders`)."""
+    w = max(windows)
+    rows = con.execute(
+        f"""
+        WITH sd AS (SELECT DISTINCT seller_id, pdn FROM ev_seller_orders),
+        dl AS (  -- a sale day p makes the seller active for p+1 .. p+{w}; count each active day once
+          SELECT pdn + 1 AS day, 1 AS v FROM (
+            SELECT pdn, lag(pdn) OVER (PARTITION BY seller_id ORDER BY pdn) AS prv FROM sd) a
+          WHERE prv IS NULL OR pdn - prv > {w}
+          UNION ALL
+          SELECT pdn + {w} + 1, -1 FROM (
+            SELECT pdn, lead(pdn) OVER (PARTITION BY seller_id ORDER BY pdn) AS nxt FROM sd) b
+          WHERE nxt IS NULL OR nxt - pdn > {w}
+        ),
+        cum AS (SELECT day, sum(sum(v)) OVER (ORDER BY day) AS n FROM dl GROUP BY day)
+        SELECT f.dn, c.n FROM fs_dates f ASOF LEFT JOIN cum c ON f.dn >= c.day ORDER BY f.dn
+        """
+    ).fetchall()
+    return [int(r[1] or 0) for r in rows]
+
+
+def _batches(dates: list[dt.date], sizes: list[int], chunk_rows: int) -> list[list[dt.date]]:
+    """Consecutive dt_refs cut into batches of about `chunk_rows` rows (at least one dt_ref each)."""
+    out: list[list[dt.date]] = [[]]
+    n = 0
+    for d, k in zip(sorted(dates), sizes):
+        if out[-1] and n + k > chunk_rows:
+            out.append([])
+            n = 0
+        out[-1].append(d)
+        n += k
+    return out
+
+
+def _write_duckdb(con, table: str, todo: list[dt.date], windows: tuple[int, ...], full: bool) -> int:
+    """Compute `todo` dt_refs of one table and replace them (and their build-log rows) in ONE transaction."""
+    prepare(con, todo, windows, events=False)
     query = render(table, windows, "duckdb")
     cols = expected_columns(table, windows)
     con.execute("BEGIN TRANSACTION")
@@ -201,15 +257,16 @@ def _write_duckdb(con, table: str, todo: list[dt.date], windows: tuple[int, ...]
                 con.execute(f"DROP TABLE {table}")
                 con.execute(f"DELETE FROM {BUILD_LOG} WHERE table_name = ?", [table])
         if not table_exists(con, table):
-            con.execute(f"CREATE TABLE {table} AS SELECT * FROM ({query}) q ORDER BY dt_ref, seller_id")
+            con.execute(f"CREATE TABLE {table} AS SELECT * FROM ({query}) q")
+            n = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
         else:
-            con.execute(f"DELETE FROM {table} WHERE dt_ref IN (SELECT dt_ref FROM fs_dates)")
-            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM ({query}) q ORDER BY dt_ref, seller_id")
-        n = con.execute(f"SELECT count(*) FROM {table} WHERE dt_ref IN (SELECT dt_ref FROM fs_dates)").fetchall()[0][0]
+            con.execute(f"DELETE FROM {table} WHERE dt_ref IN (SELECT dt_ref FROM fs_dates)").fetchall()
+            n = con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM ({query}) q").fetchall()[0][0]
         con.execute(f"DELETE FROM {BUILD_LOG} WHERE table_name = ? AND dt_ref IN (SELECT dt_ref FROM fs_dates)", [table])
         con.execute(
-            f"INSERT INTO {BUILD_LOG} SELECT ?, s.dt_ref, count(t.seller_id), now() FROM fs_dates s "
-            f"LEFT JOIN {table} t ON t.dt_ref = s.dt_ref GROUP BY s.dt_ref",
+            f"INSERT INTO {BUILD_LOG} SELECT ?, s.dt_ref, coalesce(t.n, 0), now() FROM fs_dates s "
+            f"LEFT JOIN (SELECT dt_ref, count(*) AS n FROM {table} WHERE dt_ref IN (SELECT dt_ref FROM fs_dates) "
+            "GROUP BY dt_ref) t ON t.dt_ref = s.dt_ref",
             [table],
         )
         con.execute("COMMIT")
@@ -252,14 +309,22 @@ def build(
             report.tables = build_spark(settings, con, names, dates, windows, full=full, progress=progress)
         else:
             _ensure_log(con)
+            _configure(con, settings)
+            chunk_rows = int(settings.extra.get("features_chunk_rows", CHUNK_ROWS))
             prepared = False
             with _progress(progress, len(names)) as advance:
                 for name in names:
                     t1 = time.perf_counter()
                     done = set() if full else built_dt_refs(con, name)
                     todo = [d for d in dates if d not in done]
-                    rows = _write_duckdb(con, name, todo, windows, full, events=not prepared) if todo else 0
-                    prepared = prepared or bool(todo)
+                    rows = 0
+                    if todo:
+                        if not prepared:
+                            prepare(con, dates, windows)
+                            sizes = dict(zip(sorted(dates), active_sellers(con, dates, windows)))
+                            prepared = True
+                        for batch in _batches(todo, [sizes[d] for d in sorted(todo)], chunk_rows):
+                            rows += _write_duckdb(con, name, batch, windows, full)
                     report.tables.append(
                         TableBuild(name, len(todo), rows, time.perf_counter() - t1, skipped=len(dates) - len(todo))
                     )

@@ -18,25 +18,36 @@ WITH f AS (
   SELECT seller_id, 'cus', 1, 0, pdn, pdn,
     lag(pdn) OVER (PARTITION BY seller_id, customer_unique_id ORDER BY pdn),
     lead(pdn) OVER (PARTITION BY seller_id, customer_unique_id ORDER BY pdn), NULL, 0
-  FROM (SELECT DISTINCT seller_id, customer_unique_id, pdn FROM ev_seller_orders WHERE customer_unique_id IS NOT NULL) k
+  FROM (
+    SELECT k0.*, max(pdn) OVER (PARTITION BY seller_id, customer_unique_id) AS last_pdn
+    FROM (SELECT DISTINCT seller_id, customer_unique_id, pdn FROM ev_seller_orders WHERE customer_unique_id IS NOT NULL) k0
+  ) k
+  WHERE k.last_pdn + {max_w} >= (SELECT min(dn) FROM fs_dates) - 1
   UNION ALL
   SELECT seller_id, 'st', 1, 0, pdn, pdn,
     lag(pdn) OVER (PARTITION BY seller_id, customer_state ORDER BY pdn),
     lead(pdn) OVER (PARTITION BY seller_id, customer_state ORDER BY pdn), NULL, 0
-  FROM (SELECT DISTINCT seller_id, customer_state, pdn FROM ev_seller_orders WHERE customer_state IS NOT NULL) k
+  FROM (
+    SELECT k0.*, max(pdn) OVER (PARTITION BY seller_id, customer_state) AS last_pdn
+    FROM (SELECT DISTINCT seller_id, customer_state, pdn FROM ev_seller_orders WHERE customer_state IS NOT NULL) k0
+  ) k
+  WHERE k.last_pdn + {max_w} >= (SELECT min(dn) FROM fs_dates) - 1
 ),
 x AS (
   SELECT f.*, wn.w, sg.sgn, greatest(CASE WHEN sg.sgn = 1 THEN f.s + 1 ELSE f.e + wn.w + 1 END, (SELECT min(dn) FROM fs_dates) - 1) AS day
   FROM f
   CROSS JOIN {windows}
-  CROSS JOIN (VALUES (1), (-1)) AS sg(sgn)
+  CROSS JOIN (VALUES (CAST(1 AS DOUBLE)), (CAST(-1 AS DOUBLE))) AS sg(sgn)
   WHERE f.s + 1 <= (SELECT max(dn) FROM fs_dates)
+    -- a cohort fact whose longest window closed before the first dt_ref cancels out: pruned early
+    AND (f.isl = 1 OR f.life = 1 OR f.e + {max_w} >= (SELECT min(dn) FROM fs_dates))
     AND (
       (f.life = 1 AND sg.sgn = 1 AND wn.w = {max_w})
       OR (f.life = 0 AND f.isl = 0 AND f.s + 1 <= f.e + wn.w AND f.e + wn.w >= (SELECT min(dn) FROM fs_dates))
       OR (f.isl = 1 AND sg.sgn = 1 AND (f.prv IS NULL OR f.s - f.prv > wn.w))
       OR (f.isl = 1 AND sg.sgn = -1 AND (f.nxt IS NULL OR f.nxt - f.s > wn.w))
     )
+    AND (sg.sgn = 1 OR f.e + wn.w + 1 <= (SELECT max(dn) FROM fs_dates))
 ),
 d AS (
   SELECT
@@ -61,6 +72,7 @@ c AS (
   SELECT
     seller_id,
     day,
+    lead(day) OVER (PARTITION BY seller_id ORDER BY day) AS next_day,
     -- @for w in windows
     sum(o_{w}) OVER cum AS o_{w},
     sum(rp_{w}) OVER cum AS rp_{w},
@@ -76,24 +88,21 @@ c AS (
   FROM d
   WINDOW cum AS (PARTITION BY seller_id ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
-m AS (
-  SELECT dt_ref, seller_id, day AS dn, lday
-  FROM (
-    SELECT dt_ref, seller_id, day, mk,
-      max(CASE WHEN mk = 0 THEN day END) OVER (
-        PARTITION BY seller_id ORDER BY day, mk ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-      ) AS lday
-    FROM (
-      SELECT seller_id, day, 0 AS mk, CAST(NULL AS DATE) AS dt_ref FROM d
-      UNION ALL
-      SELECT seller_id, dn AS day, 1 AS mk, dt_ref FROM fs_spine
-    ) z
-  ) y
-  WHERE mk = 1
+e AS (
+  -- a row of c holds for the days [day, next_day); the spine: the seller has an order in the longest window
+  SELECT c.*, EXPLODE_RANGE(greatest(c.day, (SELECT min(dn) FROM fs_dates)), COALESCE(c.next_day, (SELECT max(dn) FROM fs_dates) + 1)) AS dd
+  FROM c
+  WHERE c.o_{max_w} > 0
+    AND greatest(c.day, (SELECT min(dn) FROM fs_dates)) < COALESCE(c.next_day, (SELECT max(dn) FROM fs_dates) + 1)
+),
+r AS (
+  SELECT s.dt_ref, e.*
+  FROM e
+  JOIN fs_dates s ON s.dn = e.dd
 )
 SELECT
-  m.dt_ref,
-  m.seller_id,
+  c.dt_ref,
+  c.seller_id,
   -- @for w in windows
   CAST(c.c_{w} AS BIGINT) AS n_customers_{w}d,
   c.rp_{w} / NULLIF(c.o_{w}, 0) AS pct_orders_repeat_customer_{w}d,
@@ -105,5 +114,4 @@ SELECT
   c.rs_{w} / NULLIF(c.o_{w}, 0) AS pct_orders_region_s_{w}d,
   -- @end
   CAST(c.lt_c AS BIGINT) AS n_customers_lifetime
-FROM m
-JOIN c ON c.seller_id = m.seller_id AND c.day = m.lday
+FROM r c

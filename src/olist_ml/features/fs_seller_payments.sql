@@ -22,14 +22,17 @@ x AS (
   SELECT f.*, wn.w, sg.sgn, greatest(CASE WHEN sg.sgn = 1 THEN f.s + 1 ELSE f.e + wn.w + 1 END, (SELECT min(dn) FROM fs_dates) - 1) AS day
   FROM f
   CROSS JOIN {windows}
-  CROSS JOIN (VALUES (1), (-1)) AS sg(sgn)
+  CROSS JOIN (VALUES (CAST(1 AS DOUBLE)), (CAST(-1 AS DOUBLE))) AS sg(sgn)
   WHERE f.s + 1 <= (SELECT max(dn) FROM fs_dates)
+    -- a cohort fact whose longest window closed before the first dt_ref cancels out: pruned early
+    AND (f.isl = 1 OR f.life = 1 OR f.e + {max_w} >= (SELECT min(dn) FROM fs_dates))
     AND (
       (f.life = 1 AND sg.sgn = 1 AND wn.w = {max_w})
       OR (f.life = 0 AND f.isl = 0 AND f.s + 1 <= f.e + wn.w AND f.e + wn.w >= (SELECT min(dn) FROM fs_dates))
       OR (f.isl = 1 AND sg.sgn = 1 AND (f.prv IS NULL OR f.s - f.prv > wn.w))
       OR (f.isl = 1 AND sg.sgn = -1 AND (f.nxt IS NULL OR f.nxt - f.s > wn.w))
     )
+    AND (sg.sgn = 1 OR f.e + wn.w + 1 <= (SELECT max(dn) FROM fs_dates))
 ),
 d AS (
   SELECT
@@ -46,6 +49,8 @@ d AS (
     CAST(sum(CASE WHEN w = {w} AND 1 = 1 THEN sgn * (multi) ELSE 0 END) AS DOUBLE) AS oi_{w},
     CAST(sum(CASE WHEN w = {w} AND 1 = 1 THEN sgn * (hv) ELSE 0 END) AS DOUBLE) AS ov_{w},
     -- @end
+    -- spine: orders in the longest window
+    sum(CASE WHEN w = {max_w} AND 1 = 1 THEN sgn ELSE 0 END) AS n_act,
 
   FROM x
   GROUP BY seller_id, day
@@ -54,6 +59,7 @@ c AS (
   SELECT
     seller_id,
     day,
+    lead(day) OVER (PARTITION BY seller_id ORDER BY day) AS next_day,
     -- @for w in windows
     sum(o_{w}) OVER cum AS o_{w},
     sum(v_{w}) OVER cum AS v_{w},
@@ -65,28 +71,26 @@ c AS (
     sum(oi_{w}) OVER cum AS oi_{w},
     sum(ov_{w}) OVER cum AS ov_{w},
     -- @end
+    sum(n_act) OVER cum AS n_act,
 
   FROM d
   WINDOW cum AS (PARTITION BY seller_id ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
-m AS (
-  SELECT dt_ref, seller_id, day AS dn, lday
-  FROM (
-    SELECT dt_ref, seller_id, day, mk,
-      max(CASE WHEN mk = 0 THEN day END) OVER (
-        PARTITION BY seller_id ORDER BY day, mk ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-      ) AS lday
-    FROM (
-      SELECT seller_id, day, 0 AS mk, CAST(NULL AS DATE) AS dt_ref FROM d
-      UNION ALL
-      SELECT seller_id, dn AS day, 1 AS mk, dt_ref FROM fs_spine
-    ) z
-  ) y
-  WHERE mk = 1
+e AS (
+  -- a row of c holds for the days [day, next_day); the spine: the seller has an order in the longest window
+  SELECT c.*, EXPLODE_RANGE(greatest(c.day, (SELECT min(dn) FROM fs_dates)), COALESCE(c.next_day, (SELECT max(dn) FROM fs_dates) + 1)) AS dd
+  FROM c
+  WHERE c.n_act > 0
+    AND greatest(c.day, (SELECT min(dn) FROM fs_dates)) < COALESCE(c.next_day, (SELECT max(dn) FROM fs_dates) + 1)
+),
+r AS (
+  SELECT s.dt_ref, e.*
+  FROM e
+  JOIN fs_dates s ON s.dn = e.dd
 )
 SELECT
-  m.dt_ref,
-  m.seller_id,
+  c.dt_ref,
+  c.seller_id,
   -- @for w in windows
   c.v_{w} / 100 AS payment_value_{w}d,
   c.cc_{w} / NULLIF(c.v_{w}, 0) AS pct_value_credit_card_{w}d,
@@ -97,5 +101,4 @@ SELECT
   c.oi_{w} / NULLIF(c.o_{w}, 0) AS pct_orders_installments_{w}d,
   c.ov_{w} / NULLIF(c.o_{w}, 0) AS pct_orders_voucher_{w}d,
   -- @end
-FROM m
-JOIN c ON c.seller_id = m.seller_id AND c.day = m.lday
+FROM r c

@@ -10,8 +10,13 @@
 -- category) counts while any of its days lies in the window (islands of days closer than w).
 WITH ref AS (
   SELECT m.category, m.pmi, median(CAST(i.price AS DOUBLE)) AS cat_median
-  FROM (SELECT DISTINCT category, pmi FROM ev_items WHERE category IS NOT NULL) m
+  FROM (
+    -- only the purchase months of items that can be in a window of the requested dt_refs
+    SELECT DISTINCT category, pmi FROM ev_items
+    WHERE category IS NOT NULL AND pmi >= (SELECT min(mi) FROM fs_dates) - {max_w} / 28 - 2
+  ) m
   JOIN ev_items i ON i.category = m.category AND i.pmi >= m.pmi - 6 AND i.pmi < m.pmi
+  WHERE i.pmi >= (SELECT min(mi) FROM fs_dates) - {max_w} / 28 - 8
   GROUP BY m.category, m.pmi
 ),
 f AS (
@@ -27,25 +32,36 @@ f AS (
   SELECT seller_id, 'prd', 1, 0, pdn, pdn,
     lag(pdn) OVER (PARTITION BY seller_id, product_id ORDER BY pdn),
     lead(pdn) OVER (PARTITION BY seller_id, product_id ORDER BY pdn), NULL, NULL, NULL, NULL
-  FROM (SELECT DISTINCT seller_id, product_id, pdn FROM ev_items) k
+  FROM (
+    SELECT k0.*, max(pdn) OVER (PARTITION BY seller_id, product_id) AS last_pdn
+    FROM (SELECT DISTINCT seller_id, product_id, pdn FROM ev_items) k0
+  ) k
+  WHERE k.last_pdn + {max_w} >= (SELECT min(dn) FROM fs_dates) - 1
   UNION ALL
   SELECT seller_id, 'cat', 1, 0, pdn, pdn,
     lag(pdn) OVER (PARTITION BY seller_id, category ORDER BY pdn),
     lead(pdn) OVER (PARTITION BY seller_id, category ORDER BY pdn), NULL, NULL, NULL, NULL
-  FROM (SELECT DISTINCT seller_id, category, pdn FROM ev_items WHERE category IS NOT NULL) k
+  FROM (
+    SELECT k0.*, max(pdn) OVER (PARTITION BY seller_id, category) AS last_pdn
+    FROM (SELECT DISTINCT seller_id, category, pdn FROM ev_items WHERE category IS NOT NULL) k0
+  ) k
+  WHERE k.last_pdn + {max_w} >= (SELECT min(dn) FROM fs_dates) - 1
 ),
 x AS (
   SELECT f.*, wn.w, sg.sgn, greatest(CASE WHEN sg.sgn = 1 THEN f.s + 1 ELSE f.e + wn.w + 1 END, (SELECT min(dn) FROM fs_dates) - 1) AS day
   FROM f
   CROSS JOIN {windows}
-  CROSS JOIN (VALUES (1), (-1)) AS sg(sgn)
+  CROSS JOIN (VALUES (CAST(1 AS DOUBLE)), (CAST(-1 AS DOUBLE))) AS sg(sgn)
   WHERE f.s + 1 <= (SELECT max(dn) FROM fs_dates)
+    -- a cohort fact whose longest window closed before the first dt_ref cancels out: pruned early
+    AND (f.isl = 1 OR f.life = 1 OR f.e + {max_w} >= (SELECT min(dn) FROM fs_dates))
     AND (
       (f.life = 1 AND sg.sgn = 1 AND wn.w = {max_w})
       OR (f.life = 0 AND f.isl = 0 AND f.s + 1 <= f.e + wn.w AND f.e + wn.w >= (SELECT min(dn) FROM fs_dates))
       OR (f.isl = 1 AND sg.sgn = 1 AND (f.prv IS NULL OR f.s - f.prv > wn.w))
       OR (f.isl = 1 AND sg.sgn = -1 AND (f.nxt IS NULL OR f.nxt - f.s > wn.w))
     )
+    AND (sg.sgn = 1 OR f.e + wn.w + 1 <= (SELECT max(dn) FROM fs_dates))
 ),
 d AS (
   SELECT
@@ -63,6 +79,8 @@ d AS (
     CAST(sum(CASE WHEN w = {w} AND kind = 'itm' AND rp IS NOT NULL THEN sgn * (rp) ELSE 0 END) AS DOUBLE) AS rp_{w},
     CAST(sum(CASE WHEN w = {w} AND kind = 'itm' AND rp IS NOT NULL THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS nrp_{w},
     -- @end
+    -- spine: items in the longest window
+    sum(CASE WHEN w = {max_w} AND kind = 'itm' THEN sgn ELSE 0 END) AS n_act,
 
   FROM x
   GROUP BY seller_id, day
@@ -71,6 +89,7 @@ c AS (
   SELECT
     seller_id,
     day,
+    lead(day) OVER (PARTITION BY seller_id ORDER BY day) AS next_day,
     -- @for w in windows
     sum(np_{w}) OVER cum AS np_{w},
     sum(nc_{w}) OVER cum AS nc_{w},
@@ -83,28 +102,26 @@ c AS (
     sum(rp_{w}) OVER cum AS rp_{w},
     sum(nrp_{w}) OVER cum AS nrp_{w},
     -- @end
+    sum(n_act) OVER cum AS n_act,
 
   FROM d
   WINDOW cum AS (PARTITION BY seller_id ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
-m AS (
-  SELECT dt_ref, seller_id, day AS dn, lday
-  FROM (
-    SELECT dt_ref, seller_id, day, mk,
-      max(CASE WHEN mk = 0 THEN day END) OVER (
-        PARTITION BY seller_id ORDER BY day, mk ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-      ) AS lday
-    FROM (
-      SELECT seller_id, day, 0 AS mk, CAST(NULL AS DATE) AS dt_ref FROM d
-      UNION ALL
-      SELECT seller_id, dn AS day, 1 AS mk, dt_ref FROM fs_spine
-    ) z
-  ) y
-  WHERE mk = 1
+e AS (
+  -- a row of c holds for the days [day, next_day); the spine: the seller has an order in the longest window
+  SELECT c.*, EXPLODE_RANGE(greatest(c.day, (SELECT min(dn) FROM fs_dates)), COALESCE(c.next_day, (SELECT max(dn) FROM fs_dates) + 1)) AS dd
+  FROM c
+  WHERE c.n_act > 0
+    AND greatest(c.day, (SELECT min(dn) FROM fs_dates)) < COALESCE(c.next_day, (SELECT max(dn) FROM fs_dates) + 1)
+),
+r AS (
+  SELECT s.dt_ref, e.*
+  FROM e
+  JOIN fs_dates s ON s.dn = e.dd
 )
 SELECT
-  m.dt_ref,
-  m.seller_id,
+  c.dt_ref,
+  c.seller_id,
   -- @for w in windows
   CAST(c.np_{w} AS BIGINT) AS n_products_{w}d,
   CAST(c.nc_{w} AS BIGINT) AS n_categories_{w}d,
@@ -113,5 +130,4 @@ SELECT
   c.vl_{w} / 100 / NULLIF(c.nvl_{w}, 0) AS avg_volume_cm3_{w}d,
   c.rp_{w} / 1000000 / NULLIF(c.nrp_{w}, 0) AS price_vs_category_median_{w}d,
   -- @end
-FROM m
-JOIN c ON c.seller_id = m.seller_id AND c.day = m.lday
+FROM r c

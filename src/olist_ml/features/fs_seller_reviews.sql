@@ -29,10 +29,12 @@ x AS (
   SELECT f.*, wn.w, sg.sgn, greatest(CASE WHEN sg.sgn = 1 THEN f.s + 1 ELSE f.e + wn.w + 1 END, (SELECT min(dn) FROM fs_dates) - 1) AS day
   FROM f
   CROSS JOIN {windows}
-  CROSS JOIN (VALUES (1), (-1)) AS sg(sgn)
-  WHERE f.s + 1 <= f.e + wn.w
+  CROSS JOIN (VALUES (CAST(1 AS DOUBLE)), (CAST(-1 AS DOUBLE))) AS sg(sgn)
+  WHERE f.e + {max_w} >= (SELECT min(dn) FROM fs_dates)  -- (w-free: pruned before the cross join)
+    AND f.s + 1 <= f.e + wn.w
     AND f.e + wn.w >= (SELECT min(dn) FROM fs_dates)
     AND f.s + 1 <= (SELECT max(dn) FROM fs_dates)
+    AND (sg.sgn = 1 OR f.e + wn.w + 1 <= (SELECT max(dn) FROM fs_dates))
 ),
 d AS (
   SELECT
@@ -57,6 +59,7 @@ c AS (
   SELECT
     seller_id,
     day,
+    lead(day) OVER (PARTITION BY seller_id ORDER BY day) AS next_day,
     -- @for w in windows
     sum(o_{w}) OVER cum AS o_{w},
     sum(ro_{w}) OVER cum AS ro_{w},
@@ -72,24 +75,21 @@ c AS (
   FROM d
   WINDOW cum AS (PARTITION BY seller_id ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
-m AS (
-  SELECT dt_ref, seller_id, day AS dn, lday
-  FROM (
-    SELECT dt_ref, seller_id, day, mk,
-      max(CASE WHEN mk = 0 THEN day END) OVER (
-        PARTITION BY seller_id ORDER BY day, mk ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-      ) AS lday
-    FROM (
-      SELECT seller_id, day, 0 AS mk, CAST(NULL AS DATE) AS dt_ref FROM d
-      UNION ALL
-      SELECT seller_id, dn AS day, 1 AS mk, dt_ref FROM fs_spine
-    ) z
-  ) y
-  WHERE mk = 1
+e AS (
+  -- a row of c holds for the days [day, next_day); the spine: the seller has an order in the longest window
+  SELECT c.*, EXPLODE_RANGE(greatest(c.day, (SELECT min(dn) FROM fs_dates)), COALESCE(c.next_day, (SELECT max(dn) FROM fs_dates) + 1)) AS dd
+  FROM c
+  WHERE c.o_{max_w} > 0
+    AND greatest(c.day, (SELECT min(dn) FROM fs_dates)) < COALESCE(c.next_day, (SELECT max(dn) FROM fs_dates) + 1)
+),
+r AS (
+  SELECT s.dt_ref, e.*
+  FROM e
+  JOIN fs_dates s ON s.dn = e.dd
 )
 SELECT
-  m.dt_ref,
-  m.seller_id,
+  c.dt_ref,
+  c.seller_id,
   -- @for w in windows
   CAST(c.n_{w} AS BIGINT) AS n_reviews_{w}d,
   c.sc_{w} / NULLIF(c.n_{w}, 0) AS avg_review_score_{w}d,
@@ -101,5 +101,4 @@ SELECT
   c.cm_{w} / NULLIF(c.n_{w}, 0) AS pct_reviews_with_comment_{w}d,
   c.ro_{w} / NULLIF(c.o_{w}, 0) AS pct_orders_reviewed_{w}d,
   -- @end
-FROM m
-JOIN c ON c.seller_id = m.seller_id AND c.day = m.lday
+FROM r c

@@ -17,10 +17,11 @@ WITH sd AS (
   SELECT
     seller_id,
     pdn,
-    count(*) AS n_orders,
-    sum(n_items) AS n_items,
-    sum(price_sum) AS gmv,
-    sum(price_sq_sum) AS price_sq
+    -- DOUBLEs holding integers (counts, cents, cents^2): exact sums, in any order
+    CAST(count(*) AS DOUBLE) AS n_orders,
+    CAST(sum(n_items) AS DOUBLE) AS n_items,
+    CAST(sum(price_sum) * 100 AS DOUBLE) AS gmv,
+    CAST(sum(price_sq_sum) * 10000 AS DOUBLE) AS price_sq
   FROM ev_seller_orders
   GROUP BY seller_id, pdn
 ),
@@ -51,45 +52,46 @@ x AS (
     AND iv.b >= (SELECT min(dn) FROM fs_dates)
     AND iv.a <= (SELECT max(dn) FROM fs_dates)
     AND (sg.sgn = 1 OR iv.kind <> 'life')
+    AND (sg.sgn = 1 OR iv.b + 1 <= (SELECT max(dn) FROM fs_dates))
 ),
 d AS (
   SELECT
     seller_id,
     day,
     -- @for w in windows
-    CAST(sum(CASE WHEN kind = 'win' AND w = {w} THEN sgn * n_orders ELSE 0 END) AS DOUBLE) AS o_{w},
-    CAST(sum(CASE WHEN kind = 'win' AND w = {w} THEN sgn * n_items ELSE 0 END) AS DOUBLE) AS i_{w},
-    CAST(sum(CASE WHEN kind = 'win' AND w = {w} THEN sgn ELSE 0 END) AS DOUBLE) AS d_{w},
-    CAST(sum(CASE WHEN kind = 'win' AND w = {w} THEN sgn * gmv ELSE 0 END) * 100 AS DOUBLE) AS g_{w},
-    CAST(sum(CASE WHEN kind = 'win' AND w = {w} THEN sgn * price_sq ELSE 0 END) * 10000 AS DOUBLE) AS q_{w},
-    CAST(sum(CASE WHEN kind = 'gap' AND w = {w} THEN sgn ELSE 0 END) AS DOUBLE) AS ng_{w},
-    CAST(sum(CASE WHEN kind = 'gap' AND w = {w} THEN sgn * (pdn - prev_pdn) ELSE 0 END) AS DOUBLE) AS sg_{w},
+    sum(CASE WHEN kind = 'win' AND w = {w} THEN sgn * n_orders ELSE 0.0 END) AS o_{w},
+    sum(CASE WHEN kind = 'win' AND w = {w} THEN sgn * n_items ELSE 0.0 END) AS i_{w},
+    sum(CASE WHEN kind = 'win' AND w = {w} THEN CAST(sgn AS DOUBLE) ELSE 0.0 END) AS d_{w},
+    sum(CASE WHEN kind = 'win' AND w = {w} THEN sgn * gmv ELSE 0.0 END) AS g_{w},
+    sum(CASE WHEN kind = 'win' AND w = {w} THEN sgn * price_sq ELSE 0.0 END) AS q_{w},
+    sum(CASE WHEN kind = 'gap' AND w = {w} THEN CAST(sgn * (pdn - prev_pdn) AS DOUBLE) ELSE 0.0 END) AS sg_{w},
     -- @end
     -- @for w in trend_windows
-    CAST(sum(CASE WHEN kind = 'prev' AND w = {w} THEN sgn * n_orders ELSE 0 END) AS DOUBLE) AS po_{w},
-    CAST(sum(CASE WHEN kind = 'prev' AND w = {w} THEN sgn * gmv ELSE 0 END) * 100 AS DOUBLE) AS pg_{w},
+    sum(CASE WHEN kind = 'prev' AND w = {w} THEN sgn * n_orders ELSE 0.0 END) AS po_{w},
+    sum(CASE WHEN kind = 'prev' AND w = {w} THEN sgn * gmv ELSE 0.0 END) AS pg_{w},
     -- @end
-    CAST(sum(CASE WHEN kind = 'life' THEN n_orders ELSE 0 END) AS DOUBLE) AS lt_o,
-    CAST(sum(CASE WHEN kind = 'life' THEN n_items ELSE 0 END) AS DOUBLE) AS lt_i,
-    CAST(sum(CASE WHEN kind = 'life' THEN gmv ELSE 0 END) * 100 AS DOUBLE) AS lt_g,
-    CAST(sum(CASE WHEN kind = 'life' THEN 1 ELSE 0 END) AS DOUBLE) AS lt_d,
+    sum(CASE WHEN kind = 'life' THEN n_orders ELSE 0.0 END) AS lt_o,
+    sum(CASE WHEN kind = 'life' THEN n_items ELSE 0.0 END) AS lt_i,
+    sum(CASE WHEN kind = 'life' THEN gmv ELSE 0.0 END) AS lt_g,
+    sum(CASE WHEN kind = 'life' THEN 1.0 ELSE 0.0 END) AS lt_d,
     max(CASE WHEN kind = 'life' THEN pdn END) AS last_p,
     min(CASE WHEN kind = 'life' THEN pdn END) AS first_p
   FROM x
   GROUP BY seller_id, day
 ),
 c AS (
-  -- running sums of the deltas per seller (DOUBLE holding integers: exact in any order)
+  -- running sums of the deltas per seller (DOUBLE holding integers: exact in any order); a row
+  -- holds for the days [day, next_day) up to the next delta day of the seller
   SELECT
     seller_id,
     day,
+    lead(day) OVER (PARTITION BY seller_id ORDER BY day) AS next_day,
     -- @for w in windows
     sum(o_{w}) OVER cum AS o_{w},
     sum(i_{w}) OVER cum AS i_{w},
     sum(d_{w}) OVER cum AS d_{w},
     sum(g_{w}) OVER cum AS g_{w},
     sum(q_{w}) OVER cum AS q_{w},
-    sum(ng_{w}) OVER cum AS ng_{w},
     sum(sg_{w}) OVER cum AS sg_{w},
     -- @end
     -- @for w in trend_windows
@@ -105,30 +107,21 @@ c AS (
   FROM d
   WINDOW cum AS (PARTITION BY seller_id ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
-m AS (
-  -- each row of the spine reads the running sums of its seller's last delta day <= DAYNUM(dt_ref)
-  SELECT dt_ref, seller_id, day AS dn, lday
-  FROM (
-    SELECT dt_ref, seller_id, day, mk,
-      max(CASE WHEN mk = 0 THEN day END) OVER (
-        PARTITION BY seller_id ORDER BY day, mk ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-      ) AS lday
-    FROM (
-      SELECT seller_id, day, 0 AS mk, CAST(NULL AS DATE) AS dt_ref FROM d
-      UNION ALL
-      SELECT seller_id, dn AS day, 1 AS mk, dt_ref FROM fs_spine
-    ) z
-  ) y
-  WHERE mk = 1
+e AS (
+  -- the spine (an order in the longest window) on the days [day, next_day) that lie in the dt_ref range
+  SELECT c.*, EXPLODE_RANGE(greatest(c.day, (SELECT min(dn) FROM fs_dates)), COALESCE(c.next_day, (SELECT max(dn) FROM fs_dates) + 1)) AS dd
+  FROM c
+  WHERE c.o_{max_w} > 0
+    AND greatest(c.day, (SELECT min(dn) FROM fs_dates)) < COALESCE(c.next_day, (SELECT max(dn) FROM fs_dates) + 1)
 ),
 r AS (
-  SELECT m.dt_ref, m.seller_id AS sid, m.dn AS dd, c.*
-  FROM m
-  JOIN c ON c.seller_id = m.seller_id AND c.day = m.lday
+  SELECT s.dt_ref, e.*
+  FROM e
+  JOIN fs_dates s ON s.dn = e.dd
 )
 SELECT
   dt_ref,
-  sid AS seller_id,
+  seller_id,
   -- @for w in windows
   CAST(o_{w} AS BIGINT) AS n_orders_{w}d,
   CAST(i_{w} AS BIGINT) AS n_items_{w}d,
@@ -139,7 +132,8 @@ SELECT
   CASE WHEN i_{w} > 1 THEN sqrt(greatest(
     (i_{w} * q_{w} - g_{w} * g_{w}) / (i_{w} * (i_{w} - 1)), 0.0)) / 100 END AS std_item_price_{w}d,
   i_{w} / NULLIF(o_{w}, 0) AS items_per_order_{w}d,
-  sg_{w} / NULLIF(ng_{w}, 0) AS avg_days_between_sales_{w}d,
+  -- consecutive sale days inside the window: n_sale_days - 1
+  CASE WHEN d_{w} > 1 THEN sg_{w} / (d_{w} - 1) END AS avg_days_between_sales_{w}d,
   -- @end
   -- @for w in trend_windows
   (o_{w} - po_{w}) / NULLIF(o_{w} + po_{w}, 0) AS orders_trend_{w}d,
@@ -153,4 +147,3 @@ SELECT
   CAST(dd - last_p AS BIGINT) AS days_since_last_sale,
   CAST(dd - first_p AS BIGINT) AS days_since_first_sale
 FROM r
-WHERE dt_ref IS NOT NULL

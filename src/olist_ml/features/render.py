@@ -8,7 +8,9 @@ both run. Two things cannot be written portably, so the files use a small templa
   and ``{w2}`` twice that. ``{windows}`` is a one-column VALUES table ``wn(w)`` of the windows. ``trend_windows`` are the windows whose previous window (``[dt_ref-2w,
   dt_ref-w)``) still fits in the longest window. ``{max_w}`` is the longest window anywhere;
 * macros: ``DAYNUM(expr)`` = whole days from 1970-01-01 to the DATE of ``expr`` (DuckDB and
-  Spark spell date differences differently and disagree on TIMESTAMP differences).
+  Spark spell date differences differently and disagree on TIMESTAMP differences);
+  ``EXPLODE_RANGE(a, b)`` in a select list = one output row per integer in [a, b) (the caller
+  keeps only rows with a < b: Spark's ``sequence`` would count down otherwise).
 
 A comma left dangling before ``FROM`` by the last repeated line is removed.
 """
@@ -75,8 +77,14 @@ def _split_args(s: str, start: int) -> tuple[list[str], int]:
 
 
 _MACROS = {
-    "duckdb": {"DAYNUM": lambda a: f"CAST(date_diff('day', DATE '1970-01-01', CAST({a[0]} AS DATE)) AS INTEGER)"},
-    "spark": {"DAYNUM": lambda a: f"datediff(CAST({a[0]} AS DATE), DATE '1970-01-01')"},
+    "duckdb": {
+        "DAYNUM": lambda a: f"CAST(date_diff('day', DATE '1970-01-01', CAST({a[0]} AS DATE)) AS INTEGER)",
+        "EXPLODE_RANGE": lambda a: f"unnest(range({a[0]}, {a[1]}))",
+    },
+    "spark": {
+        "DAYNUM": lambda a: f"datediff(CAST({a[0]} AS DATE), DATE '1970-01-01')",
+        "EXPLODE_RANGE": lambda a: f"explode(sequence({a[0]}, ({a[1]}) - 1))",
+    },
 }
 
 
