@@ -130,16 +130,21 @@ def data_range(con: duckdb.DuckDBPyConnection) -> tuple[dt.datetime, dt.datetime
 
 
 def resolve_range(con, start=None, end=None, cadence: str = "daily") -> tuple[dt.date, dt.date, list[dt.date]]:
+    """Requested dt_refs. Default end: `observed_end` (the first day after the complete data, so
+    its features use every complete fact); an explicit end may go up to the day after the last
+    purchase (the thin tail of stray orders)."""
+    from ..warehouse import observed_end
+
     lo, hi = data_range(con)
-    first, last = lo.date().replace(day=1), hi.date()
+    first, last = lo.date().replace(day=1), hi.date() + dt.timedelta(days=1)
     start = _as_date(start) or first
-    end = _as_date(end) or last
+    end = _as_date(end) or min(observed_end(con), last)
     if start > end:
         raise InputError(f"--start {start} is after --end {end}")
     if start < first or end > last:
         raise InputError(
             f"dt_ref range {start}..{end} is outside the data: it must lie within {first}..{last} "
-            "(first purchase month .. observed end = max order_purchase_timestamp)"
+            "(first purchase month .. the day after the last order_purchase_timestamp)"
         )
     dates = dt_ref_spine(start, end, cadence)
     if not dates:
