@@ -13,6 +13,7 @@ import pytest
 
 from olist_ml.cli import main
 from olist_ml.config import Settings
+from olist_ml.warehouse import observed_end
 
 features = pytest.importorskip("olist_ml.features")
 synth = pytest.importorskip("olist_ml.synth")
@@ -46,7 +47,11 @@ def home(built: Settings, tmp_path: Path) -> Settings:
 def _oracle(con, dt_refs, elig_days: int, horizon: int) -> pd.DataFrame:
     sales = con.execute("SELECT DISTINCT i.seller_id, i.order_id, o.order_purchase_timestamp AS ts "
                         "FROM stg_order_items i JOIN stg_orders o USING (order_id)").df()
-    end = con.execute("SELECT max(order_purchase_timestamp) FROM stg_orders").fetchall()[0][0]
+    end = pd.Timestamp(observed_end(con))  # exclusive
+    days = sorted({d.date() for d in con.execute("SELECT order_purchase_timestamp FROM stg_orders").df().iloc[:, 0]})
+    # marketplace-wide silences of >= SILENCE_DAYS days: [first silent day, next order day)
+    holes = [(pd.Timestamp(a) + timedelta(days=1), pd.Timestamp(b)) for a, b in zip(days, days[1:])
+             if (b - a).days - 1 >= churn.SILENCE_DAYS]
     rows = []
     by_seller = {k: sorted(g["ts"]) for k, g in sales.groupby("seller_id")}
     for dt in dt_refs:
@@ -58,7 +63,8 @@ def _oracle(con, dt_refs, elig_days: int, horizon: int) -> pd.DataFrame:
             last_day = max(before).normalize()
             stop = last_day + timedelta(days=horizon + 1)  # through last sale date + horizon days
             sold = any(t0 <= t < stop for t in ts)
-            label = None if t0 + timedelta(days=horizon) > pd.Timestamp(end) else int(not sold)
+            hole = any(h0 < t0 + timedelta(days=horizon) and h1 > t0 - timedelta(days=elig_days) for h0, h1 in holes)
+            label = None if t0 + timedelta(days=horizon) > end or hole else int(not sold)
             rows.append({"dt_ref": t0, "seller_id": seller, "oracle": label})
     return pd.DataFrame(rows)
 

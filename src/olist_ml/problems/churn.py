@@ -3,8 +3,11 @@
 Population at each reference date dt_ref: sellers with >= 1 sale in the
 `churn_eligibility_days` days before dt_ref. Target (the reference project's definition):
 churn = 1 when the seller makes no sale from dt_ref through (its last sale date before
-dt_ref) + `churn_horizon_days` days. Features: every feature-store column at dt_ref.
-The ABT SQL is `sql/abt_seller_churn.sql` (set-based: all dt_refs in one query).
+dt_ref) + `churn_horizon_days` days. Labelled only where dt_ref + horizon <= the exclusive
+observed end of the data (`warehouse.observed_end`, robust to the real extract's thin tail).
+Features: every feature-store column at dt_ref plus churn-specific point-in-time columns
+(`CHURN_COLUMNS`, documented one line each in the SQL header). The ABT SQL is
+`sql/abt_seller_churn.sql` (set-based: all dt_refs in one query).
 
 Reference dates come from the feature store, filtered by cadence (Settings.extra
 ["churn_cadence"]: monthly (default, first of month) | weekly (Mondays) | daily (all)).
@@ -21,11 +24,15 @@ import pandas as pd
 from ..config import Settings
 from ..errors import MissingStepError, UnknownNameError
 from ..ml.problem import Problem, SplitConfig
+from ..warehouse import observed_end as data_observed_end
 from ..warehouse import replace_table_atomically, require_tables
 
 ABT = "abt_seller_churn"
 FEATURES_STEP = "features"  # `olist-ml features ...` builds the feature store
 CADENCES = ("monthly", "weekly", "daily")
+# a marketplace-wide silence this long (no order at all) is a hole in the extract, not quiet trade
+SILENCE_DAYS = 14
+GP_PRIOR_DAYS = 30  # Gamma-Poisson prior: one sale day per 30 days of exposure
 
 
 def _sql_template() -> str:
@@ -74,14 +81,29 @@ def reference_dates(con, settings: Settings) -> list[date]:
 CHURN_COLUMNS = ("horizon_days_left", "exp_sale_days_in_horizon_30d", "exp_sale_days_in_horizon_90d",
                  "exp_sale_days_in_horizon_180d", "exp_sale_days_in_horizon_lifetime", "median_gap_days",
                  "p90_gap_days", "max_gap_days", "pct_gaps_over_horizon", "recency_over_median_gap",
-                 "n_active_weeks_84d")
+                 "n_active_weeks_84d", "n_sale_days_7d", "n_sale_days_14d", "n_sale_days_28d", "n_orders_7d",
+                 "n_orders_14d", "sale_rate_accel_7_28d", "sale_rate_accel_28_90d", "p_no_sale_poisson_14d",
+                 "p_no_sale_poisson_28d", "p_no_sale_poisson_90d", "p_no_sale_poisson_lifetime",
+                 "p_gap_over_horizon_given_recency", "days_since_2nd_last_sale_day", "days_since_3rd_last_sale_day",
+                 "days_since_5th_last_sale_day", "avg_last5_gaps_days", "last_gap_days", "recency_over_tenure",
+                 "share_sale_days_last_90d", "n_orders_awaiting_carrier", "n_orders_in_flight",
+                 "n_orders_due_after_dt_ref", "n_orders_overdue_handover", "pct_orders_overdue_handover",
+                 "neg_log_p_no_sale_gamma_poisson", "neg_log_p_no_sale_gamma_poisson_90d", "n_products_lifetime",
+                 "top_product_share_90d", "product_hhi_90d",
+                 "mkt_orders_ratio_30d", "mkt_share_orders_30d", "mkt_share_orders_ratio")
 
 
-def abt_sql(settings: Settings, dts: list[date], *, labelled: bool = True, feature_names: list[str] = (),
-            features_sql: str | None = None) -> str:
+def abt_sql(settings: Settings, dts: list[date], *, labelled: bool = True, observed_end: date | None = None,
+            feature_names: list[str] = (), features_sql: str | None = None) -> str:
     """The ABT query for reference dates `dts`. Churn-specific columns whose name the feature
     store already uses are left out (the feature store's column wins). `features_sql` (default:
-    the feature store's `feature_frame_sql()`) must yield dt_ref, seller_id, <features>."""
+    the feature store's `feature_frame_sql()`) must yield dt_ref, seller_id, <features>.
+
+    `observed_end` is the exclusive end of the observed data (`warehouse.observed_end`): a dt_ref
+    is labelled iff dt_ref + horizon days <= observed_end. Required when `labelled`."""
+    if labelled and observed_end is None:
+        raise ValueError("abt_sql(labelled=True) needs observed_end (olist_ml.warehouse.observed_end(con))")
+    end_sql = f"DATE '{pd.Timestamp(observed_end).date().isoformat()}'" if observed_end is not None else "NULL"
     values = ", ".join(f"(DATE '{d.isoformat()}')" for d in dts)
     clash = [c for c in CHURN_COLUMNS if c in set(feature_names)]
     return _sql_template().format(
@@ -91,13 +113,17 @@ def abt_sql(settings: Settings, dts: list[date], *, labelled: bool = True, featu
         eligibility_days=int(settings.churn_eligibility_days),
         horizon_days=int(settings.churn_horizon_days),
         labelled="TRUE" if labelled else "FALSE",
+        observed_end=end_sql,
+        silence_days=SILENCE_DAYS,
+        gp_prior_days=GP_PRIOR_DAYS,
     )
 
 
 def build_abt(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
     """(Re)build `abt_seller_churn` over every reference date of the cadence, atomically."""
     _require(con)
-    sql = abt_sql(settings, reference_dates(con, settings), feature_names=_features().feature_columns(con))
+    sql = abt_sql(settings, reference_dates(con, settings), observed_end=data_observed_end(con),
+                  feature_names=_features().feature_columns(con))
     return replace_table_atomically(con, ABT, sql)
 
 
