@@ -12,7 +12,9 @@ both run. Two things cannot be written portably, so the files use a small templa
   ``EXPLODE_RANGE(a, b)`` in a select list = one output row per integer in [a, b) (the caller
   keeps only rows with a < b: Spark's ``sequence`` would count down otherwise).
 
-A comma left dangling before ``FROM`` by the last repeated line is removed.
+A line ``-- @include NAME`` is replaced by the file ``NAME.sql`` of this package (the shared
+window-delta CTE lives in ``_window_deltas.sql``). A comma left dangling before ``FROM`` by the
+last repeated line is removed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from importlib import resources
 ENGINES = ("duckdb", "spark")
 
 _BLOCK = re.compile(r"^[ \t]*--[ \t]*@for[ \t]+(\w+)[ \t]+in[ \t]+(\w+)[ \t]*\n(.*?)^[ \t]*--[ \t]*@end[ \t]*\n", re.M | re.S)
+_INCLUDE = re.compile(r"^[ \t]*--[ \t]*@include[ \t]+(\w+)[ \t]*\n", re.M)
 _DANGLING = re.compile(r",(\s*(?:--[^\n]*\n\s*)*)(FROM\b)")
 
 
@@ -105,7 +108,8 @@ def render(name: str, windows: tuple[int, ...], engine: str = "duckdb") -> str:
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}")
     windows = tuple(sorted(set(int(w) for w in windows)))
-    sql = _expand_blocks(read_sql(name), windows)
+    sql = _INCLUDE.sub(lambda m: read_sql(m.group(1)), read_sql(name))
+    sql = _expand_blocks(sql, windows)
     sql = sql.replace("{max_w}", str(max(windows)))
     sql = sql.replace("{windows}", "(VALUES " + ", ".join(f"({w})" for w in windows) + ") AS wn(w)")
     sql = _DANGLING.sub(r"\1\2", sql)
