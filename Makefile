@@ -29,8 +29,10 @@ browser:
 test: install browser
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
+# every benchmark (most need OLIST_DATA_DIR=<folder of the real Olist CSVs>)
 bench: install
-	.venv/bin/python benchmarks/run_all.py
+	@test -n "$(OLIST_DATA_DIR)" || { echo "set OLIST_DATA_DIR to the real Olist data folder"; exit 2; }
+	for b in benchmarks/bench_*.py; do echo "== $$b"; .venv/bin/python $$b || exit 1; done
 
 clean:
 	rm -rf .olist_ml .pytest_cache
