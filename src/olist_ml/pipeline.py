@@ -52,8 +52,8 @@ PIPELINE_TRIALS = 2  # Optuna trials per candidate in `olist-ml run` (besides th
 PIPELINE_TIMEOUT_S = 30.0  # tuning budget per candidate in `olist-ml run`
 
 
-def ensure_synthetic(settings: Settings, seed: int, scale: float) -> Path:
-    """Generate synthetic Olist CSVs once per (seed, scale); returns the folder."""
+def ensure_synthetic(settings: Settings, seed: int, scale: float) -> tuple[Path, bool]:
+    """Generate synthetic Olist CSVs once per (seed, scale); returns (folder, generated now)."""
     from . import synth
 
     out = settings.synthetic_dir
@@ -62,13 +62,13 @@ def ensure_synthetic(settings: Settings, seed: int, scale: float) -> Path:
     if marker.exists():
         try:
             if json.loads(marker.read_text()) == want:
-                return out
+                return out, False
         except ValueError:
             pass
     out.mkdir(parents=True, exist_ok=True)
     synth.generate(out, seed=seed, scale=scale)
     marker.write_text(json.dumps(want))
-    return out
+    return out, True
 
 
 def source_fingerprint(source: Path) -> str:
@@ -186,9 +186,8 @@ def run_pipeline(
 
     t0 = time.perf_counter()
     if synthetic:
-        existed = (settings.synthetic_dir / ".olist_ml_synth.json").exists()
-        source = ensure_synthetic(settings, seed, scale)
-        report.add("synthetic data", "skipped" if existed else "done", t0, str(source))
+        source, generated = ensure_synthetic(settings, seed, scale)
+        report.add("synthetic data", "done" if generated else "skipped", t0, str(source))
     else:
         source = Path(data)
     t0 = time.perf_counter()
