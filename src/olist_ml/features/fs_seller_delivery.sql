@@ -87,18 +87,7 @@ c AS (
   FROM d
   WINDOW cum AS (PARTITION BY seller_id ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
-e AS (
-  -- a row of c holds for the days [day, next_day); the spine: the seller has an order in the longest window
-  SELECT c.*, EXPLODE_RANGE(greatest(c.day, (SELECT min(dn) FROM fs_dates)), COALESCE(c.next_day, (SELECT max(dn) FROM fs_dates) + 1)) AS dd
-  FROM c
-  WHERE c.o_{max_w} > 0
-    AND greatest(c.day, (SELECT min(dn) FROM fs_dates)) < COALESCE(c.next_day, (SELECT max(dn) FROM fs_dates) + 1)
-),
-r AS (
-  SELECT s.dt_ref, e.*
-  FROM e
-  JOIN fs_dates s ON s.dn = e.dd
-)
+-- @include _explode_to_dt_refs spine=o_{max_w}
 SELECT
   c.dt_ref,
   c.seller_id,

@@ -12,8 +12,9 @@ both run. Two things cannot be written portably, so the files use a small templa
   ``EXPLODE_RANGE(a, b)`` in a select list = one output row per integer in [a, b) (the caller
   keeps only rows with a < b: Spark's ``sequence`` would count down otherwise).
 
-A line ``-- @include NAME`` is replaced by the file ``NAME.sql`` of this package (the shared
-window-delta CTE lives in ``_window_deltas.sql``). A comma left dangling before ``FROM`` by the
+A line ``-- @include NAME [k=v ...]`` is replaced by the file ``NAME.sql`` of this package,
+with ``{k}`` replaced by ``v`` (the shared window-delta CTE lives in ``_window_deltas.sql``, the
+explosion of day lines to dt_refs in ``_explode_to_dt_refs.sql``). A comma left dangling before ``FROM`` by the
 last repeated line is removed.
 """
 
@@ -26,13 +27,22 @@ from importlib import resources
 ENGINES = ("duckdb", "spark")
 
 _BLOCK = re.compile(r"^[ \t]*--[ \t]*@for[ \t]+(\w+)[ \t]+in[ \t]+(\w+)[ \t]*\n(.*?)^[ \t]*--[ \t]*@end[ \t]*\n", re.M | re.S)
-_INCLUDE = re.compile(r"^[ \t]*--[ \t]*@include[ \t]+(\w+)[ \t]*\n", re.M)
+_INCLUDE = re.compile(r"^[ \t]*--[ \t]*@include[ \t]+(\w+)((?:[ \t]+\w+=\S+)*)[ \t]*\n", re.M)
 _DANGLING = re.compile(r",(\s*(?:--[^\n]*\n\s*)*)(FROM\b)")
 
 
 @lru_cache(maxsize=None)
 def read_sql(name: str) -> str:
     return resources.files(__package__).joinpath(f"{name}.sql").read_text(encoding="utf-8")
+
+
+def _include(m: re.Match) -> str:
+    """`-- @include NAME k=v ...` -> NAME.sql with every `{k}` replaced by v."""
+    sql = read_sql(m.group(1))
+    for kv in m.group(2).split():
+        k, v = kv.split("=", 1)
+        sql = sql.replace("{" + k + "}", v)
+    return sql
 
 
 def trend_windows(windows: tuple[int, ...]) -> tuple[int, ...]:
@@ -108,7 +118,7 @@ def render(name: str, windows: tuple[int, ...], engine: str = "duckdb") -> str:
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}")
     windows = tuple(sorted(set(int(w) for w in windows)))
-    sql = _INCLUDE.sub(lambda m: read_sql(m.group(1)), read_sql(name))
+    sql = _INCLUDE.sub(_include, read_sql(name))
     sql = _expand_blocks(sql, windows)
     sql = sql.replace("{max_w}", str(max(windows)))
     sql = sql.replace("{windows}", "(VALUES " + ", ".join(f"({w})" for w in windows) + ") AS wn(w)")
