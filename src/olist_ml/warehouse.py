@@ -47,16 +47,23 @@ def require_tables(con: duckdb.DuckDBPyConnection, names: list[str], step: str) 
         raise MissingStepError(f"warehouse has no table {', '.join(missing)}: run `olist-ml {step}` first")
 
 
-def replace_table_atomically(con: duckdb.DuckDBPyConnection, name: str, select_sql: str, params=None) -> int:
-    """CREATE OR REPLACE inside one transaction: readers see the old table or the new one, never half."""
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN ... COMMIT, or ROLLBACK on any exception (KeyboardInterrupt included), re-raised."""
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(f"CREATE OR REPLACE TABLE {name} AS {select_sql}", params or [])
-        n = con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
-        con.execute("COMMIT")
+        yield con
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    con.execute("COMMIT")
+
+
+def replace_table_atomically(con: duckdb.DuckDBPyConnection, name: str, select_sql: str, params=None) -> int:
+    """CREATE OR REPLACE inside one transaction: readers see the old table or the new one, never half."""
+    with transaction(con):
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS {select_sql}", params or [])
+        n = con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
     return n
 
 

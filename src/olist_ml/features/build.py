@@ -25,7 +25,7 @@ import duckdb
 
 from ..config import Settings
 from ..errors import InputError, MissingStepError, UnknownNameError
-from ..warehouse import connect, table_exists
+from ..warehouse import connect, table_exists, transaction
 from .catalog import FEATURE_TABLES, KEY_COLUMNS, catalog
 from .render import render, statements
 
@@ -249,8 +249,7 @@ def _write_duckdb(con, table: str, todo: list[dt.date], windows: tuple[int, ...]
     prepare(con, todo, windows, events=False)
     query = render(table, windows, "duckdb")
     cols = expected_columns(table, windows)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         if table_exists(con, table):
             have = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
             if set(have) != set(cols):
@@ -274,10 +273,6 @@ def _write_duckdb(con, table: str, todo: list[dt.date], windows: tuple[int, ...]
             "GROUP BY dt_ref) t ON t.dt_ref = s.dt_ref",
             [table],
         )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return int(n)
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..config import Settings
 from ..errors import InputError, MissingStepError
-from ..warehouse import session, table_exists
+from ..warehouse import session, table_exists, transaction
 from . import registry
 from .problem import Problem
 
@@ -87,8 +87,7 @@ def write_scores(con, problem: Problem, out: pd.DataFrame, dt_ref: date, model_v
     `out` holds the key columns, score, decile, model_name, model_version, run_id, scored_at and
     optionally extra (text) columns."""
     t = problem.time_column
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(_create_sql(problem, out))
         have = {r[0] for r in con.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_schema = 'main'",
@@ -102,10 +101,6 @@ def write_scores(con, problem: Problem, out: pd.DataFrame, dt_ref: date, model_v
         cols = ", ".join(out.columns)
         con.execute(f"INSERT INTO {problem.scores_table} ({cols}) SELECT {cols} FROM _olist_scores")
         con.unregister("_olist_scores")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return len(out)
 
 

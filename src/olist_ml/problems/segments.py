@@ -71,7 +71,7 @@ from sklearn.preprocessing import RobustScaler
 from ..config import Settings
 from ..errors import InputError, MissingStepError
 from ..ml.problem import Problem, SplitConfig
-from ..warehouse import observed_end, replace_table_atomically, require_tables, session, table_exists
+from ..warehouse import observed_end, replace_table_atomically, require_tables, session, table_exists, transaction
 from ._common import as_date
 
 NAME = "seller_segments"
@@ -359,8 +359,7 @@ def _write_outputs(con, dt_ref: date, df: pd.DataFrame, labels, names: dict[int,
     out["segment_name"] = out["segment"].map(lambda s: names.get(int(s), f"segment {s}"))
     out["model_version"] = str(version) if version is not None else None
     out["run_id"] = run_id
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (dt_ref DATE, seller_id VARCHAR, segment INTEGER, "
                     "segment_name VARCHAR, model_version VARCHAR, run_id VARCHAR)")
         con.execute(f"DELETE FROM {TABLE} WHERE dt_ref = ?", [dt_ref])
@@ -368,10 +367,6 @@ def _write_outputs(con, dt_ref: date, df: pd.DataFrame, labels, names: dict[int,
         con.execute(f"INSERT INTO {TABLE} SELECT CAST(dt_ref AS DATE), seller_id, segment, segment_name, "
                     "model_version, run_id FROM _olist_segments")
         con.unregister("_olist_segments")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     if version is not None:  # scores_<name> rows always carry a registered version
         sc = pd.DataFrame({"dt_ref": out["dt_ref"], "seller_id": out["seller_id"], "score": out["segment"],
                            "decile": pd.array([pd.NA] * len(out), dtype="Int64"), "model_name": NAME,

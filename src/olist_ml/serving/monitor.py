@@ -29,6 +29,7 @@ import pandas as pd
 
 from ..config import Settings
 from ..errors import MissingStepError
+from ..warehouse import transaction
 from .metrics import EPSILON, PSI_FLAG, psi, realised_performance
 
 DRIFT_TABLE = "monitor_drift"
@@ -202,8 +203,7 @@ def _log_mlflow(settings: Settings, problem, res: MonitorResult) -> str | None:
 
 
 def _store(con, problem, res: MonitorResult) -> None:
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(_DRIFT_DDL)
         con.execute(_PERF_DDL)
         d = res.drift.copy()
@@ -227,10 +227,6 @@ def _store(con, problem, res: MonitorResult) -> None:
             con.register("_monitor_perf", p)
             con.execute(f"INSERT INTO {PERF_TABLE} BY NAME SELECT * FROM _monitor_perf")
             con.unregister("_monitor_perf")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def monitor(problem, settings: Settings, *, log_to_mlflow: bool = True) -> MonitorResult:
