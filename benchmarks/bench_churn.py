@@ -29,7 +29,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=int(os.environ.get("OLIST_ML_TRIALS", 8)))
     ap.add_argument("--timeout", type=float, default=float(os.environ.get("OLIST_ML_TRIAL_TIMEOUT", 120)))
-    ap.add_argument("--candidates", default="logreg,random_forest,lightgbm,xgboost")
+    ap.add_argument("--candidates", default=None, help="comma list (default: the problem's candidates, hazard_glm included)")
     ap.add_argument("--home", default=os.environ.get("BENCH_HOME", "/tmp/olist_ml_bench_churn"))
     ap.add_argument("--oot-start", default="2018-01-01")
     ap.add_argument("--oot-end", default="2018-07-01")

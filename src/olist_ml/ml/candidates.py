@@ -7,11 +7,11 @@ the scoring frame gives it) to the declared columns, so the logged model takes r
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
@@ -104,6 +104,7 @@ class Candidate:
     space: Callable  # (optuna.Trial) -> dict of params
     build: Callable  # (cat, num, params, seed, n_jobs) -> Pipeline
     default: dict  # params used when no trial budget is given (n_trials=0)
+    needs_exposure: bool = False  # build() reads params["exposure_column"] (see `resolve`)
 
 
 def _wrap(cat, num, prep, est) -> Pipeline:
@@ -181,6 +182,97 @@ def _xgb_build(cat, num, p, seed, n_jobs):
     return _wrap(cat, num, _tree_prep(cat, num), est)
 
 
+# ---- hazard GLM (survival-window targets) ------------------------------------------------------
+class HazardGLM(BaseEstimator, ClassifierMixin):
+    """Constant-hazard survival GLM for targets of the form "no event during an exposure window".
+
+    Events arrive at rate lambda = exp(X w + b) per unit of exposure; the positive class is the
+    window passing without an event, so P(y = 1) = exp(-lambda * exposure): a binomial GLM with the
+    complementary log-log link on P(event) and offset log(exposure). The exposure (e.g. churn's
+    `horizon_days_left`, 1..45 days) is the LAST column of X, raw; the other columns are the
+    prepared features. Fitted by L-BFGS on the mean negative log-likelihood plus alpha/2 * ||w||^2.
+    A logistic regression has to learn the rate x exposure interaction from data; here it is the
+    model's structure, which is what the data-generating process of a churn-by-silence target is.
+    """
+
+    def __init__(self, alpha: float = 1.0, max_iter: int = 2000):
+        self.alpha = alpha
+        self.max_iter = max_iter
+
+    def _split(self, X):
+        X = np.asarray(X, dtype=float)
+        if X.ndim != 2 or X.shape[1] < 1:
+            raise ValueError("HazardGLM needs a 2-D X whose last column is the exposure")
+        expo = X[:, -1].copy()
+        bad = ~np.isfinite(expo) | (expo <= 0)
+        if bad.any():
+            expo[bad] = getattr(self, "exposure_median_", 1.0)
+        return X[:, :-1], np.log(expo)
+
+    def fit(self, X, y):
+        from scipy.optimize import minimize
+
+        y = np.asarray(y).astype(int)
+        self.classes_ = np.array([0, 1])
+        raw = np.asarray(X, dtype=float)[:, -1]
+        ok = np.isfinite(raw) & (raw > 0)
+        self.exposure_median_ = float(np.median(raw[ok])) if ok.any() else 1.0
+        Z, off = self._split(X)
+        n, d = Z.shape
+        alpha = float(self.alpha)
+
+        def loss(wb):
+            w, b = wb[:-1], wb[-1]
+            mu = np.exp(np.clip(Z @ w + b + off, -30.0, 10.0))
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                nll = np.where(y == 1, mu, -np.log(-np.expm1(-mu)))
+                g = np.where(y == 1, mu, -mu / np.expm1(mu))
+            return nll.mean() + alpha * (w @ w) / 2, np.append(Z.T @ g / n + alpha * w, g.mean())
+
+        # start at the constant rate that matches the training share of event-free windows
+        p1 = min(max(y.mean(), 1e-3), 1 - 1e-3)
+        b0 = float(np.log(-np.log(p1)) - off.mean())
+        res = minimize(loss, np.append(np.zeros(d), b0), jac=True, method="L-BFGS-B",
+                       options={"maxiter": int(self.max_iter)})
+        self.coef_ = res.x[:-1].reshape(1, -1)
+        self.intercept_ = np.array([res.x[-1]])
+        self.n_iter_ = int(res.nit)
+        self.n_features_in_ = d + 1
+        return self
+
+    def log_rate(self, X) -> np.ndarray:
+        """log(events per unit of exposure) of each row."""
+        Z, _ = self._split(X)
+        return Z @ self.coef_.ravel() + self.intercept_[0]
+
+    def decision_function(self, X) -> np.ndarray:
+        # higher = more likely positive (no event): -(log rate + log exposure)
+        Z, off = self._split(X)
+        return -(Z @ self.coef_.ravel() + self.intercept_[0] + off)
+
+    def predict_proba(self, X) -> np.ndarray:
+        eta = np.clip(-self.decision_function(X), -30.0, 10.0)
+        p1 = np.clip(np.exp(-np.exp(eta)), 1e-12, 1 - 1e-12)
+        return np.column_stack([1 - p1, p1])
+
+    def predict(self, X) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+
+def _hazard_space(t):
+    return {"alpha": t.suggest_float("alpha", 1e-4, 10.0, log=True),
+            "log_transform": t.suggest_categorical("log_transform", [True, False])}
+
+
+def _hazard_build(cat, num, p, seed, n_jobs):
+    expo = p.get("exposure_column")
+    if not expo:
+        raise ValueError("hazard_glm needs params['exposure_column'] (the problem's Problem.exposure_column)")
+    prep = _linear_prep(cat, num, p)
+    prep.transformers.append(("exposure", "passthrough", [expo]))  # last column = raw exposure
+    return _wrap(cat, list(num) if expo in num else [*num, expo], prep, HazardGLM(alpha=p["alpha"]))
+
+
 # ---- k-means (clustering problems) -----------------------------------------------------------
 def _kmeans_space(t):
     return {"n_clusters": t.suggest_int("n_clusters", 3, 8), "log_transform": t.suggest_categorical("log_transform", [True, False])}
@@ -203,22 +295,41 @@ CANDIDATES: dict[str, Candidate] = {
     "xgboost": Candidate("xgboost", "binary", _xgb_space, _xgb_build,
                          {"n_estimators": 200, "learning_rate": 0.05, "max_depth": 4, "min_child_weight": 5.0,
                           "subsample": 0.8, "colsample_bytree": 0.7, "reg_lambda": 1.0}),
+    "hazard_glm": Candidate("hazard_glm", "binary", _hazard_space, _hazard_build, {"alpha": 1.0, "log_transform": True},
+                            needs_exposure=True),
     "kmeans": Candidate("kmeans", "cluster", _kmeans_space, _kmeans_build, {"n_clusters": 5, "log_transform": True}),
 }
 
 DEFAULTS = {"binary": ("logreg", "random_forest", "lightgbm", "xgboost"), "cluster": ("kmeans",)}
 
 
-def resolve(names: tuple[str, ...] | list[str] | None, kind: str) -> list[Candidate]:
-    names = list(names) if names else list(DEFAULTS[kind])
+def resolve(names: tuple[str, ...] | list[str] | None, kind: str,
+            exposure_column: str | None = None) -> list[Candidate]:
+    """Candidates by name (None -> the defaults of `kind`, plus `hazard_glm` when the problem
+    declares an exposure column). A candidate that needs the exposure gets it bound into its
+    params (so it is logged with them)."""
+    names = list(names) if names else list(DEFAULTS[kind]) + (["hazard_glm"] if exposure_column and kind == "binary"
+                                                                else [])
     out = []
     for n in names:
         c = CANDIDATES.get(n)
-        if c is None or c.kind != kind:
-            valid = ", ".join(k for k, v in CANDIDATES.items() if v.kind == kind)
-            raise UnknownNameError(f"unknown {kind} candidate '{n}': choose from {valid}")
+        if c is None or c.kind != kind or (c.needs_exposure and not exposure_column):
+            valid = ", ".join(k for k, v in CANDIDATES.items() if v.kind == kind
+                              and (exposure_column or not v.needs_exposure))
+            why = " (it needs a problem with an exposure column)" if c is not None and c.kind == kind else ""
+            raise UnknownNameError(f"unknown {kind} candidate '{n}'{why}: choose from {valid}")
+        if c.needs_exposure:
+            c = replace(c, default={**c.default, "exposure_column": exposure_column},
+                        space=_with_exposure(c.space, exposure_column))
         out.append(c)
     return out
+
+
+def _with_exposure(space: Callable, column: str) -> Callable:
+    def bound(trial):
+        return {**space(trial), "exposure_column": column}
+
+    return bound
 
 
 def output_feature_names(pipe: Pipeline) -> list[str]:
@@ -238,6 +349,8 @@ def importances(pipe: Pipeline) -> pd.Series:
         vals = np.abs(np.ravel(est.coef_))
     else:
         return pd.Series(dtype=float)
+    if isinstance(est, HazardGLM) and len(names) == len(vals) + 1:
+        names = names[:-1]  # the last prepared column is the exposure offset (coefficient fixed at 1)
     if len(names) != len(vals):
         names = [f"f{i}" for i in range(len(vals))]
     return pd.Series(vals, index=names).sort_values(ascending=False)

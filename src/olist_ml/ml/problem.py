@@ -91,6 +91,10 @@ class Problem:
         and own the `champion` alias of the registered model `name` (only one path writes it).
     score_fn(problem, settings, as_of, top_n=...) -> ScoreReport: replaces
         `olist_ml.ml.scoring.predict`'s generic path; it must still write `scores_<name>`.
+    exposure_column: binary problems whose target is 1 when NO event happens during a window
+        whose length (> 0) is this column (e.g. churn: no sale during `horizon_days_left` days):
+        enables the `hazard_glm` candidate (P(y=1) = exp(-rate x exposure)), which then joins the
+        default candidates.
     extra_metrics(y, p, settings) -> dict: binary problems: more metrics of every candidate's
         OOT predictions (e.g. a bootstrap interval of the ROC AUC), merged into its OOT
         metrics, logged as `oot_<key>` on the candidate's run (`best_oot_<key>` on the
@@ -119,6 +123,7 @@ class Problem:
     train_fn: TrainFn | None = None
     score_fn: ScoreFn | None = None
     extra_metrics: ExtraMetrics | None = None
+    exposure_column: str | None = None
 
     @property
     def scores_table(self) -> str:

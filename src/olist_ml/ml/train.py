@@ -266,7 +266,7 @@ def train(problem: Problem, settings: Settings, *, n_trials: int | None = None, 
                                 cv_folds=cv_folds, oot_months=oot_months, oot_start=oot_start, oot_end=oot_end,
                                 build_abt=build_abt, register=register, min_delta=min_delta, progress=progress)
     n_trials, timeout, names, cv_k = _budget(settings, n_trials, timeout, candidates, cv_folds)
-    chosen = cands.resolve(names or problem.candidates, problem.kind)
+    chosen = cands.resolve(names or problem.candidates, problem.kind, problem.exposure_column)
     notes: list[str] = []
 
     with session(settings) as con:

@@ -155,4 +155,5 @@ PROBLEM = Problem(
     description="P(an active seller completes churn_horizon_days days without a sale)",
     split=SplitConfig(oot_months=None, cv_folds=3, purge_days="churn_horizon_days"),
     build_step=f"{FEATURES_STEP} build",
+    exposure_column="horizon_days_left",  # churn = no sale during these days: the hazard_glm candidate
 )
