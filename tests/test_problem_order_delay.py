@@ -92,7 +92,9 @@ def test_features_ignore_later_events(con):
     # the check covers the context columns (they are filled for the compared orders)
     ctx = ["route_p90_delivery_days_90d", "route_promise_slack_p90_days", "cstate_p90_delivery_days_30d",
            "market_pct_delivered_10d_recent", "market_pct_delivered_7d_recent", "cstate_pct_delivered_10d_recent",
-           "market_backlog_ratio_14d", "route_pct_late_90d", "market_pct_late_14d"]
+           "market_backlog_ratio_14d", "route_pct_late_90d", "market_pct_late_14d",
+           "cstate_pct_slower_than_promise_30d", "market_pct_slower_than_promise_14d",
+           "market_km_pct_slower_than_promise", "market_pct_open_due_7d", "cstate_pct_open_due_7d"]
     assert before.loc[["ontime_same_day", "late_next_day"], ctx].notna().all().all()
     # ... while an order bought after those late deliveries does see them
     assert after.loc["later_b0", "route_pct_late_90d"] > 0
@@ -108,3 +110,43 @@ def test_open_orders_scoring_population(con):
     got = {r[0] for r in con.execute(sql).fetchall()}
     # at 2018-02-15: the shipped order and the two delivered on 02-20/21 are open; 'early' was delivered
     assert got == {"open_shipped", "ontime_same_day", "late_next_day"}
+
+
+def test_holiday_calendar():
+    h = set(od.brazil_national_holidays(2018, 2026))
+    from datetime import date
+
+    # Carnival Monday/Tuesday, Good Friday and Corpus Christi follow Easter (2018-04-01, 2026-04-05)
+    for d in ("2018-02-12", "2018-02-13", "2018-03-30", "2018-05-31", "2026-02-16", "2026-02-17", "2026-04-03",
+              "2026-06-04", "2018-09-07", "2018-11-15", "2018-12-25"):
+        assert date.fromisoformat(d) in h
+    assert date(2018, 2, 14) not in h and date(2018, 4, 1) not in h
+    assert len(od.brazil_national_holidays(2018, 2018)) == 12
+
+
+def test_promise_calendar_features(con):
+    df = con.execute(od.orders_sql()).df().set_index("order_id")
+    r = df.loc["late_next_day"]  # bought Thu 2018-02-01, promised Tue 2018-02-20; Carnival Mon/Tue 02-12/13
+    # Mon-Fri in [02-01, 02-20): 2 + 5 + 5 + 1 = 13 weekdays, less the two Carnival days
+    assert r["promised_business_days"] == 11
+    assert r["n_holidays_to_estimate"] == 2
+    assert df.loc["h0", "n_holidays_to_estimate"] == 1  # bought 2018-01-01 (a holiday), due 01-20
+
+
+def test_promise_vs_recent_deliveries(con):
+    """Share of recent deliveries slower than this order's promise; Kaplan-Meier nowcast; orders coming due."""
+    df = con.execute(od.orders_sql()).df().set_index("order_id")
+    r = df.loc["promise_after_end"]  # bought 2018-02-20, promised 18 days
+    # deliveries in [01-21, 02-20) to SP: c_slow (23 days) and early (8 days) -> 1 of 2 slower than 18 days
+    assert r["cstate_pct_slower_than_promise_30d"] == 0.5
+    assert r["cstate_pct_slower_than_promise_less_3d_30d"] == 0.5
+    assert r["market_pct_slower_than_promise_14d"] == 0.5
+    # KM over the 13 orders bought in [12-22, 02-20) (the canceled one too: censored, as it was open):
+    # events at age 4 (1 of 13 at risk), 8 (1 of 12), 14 (6 of 11); the open ones censored -> S(18) = 5/13
+    assert r["market_km_pct_slower_than_promise"] == pytest.approx(5 / 13)
+    # due in [02-20, 02-27) and bought before 02-20: ontime_same_day, late_next_day (both delivered on/after
+    # 02-20, so open at 02-20 00:00) and early (delivered 02-10)
+    assert r["market_pct_open_due_7d"] == pytest.approx(2 / 3)
+    assert r["cstate_pct_open_due_7d"] == pytest.approx(2 / 3)
+    # at 2018-02-01 every recent SP delivery (4 and 14 days) beat a 19-day promise
+    assert df.loc["late_next_day", "cstate_pct_slower_than_promise_30d"] == 0.0

@@ -15,13 +15,17 @@ an order is only judged once its promise has expired inside the observed data.
 Features are known when the order is approved (order_delay_orders.sql): the order itself
 (value, freight, items, product weight/volume/category, payment, promised days, approval
 delay), geography (seller->customer haversine distance via `olist_ml.geo`, same-state flag,
-states), calendar (purchase month/weekday), delivery context of the days BEFORE the purchase
-date (route/state/market late rates, overdue rates, backlog, backlog / recent deliveries, the route's
-p50/p90 delivery days and the promise's slack over that p90, and a nowcast of the carriers'
-current speed: the share of the orders bought 7-24 days before that were delivered within
-7/10 days) and the main seller's
-feature-store features as of the purchase timestamp (`olist_ml.features.as_of`, prefixed
-`seller_`). Main seller of a multi-seller order: the largest item value.
+states), calendar (purchase month/weekday, the promise's business days and the national holidays
+it spans: `brazil_national_holidays`, a public calendar), delivery context of the days BEFORE the
+purchase date (route/state/market late rates, overdue rates, backlog, backlog / recent deliveries,
+the route's p50/p90 delivery days and the promise's slack over that p90, a nowcast of the
+carriers' current speed: the share of the orders bought 7-24 days before that were delivered
+within 7/10 days, the share of recent deliveries that took longer than THIS order's promise
+(state 30 d, market 14 d, and a Kaplan-Meier estimate over the cohorts bought in the last 60
+days), and the share of the orders coming due in the next 7 days still undelivered) and the
+main seller's feature-store features as of the purchase timestamp (`olist_ml.features.as_of`,
+prefixed `seller_`). Main seller of a multi-seller order: the largest item value. Context
+features never filter on order_status (the extract's snapshot, not point-in-time).
 
 Scoring population at date D: orders bought and approved before D, not canceled/unavailable,
 and not delivered before D (open orders: approved / invoiced / processing / shipped at D).
@@ -55,6 +59,35 @@ def base_sql() -> str:
     return read_sql("order_delay_base.sql")
 
 
+def brazil_national_holidays(first_year: int = 2016, last_year: int = 2035) -> list[date]:
+    """Brazil's national holidays (fixed dates + Carnival Monday/Tuesday, Good Friday, Corpus
+    Christi from the Gregorian Easter date): a public calendar, known years in advance."""
+    from datetime import timedelta
+
+    out: list[date] = []
+    for y in range(first_year, last_year + 1):
+        # anonymous Gregorian algorithm (Meeus/Jones/Butcher) for Easter Sunday
+        a, b, c = y % 19, y // 100, y % 100
+        d, e = b // 4, b % 4
+        g = (8 * b + 13) // 25
+        h = (19 * a + b - d - g + 15) % 30
+        i, k = c // 4, c % 4
+        l_ = (32 + 2 * e + 2 * i - h - k) % 7
+        m = (a + 11 * h + 22 * l_) // 451
+        month, day = divmod(h + l_ - 7 * m + 114, 31)
+        easter = date(y, month, day + 1)
+        out += [date(y, mo, dd) for mo, dd in ((1, 1), (4, 21), (5, 1), (9, 7), (10, 12), (11, 2), (11, 15), (12, 25))]
+        out += [easter - timedelta(days=48), easter - timedelta(days=47), easter - timedelta(days=2),
+                easter + timedelta(days=60)]
+    return sorted(set(out))
+
+
+def holidays_sql() -> str:
+    """A SELECT of one DATE column `day`: the national holidays (brazil_national_holidays)."""
+    values = ", ".join(f"(DATE '{d.isoformat()}')" for d in brazil_national_holidays())
+    return f"SELECT * FROM (VALUES {values}) t(day)"
+
+
 def orders_sql(target: str | None = None, base: str | None = None) -> str:
     """Order-level features (see order_delay_orders.sql) of the orders of `target` (a SELECT with
     `base_sql()`'s columns; default: every order with items), their context aggregated over
@@ -62,6 +95,7 @@ def orders_sql(target: str | None = None, base: str | None = None) -> str:
     sql = read_sql("order_delay_orders.sql").replace(
         "{haversine}", geo.haversine_sql("b.seller_lat", "b.seller_lng", "b.customer_lat", "b.customer_lng")
     )
+    sql = sql.replace("{holidays}", holidays_sql())
     sql = sql.replace("{target}", target or "SELECT * FROM base")
     return sql.replace("{base}", base or base_sql())
 
@@ -204,8 +238,9 @@ def request_frame(con: duckdb.DuckDBPyConnection, settings: Settings, orders: pd
     `orders` holds one row per order with any of `REQUEST_COLUMNS` (raw Olist attributes, items
     already summed: order_value = sum of prices, n_items...); `seller_id` is required. The row
     is computed by the ABT's own SQL (`orders_sql`) with these orders as its `target`, so order
-    features (freight_ratio, promised_days, approval_hours, distance_km, same_state, calendar),
-    context features (route_*, cstate_*, market_*, seller_*_due/overdue, promise_slack_days:
+    features (freight_ratio, promised_days, promised_business_days, approval_hours, distance_km,
+    same_state, calendar), context features (route_*, cstate_*, market_*, seller_*_due/overdue,
+    promise_slack_days, *_slower_than_promise_*:
     facts strictly before the purchase date) and the seller's feature-store row are those
     `build_abt` gives an order with the same attributes. Missing locations come from
     stg_customers (customer_id) / stg_sellers (seller_id).

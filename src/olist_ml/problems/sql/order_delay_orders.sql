@@ -9,6 +9,15 @@
 -- (the same `< dt_ref` rule as the feature store), over half-open windows [d - N days, d).
 -- Nowcast columns (*_pct_delivered_{7,10}d_recent) use cohorts bought on day p with p + k days
 -- <= d, so "delivered within k days of p" is settled before d.
+-- Promise-vs-history columns (*_pct_slower_than_promise_*) compare THIS order's promised days with
+-- the delivery times of orders delivered before d (the share that took longer: what the promise
+-- would have missed lately); the Kaplan-Meier one uses the cohorts bought in [d - 60, d), each
+-- observed up to d (delivered before d: an event at its age; else censored), so fresh cohorts
+-- inform the short ages. Open-due columns: of the orders bought before d whose estimate falls in
+-- [d, d + 7), the share not delivered before d. These use no order_status (an extract snapshot).
+-- Calendar: `holidays` (Brazilian national holidays, olist_ml.problems.order_delay.holidays_sql)
+-- give the business days (Mon-Fri, not a holiday) in [purchase date, estimated date) and the
+-- holidays in [purchase date, estimated date]: a fixed public calendar, known in advance.
 -- The seller's feature-store features are joined afterwards (olist_ml.features.as_of).
 --
 -- Main seller: the seller with the largest item value in the order (ties: more items, then
@@ -26,6 +35,9 @@ WITH base AS (
 target AS (
 {target}
 ),
+holidays AS (
+{holidays}
+),
 -- deliveries per day and route, the facts behind the context features
 deliveries AS (
     SELECT CAST(delivered_at AS DATE) AS day, customer_state, seller_state,
@@ -33,7 +45,7 @@ deliveries AS (
            sum(CASE WHEN CAST(delivered_at AS DATE) > CAST(estimated_at AS DATE) THEN 1 ELSE 0 END) AS n_late,
            sum(date_diff('day', purchase_date, CAST(delivered_at AS DATE))) AS sum_days
     FROM base
-    WHERE delivered_at IS NOT NULL AND order_status = 'delivered'
+    WHERE delivered_at IS NOT NULL
     GROUP BY ALL
 ),
 route_keys AS (SELECT DISTINCT purchase_date, customer_state, seller_state FROM target),
@@ -70,15 +82,15 @@ market_ctx AS (
     GROUP BY ALL
 ),
 -- orders due (estimated date) per day: an order due on day e is known to be overdue at d > e
--- when it was not delivered by the end of e (still open at d, or delivered after e). Orders that
--- ended canceled/unavailable are left out.
+-- when it was not delivered by the end of e (still open at d, or delivered after e). Every order
+-- counts, whatever its status: order_status is the extract's snapshot (an order canceled after d
+-- was open at d), so filtering on it would let later facts in.
 dues AS (
     SELECT CAST(estimated_at AS DATE) AS day, customer_state, seller_state, seller_id,
            count(*) AS n,
            sum(CASE WHEN delivered_at IS NULL OR CAST(delivered_at AS DATE) > CAST(estimated_at AS DATE)
                     THEN 1 ELSE 0 END) AS n_overdue
     FROM base
-    WHERE order_status NOT IN ('canceled', 'unavailable')
     GROUP BY ALL
 ),
 due_route AS (
@@ -124,7 +136,6 @@ backlog_ctx AS (
     LEFT JOIN base b
            ON b.purchase_ts >= k.purchase_date - INTERVAL 14 DAY AND b.purchase_ts < k.purchase_date
           AND (b.delivered_at IS NULL OR b.delivered_at >= k.purchase_date)
-          AND b.order_status NOT IN ('canceled', 'unavailable')
     GROUP BY ALL
 ),
 -- delivery-time distribution of the route / destination state: days from purchase to delivery of
@@ -133,7 +144,7 @@ delivered_orders AS (
     SELECT CAST(delivered_at AS DATE) AS day, customer_state, seller_state,
            date_diff('day', purchase_date, CAST(delivered_at AS DATE)) AS days
     FROM base
-    WHERE delivered_at IS NOT NULL AND order_status = 'delivered'
+    WHERE delivered_at IS NOT NULL
 ),
 route_q AS (
     SELECT k.purchase_date, k.customer_state, k.seller_state,
@@ -154,7 +165,7 @@ cstate_q AS (
           AND d.day >= k.purchase_date - INTERVAL 30 DAY AND d.day < k.purchase_date
     GROUP BY ALL
 ),
--- nowcast of the carriers' current speed: of the orders bought on day p (not canceled), how many
+-- nowcast of the carriers' current speed: of the orders bought on day p (any status), how many
 -- were delivered within 7 / 10 days of p. At d, the cohorts p in [d - 7 - k, d - k) are fully
 -- observed for k = 7, 10 (p + k days <= d), so these use facts before d only.
 cohorts AS (
@@ -162,7 +173,6 @@ cohorts AS (
            count(*) FILTER (WHERE delivered_at < purchase_date + INTERVAL 7 DAY) AS n_d7,
            count(*) FILTER (WHERE delivered_at < purchase_date + INTERVAL 10 DAY) AS n_d10
     FROM base
-    WHERE order_status NOT IN ('canceled', 'unavailable')
     GROUP BY ALL
 ),
 market_speed AS (
@@ -183,6 +193,109 @@ cstate_speed AS (
            ON c.customer_state = k.customer_state
           AND c.p >= k.purchase_date - INTERVAL 24 DAY AND c.p < k.purchase_date - INTERVAL 10 DAY
     GROUP BY ALL
+),
+-- calendar of the promise: business days (Mon-Fri, not a national holiday) in [p, e) and holidays in [p, e]
+promise_keys AS (SELECT DISTINCT purchase_date, CAST(estimated_at AS DATE) AS est FROM target WHERE estimated_at IS NOT NULL),
+promise_cal AS (
+    SELECT g.purchase_date, g.est,
+           count(*) FILTER (WHERE g.day < g.est AND isodow(g.day) < 6 AND h.day IS NULL) AS promised_business_days,
+           count(h.day) AS n_holidays_to_estimate
+    FROM (SELECT purchase_date, est, CAST(unnest(generate_series(purchase_date, est, INTERVAL 1 DAY)) AS DATE) AS day
+          FROM promise_keys) g
+    LEFT JOIN holidays h ON h.day = g.day
+    GROUP BY ALL
+),
+-- this order's promise against recent delivery times: the share of the deliveries in [d - N, d)
+-- (to its customer state / the whole market) that took more days than this order's promise
+promise_target AS (
+    SELECT order_id, purchase_date, customer_state,
+           date_diff('day', purchase_date, CAST(estimated_at AS DATE)) AS promised
+    FROM target
+),
+delivered_hist AS (
+    SELECT day, customer_state, days, count(*) AS n FROM delivered_orders GROUP BY ALL
+),
+cstate_hist AS (
+    SELECT k.purchase_date, k.customer_state, d.days, sum(d.n) AS n
+    FROM cstate_keys k
+    JOIN delivered_hist d
+      ON d.customer_state = k.customer_state
+     AND d.day >= k.purchase_date - INTERVAL 30 DAY AND d.day < k.purchase_date
+    GROUP BY ALL
+),
+cstate_exceed AS (
+    SELECT t.order_id,
+           coalesce(sum(h.n) FILTER (WHERE h.days > t.promised), 0) / nullif(sum(h.n), 0) AS cstate_pct_slower_than_promise_30d,
+           coalesce(sum(h.n) FILTER (WHERE h.days > t.promised - 3), 0) / nullif(sum(h.n), 0)
+               AS cstate_pct_slower_than_promise_less_3d_30d
+    FROM promise_target t
+    JOIN cstate_hist h ON h.purchase_date = t.purchase_date AND h.customer_state = t.customer_state
+    GROUP BY ALL
+),
+market_hist AS (
+    SELECT k.purchase_date, d.days, sum(d.n) AS n
+    FROM day_keys k
+    JOIN delivered_hist d ON d.day >= k.purchase_date - INTERVAL 14 DAY AND d.day < k.purchase_date
+    GROUP BY ALL
+),
+market_exceed AS (
+    SELECT t.order_id,
+           coalesce(sum(h.n) FILTER (WHERE h.days > t.promised), 0) / nullif(sum(h.n), 0) AS market_pct_slower_than_promise_14d
+    FROM promise_target t
+    JOIN market_hist h ON h.purchase_date = t.purchase_date
+    GROUP BY ALL
+),
+-- Kaplan-Meier survival of the delivery age (days from purchase), market level, at d: cohorts bought
+-- in [d - 60, d); an order delivered before d is an event at its age, any other is censored at
+-- d - 1 - p (the last age observed before d)
+km_cohorts AS (
+    SELECT purchase_date AS p,
+           CASE WHEN delivered_at IS NOT NULL THEN date_diff('day', purchase_date, CAST(delivered_at AS DATE)) END AS age,
+           count(*) AS n
+    FROM base
+    GROUP BY ALL
+),
+km_rows AS (
+    SELECT k.purchase_date AS d, c.age, date_diff('day', c.p, k.purchase_date) - 1 AS cens, c.n
+    FROM day_keys k
+    JOIN km_cohorts c ON c.p >= k.purchase_date - INTERVAL 60 DAY AND c.p < k.purchase_date
+),
+km_leave AS (  -- per (d, age x): events at x, and all rows leaving the risk set after x (event or censoring)
+    SELECT d, CASE WHEN age IS NOT NULL AND age <= cens THEN age ELSE cens END AS x,
+           sum(CASE WHEN age IS NOT NULL AND age <= cens THEN n ELSE 0 END) AS ev, sum(n) AS n_leave
+    FROM km_rows
+    GROUP BY ALL
+),
+km_risk AS (
+    SELECT d, x, ev,
+           sum(n_leave) OVER (PARTITION BY d ORDER BY x DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS risk
+    FROM km_leave
+),
+km_surv AS (
+    SELECT d, x,
+           exp(sum(ln(greatest(1 - ev / risk, 1e-9)))
+               OVER (PARTITION BY d ORDER BY x ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) AS s
+    FROM km_risk
+),
+km_exceed AS (  -- S(promised days): no age observed up to the promise yet -> 1 (nobody delivered that fast)
+    SELECT t.order_id, coalesce(arg_max(s.s, s.x), 1.0) AS market_km_pct_slower_than_promise
+    FROM promise_target t
+    LEFT JOIN km_surv s ON s.d = t.purchase_date AND s.x <= t.promised
+    GROUP BY ALL
+),
+-- orders coming due: bought before d with an estimate in [d, d + 7); the share not yet delivered at d
+open_due AS (
+    SELECT k.purchase_date, b.customer_state,
+           count(*) AS n,
+           count(*) FILTER (WHERE b.delivered_at IS NULL OR b.delivered_at >= k.purchase_date) AS n_open
+    FROM day_keys k
+    JOIN base b
+      ON CAST(b.estimated_at AS DATE) >= k.purchase_date AND CAST(b.estimated_at AS DATE) < k.purchase_date + INTERVAL 7 DAY
+     AND b.purchase_ts < k.purchase_date
+    GROUP BY ALL
+),
+open_due_market AS (
+    SELECT purchase_date, sum(n_open) / nullif(sum(n), 0) AS market_pct_open_due_7d FROM open_due GROUP BY ALL
 )
 SELECT b.order_id, b.customer_id, b.seller_id, b.order_status,
        b.purchase_ts, b.approved_at, b.delivered_at, b.estimated_at,
@@ -205,6 +318,8 @@ SELECT b.order_id, b.customer_id, b.seller_id, b.order_status,
        month(b.purchase_ts) AS purchase_month,
        isodow(b.purchase_ts) AS purchase_weekday,
        isodow(b.estimated_at) AS estimated_weekday,
+       CAST(pc.promised_business_days AS BIGINT) AS promised_business_days,
+       CAST(pc.n_holidays_to_estimate AS BIGINT) AS n_holidays_to_estimate,
        -- context known before the purchase date
        CAST(r.route_n_delivered_90d AS BIGINT) AS route_n_delivered_90d, r.route_pct_late_90d, r.route_avg_delivery_days_90d,
        date_diff('day', b.purchase_date, CAST(b.estimated_at AS DATE)) - r.route_avg_delivery_days_90d AS promise_slack_days,
@@ -221,8 +336,18 @@ SELECT b.order_id, b.customer_id, b.seller_id, b.order_status,
        ms.market_pct_delivered_7d_recent, ms.market_pct_delivered_10d_recent,
        css.cstate_pct_delivered_10d_recent,
        dr.route_pct_overdue_30d, dc.cstate_pct_overdue_14d, dm.market_pct_overdue_7d,
-       CAST(ds.seller_n_due_90d AS BIGINT) AS seller_n_due_90d, ds.seller_pct_overdue_90d
+       CAST(ds.seller_n_due_90d AS BIGINT) AS seller_n_due_90d, ds.seller_pct_overdue_90d,
+       ce.cstate_pct_slower_than_promise_30d, ce.cstate_pct_slower_than_promise_less_3d_30d,
+       me.market_pct_slower_than_promise_14d, ke.market_km_pct_slower_than_promise,
+       odm.market_pct_open_due_7d,
+       od.n_open / nullif(od.n, 0) AS cstate_pct_open_due_7d
 FROM target b
+LEFT JOIN promise_cal pc ON pc.purchase_date = b.purchase_date AND pc.est = CAST(b.estimated_at AS DATE)
+LEFT JOIN cstate_exceed ce ON ce.order_id = b.order_id
+LEFT JOIN market_exceed me ON me.order_id = b.order_id
+LEFT JOIN km_exceed ke ON ke.order_id = b.order_id
+LEFT JOIN open_due_market odm ON odm.purchase_date = b.purchase_date
+LEFT JOIN open_due od ON od.purchase_date = b.purchase_date AND od.customer_state IS NOT DISTINCT FROM b.customer_state
 LEFT JOIN route_ctx r
        ON r.purchase_date = b.purchase_date AND r.customer_state IS NOT DISTINCT FROM b.customer_state
       AND r.seller_state IS NOT DISTINCT FROM b.seller_state
