@@ -3,8 +3,11 @@
     OLIST_DATA_DIR=../shared/data/olist .venv/bin/python benchmarks/bench_features.py [--repeat 3] [--loop-sample 60] [--synth-scale 10]
 
 1. daily backfill 2017-01-01..2018-08-31 of all fs_seller_* tables (wall, peak RSS, rows);
-2. the same dt_refs for fs_seller_sales as a loop of ONE query per dt_ref (same SQL, same engine),
-   timed on an evenly spaced sample of dt_refs and extrapolated (or all with --loop-sample 0);
+2. the same dt_refs for fs_seller_sales as a loop of ONE query per dt_ref (same SQL, same engine,
+   same writer: each call computes and replaces its dt_refs in one transaction, as the builder
+   does), timed on an evenly spaced sample of dt_refs and extrapolated (or all with
+   --loop-sample 0), against one set-based call; both after the same one-off event preparation,
+   which is printed apart, and the ratio with that preparation counted on both sides;
 3. one new day on top (incremental);
 4. growth: backfills over 1/4, 1/2 and all of the dt_refs; and synthetic data at scale 1 vs
    --synth-scale when `olist_ml.synth.generate` exists.
@@ -12,7 +15,8 @@ Targets (2 cores): full daily backfill <= 10 s, >= 50x faster than the per-date 
 one new day <= 1 s, linear growth. Each step runs in a fresh process so peak RSS is its own;
 timed steps run --repeat times (the machine may be shared) and print best and median.
 The per-date loop is the fair baseline: the same feature SQL with `fs_dates` holding one dt_ref,
-on the same connection settings, with the event tables materialised once beforehand.
+on the same connection settings and the same writer, with the event tables materialised once
+beforehand for both.
 """
 
 from __future__ import annotations
@@ -94,29 +98,44 @@ def step_backfill(db: str, start: str, end: str, tables: str | None, out: str = 
             "per_table_s": {x.table: round(x.seconds, 3) for x in r.tables}}
 
 
-def step_loop(db: str, start: str, end: str, sample: str) -> dict:
-    sample = int(sample)
+def step_write(db: str, start: str, end: str, sample: str, mode: str, out: str) -> dict:
+    """fs_seller_sales written by the builder's own writer (`_write_duckdb`: compute + DELETE/INSERT +
+    build log in one transaction), on a copy of `db`, after the event tables are prepared ONCE
+    (timed apart as prepare_s, the same for both modes): `mode` "set" = one call for all dt_refs
+    (the builder's row-sized batches), "loop" = one call, i.e. one query, per dt_ref (an evenly
+    spaced sample of `sample` dt_refs, extrapolated; 0 = all)."""
+    import shutil
+
     import duckdb
 
-    from olist_ml.features import dt_ref_spine, prepare, render
+    from olist_ml.features import dt_ref_spine, prepare
+    from olist_ml.features.build import CHUNK_ROWS, _batches, _configure, _ensure_log, _write_duckdb, active_sellers
 
+    shutil.copy(db, out)
     dates = dt_ref_spine(dt.date.fromisoformat(start), dt.date.fromisoformat(end))
-    pick = dates if not sample or sample >= len(dates) else [dates[round(i * (len(dates) - 1) / (sample - 1))] for i in range(sample)]
-    from olist_ml.features.build import _configure
-
-    con = duckdb.connect(db, read_only=True)
-    con.execute("SET threads = 2")
-    _configure(con, _settings(db))  # the same connection settings as the set-based build
     windows = (30, 90, 180)
-    prepare(con, pick[:1], windows)  # events materialised once, like the set-based build
-    q = render("fs_seller_sales", windows)
-    rows = 0
+    con = duckdb.connect(out)
+    con.execute("SET threads = 2")
+    _configure(con, _settings(out))
+    _ensure_log(con)
     t = time.perf_counter()
-    for d in pick:
-        prepare(con, [d], windows, events=False)
-        rows += len(con.execute(q).fetchall())
+    prepare(con, dates, windows)
+    sizes = active_sellers(con, dates, windows)
+    prep = time.perf_counter() - t
+    sample = int(sample)
+    if mode == "set":
+        todo = dates
+        batches = _batches(dates, sizes, CHUNK_ROWS)
+    else:
+        todo = dates if not sample or sample >= len(dates) else [
+            dates[round(i * (len(dates) - 1) / (sample - 1))] for i in range(sample)]
+        batches = [[d] for d in todo]
+    t = time.perf_counter()
+    rows = sum(_write_duckdb(con, "fs_seller_sales", b, windows, True) for b in batches)
     wall = time.perf_counter() - t
-    return {"dates_timed": len(pick), "wall_s": wall, "rows": rows, "extrapolated_s": wall * len(dates) / len(pick)}
+    con.close()
+    return {"prepare_s": prep, "wall_s": wall, "rows": rows, "dates_timed": len(todo), "calls": len(batches),
+            "extrapolated_s": wall * len(dates) / len(todo)}
 
 
 def step_incremental(db: str, day: str) -> dict:
@@ -183,16 +202,23 @@ def main() -> int:
               f"({full['cpu_s']:.1f}s CPU), peak RSS {full['peak_rss_mb']:.0f} MB, {full['rows']:,} rows, {full['dt_refs']} dt_refs")
         print(f"    target <= 10 s: best {verdict(full['wall_s'], 10.0)}, median {verdict(full_med['wall_s'], 10.0)}")
         print(f"    per table (best run): {full['per_table_s']}")
-        loop = child("loop", db, s, e, a.loop_sample)
+        loop = child("write", db, s, e, a.loop_sample, "loop", Path(tmp) / "loop.duckdb")
+        w_set, w_med = repeat(a.repeat, "write", db, s, e, 0, "set", Path(tmp) / "set.duckdb")
         sales_set, sales_med = repeat(a.repeat, "backfill", db, s, e, "fs_seller_sales", Path(tmp) / "sales.duckdb")
+        n = full["dt_refs"]
         per_date = loop["wall_s"] / loop["dates_timed"]
-        print(f"[2] fs_seller_sales one query per dt_ref: {loop['wall_s']:.2f}s for {loop['dates_timed']} dt_refs "
-              f"({per_date * 1000:.0f} ms per dt_ref) -> {loop['extrapolated_s']:.1f}s for {full['dt_refs']} (extrapolated), "
-              f"peak RSS {loop['peak_rss_mb']:.0f} MB")
-        sp_best, sp_med = loop["extrapolated_s"] / sales_set["wall_s"], loop["extrapolated_s"] / sales_med["wall_s"]
-        print(f"    set-based fs_seller_sales alone: best {sales_set['wall_s']:.2f}s / median {sales_med['wall_s']:.2f}s wall; "
-              f"speed-up best {sp_best:.0f}x / median {sp_med:.0f}x")
-        print(f"    target >= 50x: best {verdict(sp_best, 50.0, True)}, median {verdict(sp_med, 50.0, True)}")
+        prep = w_set["prepare_s"]
+        print(f"[2] fs_seller_sales written by the builder's writer (compute + DELETE/INSERT + build log per call), "
+              f"events prepared once beforehand ({prep:.2f}s):")
+        print(f"    one query per dt_ref: {loop['wall_s']:.2f}s for {loop['dates_timed']} dt_refs ({per_date * 1000:.0f} ms "
+              f"per dt_ref) -> {loop['extrapolated_s']:.1f}s for {n} (extrapolated), peak RSS {loop['peak_rss_mb']:.0f} MB")
+        print(f"    set-based, {w_set['calls']} call(s) for all {n}: best {w_set['wall_s']:.2f}s / median {w_med['wall_s']:.2f}s")
+        sp_best, sp_med = loop["extrapolated_s"] / w_set["wall_s"], loop["extrapolated_s"] / w_med["wall_s"]
+        print(f"    speed-up best {sp_best:.0f}x / median {sp_med:.0f}x; target >= 50x: best {verdict(sp_best, 50.0, True)}, "
+              f"median {verdict(sp_med, 50.0, True)}")
+        e2e = (loop["extrapolated_s"] + loop["prepare_s"]) / sales_set["wall_s"]
+        print(f"    counting the one-off preparation on both sides (set-based = `build(tables=[fs_seller_sales])`, best "
+              f"{sales_set['wall_s']:.2f}s / median {sales_med['wall_s']:.2f}s; loop + {loop['prepare_s']:.2f}s): {e2e:.0f}x")
         inc, inc_med = repeat(a.repeat, "incremental", built, (END + dt.timedelta(days=1)).isoformat())
         print(f"[3] one new day (incremental, all tables): best {inc['wall_s']:.2f}s / median {inc_med['wall_s']:.2f}s "
               f"({inc['cpu_s']:.2f}s CPU), {inc['rows']:,} rows, peak RSS {inc['peak_rss_mb']:.0f} MB")
