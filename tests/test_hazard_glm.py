@@ -40,6 +40,9 @@ def test_recovers_the_hazard_and_beats_logreg_on_a_constant_hazard_process():
     assert est.coef_[0, 0] == pytest.approx(0.8, abs=0.06)
     assert abs(est.coef_[0, 1]) < 0.05
     assert est.intercept_[0] == pytest.approx(-3.0, abs=0.1)
+    # the fitted daily event rate of each row, against the true one (features as the model sees them)
+    rate = est.log_rate(m[:-1].transform(test))
+    assert np.abs(rate - (-3.0 + 0.8 * test.x.to_numpy())).max() < 0.3
     p = m.predict_proba(test)[:, 1]
     assert np.abs(p - truth_t).mean() < 0.02  # calibrated probabilities, not just a ranking
     auc = roc_auc_score(yt, p)

@@ -316,8 +316,10 @@ def resolve(names: tuple[str, ...] | list[str] | None, kind: str,
         if c is None or c.kind != kind or (c.needs_exposure and not exposure_column):
             valid = ", ".join(k for k, v in CANDIDATES.items() if v.kind == kind
                               and (exposure_column or not v.needs_exposure))
-            why = " (it needs a problem with an exposure column)" if c is not None and c.kind == kind else ""
-            raise UnknownNameError(f"unknown {kind} candidate '{n}'{why}: choose from {valid}")
+            if c is not None and c.kind == kind:
+                raise UnknownNameError(f"{kind} candidate '{n}' needs a problem that declares an exposure column "
+                                       f"(Problem.exposure_column, e.g. seller_churn): choose from {valid}")
+            raise UnknownNameError(f"unknown {kind} candidate '{n}': choose from {valid}")
         if c.needs_exposure:
             c = replace(c, default={**c.default, "exposure_column": exposure_column},
                         space=_with_exposure(c.space, exposure_column))
