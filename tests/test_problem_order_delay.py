@@ -122,6 +122,7 @@ def test_holiday_calendar():
         assert date.fromisoformat(d) in h
     assert date(2018, 2, 14) not in h and date(2018, 4, 1) not in h
     assert len(od.brazil_national_holidays(2018, 2018)) == 12
+    assert date(2018, 11, 20) not in h and date(2025, 11, 20) in h  # national only from 2024 on
 
 
 def test_promise_calendar_features(con):

@@ -61,7 +61,8 @@ def base_sql() -> str:
 
 def brazil_national_holidays(first_year: int = 2016, last_year: int = 2035) -> list[date]:
     """Brazil's national holidays (fixed dates + Carnival Monday/Tuesday, Good Friday, Corpus
-    Christi from the Gregorian Easter date): a public calendar, known years in advance."""
+    Christi from the Gregorian Easter date; 20 November from 2024): a public calendar, known years
+    in advance."""
     from datetime import timedelta
 
     out: list[date] = []
@@ -77,6 +78,8 @@ def brazil_national_holidays(first_year: int = 2016, last_year: int = 2035) -> l
         month, day = divmod(h + l_ - 7 * m + 114, 31)
         easter = date(y, month, day + 1)
         out += [date(y, mo, dd) for mo, dd in ((1, 1), (4, 21), (5, 1), (9, 7), (10, 12), (11, 2), (11, 15), (12, 25))]
+        if y >= 2024:  # Dia da Consciencia Negra, national since Lei 14.759/2023
+            out.append(date(y, 11, 20))
         out += [easter - timedelta(days=48), easter - timedelta(days=47), easter - timedelta(days=2),
                 easter + timedelta(days=60)]
     return sorted(set(out))
