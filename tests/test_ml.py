@@ -177,3 +177,16 @@ def test_cluster_problem_on_the_same_machinery(wh):
     sc = con.execute("SELECT score, decile FROM scores_toy_segments").df()
     con.close()
     assert rep.n_scored == 120 and sc["score"].nunique() >= 3 and sc["decile"].isna().all()
+
+
+def test_champion_rule_decision_and_reason():
+    from olist_ml.ml.registry import CHALLENGER, CHAMPION, champion_rule
+
+    d, r = champion_rule(0.871, 0.868, label="OOT roc_auc", champion_version=3, on="the same OOT rows")
+    assert d == CHAMPION and r == "OOT roc_auc 0.8710 beats champion v3 0.8680 on the same OOT rows"
+    # a tie at 4 decimals prints 6, and min_delta must be exceeded
+    d, r = champion_rule(0.87291, 0.87288, label="OOT roc_auc", champion_version=1, on="x", min_delta=0.001)
+    assert d == CHALLENGER and "0.872910 does not beat champion v1 0.872880" in r
+    # lower-is-better metrics (log loss) flip the comparison
+    assert champion_rule(0.30, 0.35, label="OOT log_loss", champion_version=1, on="x", lower_is_better=True)[0] == CHAMPION
+    assert champion_rule(0.40, 0.35, label="OOT log_loss", champion_version=1, on="x", lower_is_better=True)[0] == CHALLENGER

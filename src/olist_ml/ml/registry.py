@@ -88,6 +88,27 @@ def _wrap(model, model_name, mv, alias) -> Champion:
                     alias=alias, kind=kind, feature_names=names, tags=tags)
 
 
+def champion_rule(new: float, old: float, *, label: str, champion_version: str | int, on: str,
+                  lower_is_better: bool = False, min_delta: float = 0.0) -> tuple[str, str]:
+    """(decision, reason) of the champion rule: the newcomer takes `champion` only when its score
+    beats the current champion's score on the same rows (`on`) by more than `min_delta`; else it is
+    the `challenger`. Scores print with 4 decimals, 6 when they tie at 4."""
+    nd = 4 if f"{new:.4f}" != f"{old:.4f}" else 6
+    sign = -1 if lower_is_better else 1
+    verb = "beats" if sign * (new - old) > min_delta else "does not beat"
+    reason = f"{label} {new:.{nd}f} {verb} champion v{champion_version} {old:.{nd}f} on {on}"
+    return (CHAMPION if verb == "beats" else CHALLENGER), reason
+
+
+def record_decision(settings: Settings, model_name: str, version: str | int, decision: str, reason: str) -> None:
+    """Point the `decision` alias (champion / challenger) at `version`; the reason goes on the version."""
+    c = tracking.client(settings)
+    c.set_registered_model_alias(model_name, decision, str(version))
+    c.set_model_version_tag(model_name, str(version), "decision", decision)
+    c.set_model_version_tag(model_name, str(version), "decision_reason", reason)
+    c.update_model_version(model_name, str(version), description=f"[train] {decision}: {reason}")
+
+
 def promote(settings: Settings, model_name: str, version: str | int, reason: str, alias: str = CHAMPION) -> dict:
     """Move `alias` to `version` by hand; the reason is recorded on the version (tags + description)."""
     from mlflow.exceptions import MlflowException

@@ -413,20 +413,11 @@ def _register(settings, problem, best: CandidateResult, split: Split, metric: st
         else:
             notes_reason = None
         c.set_model_version_tag(problem.name, version, f"champion_v{current.version}_oot_{metric}", f"{champ_score:.6f}")
-        sign = -1 if metric in _LOWER_IS_BETTER else 1
-        nd = 4 if f"{new_score:.4f}" != f"{champ_score:.4f}" else 6  # show the digits that differ
         if notes_reason:
             decision, reason = registry.CHAMPION, notes_reason + ": newcomer promoted"
-        elif sign * (new_score - champ_score) > min_delta:
-            decision = registry.CHAMPION
-            reason = (f"OOT {metric} {new_score:.{nd}f} beats champion v{current.version} {champ_score:.{nd}f} "
-                      f"on the same OOT rows")
         else:
-            decision = registry.CHALLENGER
-            reason = (f"OOT {metric} {new_score:.{nd}f} does not beat champion v{current.version} "
-                      f"{champ_score:.{nd}f} on the same OOT rows")
-    c.set_registered_model_alias(problem.name, decision, version)
-    c.set_model_version_tag(problem.name, version, "decision", decision)
-    c.set_model_version_tag(problem.name, version, "decision_reason", reason)
-    c.update_model_version(problem.name, version, description=f"[train] {decision}: {reason}")
+            decision, reason = registry.champion_rule(new_score, champ_score, label=f"OOT {metric}",
+                                                      champion_version=current.version, on="the same OOT rows",
+                                                      lower_is_better=metric in _LOWER_IS_BETTER, min_delta=min_delta)
+    registry.record_decision(settings, problem.name, version, decision, reason)
     return version, decision, reason, prev

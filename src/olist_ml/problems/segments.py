@@ -585,18 +585,14 @@ def _register(settings: Settings, res: SegmentsResult, df: pd.DataFrame, min_del
             decision, reason = registry.CHAMPION, f"champion v{current.version} cannot segment this population ({why}): newcomer promoted"
         else:
             c.set_model_version_tag(NAME, v, f"champion_v{current.version}_silhouette", f"{old:.6f}")
-            if np.isnan(old) or res.silhouette - old > min_delta:
-                decision = registry.CHAMPION
-                reason = (f"silhouette {res.silhouette:.4f} beats champion v{current.version} {old:.4f} on the same "
-                          f"{res.n_sellers} sellers at {res.dt_ref}")
+            on = f"the same {res.n_sellers} sellers at {res.dt_ref}"
+            if np.isnan(old):  # the champion puts every seller in one segment: no silhouette to beat
+                decision, reason = registry.CHAMPION, (f"champion v{current.version} has no silhouette (one segment) "
+                                                       f"on {on}: newcomer promoted")
             else:
-                decision = registry.CHALLENGER
-                reason = (f"silhouette {res.silhouette:.4f} does not beat champion v{current.version} {old:.4f} on "
-                          f"the same {res.n_sellers} sellers at {res.dt_ref}")
-    c.set_registered_model_alias(NAME, decision, v)
-    c.set_model_version_tag(NAME, v, "decision", decision)
-    c.set_model_version_tag(NAME, v, "decision_reason", reason)
-    c.update_model_version(NAME, v, description=f"[train] {decision}: {reason}")
+                decision, reason = registry.champion_rule(res.silhouette, old, label="silhouette",
+                                                          champion_version=current.version, on=on, min_delta=min_delta)
+    registry.record_decision(settings, NAME, v, decision, reason)
     res.decision, res.reason = decision, reason
 
 
