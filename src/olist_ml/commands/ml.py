@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         timeout: Optional[float] = typer.Option(None, "--timeout", envvar="OLIST_ML_TRIAL_TIMEOUT",
                                                 help="Tuning time budget per candidate, seconds."),
         candidates: Optional[str] = typer.Option(None, "--candidates", envvar="OLIST_ML_CANDIDATES",
-                                                 help="Comma list: logreg,random_forest,lightgbm,xgboost."),
+                                                 help="Comma list: logreg,random_forest,lightgbm,xgboost; hazard_glm for churn (default: all of the problem's candidates)."),
         cv_folds: Optional[int] = typer.Option(None, "--cv-folds", help="Time-ordered, seller-grouped CV folds."),
         oot_months: Optional[int] = typer.Option(None, "--oot-months", help="Labelled months held out (default 6)."),
         oot_start: Optional[str] = typer.Option(None, "--oot-start", help="First OOT dt_ref (YYYY-MM-DD)."),
