@@ -20,3 +20,14 @@ class MissingStepError(OlistMLError):
 
 class UnknownNameError(OlistMLError):
     """An unknown problem, feature table, cadence, engine..."""
+
+
+class NotReadyError(OlistMLError):
+    """Nothing to learn or score yet, for a stated reason the data will resolve by itself
+    (e.g. no marketing deal has a full label horizon yet). `olist-ml run` reports the problem as
+    skipped with this reason and still exits 0; a single command (`train`, `predict`) exits 2."""
+
+
+class EnvironmentFault(OlistMLError):
+    """The machine, not the data: the home is a file or read-only, the disk is full, the
+    warehouse path is a folder or not a DuckDB file, another writer holds the home's lock."""
