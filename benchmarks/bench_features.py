@@ -131,7 +131,7 @@ def step_write(db: str, start: str, end: str, sample: str, mode: str, out: str) 
             dates[round(i * (len(dates) - 1) / (sample - 1))] for i in range(sample)]
         batches = [[d] for d in todo]
     t = time.perf_counter()
-    rows = sum(_write_duckdb(con, "fs_seller_sales", b, windows, True) for b in batches)
+    rows = sum(_write_duckdb(con, "fs_seller_sales", b, windows) for b in batches)
     wall = time.perf_counter() - t
     con.close()
     return {"prepare_s": prep, "wall_s": wall, "rows": rows, "dates_timed": len(todo), "calls": len(batches),

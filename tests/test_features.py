@@ -583,11 +583,19 @@ def test_catalog_covers_every_column_and_nothing_else(wh, windows):
         assert (sql_dir / f"{t}.sql").read_text().startswith("-- grain: (dt_ref, seller_id)")
 
 
-def test_changed_windows_require_full_rebuild(wh):
+def test_changed_windows_rebuild_the_table_and_drop_dt_refs_built_with_the_old_ones(wh):
     settings, _ = wh
     build(settings, start="2017-05-01", end="2017-05-02", tables=["sales"])
-    with pytest.raises(InputError, match="--full"):
-        build(settings.with_(feature_windows=(7, 28)), start="2017-05-03", end="2017-05-03", tables=["sales"])
+    rep = build(settings.with_(feature_windows=(7, 28)), start="2017-05-03", end="2017-05-03", tables=["sales"])
+    assert rep.tables[0].reason == "feature windows changed" and rep.tables[0].dt_refs == 1
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        cols = [r[0] for r in con.execute("DESCRIBE fs_seller_sales").fetchall()]
+        dts = [r[0] for r in con.execute("SELECT DISTINCT dt_ref FROM fs_seller_sales").fetchall()]
+    finally:
+        con.close()
+    assert "n_orders_28d" in cols and "n_orders_30d" not in cols
+    assert dts in ([], [dt.date(2017, 5, 3)])  # nothing computed with the old windows survives
 
 
 def test_user_errors(wh, tmp_path):

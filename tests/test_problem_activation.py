@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from olist_ml.config import Settings
-from olist_ml.errors import MissingStepError
+from olist_ml.errors import MissingStepError, NotReadyError
 from olist_ml.problems import activation as act
 
 from _problem_fixtures import create_stg, empty_rows, order, write_orders
@@ -92,7 +92,7 @@ def test_scoring_population(con, tmp_path):
 
 def test_missing_marketing_tables(con, tmp_path):
     con.execute("DROP TABLE stg_closed_deals")
-    with pytest.raises(MissingStepError, match="marketing-funnel files .*olist_closed_deals_dataset.csv"):
+    with pytest.raises(NotReadyError, match="marketing-funnel files .*olist_closed_deals_dataset.csv"):
         act.build_abt(con, Settings(home=tmp_path))
 
 

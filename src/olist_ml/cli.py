@@ -8,6 +8,7 @@ on stderr with a non-zero exit code.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -44,14 +45,31 @@ def _global(
         None, "--tracking-uri", help="MLflow tracking URI (env MLFLOW_TRACKING_URI; default sqlite under --home)."
     ),
     engine: Optional[str] = typer.Option(None, "--engine", help="Feature engine: duckdb (default) or spark."),
+    wait: bool = typer.Option(False, "--wait", help="When another olist-ml process writes the home, wait for it "
+                                                    "instead of exiting (code 2)."),
     version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True),
 ) -> None:
+    from .home import check_paths
+
     ctx.obj = Settings.from_env(home=home, warehouse_path=warehouse, tracking_uri=tracking_uri, engine=engine)
+    ctx.meta["olist_ml.wait"] = wait
+    check_paths(ctx.obj)
 
 
 def settings_of(ctx: typer.Context) -> Settings:
     obj = ctx.find_root().obj
     return obj if isinstance(obj, Settings) else Settings.from_env()
+
+
+def writer(ctx: typer.Context, command: str) -> Settings:
+    """The settings of a command that WRITES the home, holding the home's writer lock until the command
+    ends (`olist_ml.home.writer_lock`; `--wait` waits for another writer instead of failing)."""
+    from .home import writer_lock
+
+    root = ctx.find_root()
+    s = settings_of(ctx)
+    root.with_resource(writer_lock(s, command, wait=bool(root.meta.get("olist_ml.wait"))))
+    return s
 
 
 def _register_all() -> None:
@@ -64,9 +82,16 @@ def _register_all() -> None:
 _register_all()
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # unwind: transactions roll back, MLflow runs end KILLED, the lock is released
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .home import environment_fault, is_environment_error
+
+    old = signal.signal(signal.SIGTERM, _terminate)
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)
     except OlistMLError as e:
         typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
         return e.exit_code
@@ -78,14 +103,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)
         return 130
-    except Exception as e:  # click usage errors and friends
+    except Exception as e:  # click usage errors, machine faults
         import click
 
         if isinstance(e, click.exceptions.ClickException):
             e.show()
             return e.exit_code
+        if is_environment_error(e):
+            fault = environment_fault(e)
+            typer.secho(f"error: {fault}", err=True, fg=typer.colors.RED)
+            return fault.exit_code
         raise
-    return 0
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

@@ -82,6 +82,7 @@ class Settings:
             "seed": _env("OLIST_ML_SEED"),
             "oot_months": _env("OLIST_ML_OOT_MONTHS"),
             "churn_horizon_days": _env("OLIST_ML_CHURN_HORIZON_DAYS"),
+            "activation_horizon_days": _env("OLIST_ML_ACTIVATION_HORIZON_DAYS"),
         }
         conv = {
             "home": Path,
@@ -92,6 +93,7 @@ class Settings:
             "seed": int,
             "oot_months": int,
             "churn_horizon_days": int,
+            "activation_horizon_days": int,
         }
         vals = {k: conv.get(k, str)(v) for k, v in env.items() if v is not None}
         windows = _env("OLIST_ML_FEATURE_WINDOWS")

@@ -107,7 +107,9 @@ def _remember_source(settings: Settings, source: Path) -> None:
 
 
 def _trained_on(settings: Settings, problem, abt_hash: str) -> str | None:
-    """The parent run id of an earlier training of `problem` on exactly this ABT content, if any."""
+    """The parent run id of an earlier training of `problem` on exactly this ABT content that is DONE:
+    its MLflow run FINISHED and it registered a model version. A run killed during training stays
+    RUNNING (marked FAILED at the next start by `tracking.reap_dead_runs`) and never counts."""
     from .ml import tracking
 
     mlflow = tracking.configure(settings)
@@ -116,27 +118,37 @@ def _trained_on(settings: Settings, problem, abt_hash: str) -> str | None:
         return None
     runs = mlflow.search_runs(
         experiment_ids=[exp.experiment_id],
-        filter_string=f"tags.role = 'parent' AND tags.abt_content_hash = '{abt_hash}'",
-        max_results=1,
+        filter_string=f"tags.role = 'parent' AND tags.abt_content_hash = '{abt_hash}' "
+                      "AND attributes.status = 'FINISHED'",
+        max_results=50,
         output_format="list",
     )
-    return runs[0].info.run_id if runs else None
+    done = [r for r in runs if r.data.tags.get("registered_version") not in (None, "", "None")]
+    return done[0].info.run_id if done else None
 
 
 def run_problem(problem, settings: Settings, report: PipelineReport, *, force_train: bool = False, **budget) -> None:
-    """ABT -> train (unless already trained on this exact ABT) -> score, for one problem."""
-    from .ml import registry, scoring
+    """ABT (unless current) -> train (unless already trained on this exact ABT) -> score, for one problem."""
+    from . import lineage
+    from .ml import registry, scoring, tracking
     from .ml.data import content_hash, load_abt
     from .ml.train import train
     from .warehouse import session
 
     t0 = time.perf_counter()
     with session(settings) as con:
-        rows = problem.build_abt(con, settings)
-        abt_hash = content_hash(load_abt(con, problem))
-    report.add(f"{problem.name}: ABT", "done", t0, f"{problem.abt_table}: {rows} rows")
+        ref = lineage.refresh_abt(con, problem, settings)
+        abt = load_abt(con, problem)
+        abt_hash = content_hash(abt)
+    if ref.rebuilt:
+        report.add(f"{problem.name}: ABT", "done", t0, f"{problem.abt_table}: {ref.rows} rows ({ref.reason})")
+    else:
+        report.add(f"{problem.name}: ABT", "skipped", t0, f"{problem.abt_table}: current ({len(abt)} rows)")
 
     t0 = time.perf_counter()
+    reaped = tracking.reap_dead_runs(settings, problem.name)
+    if reaped:
+        console.print(f"        {problem.name}: {len(reaped)} run(s) left RUNNING by a dead process marked FAILED")
     has_champion = registry.alias_version(settings, problem.name) is not None
     earlier = None if force_train else _trained_on(settings, problem, abt_hash)
     if earlier and has_champion:
@@ -152,7 +164,9 @@ def run_problem(problem, settings: Settings, report: PipelineReport, *, force_tr
 
     t0 = time.perf_counter()
     sr = scoring.predict(problem, settings)
-    report.add(f"{problem.name}: score", "done", t0, f"{sr.n_scored} rows at {sr.dt_ref} -> {sr.table} (v{sr.model_version})")
+    purged = f"; {sr.purged}" if sr.purged else ""
+    report.add(f"{problem.name}: score", "done", t0,
+               f"{sr.n_scored} rows at {sr.dt_ref} -> {sr.table} (v{sr.model_version}){purged}")
 
 
 def run_pipeline(
@@ -170,7 +184,7 @@ def run_pipeline(
     """ingest -> features -> (ABT -> train -> champion -> score) per problem; incremental."""
     from . import features, ingest
     from . import problems as P
-    from .errors import OlistMLError
+    from .errors import NotReadyError, OlistMLError
 
     chosen = [P.get(p) for p in problems] if problems else list(P.REGISTRY.values())
     # a pipeline run tunes lightly by default; `olist-ml train` (and --trials/--timeout) for more
@@ -202,20 +216,22 @@ def run_pipeline(
     t0 = time.perf_counter()
     fb = features.build(settings, cadence=cadence, progress=progress)
     built = sum(t.dt_refs for t in fb.tables)
+    stale = sum(t.stale for t in fb.tables)
+    why = next((t.reason for t in fb.tables if t.reason), "")
     report.add(
         "feature store", "done" if built else "skipped", t0,
-        f"{fb.start}..{fb.end} {cadence}: {built} table-dates computed, {fb.rows} rows",
+        f"{fb.start}..{fb.end} {cadence}: {built} table-dates computed"
+        + (f" ({stale} stale: {why})" if stale else "") + f", {fb.rows} rows",
     )
 
-    failures = []
     for problem in chosen:
+        t0 = time.perf_counter()
         try:
             run_problem(problem, settings, report, force_train=force_train, **budget)
-        except OlistMLError as e:  # e.g. marketing-funnel tables absent: say so, go on with the others
-            report.add(f"{problem.name}", "failed", time.perf_counter(), str(e))
-            failures.append(problem.name)
-    if failures and len(failures) == len(chosen):
-        raise OlistMLError(f"every problem failed: {', '.join(failures)}")
+        except NotReadyError as e:  # nothing to learn yet, for a stated reason: not a failure
+            report.add(f"{problem.name}", "skipped", t0, str(e))
+        except OlistMLError as e:  # a step failed: say so, go on with the others; `run` exits 1
+            report.add(f"{problem.name}", "failed", t0, str(e))
     return report
 
 

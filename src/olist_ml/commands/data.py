@@ -20,10 +20,10 @@ def register(app: typer.Typer) -> None:
         """Validate the raw Olist CSVs and load them into the warehouse (stg_* tables), atomically."""
         from rich.console import Console
 
-        from ..cli import settings_of
+        from ..cli import writer
         from ..ingest import ingest
 
-        settings = settings_of(ctx)
+        settings = writer(ctx, f"ingest {source}")
         console = Console(stderr=False)
         report = ingest(source, settings, strict=strict, progress=progress and not as_json and console.is_terminal)
         if as_json:
@@ -45,8 +45,9 @@ def register(app: typer.Typer) -> None:
 
         settings = settings_of(ctx)
         rows = summary(settings)
+        derived = derived_status(settings)
         if as_json:
-            typer.echo(json.dumps(rows, indent=2, default=str))
+            typer.echo(json.dumps({"stg": rows, "derived": derived}, indent=2, default=str))
             return
         t = Table(title=f"warehouse {settings.warehouse}")
         for col, just in (("table", "left"), ("rows", "right"), ("date column", "left"), ("from", "left"),
@@ -60,6 +61,28 @@ def register(app: typer.Typer) -> None:
         run = last_run(settings)
         if run:
             console.print(f"last ingest {run['finished_at']} from {run['source']} (sha256 {str(run['content_hash'])[:12]})")
+        if derived:
+            d = Table(title="derived tables (lineage: recomputed by the next features build / train / predict / run "
+                            "when stale)")
+            for col, just in (("table", "left"), ("dt_refs", "right"), ("stale", "right"), ("status", "left")):
+                d.add_column(col, justify=just)
+            for r in derived:
+                d.add_row(r["table"], "whole" if r["parts"] is None else f"{r['parts']:,}", str(r["stale"]),
+                          r["status"], style=None if r["status"] == "current" else "yellow")
+            console.print(d)
+
+
+def derived_status(settings) -> list[dict]:
+    """`olist_ml.lineage.status` on a read-only connection (readers never take the writer lock)."""
+    import duckdb
+
+    from ..lineage import status
+
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        return status(con, settings)
+    finally:
+        con.close()
 
 
 def _print_report(console, report) -> None:

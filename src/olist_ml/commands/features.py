@@ -26,17 +26,30 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from ..cli import settings_of
+        from ..cli import writer
         from ..features import build
 
-        settings = settings_of(ctx).with_(engine=engine)
+        settings = writer(ctx, "features build").with_(engine=engine)
         rep = build(settings, start=start, end=end, cadence=cadence, tables=table or None, full=full, progress=not no_progress)
         t = Table(title=f"features {rep.cadence} {rep.start}..{rep.end} on {rep.engine} in {rep.seconds:.1f}s")
-        for c in ("table", "dt_refs built", "already built", "rows", "seconds"):
+        for c in ("table", "dt_refs built", "of which stale", "already current", "rows", "seconds"):
             t.add_column(c, justify="left" if c == "table" else "right")
         for tb in rep.tables:
-            t.add_row(tb.table, str(tb.dt_refs), str(tb.skipped), f"{tb.rows:,}", f"{tb.seconds:.2f}")
-        Console().print(t)
+            t.add_row(tb.table, str(tb.dt_refs), str(tb.stale), str(tb.skipped), f"{tb.rows:,}", f"{tb.seconds:.2f}")
+        console = Console()
+        console.print(t)
+        for line in stale_lines(rep):
+            console.print(line)
+
+
+def stale_lines(rep) -> list[str]:
+    """One line per feature table that recomputed or dropped dt_refs because their inputs changed."""
+    out = []
+    for tb in rep.tables:
+        if tb.stale or tb.dropped:
+            dropped = f", {tb.dropped} stale dt_ref(s) outside the range removed" if tb.dropped else ""
+            out.append(f"{tb.table}: {tb.stale} dt_ref(s) recomputed ({tb.reason}){dropped}")
+    return out
 
     @fapp.command("list")
     def list_cmd(

@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from ..errors import InputError
+from ._options import Candidates, Timeout, Trials, check_alias
 
 
 def _date(s: Optional[str], flag: str) -> Optional[date]:
@@ -32,12 +33,9 @@ def register(app: typer.Typer) -> None:
     def train_cmd(
         ctx: typer.Context,
         problem: str = typer.Argument(..., help="Problem name or alias, e.g. churn / seller_churn."),
-        trials: Optional[int] = typer.Option(None, "--trials", envvar="OLIST_ML_TRIALS",
-                                             help="Optuna trials per candidate (0 = hand-picked defaults only)."),
-        timeout: Optional[float] = typer.Option(None, "--timeout", envvar="OLIST_ML_TRIAL_TIMEOUT",
-                                                help="Tuning time budget per candidate, seconds."),
-        candidates: Optional[str] = typer.Option(None, "--candidates", envvar="OLIST_ML_CANDIDATES",
-                                                 help="Comma list: logreg,random_forest,lightgbm,xgboost; hazard_glm for churn (default: all of the problem's candidates)."),
+        trials: Trials = None,
+        timeout: Timeout = None,
+        candidates: Candidates = None,
         cv_folds: Optional[int] = typer.Option(None, "--cv-folds", help="Time-ordered, seller-grouped CV folds."),
         oot_months: Optional[int] = typer.Option(None, "--oot-months", help="Labelled months held out (default 6)."),
         oot_start: Optional[str] = typer.Option(None, "--oot-start", help="First OOT dt_ref (YYYY-MM-DD)."),
@@ -45,11 +43,11 @@ def register(app: typer.Typer) -> None:
         reuse_abt: bool = typer.Option(False, "--reuse-abt", help="Train on the existing ABT instead of rebuilding it."),
     ) -> None:
         """Build the problem's ABT, tune and compare candidates, log to MLflow, apply the champion rule."""
-        from ..cli import settings_of
+        from ..cli import writer
         from ..ml.train import train
         from ..problems import get
 
-        s = settings_of(ctx)
+        s = writer(ctx, f"train {problem}")
         p = get(problem)
         res = train(p, s, n_trials=trials, timeout=timeout, candidates=candidates, cv_folds=cv_folds,
                     oot_months=oot_months, oot_start=_date(oot_start, "--oot-start"), oot_end=_date(oot_end, "--oot-end"),
@@ -77,11 +75,11 @@ def register(app: typer.Typer) -> None:
         top: int = typer.Option(10, "--top", help="How many highest-score rows to print."),
     ) -> None:
         """Score the population at a reference date with models:/<problem>@champion into scores_<problem>."""
-        from ..cli import settings_of
+        from ..cli import writer
         from ..ml.scoring import predict
         from ..problems import get
 
-        s = settings_of(ctx)
+        s = writer(ctx, f"predict {problem}")
         p = get(problem)
         r = predict(p, s, _date(dt_ref, "--dt-ref"), top_n=top)
         typer.echo(f"{r.problem}: scored {r.n_scored} rows at dt_ref {r.dt_ref} with {r.model_name} v{r.model_version} "
@@ -101,11 +99,12 @@ def register(app: typer.Typer) -> None:
         alias: str = typer.Option("champion", "--alias", help="Alias to move (champion or challenger)."),
     ) -> None:
         """Move an alias (default champion) to a model version by hand, recording the reason."""
-        from ..cli import settings_of
+        from ..cli import writer
         from ..ml.registry import promote
         from ..problems import get
 
-        s = settings_of(ctx)
+        check_alias(alias)
+        s = writer(ctx, f"promote {problem}")
         p = get(problem)
         out = promote(s, p.name, version, reason, alias=alias)
         typer.echo(f"{out['model_name']}@{out['alias']}: v{out['previous'] or '-'} -> v{out['version']} ({out['reason']})")

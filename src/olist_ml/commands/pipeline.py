@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from ._options import Candidates, Timeout, Trials
+
 
 def register(app: typer.Typer) -> None:
     @app.command("run")
@@ -22,23 +24,20 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(42, "--seed", help="Synthetic data seed."),
         scale: float = typer.Option(0.3, "--scale", help="Synthetic data scale (1 = about the real size)."),
         cadence: str = typer.Option("daily", "--cadence", help="Feature-store cadence: daily, weekly, monthly."),
-        trials: Optional[int] = typer.Option(None, "--trials", envvar="OLIST_ML_TRIALS",
-                                             help="Optuna trials per candidate (default 2 in a pipeline run)."),
-        timeout: Optional[float] = typer.Option(None, "--timeout", envvar="OLIST_ML_TRIAL_TIMEOUT",
-                                                help="Tuning time budget per candidate, seconds (default 30)."),
-        candidates: Optional[str] = typer.Option(None, "--candidates", envvar="OLIST_ML_CANDIDATES",
-                                                 help="Comma list of candidates (default: every candidate)."),
+        trials: Trials = None,
+        timeout: Timeout = None,
+        candidates: Candidates = None,
         force_train: bool = typer.Option(False, "--force-train", help="Retrain even when the ABT is unchanged."),
     ) -> None:
         """The whole pipeline, incremental: (synth) -> ingest -> features -> ABT -> train -> champion -> scores."""
-        from ..cli import settings_of
+        from ..cli import writer
         from ..pipeline import console, run_pipeline
 
         if data is not None and not data.exists():
             from ..errors import InputError
 
             raise InputError(f"--data {data}: no such folder or zip")
-        s = settings_of(ctx)
+        s = writer(ctx, "run")
         budget = {k: v for k, v in {"n_trials": trials, "timeout": timeout, "candidates": candidates}.items()
                   if v is not None}
         rep = run_pipeline(s, data=data, problems=problem or None, seed=seed, scale=scale, cadence=cadence,

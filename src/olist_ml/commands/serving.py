@@ -57,10 +57,10 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from ..cli import settings_of
+        from ..cli import writer
         from ..serving.monitor import monitor
 
-        res = monitor(problem, settings_of(ctx))
+        res = monitor(problem, writer(ctx, f"monitor {problem}"))
         con = Console()
         t = Table(title=f"drift of {res.problem} (champion v{res.model_version}: reference "
                         f"{res.reference_start}..{res.reference_end} vs scored {res.current_dt_ref})")

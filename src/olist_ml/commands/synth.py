@@ -21,11 +21,13 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Generate SYNTHETIC Olist CSVs (exact Kaggle schema, seeded, calibrated on the real data)."""
-        from ..cli import settings_of
+        from ..cli import settings_of, writer
         from ..synth import generate
 
         settings = settings_of(ctx)
         out_dir = out or settings.synthetic_dir
+        if out_dir.absolute().is_relative_to(settings.home.absolute()):
+            writer(ctx, "synth")
         rows = generate(out_dir, seed=seed, scale=scale, gzip=gzip, progress=True)
         typer.echo(f"SYNTHETIC Olist data (not real customers or sellers): seed={seed} scale={scale} -> {out_dir}")
         width = max(len(k) for k in rows)

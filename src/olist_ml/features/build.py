@@ -51,7 +51,10 @@ class TableBuild:
     dt_refs: int  # dt_refs computed in this run
     rows: int  # rows written in this run
     seconds: float
-    skipped: int = 0  # requested dt_refs already built (incremental)
+    skipped: int = 0  # requested dt_refs already built and current (incremental)
+    stale: int = 0  # of `dt_refs`: built before, recomputed because their data or settings changed
+    dropped: int = 0  # stale dt_refs outside the requested range, removed (not recomputed)
+    reason: str = ""  # why the stale ones were stale (olist_ml.lineage.why)
 
 
 @dataclass
@@ -187,15 +190,36 @@ def expected_columns(table: str, windows: tuple[int, ...]) -> list[str]:
 
 
 def _ensure_log(con) -> None:
+    """The build log: one row per (table, dt_ref) built, with its lineage (`olist_ml.lineage`): the
+    fingerprint of the data as known at dt_ref and of the table's SQL/windows."""
     con.execute(
-        f"CREATE TABLE IF NOT EXISTS {BUILD_LOG} (table_name VARCHAR, dt_ref DATE, n_rows BIGINT, built_at TIMESTAMP)"
+        f"CREATE TABLE IF NOT EXISTS {BUILD_LOG} (table_name VARCHAR, dt_ref DATE, n_rows BIGINT, built_at TIMESTAMP, "
+        "data_fp VARCHAR, config_fp VARCHAR)"
     )
+    for col in ("data_fp", "config_fp"):  # a log from before lineage: its rows count as stale
+        con.execute(f"ALTER TABLE {BUILD_LOG} ADD COLUMN IF NOT EXISTS {col} VARCHAR")
 
 
 def built_dt_refs(con, table: str) -> set[dt.date]:
+    return set(logged_lineage(con, table))
+
+
+def logged_lineage(con, table: str) -> dict[dt.date, tuple[str | None, str | None]]:
+    """{dt_ref: (data_fp, config_fp)} of the dt_refs of `table` in the build log."""
     if not table_exists(con, BUILD_LOG) or not table_exists(con, table):
-        return set()
-    return {r[0] for r in con.execute(f"SELECT DISTINCT dt_ref FROM {BUILD_LOG} WHERE table_name = ?", [table]).fetchall()}
+        return {}
+    cols = {r[0] for r in con.execute(f"DESCRIBE {BUILD_LOG}").fetchall()}
+    fp = "data_fp, config_fp" if "data_fp" in cols else "NULL, NULL"
+    return {r[0]: (r[1], r[2]) for r in con.execute(
+        f"SELECT dt_ref, {fp} FROM {BUILD_LOG} WHERE table_name = ?", [table]).fetchall()}
+
+
+def table_config_fp(table: str, windows: tuple[int, ...]) -> str:
+    """What shapes a feature table besides the data: its SQL (with the shared prelude) for these windows."""
+    from ..lineage import config_fingerprint
+
+    return config_fingerprint(table=table, windows=list(windows), sql=render(table, windows, "duckdb"),
+                              events=render("_events", windows, "duckdb"))
 
 
 def _configure(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
@@ -244,22 +268,16 @@ def _batches(dates: list[dt.date], sizes: list[int], chunk_rows: int) -> list[li
     return out
 
 
-def _write_duckdb(con, table: str, todo: list[dt.date], windows: tuple[int, ...], full: bool) -> int:
-    """Compute `todo` dt_refs of one table and replace them (and their build-log rows) in ONE transaction."""
+def _write_duckdb(con, table: str, todo: list[dt.date], windows: tuple[int, ...],
+                  lineage_of: dict[dt.date, str] | None = None, config_fp: str | None = None) -> int:
+    """Compute `todo` dt_refs of one table and replace them (and their build-log rows, with their
+    lineage: `lineage_of[dt_ref]` data fingerprint, `config_fp`) in ONE transaction."""
     prepare(con, todo, windows, events=False)
     query = render(table, windows, "duckdb")
-    cols = expected_columns(table, windows)
+    lineage_of = lineage_of or {}
+    con.execute("CREATE OR REPLACE TEMP TABLE fs_fps AS SELECT unnest(?::DATE[]) AS dt_ref, "
+                "unnest(?::VARCHAR[]) AS data_fp", [list(todo), [lineage_of.get(d) for d in todo]])
     with transaction(con):
-        if table_exists(con, table):
-            have = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
-            if set(have) != set(cols):
-                if not full:
-                    raise InputError(
-                        f"{table} was built with other columns (feature windows changed?): "
-                        f"rebuild it with `olist-ml features build --full --table {table}`"
-                    )
-                con.execute(f"DROP TABLE {table}")
-                con.execute(f"DELETE FROM {BUILD_LOG} WHERE table_name = ?", [table])
         if not table_exists(con, table):
             con.execute(f"CREATE TABLE {table} AS SELECT * FROM ({query}) q")
             n = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
@@ -268,12 +286,62 @@ def _write_duckdb(con, table: str, todo: list[dt.date], windows: tuple[int, ...]
             n = con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM ({query}) q").fetchall()[0][0]
         con.execute(f"DELETE FROM {BUILD_LOG} WHERE table_name = ? AND dt_ref IN (SELECT dt_ref FROM fs_dates)", [table])
         con.execute(
-            f"INSERT INTO {BUILD_LOG} SELECT ?, s.dt_ref, coalesce(t.n, 0), now() FROM fs_dates s "
+            f"INSERT INTO {BUILD_LOG} (table_name, dt_ref, n_rows, built_at, data_fp, config_fp) "
+            "SELECT ?, s.dt_ref, coalesce(t.n, 0), now(), f.data_fp, ? FROM fs_dates s "
             f"LEFT JOIN (SELECT dt_ref, count(*) AS n FROM {table} WHERE dt_ref IN (SELECT dt_ref FROM fs_dates) "
-            "GROUP BY dt_ref) t ON t.dt_ref = s.dt_ref",
-            [table],
+            "GROUP BY dt_ref) t ON t.dt_ref = s.dt_ref LEFT JOIN fs_fps f ON f.dt_ref = s.dt_ref",
+            [table, config_fp],
         )
     return int(n)
+
+
+def _drop_if_reshaped(con, table: str, windows: tuple[int, ...]) -> bool:
+    """Drop a table built with other columns (feature windows changed) and its log rows; True if dropped."""
+    if not table_exists(con, table):
+        return False
+    have = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+    if have == set(expected_columns(table, windows)):
+        return False
+    with transaction(con):
+        con.execute(f"DROP TABLE {table}")
+        con.execute(f"DELETE FROM {BUILD_LOG} WHERE table_name = ?", [table])
+    return True
+
+
+def _drop_dt_refs(con, table: str, dates: list[dt.date]) -> None:
+    """Remove stale dt_refs (rows and log rows) that this build does not recompute, in one transaction."""
+    with transaction(con):
+        con.execute(f"DELETE FROM {table} WHERE dt_ref IN (SELECT unnest(?::DATE[]))", [sorted(dates)])
+        con.execute(f"DELETE FROM {BUILD_LOG} WHERE table_name = ? AND dt_ref IN (SELECT unnest(?::DATE[]))",
+                    [table, sorted(dates)])
+
+
+@dataclass
+class _Plan:
+    todo: list[dt.date]  # to compute
+    stale: int  # of todo: built before but stale
+    drop: list[dt.date]  # stale, outside the requested range
+    reason: str
+
+
+def _plan(con, name: str, dates: list[dt.date], windows, full: bool, asof: dict[dt.date, str]) -> _Plan:
+    """Which dt_refs of `name` to compute: missing ones, and built ones whose lineage (data as known at
+    the dt_ref, SQL/windows) changed; `full` recomputes the whole range."""
+    from ..lineage import why
+
+    reshaped = _drop_if_reshaped(con, name, windows)
+    cfg = table_config_fp(name, windows)
+    logged = logged_lineage(con, name)
+    wanted = set(dates)
+    reasons = {d: why(logged[d], asof[d], cfg) for d in logged}
+    todo = [d for d in dates if full or d not in logged or reasons[d]]
+    stale = [d for d in todo if reasons.get(d)]
+    drop = sorted(d for d, r in reasons.items() if r and d not in wanted)
+    why_ = "feature windows changed" if reshaped else ""
+    if not why_ and (stale or drop):
+        rs = [reasons[d] for d in stale + drop]
+        why_ = max(set(rs), key=rs.count)
+    return _Plan(todo, len(stale) + (len(todo) if reshaped else 0), drop, why_)
 
 
 def build(
@@ -308,26 +376,32 @@ def build(
 
             report.tables = build_spark(settings, con, names, dates, windows, full=full, progress=progress)
         else:
+            from ..lineage import asof_fingerprints
+
             _ensure_log(con)
             _configure(con, settings)
             chunk_rows = int(settings.extra.get("features_chunk_rows", CHUNK_ROWS))
             prepared = False
+            logged = set().union(*(built_dt_refs(con, n) for n in names))
+            asof = asof_fingerprints(con, set(dates) | logged)
             with _progress(progress, len(names)) as advance:
                 for name in names:
                     t1 = time.perf_counter()
-                    done = set() if full else built_dt_refs(con, name)
-                    todo = [d for d in dates if d not in done]
+                    plan = _plan(con, name, dates, windows, full, asof)
+                    if plan.drop:
+                        _drop_dt_refs(con, name, plan.drop)
                     rows = 0
-                    if todo:
+                    if plan.todo:
                         if not prepared:
                             prepare(con, dates, windows)
                             sizes = dict(zip(sorted(dates), active_sellers(con, dates, windows)))
                             prepared = True
-                        for batch in _batches(todo, [sizes[d] for d in sorted(todo)], chunk_rows):
-                            rows += _write_duckdb(con, name, batch, windows, full)
-                    report.tables.append(
-                        TableBuild(name, len(todo), rows, time.perf_counter() - t1, skipped=len(dates) - len(todo))
-                    )
+                        cfg = table_config_fp(name, windows)
+                        for batch in _batches(plan.todo, [sizes[d] for d in sorted(plan.todo)], chunk_rows):
+                            rows += _write_duckdb(con, name, batch, windows, asof, cfg)
+                    report.tables.append(TableBuild(
+                        name, len(plan.todo), rows, time.perf_counter() - t1, skipped=len(dates) - len(plan.todo),
+                        stale=plan.stale, dropped=len(plan.drop), reason=plan.reason))
                     advance(name)
     finally:
         con.close()

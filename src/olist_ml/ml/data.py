@@ -9,7 +9,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError, MissingStepError
+from ..errors import InputError, MissingStepError, NotReadyError
 from ..warehouse import table_exists
 from .problem import Problem
 
@@ -60,7 +60,7 @@ def split_oot(df: pd.DataFrame, problem: Problem, *, oot_months: int, purge_days
     t = df[problem.time_column]
     lab = df[df[problem.target].notna()] if problem.target else df
     if lab.empty:
-        raise MissingStepError(f"{problem.abt_table} has no labelled rows ({problem.target} is NULL everywhere): "
+        raise NotReadyError(f"{problem.abt_table} has no labelled rows ({problem.target} is NULL everywhere): "
                                f"the observed data is too short for the label horizon; ingest more history")
     t = lab[problem.time_column]
     note = ""

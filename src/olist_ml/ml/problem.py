@@ -56,6 +56,8 @@ TrainFn = Callable[..., Any]
 ScoreFn = Callable[..., Any]
 # extra_metrics(y, p, settings) -> {name: value}: more OOT metrics of a binary candidate
 ExtraMetrics = Callable[[np.ndarray, np.ndarray, Settings], "dict[str, float]"]
+# readiness(abt, settings) -> reason why nothing can be learned yet (None: the generic message)
+Readiness = Callable[[pd.DataFrame, Settings], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,9 @@ class Problem:
         OOT predictions (e.g. a bootstrap interval of the ROC AUC), merged into its OOT
         metrics, logged as `oot_<key>` on the candidate's run (`best_oot_<key>` on the
         parent for the winner) and shown by `olist-ml train`.
+    readiness(abt, settings) -> str | None: called when the labelled rows do not hold both classes;
+        returns the stated reason why there is nothing to learn yet (`errors.NotReadyError`: `olist-ml
+        run` reports the problem as skipped, exit 0), e.g. when the first label horizon closes.
     """
 
     name: str
@@ -124,6 +129,7 @@ class Problem:
     score_fn: ScoreFn | None = None
     extra_metrics: ExtraMetrics | None = None
     exposure_column: str | None = None
+    readiness: Readiness | None = None
 
     @property
     def scores_table(self) -> str:

@@ -29,6 +29,7 @@ class ScoreReport:
     distribution: dict[str, float] = field(default_factory=dict)
     top: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    purged: str = ""  # stale score partitions removed first (data/settings changed since), one line
 
 
 def deciles(scores: np.ndarray) -> np.ndarray:
@@ -81,12 +82,18 @@ def score_date(problem: Problem, frame: pd.DataFrame, as_of: date | None = None)
     return d
 
 
-def write_scores(con, problem: Problem, out: pd.DataFrame, dt_ref: date, model_version: str) -> int:
-    """Replace the rows of (dt_ref, model_version) in `scores_<name>` by `out`, in one transaction.
+def write_scores(con, problem: Problem, out: pd.DataFrame, dt_ref: date, model_version: str,
+                 settings: Settings | None = None) -> int:
+    """Replace the rows of (dt_ref, model_version) in `scores_<name>` by `out`, in one transaction,
+    with the lineage of the dt_ref partition (data as known at dt_ref, problem settings/code).
 
     `out` holds the key columns, score, decile, model_name, model_version, run_id, scored_at and
     optionally extra (text) columns."""
+    from .. import lineage
+
     t = problem.time_column
+    data_fp = lineage.asof_fingerprints(con, [dt_ref])[pd.Timestamp(dt_ref).date()]
+    cfg = lineage.problem_config_fp(problem, settings or Settings())
     with transaction(con):
         con.execute(_create_sql(problem, out))
         have = {r[0] for r in con.execute(
@@ -101,7 +108,17 @@ def write_scores(con, problem: Problem, out: pd.DataFrame, dt_ref: date, model_v
         cols = ", ".join(out.columns)
         con.execute(f"INSERT INTO {problem.scores_table} ({cols}) SELECT {cols} FROM _olist_scores")
         con.unregister("_olist_scores")
+        lineage.record(con, problem.scores_table, data_fp, cfg, part=pd.Timestamp(dt_ref).date())
     return len(out)
+
+
+def purge_stale_scores(con, problem: Problem, settings: Settings):
+    """Remove the dt_ref partitions of `scores_<name>` computed from data or settings that changed
+    since (`olist_ml.lineage`); returns the `Staleness` of what was removed."""
+    from .. import lineage
+
+    return lineage.purge_stale_partitions(con, problem.scores_table, lineage.problem_config_fp(problem, settings),
+                                          problem.time_column)
 
 
 def distribution(problem: Problem, scores: pd.Series) -> dict[str, float]:
@@ -127,6 +144,7 @@ def predict(problem: Problem, settings: Settings, as_of: date | None = None, *, 
     t0 = time.perf_counter()
     champ = registry.load_champion(settings, problem.name)
     with session(settings) as con:
+        purged = purge_stale_scores(con, problem, settings)
         frame = problem.scoring_frame(con, settings, as_of)
         if frame is None or frame.empty:
             raise MissingStepError(f"nothing to score for {problem.name} at {as_of or 'the default scoring date'}: "
@@ -145,11 +163,12 @@ def predict(problem: Problem, settings: Settings, as_of: date | None = None, *, 
         out["scored_at"] = now_utc()
         out = out.sort_values(["score"] + [k for k in problem.key_columns if k != t],
                               ascending=[False] + [True] * (len(problem.key_columns) - 1)).reset_index(drop=True)
-        write_scores(con, problem, out, dt_ref, str(champ.version))
+        write_scores(con, problem, out, dt_ref, str(champ.version), settings)
     top = out.head(top_n)[list(problem.key_columns) + ["score", "decile"]].to_dict("records")
     return ScoreReport(problem=problem.name, table=problem.scores_table, dt_ref=dt_ref, n_scored=int(len(out)),
                        model_name=champ.model_name, model_version=str(champ.version), run_id=champ.run_id,
-                       distribution=distribution(problem, out["score"]), top=top, seconds=time.perf_counter() - t0)
+                       distribution=distribution(problem, out["score"]), top=top, seconds=time.perf_counter() - t0,
+                       purged=purged.line() if purged.stale else "")
 
 
 def scores_exist(settings: Settings, problem: Problem) -> bool:

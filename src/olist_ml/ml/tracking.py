@@ -66,3 +66,68 @@ def experiment_id(settings: Settings, name: str) -> str:
         path.mkdir(parents=True, exist_ok=True)
         location = path.as_uri()
     return mlflow.create_experiment(name, artifact_location=location)
+
+
+# ---- run ownership: a run left RUNNING by a dead process is FAILED, never "done" -------------------
+def _proc_start(pid: int) -> str | None:
+    """The start time of process `pid` (clock ticks since boot, from /proc), or None if unknown."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def owner_tags() -> dict[str, str]:
+    """Tags naming the process that runs a training, so a later start can tell a live run from a dead one."""
+    import socket
+
+    pid = os.getpid()
+    return {"olist_ml.host": socket.gethostname(), "olist_ml.pid": str(pid),
+            "olist_ml.proc_start": _proc_start(pid) or ""}
+
+
+def _owner_dead(tags: dict) -> bool | None:
+    """True/False when the owner process is known to be dead/alive; None when the run names none."""
+    import socket
+
+    if "olist_ml.pid" not in tags:
+        return None
+    if tags.get("olist_ml.host") != socket.gethostname():
+        return False  # another machine's run: not ours to judge
+    pid = int(tags["olist_ml.pid"])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    started = tags.get("olist_ml.proc_start")
+    return bool(started) and _proc_start(pid) != started  # the pid was reused by another process
+
+
+def reap_dead_runs(settings: Settings, experiment_name: str) -> list[str]:
+    """Mark FAILED the runs of `experiment_name` left RUNNING by a process that no longer exists (killed
+    during training): they never count as done. A run that names no owner (older olist-ml) is reaped
+    only on a local store, where the caller holds the home's writer lock, so no live writer can own it."""
+    mlflow = configure(settings)
+    exp = mlflow.get_experiment_by_name(experiment_name)
+    if exp is None:
+        return []
+    c = client(settings)
+    running = c.search_runs([exp.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=500)
+    by_id = {r.info.run_id: r for r in running}
+    reaped = []
+    for r in running:
+        tags = dict(r.data.tags)
+        parent = by_id.get(tags.get("mlflow.parentRunId", ""))
+        dead = _owner_dead(tags)
+        if dead is None and parent is not None:
+            dead = _owner_dead(dict(parent.data.tags))
+        if dead is None:
+            dead = not _is_remote(settings.mlflow_uri)
+        if dead:
+            c.set_tag(r.info.run_id, "olist_ml.reaped", "owner process gone: marked FAILED at the next start")
+            c.set_terminated(r.info.run_id, status="FAILED")
+            reaped.append(r.info.run_id)
+    return reaped

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import Settings
-from ..errors import InputError
+from ..errors import InputError, NotReadyError
 from ..warehouse import session
 from . import candidates as cands
 from . import metrics as M
@@ -278,9 +278,13 @@ def train(problem: Problem, settings: Settings, *, n_trials: int | None = None, 
         raise InputError(f"{problem.abt_table} has no feature columns: run `olist-ml {problem.build_step}` first")
     if problem.kind == "binary":
         vals = set(pd.unique(df[problem.target].dropna()))
-        if not vals <= {0, 1, True, False} or len(vals) < 2:
-            raise InputError(f"{problem.abt_table}.{problem.target} must hold both 0 and 1 in labelled rows "
-                             f"(found {sorted(vals)[:5]})")
+        if not vals <= {0, 1, True, False}:
+            raise InputError(f"{problem.abt_table}.{problem.target} must hold 0/1 labels (found {sorted(vals)[:5]})")
+        if len(vals) < 2:
+            why = problem.readiness(df, settings) if problem.readiness else None
+            raise NotReadyError(why or f"{problem.abt_table} has no labelled rows with both classes yet "
+                                       f"({int(df[problem.target].notna().sum())} labelled, classes {sorted(vals)}): "
+                                       "nothing to learn until more labels mature")
 
     purge = problem.split.purge(settings)
     split = split_oot(df, problem, oot_months=oot_months or problem.split.oot_months or settings.oot_months,
@@ -288,7 +292,8 @@ def train(problem: Problem, settings: Settings, *, n_trials: int | None = None, 
     if split.note:
         notes.append(split.note)
     if problem.kind == "binary" and split.train[problem.target].nunique() < 2:
-        raise InputError(f"{problem.abt_table}: the training period before {split.oot_start} has only one class")
+        raise NotReadyError(f"{problem.abt_table}: the training period before {split.oot_start} has only one class: "
+                            "nothing to learn until more labels mature")
     folds, fold_note = time_group_folds(split.train, problem, cv_k or problem.split.cv_folds, purge, settings.seed)
     if fold_note:
         notes.append(fold_note)
@@ -309,7 +314,8 @@ def train(problem: Problem, settings: Settings, *, n_trials: int | None = None, 
         prog.start()
         task = prog.add_task(f"training {problem.name}", total=len(chosen))
     try:
-        with mlflow.start_run(experiment_id=exp_id, run_name=f"{problem.name}-{time.strftime('%Y%m%d-%H%M%S')}") as parent:
+        with mlflow.start_run(experiment_id=exp_id, run_name=f"{problem.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                              tags=tracking.owner_tags()) as parent:
             mlflow.set_tags({"problem": problem.name, "kind": problem.kind, "role": "parent",
                              "abt_content_hash": lineage["abt_content_hash"]})
             mlflow.log_params({k: v for k, v in lineage.items() if not isinstance(v, list)})

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import Settings
-from ..errors import MissingStepError
+from ..errors import MissingStepError, NotReadyError
 from ..ml.problem import Problem, SplitConfig
 from ..warehouse import observed_end, require_tables, table_exists
 from ._common import as_date, read_sql, write_frame_atomically
@@ -51,8 +51,8 @@ NON_FEATURES = ("seller_id",)
 
 def _require(con: duckdb.DuckDBPyConnection) -> None:
     missing = [t for t in MARKETING if not table_exists(con, t)]
-    if missing:
-        raise MissingStepError(
+    if missing:  # optional inputs: `run` skips the problem with this reason
+        raise NotReadyError(
             f"warehouse has no {', '.join(missing)}: the marketing-funnel files "
             "(olist_marketing_qualified_leads_dataset.csv, olist_closed_deals_dataset.csv) were not ingested; "
             "add them to SOURCE and run `olist-ml ingest SOURCE`"
@@ -182,6 +182,17 @@ def log_oot_confidence(settings: Settings, result, *, n_boot: int = 2000) -> dic
     return out
 
 
+def readiness(abt: pd.DataFrame, settings: Settings) -> str | None:
+    """Why there is nothing to learn yet: no deal's whole label horizon lies inside the observed data."""
+    labelled = abt[TARGET].notna()
+    h = int(settings.activation_horizon_days)
+    if labelled.any() or abt.empty:
+        return None
+    first = (pd.to_datetime(abt["won_date"]).min() + pd.Timedelta(days=h)).date()
+    return (f"no labelled deals yet: the first {h}-day window (deal won {pd.to_datetime(abt['won_date']).min().date()}) "
+            f"closes on {first}, after the observed end of the data")
+
+
 PROBLEM = Problem(
     name=NAME,
     kind="binary",
@@ -202,4 +213,5 @@ PROBLEM = Problem(
     build_step="ingest SOURCE",
     event_time_column="won_date",
     extra_metrics=oot_confidence,
+    readiness=readiness,
 )

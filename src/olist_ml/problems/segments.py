@@ -346,10 +346,18 @@ class SegmentsResult:
         return {int(r.segment): int(r.n_sellers) for r in self.profile.itertuples()}
 
 
-def _write_outputs(con, dt_ref: date, df: pd.DataFrame, labels, names: dict[int, str], version, run_id) -> int:
-    """The one writer of segment assignments: `seller_segments` (dt_ref partition replaced) and
-    `scores_seller_segments` (rows of (dt_ref, model_version) replaced), in one transaction each."""
+def _write_outputs(con, settings: Settings, dt_ref: date, df: pd.DataFrame, labels, names: dict[int, str], version,
+                   run_id) -> int:
+    """The one writer of segment assignments: `seller_segments` (dt_ref partition replaced, with its
+    lineage) and `scores_seller_segments` (rows of (dt_ref, model_version) replaced), in one transaction
+    each. Partitions of both computed from data or settings that changed since are removed first."""
+    from .. import lineage
     from ..ml import scoring
+
+    cfg = lineage.problem_config_fp(PROBLEM, settings)
+    lineage.purge_stale_partitions(con, TABLE, cfg)
+    scoring.purge_stale_scores(con, PROBLEM, settings)
+    data_fp = lineage.asof_fingerprints(con, [dt_ref])[as_date(dt_ref)]
 
     out = pd.DataFrame({
         "dt_ref": [dt_ref] * len(df),
@@ -367,13 +375,14 @@ def _write_outputs(con, dt_ref: date, df: pd.DataFrame, labels, names: dict[int,
         con.execute(f"INSERT INTO {TABLE} SELECT CAST(dt_ref AS DATE), seller_id, segment, segment_name, "
                     "model_version, run_id FROM _olist_segments")
         con.unregister("_olist_segments")
+        lineage.record(con, TABLE, data_fp, cfg, part=as_date(dt_ref))
     if version is not None:  # scores_<name> rows always carry a registered version
         sc = pd.DataFrame({"dt_ref": out["dt_ref"], "seller_id": out["seller_id"], "score": out["segment"],
                            "decile": pd.array([pd.NA] * len(out), dtype="Int64"), "model_name": NAME,
                            "model_version": str(version), "run_id": run_id, "scored_at": scoring.now_utc(),
                            "segment_name": out["segment_name"]})
         scoring.write_scores(con, PROBLEM, sc.sort_values(["score", "seller_id"]).reset_index(drop=True),
-                             dt_ref, str(version))
+                             dt_ref, str(version), settings)
     return len(out)
 
 
@@ -486,7 +495,7 @@ def fit_segments(settings: Settings, dt_ref: date | None = None, *, k_range: tup
         _log_run(settings, res, pipe, df, X, labels, register, min_delta)
     if res.decision == "champion":
         with session(settings) as con:
-            _write_outputs(con, d, df, labels, names, res.model_version, res.run_id)
+            _write_outputs(con, settings, d, df, labels, names, res.model_version, res.run_id)
     elif res.model_version is not None:
         res.notes.append(f"v{res.model_version} is {res.decision}: assignments stay with the champion "
                          f"v{res.previous_champion}")
@@ -503,7 +512,8 @@ def _log_run(settings: Settings, res: SegmentsResult, pipe, df, X, labels, regis
     exp = tracking.experiment_id(settings, NAME)
     res.experiment_id = exp
     lin = res.lineage
-    with mlflow.start_run(experiment_id=exp, run_name=f"{NAME}-{time.strftime('%Y%m%d-%H%M%S')}") as run:
+    with mlflow.start_run(experiment_id=exp, run_name=f"{NAME}-{time.strftime('%Y%m%d-%H%M%S')}",
+                          tags=tracking.owner_tags()) as run:
         mlflow.set_tags({"problem": NAME, "kind": "cluster", "role": "parent", "candidate": CANDIDATE,
                          "abt_content_hash": lin["abt_content_hash"]})
         mlflow.log_params({k: v for k, v in lin.items() if not isinstance(v, list)})
@@ -653,7 +663,7 @@ def score_segments(problem: Problem, settings: Settings, as_of: date | None = No
                                    f"v{champ.version}: run `olist-ml train segments` again")
         labels = champ.predict(df)
         d = df["dt_ref"].iloc[0]
-        n = _write_outputs(con, d, df, labels, names, champ.version, champ.run_id)
+        n = _write_outputs(con, settings, d, df, labels, names, champ.version, champ.run_id)
     lab = pd.Series(np.asarray(labels, dtype=int))
     counts = lab.value_counts().sort_index()
     top = [{"segment": int(s), "segment_name": names.get(int(s), f"segment {s}"), "n_sellers": int(c)}

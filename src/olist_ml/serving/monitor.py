@@ -202,8 +202,15 @@ def _log_mlflow(settings: Settings, problem, res: MonitorResult) -> str | None:
         return run.info.run_id
 
 
-def _store(con, problem, res: MonitorResult) -> None:
+def _store(con, problem, res: MonitorResult, settings: Settings) -> None:
+    """Append this monitoring run to monitor_drift / monitor_performance with its lineage (the data and
+    settings it describes, `olist_ml.lineage`: `olist-ml summary` shows when newer data makes it stale)."""
+    from .. import lineage
+
+    data_fp, cfg = lineage.abt_inputs_fp(con), lineage.problem_config_fp(problem, settings)
     with transaction(con):
+        for table in (DRIFT_TABLE, PERF_TABLE):
+            lineage.record(con, f"{table}/{problem.name}", data_fp, cfg)
         con.execute(_DRIFT_DDL)
         con.execute(_PERF_DDL)
         d = res.drift.copy()
@@ -241,6 +248,9 @@ def monitor(problem, settings: Settings, *, log_to_mlflow: bool = True) -> Monit
     t = problem.time_column
     with session(settings) as con:
         require_tables(con, [problem.abt_table], f"train {problem.name}")
+        from .. import lineage
+
+        lineage.refresh_abt(con, problem, settings)  # the reference rows must describe today's data
         reference = con.execute(
             f"SELECT * FROM {problem.abt_table} WHERE CAST({t} AS DATE) BETWEEN ? AND ?", [ref_start, ref_end]
         ).df()
@@ -260,5 +270,5 @@ def monitor(problem, settings: Settings, *, log_to_mlflow: bool = True) -> Monit
                             drift=drift, performance=perf)
         if log_to_mlflow:
             res.mlflow_run_id = _log_mlflow(settings, problem, res)
-        _store(con, problem, res)
+        _store(con, problem, res, settings)
     return res

@@ -1,0 +1,169 @@
+"""Derived state follows its inputs (olist_ml.lineage): new data makes exactly what depends on it
+stale, the next step recomputes it and says so; appending later data keeps the past current."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from olist_ml import lineage
+from olist_ml.config import Settings
+from olist_ml.features import build
+from olist_ml.ingest import ingest
+from olist_ml.synth import generate
+
+ITEMS = "olist_order_items_dataset.csv"
+ORDERS = "olist_orders_dataset.csv"
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("synth")
+    generate(d, seed=3, scale=0.05)
+    return d
+
+
+def _variant(src: Path, dst: Path, edit) -> Path:
+    """A copy of the synthetic files with `edit(name, frame) -> frame` applied to each CSV (as text)."""
+    shutil.copytree(src, dst)
+    for f in dst.glob("*.csv"):
+        df = pd.read_csv(f, dtype=str, keep_default_na=False)
+        out = edit(f.name, df)
+        if out is not df:
+            out.to_csv(f, index=False)
+    return dst
+
+
+def _prices_x10(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    if name != ITEMS:
+        return df
+    df = df.copy()
+    df["price"] = (df["price"].astype(float) * 10).map(lambda x: f"{x:.2f}")
+    return df
+
+
+def _gmv_at_last(settings: Settings) -> float:
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        return float(con.execute("SELECT sum(gmv_180d) FROM fs_seller_sales "
+                                 "WHERE dt_ref = (SELECT max(dt_ref) FROM fs_seller_sales)").fetchall()[0][0])
+    finally:
+        con.close()
+
+
+def test_other_data_makes_the_feature_store_and_abt_stale_and_they_are_recomputed(synth_dir, tmp_path):
+    from olist_ml.problems import get
+
+    used = Settings(home=tmp_path / "used")
+    ingest(synth_dir, used)
+    build(used, cadence="weekly")
+    gmv_before = _gmv_at_last(used)
+    churn = get("churn")
+    with duckdb.connect(str(used.warehouse)) as con:
+        assert lineage.refresh_abt(con, churn, used).rebuilt
+        assert not lineage.refresh_abt(con, churn, used).rebuilt  # nothing changed: kept
+
+    x10 = _variant(synth_dir, tmp_path / "x10", _prices_x10)
+    ingest(x10, used)
+    rep = build(used, cadence="weekly")
+    sales = next(t for t in rep.tables if t.table == "fs_seller_sales")
+    assert sales.stale > 90 and sales.reason == "data changed"
+    assert sales.skipped <= 1  # only a dt_ref before the first order (nothing known yet) stays current
+
+    fresh = Settings(home=tmp_path / "fresh")
+    ingest(x10, fresh)
+    build(fresh, cadence="weekly")
+    assert _gmv_at_last(used) == pytest.approx(_gmv_at_last(fresh), rel=1e-12)
+    assert _gmv_at_last(used) == pytest.approx(10 * gmv_before, rel=1e-6)
+
+    with duckdb.connect(str(used.warehouse)) as con:
+        again = lineage.refresh_abt(con, churn, used)
+        assert again.rebuilt and again.reason == "data changed"
+        # a changed setting shapes the ABT too
+        assert lineage.refresh_abt(con, churn, used.with_(churn_horizon_days=30)).reason == "settings/code changed"
+
+
+def test_appending_later_orders_keeps_earlier_feature_dates_current(synth_dir, tmp_path):
+    cut = dt.date(2018, 3, 1)
+
+    def before_cut(name: str, df: pd.DataFrame) -> pd.DataFrame:
+        if name == ORDERS:
+            return df[pd.to_datetime(df["order_purchase_timestamp"]) < pd.Timestamp(cut)]
+        return df
+
+    early = _variant(synth_dir, tmp_path / "early", before_cut)
+    s = Settings(home=tmp_path / "h")
+    ingest(early, s)  # items/payments/reviews of the missing orders are quarantined as orphans
+    build(s, cadence="weekly", end="2018-02-26")
+    ingest(synth_dir, s)  # the full data: the same past plus the orders bought from `cut` on
+    rep = build(s, cadence="weekly", end="2018-02-26")
+    assert all(t.dt_refs == 0 for t in rep.tables), [(t.table, t.dt_refs) for t in rep.tables]
+
+    later = build(s, cadence="weekly", start="2018-02-26", end="2018-03-12")
+    assert all(t.dt_refs == 2 and t.skipped == 1 for t in later.tables)  # 02-26 current; 03-05, 03-12 new
+
+    # the incremental result equals a build from scratch on the full data
+    fresh = Settings(home=tmp_path / "fresh")
+    ingest(synth_dir, fresh)
+    build(fresh, cadence="weekly", end="2018-03-12")
+    q = "SELECT * FROM fs_seller_sales WHERE dt_ref <= DATE '2018-03-12' ORDER BY dt_ref, seller_id"
+    with duckdb.connect(str(s.warehouse), read_only=True) as a, duckdb.connect(str(fresh.warehouse),
+                                                                               read_only=True) as b:
+        pd.testing.assert_frame_equal(a.execute(q).df(), b.execute(q).df())
+
+
+def test_asof_fingerprint_changes_exactly_from_the_day_a_fact_becomes_known(synth_dir, tmp_path):
+    s = Settings(home=tmp_path / "h")
+    ingest(synth_dir, s)
+    with duckdb.connect(str(s.warehouse)) as con:
+        oid, delivered = con.execute(
+            "SELECT order_id, order_delivered_customer_date FROM stg_orders WHERE order_delivered_customer_date "
+            "BETWEEN TIMESTAMP '2017-06-01' AND TIMESTAMP '2017-07-01' ORDER BY order_id LIMIT 1").fetchall()[0]
+        day = delivered.date()
+        days = [day - dt.timedelta(days=1), day, day + dt.timedelta(days=1), day + dt.timedelta(days=30)]
+        before = lineage.asof_fingerprints(con, days)
+        con.execute("UPDATE stg_orders SET order_delivered_customer_date = order_delivered_customer_date "
+                    "+ INTERVAL 2 HOUR WHERE order_id = ?", [oid])
+        after = lineage.asof_fingerprints(con, days)
+    # known strictly before dt_ref 00:00: the delivery of `day` counts from day + 1 on
+    assert before[days[0]] == after[days[0]] and before[days[1]] == after[days[1]]
+    assert before[days[2]] != after[days[2]] and before[days[3]] != after[days[3]]
+
+
+def test_scores_of_other_data_are_removed_and_summary_says_what_is_stale(synth_dir, tmp_path, capsys):
+    from olist_ml.cli import main
+    from olist_ml.pipeline import run_pipeline
+
+    s = Settings(home=tmp_path / "h")
+    budget = {"n_trials": 0, "candidates": "logreg"}
+    run_pipeline(s, data=synth_dir, problems=["churn"], cadence="weekly", **budget)
+    x10 = _variant(synth_dir, tmp_path / "x10", _prices_x10)
+    ingest(x10, s)
+    capsys.readouterr()
+    assert main(["--home", str(s.home), "summary"]) == 0
+    out = capsys.readouterr().out
+    assert "fs_seller_sales" in out and "stale: data changed" in out and "scores_seller_churn" in out
+
+    rep = run_pipeline(s, data=x10, problems=["churn"], cadence="weekly", **budget)
+    steps = {r.step: r for r in rep.steps}
+    assert steps["seller_churn: ABT"].status == "done" and "data changed" in steps["seller_churn: ABT"].detail
+    assert "stale" in steps["seller_churn: score"].detail
+    with duckdb.connect(str(s.warehouse), read_only=True) as con:
+        n_rows = con.execute("SELECT count(*) FROM scores_seller_churn").fetchall()[0][0]
+        parts = [r[0] for r in con.execute("SELECT DISTINCT dt_ref FROM scores_seller_churn").fetchall()]
+        rec = lineage.recorded(con, "scores_seller_churn")
+        asof = lineage.asof_fingerprints(con, parts)
+    n_scored = int(steps["seller_churn: score"].detail.split(" rows")[0])
+    assert n_rows == n_scored  # only this run's scores: those computed from the old data are gone
+    assert all(rec[p][0] == asof[p] for p in parts)
+    capsys.readouterr()
+    assert main(["--home", str(s.home), "summary", "--json"]) == 0
+    derived = json.loads(capsys.readouterr().out)["derived"]
+    assert {r["table"] for r in derived} >= {"fs_seller_sales", "abt_seller_churn", "scores_seller_churn"}
+    assert all(r["status"] == "current" for r in derived), derived
