@@ -341,7 +341,7 @@ def test_end_to_end_bad_values_then_features_build(tmp_path: Path) -> None:
     li = _append(items_f, "".join(item.format(n=90 + i, price=p) for i, p in enumerate(["NaN", "inf", "-12.50"])))
     lo = _append(orders_f,
                  f"x1900,{cid},delivered,1900-01-01 10:00:00,,,,1900-01-20 00:00:00\n"
-                 f"x9999,{cid},delivered,9999-06-01 10:00:00,,,,9999-06-20 00:00:00\n"
+                 f"x9999,{cid},delivered,9999-12-31 10:00:00,,,,9999-12-31 00:00:00\n"  # old code: OverflowError
                  f"xtz,{cid},delivered,2017-10-02 10:56:33+03:00,,,,2017-10-20 00:00:00\n")
     home = tmp_path / "home"
     assert main(["--home", str(home), "ingest", str(raw), "--no-progress"]) == 0
