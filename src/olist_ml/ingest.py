@@ -1,10 +1,15 @@
 """Validated ingestion of the raw Olist CSVs into the DuckDB warehouse (`stg_*` tables).
 
-Pipeline (all set-based SQL in DuckDB, no Python row loops):
+Every step after ingest may assume `stg_*` is sane: typed, keyed, finite, inside the bounds of
+`schema.py` and inside the date window below. Pipeline (set-based SQL in DuckDB, no row loops):
 
 1. Resolve SOURCE: a folder of CSVs (plain `.csv` or `.csv.gz`, at the top level or one or two
    folders down) or the Kaggle zip (members at the root or in a subfolder; the matching members
-   are extracted to a temporary folder, then read like a folder).
+   are extracted to a temporary folder, then read like a folder). Before anything is extracted
+   the zip's directory is checked against two caps: the members' total uncompressed size
+   (`ZIP_MAX_BYTES`, 1 GiB; env `OLIST_ML_ZIP_MAX_BYTES`) and each member's compression ratio
+   (`ZIP_MAX_RATIO`, 100:1, for members of 1 MiB or more; env `OLIST_ML_ZIP_MAX_RATIO`). The real
+   Kaggle data is 127 MB at 2:1 to 4:1 per member. Over a cap: an `InputError` naming the member.
 2. Pre-check every file in Python on its first 64 KiB: exists, not empty, valid gzip, text (not
    binary, not an HTML page), UTF-8, header has every column `schema.py` asks for (extra columns
    are a warning). Anything wrong is an `InputError` naming the file: nothing is changed.
@@ -12,24 +17,50 @@ Pipeline (all set-based SQL in DuckDB, no Python row loops):
    - `read_csv(..., auto_detect=false)` with every column VARCHAR, explicit delimiter/quote/escape,
      strict mode and `store_rejects`: a malformed record (wrong number of fields, unterminated
      quote, bad UTF-8) goes to quarantine, not into a crash;
-   - explicit `TRY_CAST` per column; a row with a value that cannot be typed (TRY_CAST is NULL
-     while the raw value is not) or a NULL in a non-nullable column goes to quarantine;
+   - explicit `TRY_CAST` per column. TIMESTAMP/DATE values with a zone (`+03:00`, `-0200`, `Z`,
+     `UTC`, ...) are converted to America/Sao_Paulo local time and stored naive, like the rest of
+     the Olist data (Brazilian local time); the count is a table warning. Where DuckDB has no
+     time-zone support (ICU), such a value is quarantined instead; its zone is never dropped;
+   - quarantine (`file, line, column, reason, raw_value`), one row per bad value:
+     a value that cannot be typed, a NULL in a non-nullable column, a non-finite DOUBLE (NaN,
+     inf, -inf in any spelling DuckDB reads, or a number too large for a double), a value outside
+     the column's `min_value`/`max_value` in `schema.py` (negative money, installments,
+     dimensions or weights; review score outside 1..5; ...), and a date outside the window;
    - primary key duplicates: the first occurrence (in file order) is kept, later ones go to
-     quarantine;
-   - the remaining rows are written to `stg_<table>` in file order.
+     quarantine ("first seen at line N");
+   - the remaining rows are written to `stg_<table>` in file order. A table marked `nonempty`
+     in `schema.py` (orders, order items, customers, sellers) that keeps no row (header only, or
+     every row quarantined) fails the ingest with an `InputError` naming the file.
 4. Cross-table checks (counted, reported as warnings, never dropped): foreign keys from
    `schema.FOREIGN_KEYS`, duplicate review_id, orders without items / without payment,
-   timestamps out of order.
+   timestamps out of order. This is also the policy for rows that depend on a quarantined row:
+   the items, payments and reviews of a quarantined order stay in stg and are counted as
+   `fk_*_not_in_orders` (the feature store joins items to orders, so they drop out there).
 5. `ingest_quarantine(file, line, column, reason, raw_value)` and a new row in `ingest_runs`.
 6. Tables that are not produced by ingest (feature store, ABTs, scores, `ingest_runs` history,
    views) are copied from the previous warehouse (ATTACHed read-only) into the new one.
 7. CHECKPOINT, close, `os.replace(temp, target)`. Any failure before that removes the temp file
    and leaves the previous warehouse untouched; `--strict` with quarantined rows fails here too.
 
-Line numbers in `ingest_quarantine` are physical line numbers of the CSV (header = line 1): the
-record index plus every newline embedded in quoted values of the records before it (the reviews
-file has multi-line comments), plus the lines of malformed records (which DuckDB reports with
-their own line). Blank lines, which DuckDB skips, are not counted.
+Date window. Plausible dates are anchored on the orders file's `order_purchase_timestamp`
+(`DATE_ANCHOR`; the orders are loaded before every other table with dates): with Q1 and Q3 its
+quartiles and IQR = Q3 - Q1, every TIMESTAMP/DATE value of every table must lie within
+[Q1 - max(2 years, 2 IQR), Q3 + max(5 years, 2 IQR)] (whole days). Quartiles, not min/max, so a
+few wild rows barely move it (they stay inside the good data while fewer than a quarter of the
+rows are wild on one side). The 2 IQR term widens the window for a history longer than Olist's
+two years. The past side is the tighter one because the feature store's default backfill starts
+at the first purchase month (an accepted date adds at most about 2.5 years of dt_refs to it); the
+future side only has to keep dates every later step can hold. On the real data the window is
+2015-09-13..2023-05-04; its extremes are a purchase on 2016-09-04 and a shipping limit on
+2020-04-09, so nothing real is quarantined, while 1900, 9999, `infinity` and `epoch` are. The
+window is in `IngestReport.date_window` and in each quarantine reason.
+
+Line numbers in every row message (quarantine, warnings, errors) are 1-based physical line
+numbers of the CSV (header = line 1). A record's line is its index plus every newline embedded in
+quoted values of the records before it (the reviews file has multi-line comments) plus the lines
+of malformed records before it; a malformed record's own line comes from its byte position in
+the (decompressed) file, since DuckDB's reject `line` counts records. Blank lines, which DuckDB
+skips, are not counted for the rows after them.
 """
 
 from __future__ import annotations
@@ -49,7 +80,7 @@ import uuid
 import zipfile
 import zlib
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,7 +90,7 @@ import duckdb
 from . import __version__
 from .config import Settings
 from .errors import InputError, MissingStepError, OlistMLError
-from .schema import FOREIGN_KEYS, SOURCES, SOURCES_BY_KEY, SourceTable
+from .schema import FOREIGN_KEYS, SOURCES, SOURCES_BY_KEY, Column, SourceTable
 
 # Tables that ingest (re)builds; everything else in an existing warehouse is carried over.
 QUARANTINE_TABLE = "ingest_quarantine"
@@ -97,6 +128,7 @@ class IngestReport:
     kept_tables: list[str]  # tables carried over from the previous warehouse
     elapsed_s: float = 0.0
     strict: bool = False
+    date_window: list[str] = field(default_factory=list)  # plausible dates [first, last] (ISO days), see module doc
 
     @property
     def quarantined(self) -> int:
@@ -204,6 +236,90 @@ def _check_required(files: dict, where: str) -> None:
         raise InputError(f"{where}: missing required file {missing[0]} (or {missing[0]}.gz){more}")
 
 
+# Zip extraction caps (defaults; the environment variables override them at each ingest).
+ZIP_MAX_BYTES = 1 << 30  # OLIST_ML_ZIP_MAX_BYTES: total uncompressed bytes of the members read (real data: 127 MB)
+ZIP_MAX_RATIO = 100.0  # OLIST_ML_ZIP_MAX_RATIO: uncompressed/compressed per member (real data: 2 to 4)
+_ZIP_RATIO_FLOOR = 1 << 20  # a member that expands to less than 1 MiB is never refused for its ratio
+
+
+def _zip_limits() -> tuple[int, float]:
+    out = []
+    for name, default in (("OLIST_ML_ZIP_MAX_BYTES", ZIP_MAX_BYTES), ("OLIST_ML_ZIP_MAX_RATIO", ZIP_MAX_RATIO)):
+        raw = os.environ.get(name, "")
+        if raw.strip() == "":
+            out.append(default)
+            continue
+        try:
+            value = float(raw.replace("_", ""))
+        except ValueError:
+            value = float("nan")
+        if not value > 0 or value == float("inf"):
+            raise InputError(f"{name}={raw!r}: not a positive number")
+        out.append(int(value) if name.endswith("BYTES") else value)
+    return out[0], out[1]
+
+
+def _check_zip_sizes(source: Path, members: dict[str, zipfile.ZipInfo]) -> None:
+    """Refuse a zip bomb before extracting anything.
+
+    The sizes come from the zip's directory; Python's zipfile never returns more than a member's
+    stated `file_size` (a member that expands further fails its CRC check), so the check is exact.
+    """
+    max_bytes, max_ratio = _zip_limits()
+    total = 0
+    for _key, info in sorted(members.items()):
+        shown = f"{source.name}:{info.filename}"
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size >= _ZIP_RATIO_FLOOR and ratio > max_ratio:
+            raise InputError(
+                f"{shown}: compression ratio {ratio:,.0f}:1 ({info.file_size:,} bytes from {info.compress_size:,}) "
+                f"is over the limit of {max_ratio:g}:1 (OLIST_ML_ZIP_MAX_RATIO={max_ratio:g}); nothing was extracted"
+            )
+        total += info.file_size
+        if total > max_bytes:
+            raise InputError(
+                f"{shown}: expands to {info.file_size:,} bytes, taking the zip's members to {total:,} bytes, over the "
+                f"limit of {max_bytes:,} (OLIST_ML_ZIP_MAX_BYTES={max_bytes}); nothing was extracted"
+            )
+
+
+def _zip_members(zf: zipfile.ZipFile, source: Path) -> dict[str, zipfile.ZipInfo]:
+    found: dict[str, list[zipfile.ZipInfo]] = {}
+    for info in zf.infolist():
+        if info.is_dir():
+            continue
+        parts = info.filename.replace("\\", "/").split("/")
+        if any(p.startswith((".", "__MACOSX")) for p in parts):
+            continue
+        key = _match_key(parts[-1])
+        if key:
+            found.setdefault(key, []).append(info)
+    members = _pick(found, str(source), show=lambda i: i.filename)
+    _check_required(members, f"{source} (zip)")
+    return members
+
+
+def _extract_zip(source: Path, tmp: Path) -> tuple[dict[str, Path], dict[str, str]]:
+    try:
+        zf = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise InputError(f"{source}: truncated or corrupt zip file ({_first_line(e)})") from None
+    with zf:
+        members = _zip_members(zf, source)
+        _check_zip_sizes(source, members)
+        files, display = {}, {}
+        for key, info in sorted(members.items()):
+            dest = tmp / Path(info.filename).name
+            display[key] = f"{source.name}:{info.filename}"
+            try:
+                with zf.open(info) as src, open(dest, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            except (zipfile.BadZipFile, EOFError, zlib.error, OSError, RuntimeError, NotImplementedError) as e:
+                raise InputError(f"{display[key]}: truncated or corrupt zip member ({_first_line(e)})") from None
+            files[key] = dest
+    return files, display
+
+
 @contextlib.contextmanager
 def _resolve(source: Path) -> Iterator[_Source]:
     source = Path(source).expanduser()
@@ -220,33 +336,7 @@ def _resolve(source: Path) -> Iterator[_Source]:
         raise InputError(f"{source}: not a folder or a zip file (SOURCE must be a folder of Olist CSVs or the Kaggle zip)")
     tmp = Path(tempfile.mkdtemp(prefix="olist-ingest-zip-"))
     try:
-        try:
-            zf = zipfile.ZipFile(source)
-        except (zipfile.BadZipFile, OSError, ValueError) as e:
-            raise InputError(f"{source}: truncated or corrupt zip file ({_first_line(e)})") from None
-        with zf:
-            found: dict[str, list[zipfile.ZipInfo]] = {}
-            for info in zf.infolist():
-                if info.is_dir():
-                    continue
-                parts = info.filename.replace("\\", "/").split("/")
-                if any(p.startswith((".", "__MACOSX")) for p in parts):
-                    continue
-                key = _match_key(parts[-1])
-                if key:
-                    found.setdefault(key, []).append(info)
-            members = _pick(found, str(source), show=lambda i: i.filename)
-            _check_required(members, f"{source} (zip)")
-            files, display = {}, {}
-            for key, info in sorted(members.items()):
-                dest = tmp / Path(info.filename).name
-                display[key] = f"{source.name}:{info.filename}"
-                try:
-                    with zf.open(info) as src, open(dest, "wb") as dst:
-                        shutil.copyfileobj(src, dst, 1 << 20)
-                except (zipfile.BadZipFile, EOFError, zlib.error, OSError, RuntimeError, NotImplementedError) as e:
-                    raise InputError(f"{display[key]}: truncated or corrupt zip member ({_first_line(e)})") from None
-                files[key] = dest
+        files, display = _extract_zip(source, tmp)
         yield _Source(tmp, "zip", files, display)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -345,6 +435,40 @@ def _digest(path: Path, shown: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# Plausibility rules shared by the tables of one ingest
+# --------------------------------------------------------------------------------------------
+# Dates: the window is anchored on the middle half of the orders' purchase timestamps (the
+# quartiles Q1..Q3 of the orders file: unlike min/max, a few wild rows barely move them).
+DATE_ANCHOR = ("orders", "order_purchase_timestamp")
+DATE_PAST_MARGIN_DAYS = 730  # lo = Q1 - max(2 years, 2 x IQR): bounds the feature store's default backfill
+DATE_FUTURE_MARGIN_DAYS = 1826  # hi = Q3 + max(5 years, 2 x IQR): later dates only have to be holdable
+DATE_IQR_FACTOR = 2
+LOCAL_TZ = "America/Sao_Paulo"  # timestamps with a UTC offset are converted to this zone's local time
+# "<time><optional space><anything that is not part of a time>": Z, +03:00, -0200, UTC, America/Sao_Paulo, ...
+_ZONE_RE = r"[0-9]:[0-9]{2}(:[0-9]{2}(\.[0-9]*)?)?\s*[^0-9\s:.]"
+
+
+@dataclass
+class _Rules:
+    """What every table of one ingest is checked against."""
+
+    tz_ok: bool  # DuckDB can convert an offset to LOCAL_TZ (ICU time-zone data loaded)
+    window: tuple[str, str] | None = None  # plausible dates, inclusive ISO days; set once the orders are typed
+
+
+def _tz_support(con: duckdb.DuckDBPyConnection) -> bool:
+    try:
+        con.execute(f"SELECT TIMESTAMPTZ '2017-01-01 00:00:00+00' AT TIME ZONE {_lit(LOCAL_TZ)}").fetchall()
+        return True
+    except duckdb.Error:
+        return False
+
+
+def _num(v: float) -> str:
+    return f"{int(v):,}" if float(v).is_integer() else f"{v:g}"
+
+
+# --------------------------------------------------------------------------------------------
 # Per-table load: raw VARCHAR -> typed -> quarantine -> stg
 # --------------------------------------------------------------------------------------------
 def _read_csv_sql(path: Path, header: list[str], rejects: str) -> str:
@@ -357,80 +481,173 @@ def _read_csv_sql(path: Path, header: list[str], rejects: str) -> str:
     )
 
 
+@dataclass
+class _Load:
+    """One table's load: its inputs and the names of its temp tables."""
+
+    spec: SourceTable
+    path: Path
+    header: list[str]
+    shown: str
+    rep: TableReport
+
+    def __post_init__(self) -> None:
+        k = self.spec.key
+        self.raw, self.typed, self.bad, self.rej, self.lines = (f"raw_{k}", f"typed_{k}", f"bad_{k}", f"rej_{k}",
+                                                                f"lines_{k}")
+
+
 def _load_table(
-    con: duckdb.DuckDBPyConnection, spec: SourceTable, path: Path, header: list[str], shown: str, rep: TableReport
+    con: duckdb.DuckDBPyConnection, spec: SourceTable, path: Path, header: list[str], shown: str, rep: TableReport,
+    rules: _Rules,
 ) -> None:
-    raw, typed, bad, rej = f"raw_{spec.key}", f"typed_{spec.key}", f"bad_{spec.key}", f"rej_{spec.key}"
+    """Read, type and check one file, write its clean rows to stg_<table> and the rest to the quarantine."""
+    t = _Load(spec, path, header, shown, rep)
+    _read_raw(con, t)
+    _type_rows(con, t, rules)
+    if spec.key == DATE_ANCHOR[0]:
+        rules.window = _date_window(con, t.typed, DATE_ANCHOR[1])
+    _find_bad_values(con, t, rules)
+    _find_duplicates(con, t)
+    rejects = _rejects(con, t)
+    n_bad = con.execute(f"SELECT count(DISTINCT _rec) FROM {t.bad}").fetchall()[0][0]
+    if n_bad:
+        _fill_lines(con, t, rejects)
+    rep.quarantined = n_bad + len(rejects)
+    if rejects:
+        con.executemany(
+            f"INSERT INTO {t.bad} VALUES (NULL, ?, ?, ?, ?, NULL)",
+            [(line, col, reason, value) for line, _span, col, reason, value in rejects],
+        )
+        rep.warnings.append(f"{shown}: {len(rejects)} malformed CSV record(s) quarantined (first at line {rejects[0][0]})")
+    _write_stg(con, t)
+    _require_rows(con, t)
+    _write_quarantine(con, t, n_bad)
+    _note_offsets(con, t, rules)
+    for name in (t.raw, t.typed, t.bad, t.lines):
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def _read_raw(con: duckdb.DuckDBPyConnection, t: _Load) -> None:
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT * FROM {_read_csv_sql(path, header, rej)}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {t.raw} AS SELECT * FROM {_read_csv_sql(t.path, t.header, t.rej)}")
     except duckdb.Error as e:
         msg = _first_line(e)
         if "gzip" in msg.lower() or "GZIP" in str(e):
-            raise InputError(f"{shown}: truncated or corrupt gzip file ({msg})") from None
-        raise InputError(f"{shown}: cannot read as CSV ({msg})") from None
+            raise InputError(f"{t.shown}: truncated or corrupt gzip file ({msg})") from None
+        raise InputError(f"{t.shown}: cannot read as CSV ({msg})") from None
 
-    # 1. typed view of every record, keeping the raw text of cast columns
+
+def _type_rows(con: duckdb.DuckDBPyConnection, t: _Load, rules: _Rules) -> None:
+    """Typed view of every record, keeping the raw text of cast columns.
+
+    TIMESTAMP/DATE values that carry a zone (`+03:00`, `Z`, `UTC`, ...) are converted to LOCAL_TZ
+    local time (`_tz_<column>` marks them); the plain cast would silently drop the offset.
+    """
     sel = ["rowid AS _rec"]
-    for c in spec.columns:
+    for c in t.spec.columns:
+        src = _q(c.source)
         if c.type == "VARCHAR":
-            sel.append(f"{_q(c.source)} AS {_q(c.name)}")
+            sel.append(f"{src} AS {_q(c.name)}")
+            continue
+        sel.append(f"{src} AS {_q('_raw_' + c.name)}")
+        if c.type in ("TIMESTAMP", "DATE"):
+            tz = _q("_tz_" + c.name)
+            conv = (f"CAST(TRY_CAST(regexp_replace(trim({src}), '\\s+([+-][0-9])', '\\1') AS TIMESTAMPTZ) "
+                    f"AT TIME ZONE {_lit(LOCAL_TZ)} AS {c.type})") if rules.tz_ok else f"NULL::{c.type}"
+            sel.append(f"coalesce(regexp_matches({src}, {_lit(_ZONE_RE)}), false) AS {tz}")
+            sel.append(f"CASE WHEN {tz} THEN {conv} ELSE TRY_CAST({src} AS {c.type}) END AS {_q(c.name)}")
         else:
-            sel.append(f"{_q(c.source)} AS {_q('_raw_' + c.name)}")
-            sel.append(f"TRY_CAST({_q(c.source)} AS {c.type}) AS {_q(c.name)}")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {typed} AS SELECT {', '.join(sel)} FROM {raw}")
+            sel.append(f"TRY_CAST({src} AS {c.type}) AS {_q(c.name)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {t.typed} AS SELECT {', '.join(sel)} FROM {t.raw}")
 
-    # 2. quarantine: untypable values, NULLs in non-nullable columns
+
+def _date_window(con: duckdb.DuckDBPyConnection, typed: str, col: str) -> tuple[str, str] | None:
+    """Plausible dates: [Q1 - max(2 y, 2 IQR), Q3 + max(5 y, 2 IQR)] of the anchor column (see module doc)."""
+    c = _q(col)
+    row = con.execute(
+        f"""WITH q AS (SELECT quantile_disc({c}, 0.25) AS q1, quantile_disc({c}, 0.75) AS q3
+                       FROM {typed} WHERE isfinite({c})),
+                 m AS (SELECT q1, q3, CAST({DATE_IQR_FACTOR} * datediff('day', q1, q3) AS INTEGER) AS spread FROM q)
+            SELECT CAST(CAST(q1 AS DATE) - greatest({DATE_PAST_MARGIN_DAYS}, spread) AS VARCHAR),
+                   CAST(CAST(q3 AS DATE) + greatest({DATE_FUTURE_MARGIN_DAYS}, spread) AS VARCHAR)
+            FROM m WHERE q1 IS NOT NULL"""
+    ).fetchall()
+    return (row[0][0], row[0][1]) if row else None
+
+
+def _value_checks(c: Column, rules: _Rules) -> list[tuple[str, str]]:
+    """(condition, reason) pairs for one column, in the order the reason is chosen."""
+    v = _q(c.name)
+    rawc = v if c.type == "VARCHAR" else _q("_raw_" + c.name)
+    out = []
+    if not c.nullable:
+        out.append((f"{rawc} IS NULL", "'missing value in non-nullable column'"))
+    if c.type == "VARCHAR":
+        return out
+    cast_fail = f"{rawc} IS NOT NULL AND {v} IS NULL"
+    if c.type in ("TIMESTAMP", "DATE"):
+        why = (f"cannot convert the time zone to {LOCAL_TZ} local time" if rules.tz_ok else
+               f"has a time zone, and DuckDB's time-zone support (ICU) is not available to convert it to {LOCAL_TZ}")
+        out.append((f"{cast_fail} AND {_q('_tz_' + c.name)}", _lit(why)))
+    out.append((cast_fail, _lit(f"cannot cast to {c.type}")))
+    if c.type == "DOUBLE":
+        out.append((f"NOT isfinite({v})", "'not a finite number (NaN or infinity)'"))
+    if c.min_value is not None:
+        why = "negative value (must be >= 0)" if c.min_value == 0 else f"below the minimum {_num(c.min_value)}"
+        out.append((f"{v} < {c.min_value!r}", _lit(why)))
+    if c.max_value is not None:
+        out.append((f"{v} > {c.max_value!r}", _lit(f"above the maximum {_num(c.max_value)}")))
+    if c.type in ("TIMESTAMP", "DATE") and rules.window:
+        lo, hi = rules.window
+        out.append((f"({v} < CAST({_lit(lo)} AS DATE) OR {v} >= CAST({_lit(hi)} AS DATE) + 1)",
+                    _lit(f"date outside the plausible window {lo}..{hi}")))
+    return out
+
+
+def _find_bad_values(con: duckdb.DuckDBPyConnection, t: _Load, rules: _Rules) -> None:
+    """Quarantine: untypable values, NULLs in non-nullable columns, implausible values."""
     parts = []
-    for c in spec.columns:
-        rawc = _q(c.name) if c.type == "VARCHAR" else _q("_raw_" + c.name)
-        conds, reasons = [], []
-        if not c.nullable:
-            conds.append(f"{rawc} IS NULL")
-            reasons.append(f"WHEN {rawc} IS NULL THEN 'missing value in non-nullable column'")
-        if c.type != "VARCHAR":
-            conds.append(f"({rawc} IS NOT NULL AND {_q(c.name)} IS NULL)")
-            reasons.append(f"WHEN {_q(c.name)} IS NULL THEN 'cannot cast to {c.type}'")
-        if conds:
+    for c in t.spec.columns:
+        checks = _value_checks(c, rules)
+        if checks:
+            rawc = _q(c.name) if c.type == "VARCHAR" else _q("_raw_" + c.name)
+            reason = "CASE " + " ".join(f"WHEN {cond} THEN {why}" for cond, why in checks) + " END"
+            where = " OR ".join(f"({cond})" for cond, _ in checks)
             parts.append(
-                f"SELECT _rec, NULL::BIGINT AS line, {_lit(c.name)} AS col, CASE {' '.join(reasons)} END AS reason, "
-                f"{rawc} AS raw_value FROM {typed} WHERE {' OR '.join(conds)}"
+                f"SELECT _rec, NULL::BIGINT AS line, {_lit(c.name)} AS col, {reason} AS reason, "
+                f"{rawc} AS raw_value, NULL::BIGINT AS ref_rec FROM {t.typed} WHERE {where}"
             )
     if not parts:
         parts.append(
             "SELECT NULL::BIGINT AS _rec, NULL::BIGINT AS line, NULL::VARCHAR AS col, NULL::VARCHAR AS reason, "
-            "NULL::VARCHAR AS raw_value WHERE false"
+            "NULL::VARCHAR AS raw_value, NULL::BIGINT AS ref_rec WHERE false"
         )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {bad} AS {' UNION ALL '.join(parts)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {t.bad} AS {' UNION ALL '.join(parts)}")
 
-    # 3. primary key duplicates among the rows that typed cleanly: keep the first, quarantine the rest
-    if spec.primary_key:
-        pk = ", ".join(_q(k) for k in spec.primary_key)
-        key_text = " || ',' || ".join(f"CAST({_q(k)} AS VARCHAR)" for k in spec.primary_key)
-        con.execute(
-            f"""INSERT INTO {bad}
-            SELECT _rec, NULL, {_lit(','.join(spec.primary_key))},
-                   'duplicate primary key (' || {_lit(','.join(spec.primary_key))} || ') first seen at record ' || first_rec,
-                   {key_text}
-            FROM (SELECT _rec, {pk}, row_number() OVER (PARTITION BY {pk} ORDER BY _rec) AS rn,
-                         min(_rec) OVER (PARTITION BY {pk}) AS first_rec
-                  FROM {typed} WHERE _rec NOT IN (SELECT _rec FROM {bad}))
-            WHERE rn > 1"""
-        )
 
-    # 4. physical line numbers for quarantined records (only when there are some)
-    n_bad = con.execute(f"SELECT count(DISTINCT _rec) FROM {bad}").fetchall()[0][0]
-    rejects = _rejects(con, rej)
-    if n_bad:
-        _fill_lines(con, raw, bad, header, rejects)
-    rep.quarantined = n_bad + len(rejects)
-    if rejects:
-        con.executemany(
-            f"INSERT INTO {bad} VALUES (NULL, ?, ?, ?, ?)",
-            [(line, col, reason, value) for line, _span, col, reason, value in rejects],
-        )
-        rep.warnings.append(f"{shown}: {len(rejects)} malformed CSV record(s) quarantined (first at line {rejects[0][0]})")
+def _find_duplicates(con: duckdb.DuckDBPyConnection, t: _Load) -> None:
+    """Primary key duplicates among the rows that typed cleanly: keep the first, quarantine the rest
+    (`ref_rec` = the first occurrence; its line goes into the reason once lines are known)."""
+    key = t.spec.primary_key
+    if not key:
+        return
+    pk = ", ".join(_q(k) for k in key)
+    names = ",".join(key)
+    key_text = " || ',' || ".join(f"CAST({_q(k)} AS VARCHAR)" for k in key)
+    con.execute(
+        f"""INSERT INTO {t.bad}
+        SELECT _rec, NULL, {_lit(names)}, {_lit(f"duplicate primary key ({names})")}, {key_text}, first_rec
+        FROM (SELECT _rec, {pk}, row_number() OVER (PARTITION BY {pk} ORDER BY _rec) AS rn,
+                     min(_rec) OVER (PARTITION BY {pk}) AS first_rec
+              FROM {t.typed} WHERE _rec NOT IN (SELECT _rec FROM {t.bad}))
+        WHERE rn > 1"""
+    )
 
-    # 5. the stg table: clean rows in file order
+
+def _write_stg(con: duckdb.DuckDBPyConnection, t: _Load) -> None:
+    """The stg table: clean rows in file order."""
+    spec = t.spec
     cols = [(c.name, c.type, c.nullable) for c in spec.columns]
     select = ", ".join(f"t.{_q(n)}" for n, _, _ in cols)
     join = ""
@@ -438,72 +655,151 @@ def _load_table(
         cols.append(("product_category_name_english", "VARCHAR", True))
         select += ", tr.product_category_name_english"
         join = "LEFT JOIN stg_product_category_name_translation tr ON tr.product_category_name = t.product_category_name"
-    ddl = ", ".join(f"{_q(n)} {t}{'' if nullable else ' NOT NULL'}" for n, t, nullable in cols)
+    ddl = ", ".join(f"{_q(n)} {ty}{'' if nullable else ' NOT NULL'}" for n, ty, nullable in cols)
     con.execute(f"CREATE TABLE {spec.stg} ({ddl})")
     con.execute(
-        f"INSERT INTO {spec.stg} SELECT {select} FROM {typed} t {join} "
-        f"WHERE t._rec NOT IN (SELECT _rec FROM {bad} WHERE _rec IS NOT NULL) ORDER BY t._rec"
+        f"INSERT INTO {spec.stg} SELECT {select} FROM {t.typed} t {join} "
+        f"WHERE t._rec NOT IN (SELECT _rec FROM {t.bad} WHERE _rec IS NOT NULL) ORDER BY t._rec"
     )
-    rep.loaded = con.execute(f"SELECT count(*) FROM {spec.stg}").fetchall()[0][0]
-    if rep.loaded == 0 and rep.quarantined == 0:
-        rep.warnings.append(f"{shown}: header only, no data rows")
+    t.rep.loaded = con.execute(f"SELECT count(*) FROM {spec.stg}").fetchall()[0][0]
 
-    # 6. into the quarantine
+
+def _first_bad(con: duckdb.DuckDBPyConnection, t: _Load, records_only: bool = False) -> tuple:
+    where = "WHERE _rec IS NOT NULL" if records_only else ""
+    return con.execute(f"SELECT line, col, reason FROM {t.bad} {where} ORDER BY line, col LIMIT 1").fetchall()[0]
+
+
+def _require_rows(con: duckdb.DuckDBPyConnection, t: _Load) -> None:
+    """A table every later step needs (`SourceTable.nonempty`) must keep at least one row."""
+    rep = t.rep
+    if rep.loaded:
+        return
+    if not t.spec.nonempty:
+        if rep.quarantined == 0:
+            rep.warnings.append(f"{t.shown}: header only, no data rows")
+        return
+    if rep.quarantined == 0:
+        raise InputError(f"{t.shown}: no data rows (header only); {t.spec.stg} must not be empty (warehouse unchanged)")
+    line, col, reason = _first_bad(con, t)
+    raise InputError(
+        f"{t.shown}: all {rep.quarantined} row(s) quarantined (first: line {line}, column {col}: {reason}); "
+        f"{t.spec.stg} must not be empty (warehouse unchanged)"
+    )
+
+
+def _write_quarantine(con: duckdb.DuckDBPyConnection, t: _Load, n_bad: int) -> None:
     con.execute(
-        f"INSERT INTO {QUARANTINE_TABLE} SELECT {_lit(rep.file)}, line, col, reason, left(raw_value, {_MAX_RAW}) "
-        f"FROM {bad} ORDER BY line, col"
+        f"INSERT INTO {QUARANTINE_TABLE} SELECT {_lit(t.rep.file)}, line, col, reason, left(raw_value, {_MAX_RAW}) "
+        f"FROM {t.bad} ORDER BY line, col"
     )
     if n_bad:
-        first = con.execute(
-            f"SELECT line, col, reason FROM {bad} WHERE _rec IS NOT NULL ORDER BY line, col LIMIT 1"
-        ).fetchall()[0]
-        rep.warnings.append(f"{shown}: {n_bad} row(s) quarantined (first: line {first[0]}, column {first[1]}: {first[2]})")
-    for t in (raw, typed, bad):
-        con.execute(f"DROP TABLE IF EXISTS {t}")
+        line, col, reason = _first_bad(con, t, records_only=True)
+        t.rep.warnings.append(f"{t.shown}: {n_bad} row(s) quarantined (first: line {line}, column {col}: {reason})")
 
 
-def _rejects(con: duckdb.DuckDBPyConnection, rej: str) -> list[tuple]:
-    """Malformed records DuckDB's reader rejected: (line, span, column, reason, raw line)."""
+def _note_offsets(con: duckdb.DuckDBPyConnection, t: _Load, rules: _Rules) -> None:
+    """Say how many zoned timestamps were converted: the conversion is never silent."""
+    cols = [c.name for c in t.spec.columns if c.type in ("TIMESTAMP", "DATE")]
+    if not cols or not rules.tz_ok:
+        return
+    counts = con.execute(
+        "SELECT " + ", ".join(f"count_if({_q('_tz_' + c)} AND {_q(c)} IS NOT NULL)" for c in cols) + f" FROM {t.typed}"
+    ).fetchall()[0]
+    hit = [(c, n) for c, n in zip(cols, counts) if n]
+    if hit:
+        t.rep.warnings.append(
+            f"{t.shown}: {sum(n for _, n in hit)} timestamp(s) with a UTC offset converted to {LOCAL_TZ} local time "
+            f"({', '.join(f'{c}: {n}' for c, n in hit)})"
+        )
+
+
+def _rejects(con: duckdb.DuckDBPyConnection, t: _Load) -> list[tuple]:
+    """Malformed records DuckDB's reader rejected: (physical line, lines spanned, column, reason, raw record).
+
+    DuckDB's own `line` counts records, not the newlines inside quoted values, so the physical
+    line comes from the record's byte position in the (decompressed) file.
+    """
     try:
         rows = con.execute(
-            f"SELECT line, csv_line, column_name, error_type, error_message FROM {rej}_err ORDER BY line, column_idx"
+            f"SELECT line, line_byte_position, csv_line, column_name, error_type, error_message FROM {t.rej}_err "
+            "ORDER BY line, column_idx"
         ).fetchall()
     except duckdb.CatalogException:
         return []
     finally:
         for suffix in ("_err", "_scan"):
             with contextlib.suppress(duckdb.Error):
-                con.execute(f"DROP TABLE IF EXISTS {rej}{suffix}")
-    out, seen = [], set()
-    for line, csv_line, col, etype, emsg in rows:
-        if line in seen:  # one record can have several errors: quarantine it once per error, count once
-            continue
-        seen.add(line)
-        text = csv_line or ""
-        span = text.rstrip("\r\n").count("\n") + 1
-        out.append((int(line), span, col or "", f"malformed CSV record: {etype}: {_first_line(emsg)}", text[:_MAX_RAW]))
+                con.execute(f"DROP TABLE IF EXISTS {t.rej}{suffix}")
+    first: dict[int, tuple] = {}
+    for rec, pos, csv_line, col, etype, emsg in rows:  # a record with several errors: quarantined once
+        first.setdefault(rec, (int(pos), csv_line, col, etype, emsg))
+    if not first:
+        return []
+    at = _lines_at(t.path, [v[0] for v in first.values()], t.shown)
+    out = []
+    for pos, csv_line, col, etype, emsg in first.values():
+        text = (csv_line or "").strip("\r\n")
+        out.append((at[pos], text.count("\n") + 1, col or "", f"malformed CSV record: {etype}: {_first_line(emsg)}",
+                    text[:_MAX_RAW]))
+    return sorted(out)
+
+
+def _lines_at(path: Path, positions: list[int], shown: str) -> dict[int, int]:
+    """Physical line (1-based) of each byte position: newlines in the bytes before it, plus one.
+
+    DuckDB's line_byte_position points at the record's first byte, or at the '\\n' of a '\\r\\n'
+    before it; either way the bytes up to that position hold exactly the record's preceding newlines.
+    """
+    want = sorted(set(positions))
+    out: dict[int, int] = {}
+    i, off, nl = 0, 0, 0
+    try:
+        with (gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")) as f:
+            while i < len(want):
+                chunk = f.read(1 << 20)
+                if not chunk:
+                    break
+                end = off + len(chunk)
+                while i < len(want) and want[i] <= end:
+                    out[want[i]] = nl + chunk[: want[i] - off].count(b"\n") + 1
+                    i += 1
+                nl += chunk.count(b"\n")
+                off = end
+    except (OSError, EOFError, zlib.error) as e:  # DuckDB does not check the gzip CRC; gzip.open does
+        what = "truncated or corrupt gzip file" if path.name.endswith(".gz") else "cannot read the file"
+        raise InputError(f"{shown}: {what} ({_first_line(e)})") from None
+    for p in want[i:]:
+        out[p] = nl + 1
     return out
 
 
-def _fill_lines(con: duckdb.DuckDBPyConnection, raw: str, bad: str, header: list[str], rejects: list[tuple]) -> None:
-    nl = " + ".join(f"coalesce(length({_q(h)}) - length(replace({_q(h)}, chr(10), '')), 0)" for h in header)
-    # lines of malformed (rejected) records shift every later record: thresholds T_k / shifts S_k
+def _fill_lines(con: duckdb.DuckDBPyConnection, t: _Load, rejects: list[tuple]) -> None:
+    """Physical line numbers for the quarantined records, and for the first occurrence a duplicate refers to.
+
+    A record's line is 2 + its index + the newlines inside quoted values of the records before it,
+    shifted by the lines of the malformed records before it (which are not in the raw table).
+    """
+    nl = " + ".join(f"coalesce(length({_q(h)}) - length(replace({_q(h)}, chr(10), '')), 0)" for h in t.header)
     thr, shift = [], 0
     for line, span, *_ in rejects:
         thr.append((line - shift, shift + span))
         shift += span
     shift_sql = "0"
     if thr:
-        values = ", ".join(f"({t}, {s})" for t, s in thr)
+        values = ", ".join(f"({a}, {b})" for a, b in thr)
         shift_sql = f"coalesce((SELECT max(s) FROM (VALUES {values}) v(t, s) WHERE v.t <= base), 0)"
     con.execute(
-        f"""UPDATE {bad} SET line = m.line FROM (
-              SELECT _rec, base + {shift_sql} AS line FROM (
-                SELECT rowid AS _rec,
-                       2 + rowid + coalesce(sum({nl}) OVER (ORDER BY rowid ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS base
-                FROM {raw})
-              WHERE _rec IN (SELECT _rec FROM {bad})) m
-            WHERE {bad}._rec = m._rec"""
+        f"""CREATE OR REPLACE TEMP TABLE {t.lines} AS
+            SELECT _rec, base + {shift_sql} AS line FROM (
+              SELECT rowid AS _rec,
+                     2 + rowid + coalesce(sum({nl}) OVER (ORDER BY rowid ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS base
+              FROM {t.raw})
+            WHERE _rec IN (SELECT _rec FROM {t.bad} UNION ALL SELECT ref_rec FROM {t.bad} WHERE ref_rec IS NOT NULL)"""
+    )
+    con.execute(f"UPDATE {t.bad} SET line = m.line FROM {t.lines} m WHERE {t.bad}._rec = m._rec")
+    con.execute(
+        f"UPDATE {t.bad} SET reason = reason || ' first seen at line ' || m.line FROM {t.lines} m "
+        f"WHERE {t.bad}.ref_rec = m._rec"
     )
 
 
@@ -688,40 +984,124 @@ def _progress(enabled: bool, total: int):
                     TimeElapsedColumn(), transient=True)
 
 
+@dataclass
+class _Plan:
+    """What the pre-checks found: the files to load in order, their headers, report rows and notes."""
+
+    order: list[SourceTable]
+    headers: dict[str, list[str]]
+    reps: dict[str, TableReport]
+    skipped: list[str]
+    notes: list[str]
+
+
+def _plan(src: _Source) -> _Plan:
+    """Pre-check every file (header, encoding, columns) before anything is written."""
+    order = [s for s in _processing_order() if s.key in src.files]
+    headers: dict[str, list[str]] = {}
+    reps: dict[str, TableReport] = {}
+    for spec in order:
+        shown = src.display[spec.key]
+        headers[spec.key] = _header(src.files[spec.key], shown)
+        reps[spec.key] = TableReport(spec.key, spec.stg, src.files[spec.key].name)
+        reps[spec.key].warnings += _check_columns(spec, headers[spec.key], shown)
+    skipped = [s.stg for s in SOURCES if not s.required and s.key not in src.files]
+    notes: list[str] = []
+    mk = [s.key for s in SOURCES if s.group == "marketing"]
+    have_mk = [k for k in mk if k in src.files]
+    if have_mk and len(have_mk) < len(mk):
+        notes.append(
+            f"marketing funnel is partial: loaded {', '.join(SOURCES_BY_KEY[k].file for k in have_mk)}, "
+            f"missing {', '.join(SOURCES_BY_KEY[k].file for k in mk if k not in src.files)}"
+        )
+    return _Plan(order, headers, reps, skipped, notes)
+
+
+def _start_digests(src: _Source, order: list[SourceTable]) -> dict[str, Future]:
+    """Hash (and for .gz verify) every file in a background thread while DuckDB loads."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="olist-ingest-digest")
+    digests = {s.key: pool.submit(_digest, src.files[s.key], src.display[s.key]) for s in order}
+    pool.shutdown(wait=False)
+    return digests
+
+
+def _open_temp(tmp: Path, settings: Settings) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(tmp))
+    if settings.threads:
+        con.execute(f"SET threads = {int(settings.threads)}")
+    if settings.memory_limit:
+        con.execute(f"SET memory_limit = {_lit(settings.memory_limit)}")
+    con.execute("SET preserve_insertion_order = true")
+    con.execute(
+        f"CREATE TABLE {QUARANTINE_TABLE} (file VARCHAR NOT NULL, line BIGINT, \"column\" VARCHAR, "
+        "reason VARCHAR NOT NULL, raw_value VARCHAR)"
+    )
+    return con
+
+
+def _load_all(con: duckdb.DuckDBPyConnection, src: _Source, plan: _Plan, bar, task) -> tuple[dict[str, int], _Rules]:
+    """Every table (orders first among those with dates: they anchor the date window), then the cross checks."""
+    rules = _Rules(tz_ok=_tz_support(con))
+    for spec in plan.order:
+        if bar:
+            bar.update(task, description=f"loading {spec.stg}")
+        _load_table(con, spec, src.files[spec.key], plan.headers[spec.key], src.display[spec.key], plan.reps[spec.key],
+                    rules)
+        if bar:
+            bar.advance(task)
+    if bar:
+        bar.update(task, description="checking relations")
+    checks = _cross_checks(con, plan.reps)
+    if bar:
+        bar.advance(task)
+    return checks, rules
+
+
+def _content_hash(reps: dict[str, TableReport], digests: dict[str, Future]) -> str:
+    for key, fut in digests.items():
+        reps[key].sha256 = fut.result()  # raises InputError for a corrupt .gz
+    return hashlib.sha256(
+        "".join(f"{SOURCES_BY_KEY[k].file}:{reps[k].sha256}\n" for k in sorted(reps)).encode()
+    ).hexdigest()
+
+
+def _check_strict(con: duckdb.DuckDBPyConnection, reps: dict[str, TableReport]) -> None:
+    total_q = sum(r.quarantined for r in reps.values())
+    if total_q:
+        first = con.execute(
+            f"SELECT file, line, \"column\", reason FROM {QUARANTINE_TABLE} ORDER BY file, line LIMIT 1"
+        ).fetchall()[0]
+        raise InputError(
+            f"--strict: {total_q} row(s) would be quarantined; first: {first[0]} line {first[1]}, "
+            f"column {first[2]}: {first[3]} (warehouse unchanged)"
+        )
+
+
+def _swap(con: duckdb.DuckDBPyConnection, tmp: Path, target: Path) -> None:
+    """CHECKPOINT and close the temp warehouse, then move it over the target in one rename."""
+    con.execute("CHECKPOINT")
+    con.close()
+    if Path(str(tmp) + ".wal").exists():  # never swap in a file whose data sits in a WAL
+        raise OlistMLError(f"{tmp}: temp warehouse still has a WAL after checkpoint; not swapping it in")
+    os.replace(tmp, target)
+    with contextlib.suppress(FileNotFoundError):
+        Path(str(target) + ".wal").unlink()
+
+
 def ingest(source: Path, settings: Settings, *, strict: bool = False, progress: bool = False) -> IngestReport:
     """Load SOURCE (folder of Olist CSVs or the Kaggle zip) into `stg_*` tables, atomically.
 
-    Raises InputError (one line naming the file and the problem) on bad input, and in strict mode
-    when any row would be quarantined; in both cases the existing warehouse is left unchanged.
+    Raises InputError (one line naming the file and the problem) on bad input, in strict mode
+    when any row would be quarantined, and when a non-empty table (orders, items, customers,
+    sellers) keeps no row; in every case the existing warehouse is left unchanged.
     """
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     target = settings.warehouse
     source = Path(source)
     with _resolve(source) as src:
-        # ---- pre-checks: every file, before anything is written -------------------------------
-        order = [s for s in _processing_order() if s.key in src.files]
-        headers: dict[str, list[str]] = {}
-        reps: dict[str, TableReport] = {}
-        for spec in order:
-            shown = src.display[spec.key]
-            headers[spec.key] = _header(src.files[spec.key], shown)
-            reps[spec.key] = TableReport(spec.key, spec.stg, src.files[spec.key].name)
-            reps[spec.key].warnings += _check_columns(spec, headers[spec.key], shown)
-        skipped = [s.stg for s in SOURCES if not s.required and s.key not in src.files]
-        notes: list[str] = []
-        mk = [s.key for s in SOURCES if s.group == "marketing"]
-        have_mk = [k for k in mk if k in src.files]
-        if have_mk and len(have_mk) < len(mk):
-            notes.append(
-                f"marketing funnel is partial: loaded {', '.join(SOURCES_BY_KEY[k].file for k in have_mk)}, "
-                f"missing {', '.join(SOURCES_BY_KEY[k].file for k in mk if k not in src.files)}"
-            )
-        # hash (and for .gz verify) every file in a background thread while DuckDB loads
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="olist-ingest-digest")
-        digests = {s.key: pool.submit(_digest, src.files[s.key], src.display[s.key]) for s in order}
-        pool.shutdown(wait=False)
-
+        plan = _plan(src)
+        digests = _start_digests(src, plan.order)
         # ---- build aside ------------------------------------------------------------------------
         target.parent.mkdir(parents=True, exist_ok=True)
         _clean_stale_temps(target)
@@ -729,52 +1109,23 @@ def ingest(source: Path, settings: Settings, *, strict: bool = False, progress: 
         run_id = uuid.uuid4().hex
         con = None
         try:
-            con = duckdb.connect(str(tmp))
-            if settings.threads:
-                con.execute(f"SET threads = {int(settings.threads)}")
-            if settings.memory_limit:
-                con.execute(f"SET memory_limit = {_lit(settings.memory_limit)}")
-            con.execute("SET preserve_insertion_order = true")
-            con.execute(
-                f"CREATE TABLE {QUARANTINE_TABLE} (file VARCHAR NOT NULL, line BIGINT, \"column\" VARCHAR, "
-                "reason VARCHAR NOT NULL, raw_value VARCHAR)"
-            )
-            with _progress(progress, len(order)) as bar:
-                task = bar.add_task("ingest", total=len(order) + 2) if bar else None
-                for spec in order:
-                    if bar:
-                        bar.update(task, description=f"loading {spec.stg}")
-                    _load_table(con, spec, src.files[spec.key], headers[spec.key], src.display[spec.key], reps[spec.key])
-                    if bar:
-                        bar.advance(task)
-                if bar:
-                    bar.update(task, description="checking relations")
-                checks = _cross_checks(con, reps)
-                if bar:
-                    bar.advance(task)
-                for key, fut in digests.items():
-                    reps[key].sha256 = fut.result()  # raises InputError for a corrupt .gz
-                content_hash = hashlib.sha256(
-                    "".join(f"{SOURCES_BY_KEY[k].file}:{reps[k].sha256}\n" for k in sorted(reps)).encode()
-                ).hexdigest()
-                total_q = sum(r.quarantined for r in reps.values())
-                if strict and total_q:
-                    first = con.execute(
-                        f"SELECT file, line, \"column\", reason FROM {QUARANTINE_TABLE} ORDER BY file, line LIMIT 1"
-                    ).fetchall()[0]
-                    raise InputError(
-                        f"--strict: {total_q} row(s) would be quarantined; first: {first[0]} line {first[1]}, "
-                        f"column {first[2]}: {first[3]} (warehouse unchanged)"
-                    )
+            con = _open_temp(tmp, settings)
+            with _progress(progress, len(plan.order)) as bar:
+                task = bar.add_task("ingest", total=len(plan.order) + 2) if bar else None
+                checks, rules = _load_all(con, src, plan, bar, task)
+                content_hash = _content_hash(plan.reps, digests)
+                if strict:
+                    _check_strict(con, plan.reps)
                 if bar:
                     bar.update(task, description="carrying over other tables")
                 _checkpoint_old(target)
                 kept, dropped = _carry_over(con, target)
-                notes += [f"view {v} was not carried over: it refers to a table the new warehouse does not have"
-                          for v in dropped]
+                plan.notes += [f"view {v} was not carried over: it refers to a table the new warehouse does not have"
+                               for v in dropped]
                 if bar:
                     bar.advance(task)
 
+            reps = plan.reps
             report = IngestReport(
                 source=str(source.absolute()),
                 source_kind=src.kind,
@@ -783,22 +1134,17 @@ def ingest(source: Path, settings: Settings, *, strict: bool = False, progress: 
                 run_id=run_id,
                 tables=[reps[s.key] for s in SOURCES if s.key in reps],
                 checks=checks,
-                warnings=notes + [w for s in SOURCES if s.key in reps for w in reps[s.key].warnings],
-                groups_loaded=sorted({s.group for s in order}),
-                skipped=skipped,
+                warnings=plan.notes + [w for s in SOURCES if s.key in reps for w in reps[s.key].warnings],
+                groups_loaded=sorted({s.group for s in plan.order}),
+                skipped=plan.skipped,
                 kept_tables=kept,
                 strict=strict,
+                date_window=list(rules.window or ()),
             )
             report.elapsed_s = round(time.perf_counter() - t0, 3)
             _record_run(con, report, started)
-            con.execute("CHECKPOINT")
-            con.close()
+            _swap(con, tmp, target)
             con = None
-            if Path(str(tmp) + ".wal").exists():  # never swap in a file whose data sits in a WAL
-                raise OlistMLError(f"{tmp}: temp warehouse still has a WAL after checkpoint; not swapping it in")
-            os.replace(tmp, target)
-            with contextlib.suppress(FileNotFoundError):
-                Path(str(target) + ".wal").unlink()
         except BaseException as e:
             for fut in digests.values():
                 fut.cancel()

@@ -5,6 +5,13 @@ files), ingestion (which reads them into DuckDB) and every SQL model downstream 
 the `stg_*` tables). A `stg_*` table is 1:1 with its source file: columns renamed to clean
 English snake_case, cast to real types, nothing else (the products table also carries the
 English category name from the translation file).
+
+Plausibility bounds (`Column.min_value` / `max_value`, inclusive) and `SourceTable.nonempty` are
+part of the contract: ingestion quarantines a value outside its bounds (and any non-finite
+DOUBLE), and refuses a source whose non-empty table ends up with no rows, so every step after
+ingest may assume them. Bounds are "impossible", not "unusual": the real data has 0.00 payments,
+0 installments and 0 g products, and keeps them. Upper bounds on DOUBLEs keep every sum the
+feature store computes inside DECIMAL(18,2) (money, weights and dimensions are cast to it).
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ class Column:
     type: str  # DuckDB type: VARCHAR, INTEGER, DOUBLE, TIMESTAMP, DATE, BOOLEAN
     nullable: bool = True
     description: str = ""
+    min_value: float | None = None  # plausibility bounds (inclusive) for numeric columns
+    max_value: float | None = None
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,7 @@ class SourceTable:
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...] = ()
     required: bool = True
+    nonempty: bool = False  # ingest fails when no row of this table survives (header only, all quarantined)
     group: str = "ecommerce"  # "ecommerce" | "geolocation" | "marketing"
     extra: dict = field(default_factory=dict)
 
@@ -41,8 +51,18 @@ class SourceTable:
         return [c.source for c in self.columns]
 
 
-def _c(name: str, type_: str, nullable: bool = True, source: str | None = None, description: str = "") -> Column:
-    return Column(source=source or name, name=name, type=type_, nullable=nullable, description=description)
+def _c(name: str, type_: str, nullable: bool = True, source: str | None = None, description: str = "",
+       lo: float | None = None, hi: float | None = None) -> Column:
+    return Column(source=source or name, name=name, type=type_, nullable=nullable, description=description,
+                  min_value=lo, max_value=hi)
+
+
+# Upper bounds: far above anything real (max item price 6,735, max payment 13,664, max weight 40 kg,
+# max side 118 cm) and low enough that sums over a million rows, and length x height x width, stay
+# inside DECIMAL(18,2).
+MAX_MONEY = 1e9  # BRL per item, freight, payment
+MAX_WEIGHT_G = 1e9
+MAX_SIDE_CM = 1e5
 
 
 V, I, D, TS, DT, B = "VARCHAR", "INTEGER", "DOUBLE", "TIMESTAMP", "DATE", "BOOLEAN"
@@ -52,6 +72,7 @@ SOURCES: tuple[SourceTable, ...] = (
         key="orders",
         file="olist_orders_dataset.csv",
         stg="stg_orders",
+        nonempty=True,
         primary_key=("order_id",),
         columns=(
             _c("order_id", V, False),
@@ -68,15 +89,16 @@ SOURCES: tuple[SourceTable, ...] = (
         key="order_items",
         file="olist_order_items_dataset.csv",
         stg="stg_order_items",
+        nonempty=True,
         primary_key=("order_id", "order_item_id"),
         columns=(
             _c("order_id", V, False),
-            _c("order_item_id", I, False),
+            _c("order_item_id", I, False, lo=1),
             _c("product_id", V, False),
             _c("seller_id", V, False),
             _c("shipping_limit_date", TS, False),
-            _c("price", D, False),
-            _c("freight_value", D, False),
+            _c("price", D, False, lo=0, hi=MAX_MONEY),
+            _c("freight_value", D, False, lo=0, hi=MAX_MONEY),
         ),
     ),
     SourceTable(
@@ -86,10 +108,10 @@ SOURCES: tuple[SourceTable, ...] = (
         primary_key=("order_id", "payment_sequential"),
         columns=(
             _c("order_id", V, False),
-            _c("payment_sequential", I, False),
+            _c("payment_sequential", I, False, lo=1),
             _c("payment_type", V, False),
-            _c("payment_installments", I, False),
-            _c("payment_value", D, False),
+            _c("payment_installments", I, False, lo=0),
+            _c("payment_value", D, False, lo=0, hi=MAX_MONEY),
         ),
     ),
     SourceTable(
@@ -102,7 +124,7 @@ SOURCES: tuple[SourceTable, ...] = (
         columns=(
             _c("review_id", V, False),
             _c("order_id", V, False),
-            _c("review_score", I, False),
+            _c("review_score", I, False, lo=1, hi=5),
             _c("review_comment_title", V),
             _c("review_comment_message", V),
             _c("review_creation_date", TS),
@@ -113,6 +135,7 @@ SOURCES: tuple[SourceTable, ...] = (
         key="customers",
         file="olist_customers_dataset.csv",
         stg="stg_customers",
+        nonempty=True,
         primary_key=("customer_id",),
         columns=(
             _c("customer_id", V, False),
@@ -126,6 +149,7 @@ SOURCES: tuple[SourceTable, ...] = (
         key="sellers",
         file="olist_sellers_dataset.csv",
         stg="stg_sellers",
+        nonempty=True,
         primary_key=("seller_id",),
         columns=(
             _c("seller_id", V, False),
@@ -142,13 +166,13 @@ SOURCES: tuple[SourceTable, ...] = (
         columns=(
             _c("product_id", V, False),
             _c("product_category_name", V),
-            _c("product_name_length", I, source="product_name_lenght"),
-            _c("product_description_length", I, source="product_description_lenght"),
-            _c("product_photos_qty", I),
-            _c("product_weight_g", D),
-            _c("product_length_cm", D),
-            _c("product_height_cm", D),
-            _c("product_width_cm", D),
+            _c("product_name_length", I, source="product_name_lenght", lo=0),
+            _c("product_description_length", I, source="product_description_lenght", lo=0),
+            _c("product_photos_qty", I, lo=0),
+            _c("product_weight_g", D, lo=0, hi=MAX_WEIGHT_G),
+            _c("product_length_cm", D, lo=0, hi=MAX_SIDE_CM),
+            _c("product_height_cm", D, lo=0, hi=MAX_SIDE_CM),
+            _c("product_width_cm", D, lo=0, hi=MAX_SIDE_CM),
         ),
         # stg_products also gets product_category_name_english (LEFT JOIN on the translation)
         extra={"translated": True},
@@ -171,8 +195,8 @@ SOURCES: tuple[SourceTable, ...] = (
         group="geolocation",
         columns=(
             _c("geolocation_zip_code_prefix", V, False),
-            _c("geolocation_lat", D, False),
-            _c("geolocation_lng", D, False),
+            _c("geolocation_lat", D, False, lo=-90, hi=90),
+            _c("geolocation_lng", D, False, lo=-180, hi=180),
             _c("geolocation_city", V),
             _c("geolocation_state", V),
         ),
@@ -211,8 +235,8 @@ SOURCES: tuple[SourceTable, ...] = (
             _c("has_gtin", B),
             _c("average_stock", V),
             _c("business_type", V),
-            _c("declared_product_catalog_size", D),
-            _c("declared_monthly_revenue", D),
+            _c("declared_product_catalog_size", D, lo=0, hi=1e12),
+            _c("declared_monthly_revenue", D, lo=0, hi=1e12),
         ),
     ),
 )
