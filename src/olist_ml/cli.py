@@ -104,10 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         typer.secho("interrupted", err=True)
         return 130
     except Exception as e:  # click usage errors, machine faults
-        import click
+        from typer._click.exceptions import ClickException  # typer >= 0.29 vendors its own click
 
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
+        if isinstance(e, ClickException):  # a usage error (bad option value, unknown option): one line too
+            where = f" (see `olist-ml {e.ctx.command_path.split(' ', 1)[-1]} --help`)" if getattr(e, "ctx", None) else ""
+            typer.secho(f"error: {e.format_message()}{where}", err=True, fg=typer.colors.RED)
             return e.exit_code
         if is_environment_error(e):
             fault = environment_fault(e)

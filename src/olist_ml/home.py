@@ -131,6 +131,9 @@ def environment_fault(e: BaseException, where: str = "") -> EnvironmentFault:
         return EnvironmentFault(f"{at}not writable ({msg}): use a writable --home (OLIST_ML_HOME)")
     if code in (errno.ENOTDIR, errno.EISDIR):
         return EnvironmentFault(f"{at}a path has the wrong kind (file vs folder): {msg}")
+    if "unable to open database file" in low:
+        return EnvironmentFault(f"{at}the MLflow store cannot be opened or created (sqlite: unable to open database "
+                                "file): check that the home is writable and the tracking URI")
     if "not a valid duckdb database" in low or "unable to open database" in low or "invalid file" in low:
         return EnvironmentFault(f"{at}not a DuckDB warehouse file ({msg}): point --warehouse at an olist-ml "
                                 "warehouse, or move the file away")
@@ -149,6 +152,9 @@ def is_environment_error(e: BaseException) -> bool:
         return False
     if isinstance(e, (duckdb.IOException, duckdb.PermissionException)):
         return True
+    if type(e).__name__ == "OperationalError" and "unable to open database file" in str(e):
+        return True  # sqlalchemy/sqlite: the MLflow store cannot be opened or created
     low = str(e).lower()
-    return isinstance(e, duckdb.Error) and ("not a valid duckdb database" in low or "no space left" in low
-                                            or "read-only file system" in low or "could not set lock" in low)
+    return isinstance(e, duckdb.Error) and any(k in low for k in (
+        "not a valid duckdb database", "no space left", "file too large", "disk quota", "read-only file system",
+        "could not set lock", "permission denied"))

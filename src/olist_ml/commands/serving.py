@@ -89,7 +89,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write a self-contained HTML model report (champion vs challengers, plots, features, drift)."""
         from ..cli import settings_of
+        from ..home import check_writable
         from ..serving.report import report
 
-        path = report(problem, settings_of(ctx), out=out)
+        s = settings_of(ctx)
+        if out is None or out.absolute().is_relative_to(s.home.absolute()):
+            check_writable(s)  # the report is written into the home
+        path = report(problem, s, out=out)
         typer.echo(str(path))
