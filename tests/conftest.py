@@ -12,6 +12,7 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
 # tests must never talk to a tracking server a developer happens to have configured
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("MLFLOW_REGISTRY_URI", None)
 for _k in [k for k in os.environ if k.startswith("OLIST_ML_")]:
     os.environ.pop(_k)
 

@@ -167,3 +167,14 @@ def test_scores_of_other_data_are_removed_and_summary_says_what_is_stale(synth_d
     derived = json.loads(capsys.readouterr().out)["derived"]
     assert {r["table"] for r in derived} >= {"fs_seller_sales", "abt_seller_churn", "scores_seller_churn"}
     assert all(r["status"] == "current" for r in derived), derived
+
+
+def test_run_reingests_its_source_after_an_ingest_of_other_data(synth_dir, tmp_path):
+    from olist_ml.pipeline import _remember_source, _source_is_current
+
+    s = Settings(home=tmp_path / "h")
+    rep = ingest(synth_dir, s)
+    _remember_source(s, synth_dir, rep.run_id)
+    assert _source_is_current(s, synth_dir)
+    ingest(_variant(synth_dir, tmp_path / "x10", _prices_x10), s)  # `olist-ml ingest` of other data
+    assert not _source_is_current(s, synth_dir)

@@ -45,13 +45,18 @@ def _global(
         None, "--tracking-uri", help="MLflow tracking URI (env MLFLOW_TRACKING_URI; default sqlite under --home)."
     ),
     engine: Optional[str] = typer.Option(None, "--engine", help="Feature engine: duckdb (default) or spark."),
+    registry_uri: Optional[str] = typer.Option(
+        None, "--registry-uri", help="MLflow model registry URI (env MLFLOW_REGISTRY_URI; default the tracking URI)."
+    ),
     wait: bool = typer.Option(False, "--wait", help="When another olist-ml process writes the home, wait for it "
                                                     "instead of exiting (code 2)."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show MLflow's own output (run URLs, registry notices)."),
     version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True),
 ) -> None:
     from .home import check_paths
 
-    ctx.obj = Settings.from_env(home=home, warehouse_path=warehouse, tracking_uri=tracking_uri, engine=engine)
+    ctx.obj = Settings.from_env(home=home, warehouse_path=warehouse, tracking_uri=tracking_uri, engine=engine,
+                                registry_uri=registry_uri, verbose=verbose or None)
     ctx.meta["olist_ml.wait"] = wait
     check_paths(ctx.obj)
 

@@ -21,6 +21,7 @@ class Settings:
     home: Path = Path(".olist_ml")
     warehouse_path: Path | None = None  # default: <home>/warehouse.duckdb
     tracking_uri: str | None = None  # default: sqlite:///<home>/mlflow.db
+    registry_uri: str | None = None  # default: the tracking URI (e.g. "databricks-uc" for Unity Catalog)
     artifact_root: Path | None = None  # default: <home>/mlartifacts
     engine: str = "duckdb"  # "duckdb" | "spark"
     spark_dir: Path | None = None  # parquet feature store for the Spark engine: <home>/spark
@@ -33,6 +34,7 @@ class Settings:
     seed: int = 42
     threads: int | None = None
     memory_limit: str | None = None
+    verbose: bool = False  # show MLflow's own output (run URLs, registration notices)
     extra: dict = field(default_factory=dict)
 
     # ---- derived paths -------------------------------------------------------------
@@ -45,6 +47,10 @@ class Settings:
         if self.tracking_uri:
             return self.tracking_uri
         return f"sqlite:///{(self.home / 'mlflow.db').absolute()}"
+
+    @property
+    def model_registry_uri(self) -> str:
+        return self.registry_uri or self.mlflow_uri
 
     @property
     def artifacts(self) -> Path:
@@ -73,12 +79,14 @@ class Settings:
             "home": _env("OLIST_ML_HOME"),
             "warehouse_path": _env("OLIST_ML_WAREHOUSE"),
             "tracking_uri": _env("OLIST_ML_TRACKING_URI", _env("MLFLOW_TRACKING_URI")),
+            "registry_uri": _env("OLIST_ML_REGISTRY_URI", _env("MLFLOW_REGISTRY_URI")),
             "artifact_root": _env("OLIST_ML_ARTIFACT_ROOT"),
             "engine": _env("OLIST_ML_ENGINE"),
             "spark_dir": _env("OLIST_ML_SPARK_DIR"),
             "spark_master": _env("OLIST_ML_SPARK_MASTER"),
             "threads": _env("OLIST_ML_THREADS"),
             "memory_limit": _env("OLIST_ML_MEMORY_LIMIT"),
+            "verbose": _env("OLIST_ML_VERBOSE"),
             "seed": _env("OLIST_ML_SEED"),
             "oot_months": _env("OLIST_ML_OOT_MONTHS"),
             "churn_horizon_days": _env("OLIST_ML_CHURN_HORIZON_DAYS"),
@@ -90,6 +98,7 @@ class Settings:
             "artifact_root": Path,
             "spark_dir": Path,
             "threads": int,
+            "verbose": lambda v: v.strip().lower() in ("1", "true", "yes", "on"),
             "seed": int,
             "oot_months": int,
             "churn_horizon_days": int,

@@ -89,7 +89,10 @@ def _state_file(settings: Settings) -> Path:
 
 
 def _source_is_current(settings: Settings, source: Path) -> bool:
-    """True when the warehouse's last pipeline ingest came from this unchanged source."""
+    """True when the warehouse's LAST ingest is the pipeline's ingest of this unchanged source (an
+    `olist-ml ingest` of anything else in between makes it not current)."""
+    from .ingest import last_run
+
     f = _state_file(settings)
     if not settings.warehouse.exists() or not f.exists():
         return False
@@ -97,13 +100,16 @@ def _source_is_current(settings: Settings, source: Path) -> bool:
         state = json.loads(f.read_text())
     except ValueError:
         return False
-    return state.get("source") == str(Path(source).absolute()) and state.get("fingerprint") == source_fingerprint(source)
+    last = last_run(settings)
+    return (state.get("source") == str(Path(source).absolute()) and state.get("fingerprint") == source_fingerprint(source)
+            and last is not None and state.get("ingest_run_id") == last.get("run_id"))
 
 
-def _remember_source(settings: Settings, source: Path) -> None:
+def _remember_source(settings: Settings, source: Path, run_id: str) -> None:
     f = _state_file(settings)
     f.parent.mkdir(parents=True, exist_ok=True)
-    f.write_text(json.dumps({"source": str(Path(source).absolute()), "fingerprint": source_fingerprint(source)}))
+    f.write_text(json.dumps({"source": str(Path(source).absolute()), "fingerprint": source_fingerprint(source),
+                             "ingest_run_id": run_id}))
 
 
 def _trained_on(settings: Settings, problem, abt_hash: str) -> str | None:
@@ -209,7 +215,7 @@ def run_pipeline(
         report.add("ingest", "skipped", t0, "warehouse already holds this source")
     else:
         rep = ingest.ingest(source, settings, progress=progress)
-        _remember_source(settings, source)
+        _remember_source(settings, source, rep.run_id)
         loaded = sum(t.loaded for t in rep.tables)
         report.add("ingest", "done", t0, f"{loaded:,} rows ({rep.quarantined} quarantined) into {settings.warehouse}")
 

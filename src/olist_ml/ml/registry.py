@@ -44,7 +44,7 @@ class Champion:
 
 def _missing(settings: Settings, model_name: str, alias: str) -> MissingStepError:
     problem = model_name.replace("seller_", "") if model_name.startswith("seller_") else model_name
-    return MissingStepError(f"no model '{model_name}' with alias @{alias} in the registry at {settings.mlflow_uri}: "
+    return MissingStepError(f"no model '{model_name}' with alias @{alias} in the registry at {settings.model_registry_uri}: "
                             f"run `olist-ml train {problem}` first")
 
 

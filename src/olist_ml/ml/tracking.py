@@ -14,17 +14,20 @@ def _is_remote(uri: str) -> bool:
 
 
 def configure(settings: Settings):
-    """Point the mlflow module at Settings.mlflow_uri (tracking and registry); return the module."""
+    """Point the mlflow module at Settings.mlflow_uri (tracking) and Settings.model_registry_uri (the
+    registry: MLFLOW_REGISTRY_URI / OLIST_ML_REGISTRY_URI, default the tracking store); return the module."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    if not settings.verbose:  # no "View run ... / View experiment ..." lines after every run
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     import logging
 
     import mlflow
 
     # MLflow's own chatter (pickle-format caution, pip version probing, registry notices) would
-    # drown the command's summary; real problems still surface as exceptions.
-    for name in ("mlflow.sklearn", "mlflow.utils.environment", "mlflow.utils.uv_utils", "mlflow.store.db.utils",
-                 "mlflow.tracking._model_registry.client", "mlflow.models.model", "alembic"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    # drown the command's summary; real problems still surface as exceptions. `--verbose` keeps it.
+    for name in ("mlflow", "mlflow.sklearn", "mlflow.utils.environment", "mlflow.utils.uv_utils",
+                 "mlflow.store.db.utils", "mlflow.tracking._model_registry.client", "mlflow.models.model", "alembic"):
+        logging.getLogger(name).setLevel(logging.INFO if settings.verbose else logging.ERROR)
     uri = settings.mlflow_uri
     if uri.startswith("sqlite:///"):
         from pathlib import Path
@@ -35,7 +38,7 @@ def configure(settings: Settings):
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     try:
         mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
+        mlflow.set_registry_uri(settings.model_registry_uri)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -49,7 +52,7 @@ def client(settings: Settings):
     configure(settings)
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
+    return MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.model_registry_uri)
 
 
 def experiment_id(settings: Settings, name: str) -> str:

@@ -55,7 +55,7 @@ def _mlflow_store_missing(settings: Settings) -> str | None:
 def _client(settings: Settings):
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
+    return MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.model_registry_uri)
 
 
 def alias_version(settings: Settings, model_name: str, client=None) -> str | None:
