@@ -140,7 +140,8 @@ def test_limits_come_from_the_env(home, monkeypatch):
     assert c.app.openapi()["components"]["schemas"]["BatchChurnIn"]["properties"]["seller_ids"]["maxItems"] == 3
     r = c.post("/batch/churn", json={"seller_ids": ["a", "b", "c", "d"]})
     assert r.status_code == 422 and "at most 3 items" in r.json()["detail"]
-    r = c.post("/batch/churn", content=_padded({"seller_ids": ["a"]}, 1001), headers={"content-type": "application/json"})
+    r = c.post("/batch/churn", content=_padded({"seller_ids": ["a"]}, 1001),
+               headers={"content-type": "application/json"})
     assert r.status_code == 413 and "over 1000 bytes" in r.json()["detail"]
     # defaults without the env
     monkeypatch.delenv(MAX_BATCH_ENV)
@@ -197,7 +198,8 @@ def test_overrides_are_type_checked_and_unknown_fields_named(client):
     r = client.post("/orders/delay", json=_order(client, route_pct_lat_90d=0.5))  # a typo
     assert r.status_code == 422
     assert r.json()["detail"].startswith("invalid request: route_pct_lat_90d: unknown field")
-    r = client.post("/batch/delay", json={"orders": [_order(client, order_id="a"), _order(client, order_id="b", zzz=1)]})
+    orders = [_order(client, order_id="a"), _order(client, order_id="b", zzz=1)]
+    r = client.post("/batch/delay", json={"orders": orders})
     assert r.status_code == 422 and r.json()["detail"].startswith("invalid request: orders.1.zzz: unknown field")
     # a typed override is applied; null means "not given"
     r = client.post("/orders/delay", json=_order(client, route_pct_late_90d=0.99))
@@ -280,7 +282,8 @@ def test_ready_follows_the_warehouse_file(home_copy, tmp_path):
 
         wh.write_bytes(b"not a warehouse " * 4096)  # overwritten with garbage
         code, reasons = _ready(c)
-        assert code == 503 and any("features: feature store unreadable" in x and "DuckDB" in x for x in reasons), reasons
+        assert code == 503, reasons
+        assert any("features: feature store unreadable" in x and "DuckDB" in x for x in reasons), reasons
         code2, reasons2 = _ready(c)  # the same bad file is not re-read at every poll, the answer stays
         assert (code2, reasons2) == (code, reasons)
         shutil.copy(good, wh)

@@ -55,7 +55,6 @@ MAX_BODY_ENV = "OLIST_ML_API_MAX_BODY_BYTES"
 MAX_BATCH_ENV = "OLIST_ML_API_MAX_BATCH"
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024  # 10 MiB: a full batch of 10,000 orders is about 5 MB
 DEFAULT_MAX_BATCH = 10_000
-MAX_BATCH = DEFAULT_MAX_BATCH  # kept for callers of the old name
 ECHO_CHARS = 100  # at most this much of a client's input comes back in an error
 MAX_ERRORS = 10  # validation errors listed in a 422 body
 MAX_CATEGORY_CHARS = 200  # a categorical override longer than this is not a category value
@@ -185,8 +184,8 @@ def batch_models(max_batch: int) -> tuple[type[BaseModel], type[BaseModel]]:
     limit = f"at most {max_batch} (server setting --max-batch / {MAX_BATCH_ENV})"
 
     class BatchChurnIn(BaseModel):
-        model_config = ConfigDict(extra="forbid",
-                                  json_schema_extra={"examples": [{"seller_ids": ["3442f8959a84dea7ee197c632cb2df15"]}]})
+        model_config = ConfigDict(
+            extra="forbid", json_schema_extra={"examples": [{"seller_ids": ["3442f8959a84dea7ee197c632cb2df15"]}]})
         seller_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
             min_length=1, max_length=max_batch, description=f"seller ids, {limit}")
 
@@ -409,8 +408,9 @@ def check_overrides(orders: list[OrderIn], slot, batch: bool) -> None:
                 continue  # null: not given, the computed value stays
             where = (f"orders.{i}." if batch else "") + clip(k)
             if k not in names:
-                raise HTTPException(422, f"invalid request: {where}: unknown field: neither an order attribute nor a "
-                                         f"feature of the {DELAY} champion (version {slot.version}); see OrderIn at /docs")
+                raise HTTPException(422, f"invalid request: {where}: unknown field: neither an order attribute nor "
+                                         f"a feature of the {DELAY} champion (version {slot.version}); "
+                                         "see OrderIn at /docs")
             kind = kinds.get(k)
             if kind == "number" and not _is_finite_number(v):
                 raise HTTPException(422, f"invalid request: {where}: the feature {clip(k)} is numeric: expected a "

@@ -10,11 +10,12 @@
   a refresh, so batch jobs can still write it; a refresh happens when the warehouse file
   changes (inode/mtime/size of the file and its WAL).
 * Readiness follows the files: every poll stats the warehouse and the MLflow sqlite store (cheap)
-  and reads them only when they changed (a changed warehouse once it is unchanged over one poll). A file that is gone, unreadable (garbage), or that no
-  longer holds what serving needs (another warehouse without a feature store, a store without a
-  registry) makes `/ready` 503 with the reason until it is fixed; the last good snapshot keeps
-  answering requests meanwhile (responses name their model version and dt_ref). A warehouse
-  locked by a writer (a batch job) is no fault: the snapshot stays and the next poll retries.
+  and reads them only when they changed (a changed warehouse once it is unchanged over one poll).
+  A file that is gone, unreadable (garbage), or that no longer holds what serving needs (another
+  warehouse without a feature store, a store without a registry) makes `/ready` 503 with the
+  reason until it is fixed; the last good snapshot keeps answering requests meanwhile (responses
+  name their model version and dt_ref). A warehouse locked by a writer (a batch job) is no fault:
+  the snapshot stays and the next poll retries.
 * `DelayContext` is what scoring a NEW order needs, copied into an in-memory DuckDB at the same
   refresh: every order's own facts (`order_delay.base_sql()`, the history the route/state/market
   context aggregates), customers, sellers, zip coordinates and the feature store's rows at the
@@ -81,8 +82,8 @@ def check_registry_store(path: Path) -> str | None:
     try:
         con = sqlite3.connect(path.absolute().as_uri() + "?mode=ro", uri=True, timeout=2)
         try:
-            n = con.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
-                            "name IN ('registered_models', 'model_versions', 'registered_model_aliases')").fetchall()[0][0]
+            n = con.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
+                            "('registered_models', 'model_versions', 'registered_model_aliases')").fetchall()[0][0]
         finally:
             con.close()
     except sqlite3.OperationalError as e:
