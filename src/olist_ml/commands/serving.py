@@ -40,13 +40,24 @@ def register(app: typer.Typer) -> None:
             None, "--problem", help="Problems to serve: churn, delay (repeat or comma-separate; default both)."
         ),
         log_level: str = typer.Option("info", "--log-level"),
+        max_body_bytes: Optional[int] = typer.Option(
+            None, "--max-body-bytes", min=1, envvar="OLIST_ML_API_MAX_BODY_BYTES", show_default="10485760 (10 MiB)",
+            help="Largest request body in bytes: over it, 413 before the body is read.",
+        ),
+        max_batch: Optional[int] = typer.Option(
+            None, "--max-batch", min=1, envvar="OLIST_ML_API_MAX_BATCH", show_default="10000",
+            help="Most seller ids / orders in one batch request: over it, 422.",
+        ),
     ) -> None:
-        """Serve champion scores over HTTP (FastAPI + uvicorn; docs at /docs; token from OLIST_ML_API_TOKEN)."""
+        """Serve champion scores over HTTP (FastAPI + uvicorn; docs at /docs; token from OLIST_ML_API_TOKEN).
+
+        Binding beyond loopback (e.g. --host 0.0.0.0) without OLIST_ML_API_TOKEN prints a warning."""
         from ..cli import settings_of
         from ..serving.api import serve
 
         serve(settings_of(ctx), host=host, port=port, poll_seconds=poll_seconds,
-              problems=_problem_names(problem), log_level=log_level)
+              problems=_problem_names(problem), log_level=log_level, max_body_bytes=max_body_bytes,
+              max_batch=max_batch)
 
     @app.command("monitor")
     def monitor_cmd(

@@ -272,8 +272,11 @@ def request_frame(con: duckdb.DuckDBPyConnection, settings: Settings, orders: pd
         raise InputError(f"order_delay request row {int(bad[0])}: seller_id is empty")
     if "order_id" not in req.columns:
         req["order_id"] = None
-    req["order_id"] = [str(o) if o is not None and not (isinstance(o, float) and pd.isna(o)) else f"request-{i}"
-                       for i, o in enumerate(req["order_id"])]
+    given = [str(o) if o is not None and not (isinstance(o, float) and pd.isna(o)) else None for o in req["order_id"]]
+    prefix = "request-"
+    while any(o is not None and o.startswith(prefix) for o in given):
+        prefix = "_" + prefix  # generated ids never take a given one
+    req["order_id"] = [o if o is not None else f"{prefix}{i}" for i, o in enumerate(given)]
     dup = req["order_id"][req["order_id"].duplicated()]
     if len(dup):
         raise InputError(f"order_delay request: order_id {dup.iloc[0]} appears more than once")

@@ -13,14 +13,26 @@ Endpoints (OpenAPI docs at /docs, schema at /openapi.json):
 
 When the env var ``OLIST_ML_API_TOKEN`` is set (or `token=` is passed), every endpoint but
 /health and the docs requires ``Authorization: Bearer <token>`` (401 otherwise).
+
+Every failure is one JSON answer ``{"detail": "<one line>"}``: 401 (token), 404 (unknown seller),
+413 (body over `max_body_bytes`, checked on Content-Length before anything is read and counted
+while a chunked body streams), 422 (invalid request: non-finite numbers such as NaN/Infinity/1e999
+anywhere in the body, more than `max_batch` items in a batch, a field of the wrong type, an
+unknown field; the message and `errors` echo at most a short prefix of the input), 503 (not ready).
+(`BodyLimitMiddleware` enforces the body limit without reading an oversize body.)
+
+(No ``from __future__ import annotations`` here: the batch request models are built per app, with
+that app's batch limit, and FastAPI must see the endpoint annotations as objects.)
 """
 
-from __future__ import annotations
-
 import contextlib
+import ipaddress
+import json
 import math
 import os
+import reprlib
 import secrets
+import sys
 from datetime import date, datetime, timezone
 from typing import Annotated, Any
 
@@ -30,31 +42,37 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..config import Settings
-from ..errors import OlistMLError
+from ..errors import InputError, OlistMLError
 from .state import CHURN, DELAY, ServingState, positive_scores
 
-MAX_BATCH = 10_000
 TOKEN_ENV = "OLIST_ML_API_TOKEN"
+MAX_BODY_ENV = "OLIST_ML_API_MAX_BODY_BYTES"
+MAX_BATCH_ENV = "OLIST_ML_API_MAX_BATCH"
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024  # 10 MiB: a full batch of 10,000 orders is about 5 MB
+DEFAULT_MAX_BATCH = 10_000
+ECHO_CHARS = 100  # at most this much of a client's input comes back in an error
+MAX_ERRORS = 10  # validation errors listed in a 422 body
+MAX_CATEGORY_CHARS = 200  # a categorical override longer than this is not a category value
 
 
 # ---------------------------------------------------------------------------------------
 # request / response models
 # ---------------------------------------------------------------------------------------
+MAX_COUNT = 1_000_000  # items, products, sellers, payments, installments of one order: far above any real one
+MAX_DAYS = 36_500
+
+
 class ChurnScore(BaseModel):
     seller_id: str
     score: float = Field(description="P(seller churns within the horizon)")
     model_name: str
     model_version: str
     dt_ref: date = Field(description="reference date of the features used")
-
-
-class BatchChurnIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"seller_ids": ["3442f8959a84dea7ee197c632cb2df15"]}]})
-    seller_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class BatchChurnOut(BaseModel):
@@ -79,10 +97,15 @@ class OrderIn(BaseModel):
     feature (e.g. `distance_km`, `promised_days`, or an extra one such as `route_pct_late_90d`)
     overrides the computed value. Champion features that end up NULL are left to the model's
     imputer and listed in the response's `imputed`; `?strict=true` refuses (422) an order whose
-    own attributes leave a champion feature NULL."""
+    own attributes leave a champion feature NULL.
+
+    Any other field must be a feature of the served champion and carry its declared type (a finite
+    number for a numeric feature, a string for a categorical one): an unknown field or a wrong type
+    is a 422 naming the field."""
 
     model_config = ConfigDict(
         extra="allow",
+        allow_inf_nan=False,
         json_schema_extra={
             "examples": [
                 {
@@ -107,6 +130,7 @@ class OrderIn(BaseModel):
     order_id: str | None = Field(None, max_length=64)
     seller_id: str = Field(min_length=1, max_length=64)
     customer_id: str | None = Field(None, max_length=64, description="known customer: location from stg_customers")
+    order_status: str | None = Field(None, max_length=20, description="default: approved")
     customer_state: str | None = Field(None, min_length=2, max_length=2, description="two-letter UF")
     customer_zip_code_prefix: str | None = Field(None, min_length=1, max_length=8)
     seller_state: str | None = Field(None, min_length=2, max_length=2, description="default: stg_sellers")
@@ -117,18 +141,18 @@ class OrderIn(BaseModel):
     shipping_limit_date: datetime | None = None
     order_value: float | None = Field(None, ge=0, description="sum of item prices")
     freight_value: float | None = Field(None, ge=0)
-    n_items: int | None = Field(None, ge=1)
-    n_products: int | None = Field(None, ge=1)
-    n_sellers: int | None = Field(None, ge=1)
+    n_items: int | None = Field(None, ge=1, le=MAX_COUNT)
+    n_products: int | None = Field(None, ge=1, le=MAX_COUNT)
+    n_sellers: int | None = Field(None, ge=1, le=MAX_COUNT)
     total_weight_g: float | None = Field(None, ge=0)
     max_item_weight_g: float | None = Field(None, ge=0)
     total_volume_cm3: float | None = Field(None, ge=0)
     product_category: str | None = Field(None, max_length=100, description="English category name")
     payment_type: str | None = Field(None, max_length=40)
-    payment_installments: int | None = Field(None, ge=0)
-    n_payments: int | None = Field(None, ge=1)
-    promised_days: int | None = Field(None, ge=0, description="override (default: from the dates)")
-    shipping_limit_days: int | None = Field(None, description="override")
+    payment_installments: int | None = Field(None, ge=0, le=MAX_COUNT)
+    n_payments: int | None = Field(None, ge=1, le=MAX_COUNT)
+    promised_days: int | None = Field(None, ge=0, le=MAX_DAYS, description="override (default: from the dates)")
+    shipping_limit_days: int | None = Field(None, ge=-MAX_DAYS, le=MAX_DAYS, description="override")
     approval_hours: float | None = Field(None, ge=0, description="override")
     distance_km: float | None = Field(None, ge=0, description="override (default: from the zip prefixes)")
 
@@ -144,11 +168,6 @@ class DelayScore(BaseModel):
     dt_ref: date | None
 
 
-class BatchDelayIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    orders: list[OrderIn] = Field(min_length=1, max_length=MAX_BATCH)
-
-
 class BatchDelayOut(BaseModel):
     model_name: str
     model_version: str
@@ -156,10 +175,171 @@ class BatchDelayOut(BaseModel):
     results: list[DelayScore]
 
 
+BATCH_FIELDS = ("seller_ids", "orders")
+
+
+def batch_models(max_batch: int) -> tuple[type[BaseModel], type[BaseModel]]:
+    """(BatchChurnIn, BatchDelayIn) with this app's batch limit: pydantic stops at item max_batch + 1
+    (nothing more is validated) and the limit shows in the OpenAPI schema (maxItems)."""
+    limit = f"at most {max_batch} (server setting --max-batch / {MAX_BATCH_ENV})"
+
+    class BatchChurnIn(BaseModel):
+        model_config = ConfigDict(
+            extra="forbid", json_schema_extra={"examples": [{"seller_ids": ["3442f8959a84dea7ee197c632cb2df15"]}]})
+        seller_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+            min_length=1, max_length=max_batch, description=f"seller ids, {limit}")
+
+    class BatchDelayIn(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        orders: list[OrderIn] = Field(min_length=1, max_length=max_batch, description=f"orders, {limit}")
+
+    return BatchChurnIn, BatchDelayIn
+
+
 # ---------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------
 _bearer = HTTPBearer(auto_error=False, description=f"required when {TOKEN_ENV} is set on the server")
+
+
+class _NonFinite(ValueError):
+    def __init__(self, token: str, why: str):
+        super().__init__(f"{token} {why} (a JSON body may carry finite numbers only; send null for a missing value)")
+        self.token = token
+
+
+def _refuse_constant(token: str):
+    raise _NonFinite(token, "is not a finite number")
+
+
+def _finite_float(text: str) -> float:
+    x = float(text)
+    if not math.isfinite(x):
+        raise _NonFinite(text[:40], "is out of range for a finite number")
+    return x
+
+
+def strict_json_loads(body: bytes | str) -> Any:
+    """json.loads that refuses NaN, Infinity and out-of-range numbers (1e999), which Python's json
+    accepts: they would reach the model (or a 422 that cannot be serialised). Every parse failure
+    is a JSONDecodeError, which FastAPI answers with a 422."""
+    try:
+        return json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except json.JSONDecodeError:
+        raise
+    except _NonFinite as e:
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        raise json.JSONDecodeError(str(e), "", max(text.find(e.token), 0)) from None
+    except (ValueError, RecursionError) as e:  # >4300-digit integer, bad UTF-8, too deeply nested
+        if "integer string conversion" in str(e):
+            msg = "an integer of more than 4300 digits"
+        else:
+            msg = (str(e).splitlines()[0][:200] if str(e) else "") or type(e).__name__
+        raise json.JSONDecodeError(msg, "", 0) from None
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int):
+        super().__init__(413, f"request body over {limit} bytes (server setting --max-body-bytes / {MAX_BODY_ENV}): "
+                              "send smaller batches")
+
+
+class BodyLimitMiddleware:
+    """413 for a request body over `limit` bytes, as one JSON answer: refused on its Content-Length
+    before anything is read; a body without one (chunked) is counted while it streams and refused as
+    soon as it passes the limit, so at most `limit` bytes are ever held. (Starlette's own limiter,
+    FastAPI(max_body_size=...), answers a declared oversize body in plain text.)"""
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = next((v for k, v in scope.get("headers", ()) if k == b"content-length"), None)
+        if declared is not None and declared.strip().isdigit() and int(declared) > self.limit:
+            exc = BodyTooLarge(self.limit)
+            return await JSONResponse({"detail": exc.detail}, status_code=413)(scope, receive, send)
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise BodyTooLarge(self.limit)  # an HTTPException: the app's handlers answer it
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+class _StrictJSONRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = strict_json_loads(await self.body())
+        return self._json
+
+
+class StrictJSONRoute(APIRoute):
+    """An APIRoute whose JSON bodies are parsed by `strict_json_loads` (FastAPI's custom-route hook)."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def route_handler(request: Request):
+            return await handler(_StrictJSONRequest(request.scope, request.receive))
+
+        return route_handler
+
+
+_echo = reprlib.Repr()  # bounded repr: a few items per level, two levels deep (keyword arguments need 3.12)
+_echo.maxlevel, _echo.maxlist, _echo.maxtuple, _echo.maxdict, _echo.maxset = 2, 5, 5, 5, 5
+_echo.maxstring, _echo.maxother, _echo.maxlong = ECHO_CHARS, ECHO_CHARS, 40
+
+
+def clip(value: Any, limit: int = ECHO_CHARS) -> Any:
+    """A JSON-safe echo of (part of) a client's input: finite numbers, booleans and null as they are;
+    anything else as text of at most `limit` characters (a list shows its first items and its size)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int) and abs(value) < 10**15:
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    if isinstance(value, str):
+        text = value
+    else:
+        text = _echo.repr(value)
+        if isinstance(value, (list, tuple, dict)) and len(value) > 5:
+            text += f" ({len(value)} items)"
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+
+
+def validation_body(errors: list[dict], max_batch: int) -> dict:
+    """The 422 body of a RequestValidationError: a one-line `detail` and the first MAX_ERRORS errors,
+    every part JSON-safe and clipped (never the whole input, never a non-finite number)."""
+    out, parts = [], []
+    for e in errors[:MAX_ERRORS]:
+        loc = [x if isinstance(x, int) else clip(str(x)) for x in e.get("loc", ())]
+        where = ".".join(str(x) for x in loc if x != "body") or "body"
+        msg = str(e.get("msg", ""))[:300]
+        if e.get("type") == "too_long" and len(loc) == 2 and loc[1] in BATCH_FIELDS:
+            msg = f"at most {max_batch} items per batch (server setting --max-batch / {MAX_BATCH_ENV}): split the batch"
+        elif e.get("type") == "json_invalid":
+            err = (e.get("ctx") or {}).get("error")
+            where, msg = "body", f"not valid JSON at character {loc[-1] if len(loc) > 1 else 0}: {clip(str(err), 300)}"
+        ctx = {str(k): clip(v if isinstance(v, (int, float, bool, type(None))) else str(v))
+               for k, v in (e.get("ctx") or {}).items()}
+        item = {"type": str(e.get("type")), "loc": loc, "msg": msg, "input": clip(e.get("input"))}
+        if ctx:
+            item["ctx"] = ctx
+        out.append(item)
+        if len(parts) < 5:
+            parts.append(f"{where}: {msg}")
+    more = f" (+{len(errors) - len(parts)} more)" if len(errors) > len(parts) else ""
+    return {"detail": "invalid request: " + "; ".join(parts) + more, "errors": out}
 
 
 def _problem_slot(state: ServingState, name: str):
@@ -202,28 +382,75 @@ def _own_feature(name: str) -> bool:
     return not name.startswith(CONTEXT_PREFIXES) and name not in CONTEXT_FEATURES
 
 
-def _delay_frame(state: ServingState, orders: list[OrderIn], strict: bool):
+def _is_finite_number(v: Any) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:  # an integer beyond float range
+        return False
+
+
+def _kind_of(v: Any) -> str:
+    return {bool: "a boolean", str: "a string", list: "a list", dict: "an object"}.get(
+        type(v), "a number" if isinstance(v, (int, float)) else type(v).__name__)
+
+
+def check_overrides(orders: list[OrderIn], slot, batch: bool) -> None:
+    """Every field that is not an order attribute must be a feature of the served champion, with its
+    declared type (the champion's FrameCaster: numeric -> finite number, categorical -> string);
+    else a 422 naming the field. (The champion would coerce a wrong type to NaN and impute it.)"""
+    names = set(slot.champion.feature_names)
+    kinds = slot.feature_kinds
+    for i, o in enumerate(orders):
+        for k, v in (o.model_extra or {}).items():
+            if v is None:
+                continue  # null: not given, the computed value stays
+            where = (f"orders.{i}." if batch else "") + clip(k)
+            if k not in names:
+                raise HTTPException(422, f"invalid request: {where}: unknown field: neither an order attribute nor "
+                                         f"a feature of the {DELAY} champion (version {slot.version}); "
+                                         "see OrderIn at /docs")
+            kind = kinds.get(k)
+            if kind == "number" and not _is_finite_number(v):
+                raise HTTPException(422, f"invalid request: {where}: the feature {clip(k)} is numeric: expected a "
+                                         f"finite number, got {_kind_of(v)} {json.dumps(clip(v, 40))}")
+            if kind == "category" and not (isinstance(v, str) and len(v) <= MAX_CATEGORY_CHARS):
+                raise HTTPException(422, f"invalid request: {where}: the feature {clip(k)} is categorical: expected a "
+                                         f"string of at most {MAX_CATEGORY_CHARS} characters, got {_kind_of(v)} "
+                                         f"{json.dumps(clip(v, 40))}")
+            if kind is None and not (isinstance(v, str) or _is_finite_number(v)):
+                raise HTTPException(422, f"invalid request: {where}: expected a finite number or a string, got "
+                                         f"{_kind_of(v)} {json.dumps(clip(v, 40))}")
+
+
+def _delay_frame(state: ServingState, orders: list[OrderIn], strict: bool, batch: bool = False):
     slot = _problem_slot(state, DELAY)
     snap = _snapshot(state)
     if snap.delay is None:
         raise HTTPException(503, f"order features not loaded: {snap.error or 'loading'}")
+    check_overrides(orders, slot, batch)
     names = list(slot.champion.feature_names)
     from ..problems.order_delay import REQUEST_COLUMNS
 
+    ids = [o.order_id for o in orders if o.order_id]
+    if len(set(ids)) < len(ids):
+        dup = next(x for i, x in enumerate(ids) if x in ids[:i])
+        raise HTTPException(422, f"invalid request: order_id {dup} appears twice")
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     raw = [{k: _naive_utc(v) for k, v in o.model_dump(exclude_none=True).items()} for o in orders]
     req = pd.DataFrame([{k: v for k, v in r.items() if k in REQUEST_COLUMNS} for r in raw])
     req["order_purchase_timestamp"] = [r.get("order_purchase_timestamp", now) for r in raw]
-    req["order_id"] = [o.order_id or f"request-{i}" for i, o in enumerate(orders)]
-    if req["order_id"].duplicated().any():
-        raise HTTPException(422, f"order_id {req['order_id'][req['order_id'].duplicated()].iloc[0]} appears twice")
+    # the rows' keys are the server's own (the client's order_id only comes back in the response):
+    # no client id can collide with them, and order_id is no feature
+    req["order_id"] = [f"row-{i}" for i in range(len(orders))]
     try:
         frame = snap.delay.frame(req)
     except OlistMLError as e:
         raise HTTPException(422, str(e))
     known = [o.seller_id in snap.frame.index for o in orders] if snap.frame is not None else [False] * len(orders)
-    # a field named like a feature (not a raw attribute) overrides the computed value
-    overrides = {k for r in raw for k in r if k not in REQUEST_COLUMNS and (k in frame.columns or k in names)}
+    # a field named like a champion feature (not a raw attribute) overrides the computed value
+    overrides = {k for r in raw for k in r if k not in REQUEST_COLUMNS and k in names}
     for k in overrides:
         given = [r.get(k) for r in raw]
         col = frame[k].astype(object) if k in frame.columns else pd.Series([None] * len(frame), dtype=object)
@@ -233,7 +460,7 @@ def _delay_frame(state: ServingState, orders: list[OrderIn], strict: bool):
             frame[c] = np.nan  # left for the model's imputer
     df = frame[names].copy()
     for c in names:
-        if df[c].dtype == object:
+        if df[c].dtype == object and slot.feature_kinds.get(c) != "category":
             with contextlib.suppress(TypeError, ValueError):
                 df[c] = pd.to_numeric(df[c])
     imputed = [[c for c in names if pd.isna(df.at[i, c])] for i in range(len(df))]
@@ -249,8 +476,9 @@ def _delay_frame(state: ServingState, orders: list[OrderIn], strict: bool):
     return slot, snap, df, known, imputed
 
 
-def _score_orders(state: ServingState, orders: list[OrderIn], strict: bool = False) -> list[DelayScore]:
-    slot, snap, df, known, imputed = _delay_frame(state, orders, strict)
+def _score_orders(state: ServingState, orders: list[OrderIn], strict: bool = False, batch: bool = False
+                  ) -> list[DelayScore]:
+    slot, snap, df, known, imputed = _delay_frame(state, orders, strict, batch)
     try:
         scores = positive_scores(slot.champion, df)
     except Exception as e:
@@ -274,16 +502,38 @@ def _score_orders(state: ServingState, orders: list[OrderIn], strict: bool = Fal
 # ---------------------------------------------------------------------------------------
 # the app
 # ---------------------------------------------------------------------------------------
+def _limit(value: int | None, env: str, default: int, option: str) -> int:
+    """A positive integer limit: the argument, else the env var, else the default."""
+    if value is None:
+        raw = os.environ.get(env, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw.replace("_", ""))
+        except ValueError:
+            raise InputError(f"{env}={raw[:40]}: not an integer (or use {option})") from None
+    if value < 1:
+        raise InputError(f"{option} / {env} must be a positive integer, not {value}")
+    return value
+
+
 def create_app(
     settings: Settings,
     *,
     poll_seconds: float = 5.0,
     token: str | None = None,
     problems: tuple[str, ...] = (CHURN, DELAY),
+    max_body_bytes: int | None = None,
+    max_batch: int | None = None,
 ) -> FastAPI:
-    """Build the app. `token=None` reads OLIST_ML_API_TOKEN; an empty token means no auth."""
+    """Build the app. `token=None` reads OLIST_ML_API_TOKEN; an empty token means no auth.
+    `max_body_bytes` / `max_batch` None read OLIST_ML_API_MAX_BODY_BYTES / OLIST_ML_API_MAX_BATCH
+    (defaults 10 MiB and 10,000 items)."""
     token = os.environ.get(TOKEN_ENV) if token is None else token
     token = token or None
+    max_body_bytes = _limit(max_body_bytes, MAX_BODY_ENV, DEFAULT_MAX_BODY_BYTES, "--max-body-bytes")
+    max_batch = _limit(max_batch, MAX_BATCH_ENV, DEFAULT_MAX_BATCH, "--max-batch")
+    BatchChurnIn, BatchDelayIn = batch_models(max_batch)
     state = ServingState(settings, problems=tuple(problems), poll_seconds=poll_seconds)
 
     @contextlib.asynccontextmanager
@@ -303,7 +553,11 @@ def create_app(
         "`champion` alias moves; features are the feature store's latest dt_ref.",
         lifespan=lifespan,
     )
+    app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes)
+    app.router.route_class = StrictJSONRoute  # routes below parse JSON bodies with strict_json_loads
     app.state.serving = state
+    app.state.max_body_bytes = max_body_bytes
+    app.state.max_batch = max_batch
 
     async def require_token(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
         if token is None:
@@ -318,14 +572,7 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
-        errors = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
-        parts = []
-        for e in errors[:5]:
-            loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
-            parts.append(f"{loc}: {e.get('msg')}")
-        more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
-        return JSONResponse(status_code=422, content={"detail": "invalid request: " + "; ".join(parts) + more,
-                                                      "errors": errors})
+        return JSONResponse(status_code=422, content=validation_body(list(exc.errors()), max_batch))
 
     @app.get("/health", tags=["ops"])
     async def health() -> dict:
@@ -350,9 +597,10 @@ def create_app(
             "features": {
                 "dt_ref": snap.dt_ref,
                 "n_sellers": 0 if snap.frame is None else len(snap.frame),
-                "error": snap.error,
+                "error": state.features_fault or snap.error,
             },
             "poll_seconds": state.poll_seconds,
+            "limits": {"max_body_bytes": max_body_bytes, "max_batch": max_batch},
         }
 
     @app.get("/sellers/{seller_id}/churn", tags=["churn"], dependencies=auth, response_model=ChurnScore,
@@ -369,7 +617,7 @@ def create_app(
                           model_version=str(snap.churn_version), dt_ref=snap.dt_ref)
 
     @app.post("/batch/churn", tags=["churn"], dependencies=auth, response_model=BatchChurnOut)
-    async def batch_churn(body: BatchChurnIn) -> BatchChurnOut:
+    async def batch_churn(body: BatchChurnIn) -> BatchChurnOut:  # type: ignore[valid-type]
         slot = _problem_slot(state, CHURN)
         snap = _snapshot(state)
         if snap.churn_scores is None:
@@ -392,8 +640,8 @@ def create_app(
         return _score_orders(state, [order], strict)[0]
 
     @app.post("/batch/delay", tags=["delay"], dependencies=auth, response_model=BatchDelayOut)
-    def batch_delay(body: BatchDelayIn, strict: bool = False) -> BatchDelayOut:
-        results = _score_orders(state, body.orders, strict)
+    def batch_delay(body: BatchDelayIn, strict: bool = False) -> BatchDelayOut:  # type: ignore[valid-type]
+        results = _score_orders(state, body.orders, strict, batch=True)
         r0 = results[0]
         return BatchDelayOut(model_name=r0.model_name, model_version=r0.model_version, dt_ref=r0.dt_ref,
                              results=results)
@@ -401,10 +649,35 @@ def create_app(
     return app
 
 
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    h = host.strip().strip("[]").lower()
+    if h == "localhost" or h.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def exposure_warning(host: str, port: int, token: str | None) -> str | None:
+    """The one-line warning for a bind beyond loopback without a token (None when there is no risk)."""
+    if token or is_loopback(host):
+        return None
+    return (f"warning: serving on {host}:{port} without a token: anyone who can reach this machine on the network "
+            f"can call the API; set {TOKEN_ENV}=<secret> (clients send 'Authorization: Bearer <secret>') "
+            f"or bind --host 127.0.0.1")
+
+
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, poll_seconds: float = 5.0,
-          problems: tuple[str, ...] = (CHURN, DELAY), log_level: str = "info") -> None:
+          problems: tuple[str, ...] = (CHURN, DELAY), log_level: str = "info", max_body_bytes: int | None = None,
+          max_batch: int | None = None) -> None:
     """Run the API under uvicorn (blocks until stopped)."""
     import uvicorn
 
-    app = create_app(settings, poll_seconds=poll_seconds, problems=problems)
+    app = create_app(settings, poll_seconds=poll_seconds, problems=problems, max_body_bytes=max_body_bytes,
+                     max_batch=max_batch)
+    warning = exposure_warning(host, port, os.environ.get(TOKEN_ENV))
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

@@ -8,7 +8,14 @@
   churn champion's score of every seller (scored once per (model version, dt_ref), so a
   request is a dictionary lookup). The warehouse is opened read-only and only for the time of
   a refresh, so batch jobs can still write it; a refresh happens when the warehouse file
-  changes (mtime/size of the file and its WAL).
+  changes (inode/mtime/size of the file and its WAL).
+* Readiness follows the files: every poll stats the warehouse and the MLflow sqlite store (cheap)
+  and reads them only when they changed (a changed warehouse once it is unchanged over one poll).
+  A file that is gone, unreadable (garbage), or that no longer holds what serving needs (another
+  warehouse without a feature store, a store without a registry) makes `/ready` 503 with the
+  reason until it is fixed; the last good snapshot keeps answering requests meanwhile (responses
+  name their model version and dt_ref). A warehouse locked by a writer (a batch job) is no fault:
+  the snapshot stays and the next poll retries.
 * `DelayContext` is what scoring a NEW order needs, copied into an in-memory DuckDB at the same
   refresh: every order's own facts (`order_delay.base_sql()`, the history the route/state/market
   context aggregates), customers, sellers, zip coordinates and the feature store's rows at the
@@ -18,8 +25,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -43,13 +52,64 @@ ALIAS = "champion"
 # ---------------------------------------------------------------------------------------
 # registry access
 # ---------------------------------------------------------------------------------------
-def _mlflow_store_missing(settings: Settings) -> str | None:
+def _sqlite_store(settings: Settings) -> Path | None:
     uri = settings.mlflow_uri
-    if uri.startswith("sqlite:///"):
-        p = Path(uri[len("sqlite:///"):])
-        if not p.exists():
-            return f"no MLflow store at {p}: run `olist-ml train PROBLEM` first"
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def _mlflow_store_missing(settings: Settings) -> str | None:
+    p = _sqlite_store(settings)
+    if p is not None and not p.exists():
+        return f"no MLflow store at {p}: run `olist-ml train PROBLEM` first"
     return None
+
+
+def _file_signature(path: Path) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class _Transient(Exception):
+    """A source is busy (locked by a writer, changed while read): keep the state, retry next poll."""
+
+
+def check_registry_store(path: Path) -> str | None:
+    """None when the sqlite file is an MLflow store with a model registry, else the reason (one line).
+    Raises _Transient while a writer locks it."""
+    try:
+        con = sqlite3.connect(path.absolute().as_uri() + "?mode=ro", uri=True, timeout=2)
+        try:
+            n = con.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
+                            "('registered_models', 'model_versions', 'registered_model_aliases')").fetchall()[0][0]
+        finally:
+            con.close()
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e):
+            raise _Transient(str(e)) from e
+        return f"MLflow store {path} cannot be read ({e}): restore it or run `olist-ml train PROBLEM`"
+    except sqlite3.Error as e:
+        return f"MLflow store {path} cannot be read ({e}): restore it or run `olist-ml train PROBLEM`"
+    if n < 3:
+        return f"{path} is not an MLflow store with a model registry: restore it or run `olist-ml train PROBLEM`"
+    return None
+
+
+def _forget_registry_connections(uri: str) -> None:
+    """MLflow keeps one SQLAlchemy engine per store URI for the whole process (a class-level cache);
+    after the sqlite file was replaced, its pooled connections would still read the old, unlinked
+    file. Disposing the engine makes the next query open the file at the path again."""
+    try:
+        from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+    except ImportError:  # pragma: no cover - another MLflow layout
+        return
+    for cls in (RegistryStore, TrackingStore):
+        engine = getattr(cls, "_engine_map", {}).get(uri)
+        if engine is not None:
+            engine.dispose()
 
 
 def _client(settings: Settings):
@@ -59,7 +119,8 @@ def _client(settings: Settings):
 
 
 def alias_version(settings: Settings, model_name: str, client=None) -> str | None:
-    """Version the `champion` alias points at, or None when there is none (cheap: one query)."""
+    """Version the `champion` alias points at, or None when there is none (cheap: one query).
+    Other registry errors (an unreadable store) are raised."""
     if _mlflow_store_missing(settings):
         return None
     from mlflow.exceptions import MlflowException
@@ -67,8 +128,11 @@ def alias_version(settings: Settings, model_name: str, client=None) -> str | Non
     client = client or _client(settings)
     try:
         return str(client.get_model_version_by_alias(model_name, ALIAS).version)
-    except MlflowException:
-        return None
+    except MlflowException as e:
+        if getattr(e, "error_code", None) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") \
+                and "not found" in str(e):
+            return None
+        raise
 
 
 def load_champion(settings: Settings, model_name: str):
@@ -89,6 +153,16 @@ def positive_scores(champion, frame: pd.DataFrame) -> np.ndarray:
     return p.astype(float)
 
 
+def feature_kinds(champion) -> dict[str, str]:
+    """feature -> "number" | "category", as the champion's pipeline casts them (its FrameCaster step,
+    `ml.candidates.FrameCaster`); empty when the model declares none."""
+    model = getattr(champion, "model", None)
+    cast = getattr(model, "named_steps", {}).get("cast") if hasattr(model, "named_steps") else None
+    kinds = {str(c): "number" for c in (getattr(cast, "numeric", None) or [])}
+    kinds.update({str(c): "category" for c in (getattr(cast, "categorical", None) or [])})
+    return kinds
+
+
 @dataclass
 class ChampionSlot:
     problem: str
@@ -96,10 +170,15 @@ class ChampionSlot:
     version: str | None = None
     loaded_at: float | None = None
     error: str | None = None
+    fault: str | None = None  # the last poll could not confirm this champion against the registry
 
     @property
     def ready(self) -> bool:
         return self.champion is not None
+
+    @functools.cached_property
+    def feature_kinds(self) -> dict[str, str]:
+        return feature_kinds(self.champion)
 
     def info(self) -> dict:
         c = self.champion
@@ -117,15 +196,15 @@ class ChampionSlot:
 # feature store access
 # ---------------------------------------------------------------------------------------
 def warehouse_signature(settings: Settings) -> tuple | None:
+    """(inode, mtime, size) of the warehouse file and of its WAL; None when the file is gone."""
     p = settings.warehouse
-    sig = []
-    for f in (p, p.with_name(p.name + ".wal")):
-        try:
-            st = os.stat(f)
-            sig.append((st.st_mtime_ns, st.st_size))
-        except FileNotFoundError:
-            sig.append(None)
-    return None if sig[0] is None else tuple(sig)
+    sig = tuple(_file_signature(f) for f in (p, p.with_name(p.name + ".wal")))
+    return None if sig[0] is None else sig
+
+
+def _locked(e: Exception) -> bool:
+    """DuckDB's refusal to open a file another process holds for writing."""
+    return "Could not set lock" in str(e) or "Conflicting lock" in str(e)
 
 
 def latest_feature_frames(con, settings: Settings, problems: tuple[str, ...]) -> tuple[date, pd.DataFrame, pd.DataFrame | None]:
@@ -134,8 +213,10 @@ def latest_feature_frames(con, settings: Settings, problems: tuple[str, ...]) ->
     The churn population is the churn problem's own scoring frame (eligible sellers, with the
     ABT's features); None when the churn problem is not served.
     """
-    from ..features import available_dt_refs, feature_frame_sql
+    from ..features import FEATURE_TABLES, available_dt_refs, feature_frame_sql
+    from ..warehouse import require_tables
 
+    require_tables(con, list(FEATURE_TABLES), "features build")  # e.g. another warehouse, without a feature store
     refs = available_dt_refs(con)
     if not refs:
         raise MissingStepError("the feature store is empty: run `olist-ml features build` first")
@@ -255,6 +336,13 @@ class ServingState:
     poll_seconds: float = 5.0
     slots: dict[str, ChampionSlot] = field(default_factory=dict)
     features: FeatureSnapshot = field(default_factory=FeatureSnapshot)
+    features_fault: str | None = None  # the warehouse could not be read at the last change: why
+    features_busy: str | None = None  # the last reload was put off (a writer holds the warehouse)
+    _failed_signature: tuple | None = None  # the warehouse file that failed (not re-read until it changes)
+    _seen_signature: tuple | None = None  # the warehouse file as the previous poll saw it
+    _registry_signature: tuple | None = None
+    _registry_fault: str | None = None
+    _registry_inode: int | None = None  # the sqlite file MLflow's pooled connections point at
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -268,37 +356,65 @@ class ServingState:
     def refresh(self) -> None:
         """One poll: reload any champion whose alias moved, reload features if the store changed."""
         with self._lock:
+            fault = self._check_registry()
             for name in self.problems:
-                self._refresh_champion(name)
+                self._refresh_champion(name, fault)
             self._refresh_features()
+
+    def _check_registry(self) -> str | None:
+        """Why the MLflow store cannot be read (None: it can). Stat per poll; read when it changed."""
+        missing = _mlflow_store_missing(self.settings)
+        if missing:
+            self._registry_signature = None
+            return missing
+        path = _sqlite_store(self.settings)
+        if path is None:
+            return None  # a tracking server: the alias query below is the check
+        sig = _file_signature(path)
+        if sig is None:
+            return f"no MLflow store at {path}: run `olist-ml train PROBLEM` first"
+        if sig != self._registry_signature:
+            try:
+                self._registry_fault = check_registry_store(path)
+            except _Transient:
+                return self._registry_fault
+            self._registry_signature = sig
+            if self._registry_fault is None and sig[0] != self._registry_inode:
+                if self._registry_inode is not None:
+                    _forget_registry_connections(self.settings.mlflow_uri)  # the file was replaced
+                self._registry_inode = sig[0]
+        return self._registry_fault
 
     def _registry_client(self):
         if self._client is None and not _mlflow_store_missing(self.settings):
             self._client = _client(self.settings)
         return self._client
 
-    def _refresh_champion(self, name: str) -> None:
+    def _refresh_champion(self, name: str, registry_fault: str | None = None) -> None:
         slot = self.slots[name]
+        if registry_fault:
+            slot.error = slot.fault = registry_fault
+            return
         try:
-            missing = _mlflow_store_missing(self.settings)
-            if missing:
-                slot.error = missing
-                return
             version = alias_version(self.settings, name, self._registry_client())
             if version is None:
+                # no alias (any more): a loaded champion keeps serving, nothing to swap to
                 if slot.champion is None:
                     slot.error = f"no `{ALIAS}` alias on registered model {name}: run `olist-ml train {name}` first"
+                else:
+                    slot.error = slot.fault = None
                 return
             if version == slot.version and slot.champion is not None:
+                slot.error = slot.fault = None
                 return
             champ = load_champion(self.settings, name)
             new_version = str(getattr(champ, "version", version))
             self.slots[name] = ChampionSlot(name, champ, new_version, time.time(), None)
             log.info("loaded %s champion version %s", name, new_version)
         except OlistMLError as e:
-            slot.error = str(e)
+            slot.error = slot.fault = str(e)
         except Exception as e:  # keep serving the old model; /ready shows why
-            slot.error = f"{type(e).__name__}: {e}".splitlines()[0]
+            slot.error = slot.fault = f"{type(e).__name__}: {e}".splitlines()[0]
             log.exception("loading the %s champion failed", name)
 
     def _refresh_features(self) -> None:
@@ -307,12 +423,23 @@ class ServingState:
         churn = self.slots.get(CHURN)
         churn_version = churn.version if churn and churn.ready else None
         if sig is None:
-            snap.error = f"no warehouse at {self.settings.warehouse}: run `olist-ml ingest SOURCE` first"
+            self.features_fault = f"no warehouse at {self.settings.warehouse}: run `olist-ml ingest SOURCE` first"
+            if not snap.ready:
+                snap.error = self.features_fault
             return
         if sig == snap.signature and snap.ready:
+            self.features_fault = self.features_busy = None  # the very file the snapshot was read from
             if churn_version != snap.churn_version:
                 self.features = self._score(snap, churn)
             return
+        if sig == self._failed_signature:
+            return  # this file already failed to load: its fault stands until it changes
+        if snap.ready and sig != self._seen_signature:
+            # changed since the last poll: read it once it has settled (one poll later), so a
+            # writer's sequence (ingest, then features build) does not find the file held by this read
+            self._seen_signature = sig
+            return
+        delay, fault, busy = None, None, None
         try:
             from .. import warehouse
 
@@ -320,14 +447,31 @@ class ServingState:
                 dt_ref, store, churn_frame = latest_feature_frames(con, self.settings, self.problems)
             frame = _by_seller(store)
             delay = DelayContext(self.settings, dt_ref) if DELAY in self.problems else None
+            if warehouse_signature(self.settings) != sig:  # replaced while read: the parts may not match
+                raise _Transient("the warehouse changed while it was read")
             new = FeatureSnapshot(dt_ref=dt_ref, frame=frame, churn_frame=_by_seller(churn_frame), delay=delay,
                                   signature=sig, loaded_at=time.time())
             self.features = self._score(new, churn)
+            self.features_fault = self.features_busy = self._failed_signature = None
             log.info("loaded features at dt_ref %s (%d sellers)", dt_ref, len(frame))
+            return
+        except _Transient as e:  # retry at the next poll, keep the state
+            busy = f"feature store busy: {e}"
         except OlistMLError as e:
-            snap.error = str(e)
-        except Exception as e:  # e.g. the warehouse is locked by a writer: keep the old snapshot
-            snap.error = f"feature store unreachable: {type(e).__name__}: {e}".splitlines()[0]
+            fault = str(e)
+        except Exception as e:
+            if _locked(e):  # a writer (batch job) holds the warehouse: keep the old snapshot, retry
+                busy = f"feature store busy: {type(e).__name__}: {e}".splitlines()[0]
+            else:
+                fault = f"feature store unreadable: {type(e).__name__}: {e}".splitlines()[0]
+        if delay is not None:
+            delay.close()
+        self.features_busy = busy
+        if fault is not None:
+            self.features_fault, self._failed_signature = fault, sig
+            log.warning("features not reloaded: %s", fault)
+        if not snap.ready:
+            snap.error = fault or busy
 
     def _score(self, snap: FeatureSnapshot, churn: ChampionSlot | None) -> FeatureSnapshot:
         new = FeatureSnapshot(dt_ref=snap.dt_ref, frame=snap.frame, churn_frame=snap.churn_frame, delay=snap.delay,
@@ -370,11 +514,25 @@ class ServingState:
 
     # ---- readiness -------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, list[str]]:
+        """(ready, reasons): every served champion loaded and confirmed by the registry at the last
+        poll, the feature snapshot loaded from the warehouse as it is now, and every endpoint's data
+        (churn scores, the order context) built."""
         reasons = []
         for name in self.problems:
             slot = self.slots[name]
             if not slot.ready:
                 reasons.append(f"{name}: {slot.error or 'champion not loaded'}")
-        if not self.features.ready:
-            reasons.append(f"features: {self.features.error or 'not loaded'}")
+            elif slot.fault:
+                reasons.append(f"{name}: {slot.fault} (version {slot.version} still served from memory)")
+        snap = self.features
+        if not snap.ready:
+            reasons.append(f"features: {snap.error or 'not loaded'}")
+        else:
+            if self.features_fault:
+                reasons.append(f"features: {self.features_fault} (dt_ref {snap.dt_ref} still served from memory)")
+            churn = self.slots.get(CHURN)
+            if churn is not None and churn.ready and snap.churn_scores is None:
+                reasons.append(f"{CHURN}: no scores at dt_ref {snap.dt_ref}: {snap.error or 'not scored yet'}")
+            if DELAY in self.problems and snap.delay is None:
+                reasons.append(f"{DELAY}: order context not loaded: {snap.error or 'loading'}")
         return (not reasons), reasons
