@@ -70,6 +70,17 @@ def test_churn_window_runs_through_last_sale_date_plus_45_days(next_sale, churn)
     assert row["churn"] == churn
     assert row["horizon_days_left"] == 31  # 2018-03-01 .. 2018-03-31
     assert row["dummy"] == 1.0
+    # label_known_at: the first sale in the window (churn = 0), else the window's end 2018-04-01 00:00
+    # (= dt_ref + horizon_days_left days, never after dt_ref + 45 days)
+    assert str(row["label_known_at"]) == (f"{next_sale}:00" if churn == 0 else "2018-04-01 00:00:00")
+
+
+def test_label_known_at_is_null_where_unlabelled_and_never_a_feature():
+    from olist_ml.problems.churn import PROBLEM
+
+    row = _abt([("s", "2018-02-20 10:00")], observed_end=date(2018, 4, 14))[(DT, "s")]
+    assert row["churn"] is None and row["label_known_at"] is None
+    assert "label_known_at" in PROBLEM.exclude_columns and "label_known_at" not in CHURN_COLUMNS
 
 
 def test_labelled_iff_dt_ref_plus_horizon_is_not_after_the_exclusive_observed_end():

@@ -2,7 +2,8 @@
 
 The fixture is a tiny randomized warehouse (stg_* tables with the schema.py types) that covers
 the edge cases: multi-seller orders, repeat customers, canceled/open/late orders, reviews with
-no creation date, facts exactly at a dt_ref midnight, a seller inactive longer than 180 days.
+no creation date or no answer, reviews answered days after they were created, facts exactly at a
+dt_ref midnight, a seller inactive longer than 180 days.
 The oracle below loops over the fixture rows in plain Python; it knows nothing of the SQL.
 """
 
@@ -39,7 +40,7 @@ from olist_ml.schema import SOURCES_BY_KEY
 T0 = dt.datetime(2017, 1, 1)
 STATES = ["SP", "RJ", "MG", "RS", "PR", "BA", "PE", "AM", "DF", "GO"]
 REGION = {"SP": "se", "RJ": "se", "MG": "se", "RS": "s", "PR": "s", "BA": "ne", "PE": "ne", "AM": "n", "DF": "co", "GO": "co"}
-EDGE_DT_REF = dt.date(2017, 6, 1)  # an order and a review sit exactly at its midnight
+EDGE_DT_REF = dt.date(2017, 6, 1)  # an order and a review's answer sit exactly at its midnight
 DT_REFS = [
     dt.date(2017, 1, 15), dt.date(2017, 3, 1), dt.date(2017, 4, 17), EDGE_DT_REF, dt.date(2017, 6, 2),
     dt.date(2017, 8, 20), dt.date(2017, 11, 5), dt.date(2018, 2, 1), dt.date(2018, 5, 30),
@@ -71,7 +72,7 @@ def make_rows(seed: int = 7, n_orders: int = 160) -> dict[str, list[tuple]]:
             ts = dt.datetime.combine(EDGE_DT_REF, dt.time())
         if k == 1:  # same seller, a second before
             ts = dt.datetime.combine(EDGE_DT_REF, dt.time()) - dt.timedelta(seconds=1)
-        if k == 2:  # its review is created exactly at the dt_ref midnight
+        if k == 2:  # its review is answered exactly at the dt_ref midnight
             ts = dt.datetime.combine(EDGE_DT_REF, dt.time()) - dt.timedelta(days=10)
         cid = f"c{k:04d}"
         uid = r.choice(cust_unique[:12]) if r.random() < 0.5 else r.choice(cust_unique)
@@ -106,11 +107,16 @@ def make_rows(seed: int = 7, n_orders: int = 160) -> dict[str, list[tuple]]:
             created = dt.datetime.combine((ts + dt.timedelta(days=r.randrange(0, 60))).date(), dt.time())
             if r.random() < 0.05:
                 created = None
-            if k == 2:  # edge: a review created exactly at a dt_ref midnight
-                created = dt.datetime.combine(EDGE_DT_REF, dt.time())
+            # answered 1 hour to 5 days after the survey was sent (deterministic: the rng stream is unchanged)
+            answered = created + dt.timedelta(hours=1 + (k * 37 + j * 11) % 120) if created else None
+            if k == 2:  # edge: sent 2 days before a dt_ref, answered exactly at its midnight
+                created = dt.datetime.combine(EDGE_DT_REF, dt.time()) - dt.timedelta(days=2)
+                answered = dt.datetime.combine(EDGE_DT_REF, dt.time())
+            if k % 23 == 5:  # a survey never answered: its score is never known
+                answered = None
             comment = r.choice([None, "", "ok", "ruim demais"])
             reviews.append((f"r{k}_{j}", oid, 1 if k == 2 else r.choice([1, 2, 3, 4, 5, 5, 5]), None, comment, created,
-                            created + dt.timedelta(days=1) if created else None))
+                            answered))
     prods = [(p[0], p[1], 40, 300, p[2], p[3], p[4], p[5], p[6], {"bed": "bed_bath", "toys": "toys", "auto": "auto", "garden": None}.get(p[1])) for p in products]
     # a category without translation keeps its Portuguese name
     sellers_rows = [(s, "01000", "sp", "SP") for s in sellers]
@@ -209,8 +215,8 @@ def oracle(rows: dict, d: dt.date, windows=(30, 90, 180)) -> dict[str, dict[str,
                 prev = [o for o in past.values() if D - dt.timedelta(days=2 * w) <= o[3] < D - dt.timedelta(days=w)]
                 a, b = len(wo), len(prev)
                 f[f"orders_trend_{w}d"] = (a - b) / (a + b) if a + b else None
-            # reviews known before D on the window's orders
-            rv = [x for x in rows["order_reviews"] if x[1] in wo and x[5] is not None and x[5] < D]
+            # reviews known (answered) before D on the window's orders
+            rv = [x for x in rows["order_reviews"] if x[1] in wo and x[6] is not None and x[6] < D]
             sc = [x[2] for x in rv]
             f[f"n_reviews_{w}d"] = len(rv)
             f[f"avg_review_score_{w}d"] = _mean(sc)
@@ -230,24 +236,23 @@ def oracle(rows: dict, d: dt.date, windows=(30, 90, 180)) -> dict[str, dict[str,
                 if any(cust[p[1]][1] == uid and (p[3], p[0]) < (o[3], oid) for p in past.values()):
                     rep += 1
             f[f"pct_orders_repeat_customer_{w}d"] = rep / len(wo) if wo else None
-            # delivery (facts known before D)
-            late = decided = delivered = canceled = 0
+            # delivery (facts known before D; the status is never read)
+            late = decided = delivered = undelivered = 0
             delays = []
             handed = handed_late = 0
             for oid, o in wo.items():
-                status, carrier, deliv, est = o[2], o[5], o[6], o[7]
-                is_canc = status in ("canceled", "unavailable")
-                will_be_late = (deliv is not None and deliv.date() > est.date()) or (deliv is None and not is_canc)
-                if deliv is not None and deliv < D:
+                carrier, deliv, est = o[5], o[6], o[7]
+                delivered_before = deliv is not None and deliv < D
+                not_by_estimate = deliv is None or deliv.date() > est.date()  # delivered later, or never
+                if delivered_before:
                     delivered += 1
                     delays.append((deliv.date() - est.date()).days)
-                    decided += 1
-                    late += deliv.date() > est.date()
-                elif will_be_late and est.date() < d:
+                if not_by_estimate and est.date() < d:  # known the day after the estimated date
                     decided += 1
                     late += 1
-                if is_canc and deliv is None and est.date() < d:
-                    canceled += 1
+                    undelivered += not delivered_before
+                elif delivered_before:  # on time
+                    decided += 1
                 if carrier is not None and carrier < D:
                     handed += 1
                     handed_late += carrier > min(i[4] for i in by_order[oid])
@@ -255,7 +260,7 @@ def oracle(rows: dict, d: dt.date, windows=(30, 90, 180)) -> dict[str, dict[str,
             f[f"n_orders_late_{w}d"] = late
             f[f"pct_orders_late_{w}d"] = late / decided if decided else None
             f[f"avg_delivery_delay_days_{w}d"] = _mean(delays)
-            f[f"n_orders_canceled_{w}d"] = canceled
+            f[f"n_orders_undelivered_past_estimate_{w}d"] = undelivered
             f[f"pct_handover_late_{w}d"] = handed_late / handed if handed else None
             f[f"avg_freight_per_item_{w}d"] = _mean([i[6] for i in wi])
             # payments apportioned by the seller's share of item value
@@ -342,15 +347,17 @@ def test_event_at_dt_ref_midnight_is_excluded(wh):
     assert exp_next["n_orders_30d"] == exp_d["n_orders_30d"] + 1
     assert got[(d, "s0")]["n_orders_30d"] == exp_d["n_orders_30d"]
     assert got[(d + dt.timedelta(days=1), "s0")]["n_orders_30d"] == exp_next["n_orders_30d"]
-    # the 1-star review of o0002 (s0, bought 10 days before d) is created exactly at d 00:00:
-    # unknown at d, known at d+1
+    # the 1-star review of o0002 (s0, bought 10 days before d) was sent 2 days before d and answered
+    # exactly at d 00:00: its score is unknown at d (though the survey was sent), known at d+1
     rv = [x for x in rows["order_reviews"] if x[1] == "o0002"]
-    assert len(rv) == 1 and rv[0][5] == dt.datetime.combine(d, dt.time()) and rv[0][2] == 1
+    assert len(rv) == 1 and rv[0][6] == dt.datetime.combine(d, dt.time()) and rv[0][2] == 1
+    assert rv[0][5] < dt.datetime.combine(d, dt.time())
     for day, exp in ((d, exp_d), (d + dt.timedelta(days=1), exp_next)):
         for n in ("n_reviews_30d", "avg_review_score_30d", "min_review_score_30d", "pct_orders_reviewed_30d"):
             assert _close(exp[n], got[(day, "s0")][n]), (day, n)
-    known_d = [x for x in rows["order_reviews"] if x[5] is not None and x[5] < dt.datetime.combine(d, dt.time())]
+    known_d = [x for x in rows["order_reviews"] if x[6] is not None and x[6] < dt.datetime.combine(d, dt.time())]
     assert all(x[1] != "o0002" for x in known_d)
+    assert exp_next["n_reviews_30d"] == exp_d["n_reviews_30d"] + 1
     assert got[(d + dt.timedelta(days=1), "s0")]["min_review_score_30d"] == 1
 
 
@@ -368,9 +375,13 @@ def test_appending_events_after_dt_ref_leaves_rows_unchanged(wh, tmp_path):
         new["orders"].append((oid, f"lc{k}", "delivered", ts, ts, ts, ts + dt.timedelta(days=3), ts + dt.timedelta(days=9)))
         new["order_items"].append((oid, 1, "p1", f"s{k % 7}", ts, 99.0, 9.0))
         new["order_payments"].append((oid, 1, "voucher", 1, 108.0))
-    # late reviews on OLD orders, created at/after dt_ref
+    # late reviews on OLD orders, created at/after dt_ref; and surveys sent BEFORE dt_ref but answered
+    # at/after it (a score exists from its answer, not from the creation date)
     for k, o in enumerate(rows["orders"][:40]):
-        new["order_reviews"].append((f"lr{k}", o[0], 1, None, "late", D + dt.timedelta(days=k % 3), None))
+        new["order_reviews"].append((f"lr{k}", o[0], 1, None, "late", D + dt.timedelta(days=k % 3),
+                                     D + dt.timedelta(days=k % 3, hours=5)))
+        new["order_reviews"].append((f"la{k}", o[0], 1, None, "ruim", D - dt.timedelta(days=1 + k % 4),
+                                     D + dt.timedelta(seconds=0 if k == 0 else 3600 * k)))
     append_rows(settings.warehouse, new)
     after = sql_rows(settings, [d])
     assert before.keys() == after.keys()

@@ -60,8 +60,14 @@ def test_labels(con, tmp_path):
     r = con.execute("SELECT days_first_contact_to_win, won_month, origin, has_company, dt_ref "
                     "FROM abt_seller_activation WHERE mql_id = 'm_a'").fetchall()[0]
     assert r[0] == 31 and r[1] == 1 and r[2] == "organic_search" and r[3] == "true" and str(r[4]) == "2018-01-01"
+    # when each label became known: the first sale inside the horizon, else the horizon's end
+    known = {m: (None if t is None else str(t)) for m, t in
+             con.execute("SELECT mql_id, label_known_at FROM abt_seller_activation").fetchall()}
+    assert known == {"m_a": "2018-03-31 23:59:00", "m_b": "2018-04-01 00:00:00", "m_c": "2018-04-01 00:00:00",
+                     "m_d": None, "m_e": None, "m_f": "2018-06-30 12:00:00"}
     cat, num = act.PROBLEM.features_of(con)
-    assert "seller_id" not in cat + num and "activated" not in num
+    assert "seller_id" not in cat + num and "activated" not in num and "label_known_at" not in cat + num
+    assert "label_known_at" in act.PROBLEM.exclude_columns
     assert {"origin", "sdr_id", "sr_id", "business_segment"} <= set(cat)
     assert {"declared_monthly_revenue", "days_first_contact_to_win", "won_month"} <= set(num)
 
@@ -78,7 +84,7 @@ def test_scoring_population(con, tmp_path):
     df = act.scoring_frame(con, s, None)
     assert list(df["mql_id"]) == ["m_d"]
     assert str(df["dt_ref"].iloc[0]) == "2018-07-01"
-    assert "activated" not in df.columns
+    assert "activated" not in df.columns and "label_known_at" not in df.columns
     # scoring a past date: deals won before it whose horizon is open and who have not sold yet
     past = act.scoring_frame(con, s, "2018-03-01")
     # m_c's only sale was before it was won, so it is still open; the others were not won yet

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import duckdb
 import pandas as pd
 import pytest
@@ -34,14 +36,77 @@ def con():
     return c
 
 
+def _append(con, rows: dict) -> None:
+    for key, stg in (("orders", "stg_orders"), ("order_items", "stg_order_items"),
+                     ("order_payments", "stg_order_payments"), ("customers", "stg_customers")):
+        if not rows[key]:
+            continue
+        df = pd.DataFrame(rows[key]).astype(object)
+        con.register("_more", df)
+        cols = ", ".join(df.columns)
+        con.execute(f"INSERT INTO {stg} ({cols}) SELECT {cols} FROM _more")
+        con.unregister("_more")
+
+
 def test_labels_day_resolution_and_population(con):
-    df = con.execute(od.labelled_sql()).df().set_index("order_id")
-    assert df.loc["ontime_same_day", "is_late"] == 0  # delivered on the estimated day (18:30): on time
-    assert df.loc["late_next_day", "is_late"] == 1
-    assert df.loc["early", "is_late"] == 0
-    for missing in ("open_shipped", "canceled", "promise_after_end"):
-        assert missing not in df.index
+    """is_late = not delivered by the end of the estimated date (delivered later, or never: canceled
+    too, the status being a snapshot); labelled once known inside the observed deliveries."""
+    rows = empty_rows()
+    order(rows, "open_after_end", "s1", "2018-02-25 09:00:00", "2018-03-15", None, status="shipped")
+    order(rows, "never_approved", "s2", "2018-02-06 09:00:00", "2018-02-26", None, status="canceled")
+    rows["orders"][-1]["order_approved_at"] = None
+    order(rows, "delivered_no_ts", "s1", "2018-02-03 09:00:00", "2018-02-22", None, status="delivered")
+    _append(con, rows)
+    end = od.delivery_end(con)
+    assert end == date(2018, 3, 2)  # sparse deliveries: the day after the last one (2018-03-01 10:00)
+    df = con.execute(od.abt_sql(end)).df().set_index("order_id")
+    ts = pd.Timestamp
+    expect = {  # order: (is_late, label_known_at)
+        "ontime_same_day": (0, ts("2018-02-20 18:30:00")),  # delivered on the estimated day (18:30): on time
+        "late_next_day": (1, ts("2018-02-21")),  # late from the end of the estimated day, before the delivery
+        "early": (0, ts("2018-02-10 09:00:00")),
+        "c_slow": (1, ts("2018-02-06")),
+        "open_shipped": (1, ts("2018-03-01")),  # never delivered, promise 02-28 passed inside the data
+        "canceled": (1, ts("2018-03-01")),  # likewise: nobody knew at approval it would be canceled
+        "promise_after_end": (0, ts("2018-03-01 10:00:00")),  # delivered on time before the data ends
+    }
+    for oid, (late, known) in expect.items():
+        assert (df.loc[oid, "is_late"], df.loc[oid, "label_known_at"]) == (late, known), oid
+    # promise ends after the observed deliveries: in the ABT (its features are known), label unknown
+    for oid in ("open_after_end", "delivered_no_ts"):
+        assert pd.isna(df.loc[oid, "is_late"]) and pd.isna(df.loc[oid, "label_known_at"]), oid
+    assert "never_approved" not in df.index  # never approved: never scored, not in the ABT
     assert (pd.to_datetime(df["dt_ref"]).dt.date == pd.to_datetime(df["purchase_ts"]).dt.date).all()
+    lab = df[df["is_late"].notna()]
+    assert (lab["label_known_at"] > lab["purchase_ts"]).all()
+
+
+def test_label_known_at_is_not_a_feature():
+    p = od.PROBLEM
+    assert "label_known_at" in p.exclude_columns and "label_known_at" in p._non_features()
+    assert p.split.purge_days == od.LABEL_PURGE_DAYS
+
+
+def test_purge_covers_the_label_delay_on_the_real_data(real_data_dir, tmp_path):
+    """The purge between training and evaluation rows is the p99.9 of (label_known_at - purchase) on the
+    real data, rounded up: a training row's label is known before the next period starts (99.9 %)."""
+    from olist_ml import ingest
+    from olist_ml.config import Settings
+    from olist_ml.warehouse import session
+
+    s = Settings(home=tmp_path / "home")
+    ingest.ingest(real_data_dir, s)
+    with session(s, read_only=True) as c:
+        _, known_at = od.label_exprs("order_delivered_customer_date", "order_estimated_delivery_date")
+        days = c.execute(f"""
+            SELECT epoch({known_at} - order_purchase_timestamp) / 86400.0 FROM stg_orders
+            WHERE order_purchase_timestamp < DATE '2018-08-01' AND order_estimated_delivery_date IS NOT NULL
+              AND (order_approved_at IS NOT NULL OR order_delivered_customer_date IS NOT NULL)
+              AND order_id IN (SELECT order_id FROM stg_order_items)""").df().iloc[:, 0]
+    assert len(days) > 90_000
+    p999 = days.quantile(0.999)
+    assert od.LABEL_PURGE_DAYS - 1 < p999 <= od.LABEL_PURGE_DAYS, p999
+    assert days.quantile(0.99) > 30  # the old 30-day purge left > 1 % of labels unknown
 
 
 def test_order_features(con):

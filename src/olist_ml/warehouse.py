@@ -71,21 +71,37 @@ def warehouse_path(settings: Settings) -> Path:
     return settings.warehouse
 
 
-def observed_end(con: duckdb.DuckDBPyConnection, min_share: float = 0.10):
-    """Exclusive end of the observed data: the first day from which every later day's order
-    count stays below `min_share` of the median daily count of the 28 days before it.
+OBSERVED_END_MIN_SHARE = 0.5  # a complete day has at least half the typical daily volume
+_EVENT_COLUMNS = ("order_purchase_timestamp", "order_delivered_customer_date")
+
+
+def observed_end(con: duckdb.DuckDBPyConnection, min_share: float = OBSERVED_END_MIN_SHARE,
+                 column: str = "order_purchase_timestamp"):
+    """Exclusive end of the observed data: the first day from which every later day's count of
+    `column` events (default: orders, by purchase) stays below `min_share` of the median daily
+    count of the 28 days before it ("the typical daily volume").
 
     i.e. the first day d with max(n over [d, end]) < min_share * median(n over [d-28, d)).
-    The real Olist extract tails off: ~250 orders a day until 2018-08-22, then 14, 4, 1 and a
-    few stray (cancelled) orders until 2018-10-17. Taking `max(order_purchase_timestamp)` as the
-    end would label every seller active in August 2018 as churned. Targets are only labelled
-    where their horizon ends before this date. Falls back to max(purchase)+1 day.
+    The real Olist extract tails off: ~250 orders a day until 2018-08-21, then 187, 144 (23rd),
+    99, 69, 73, 67, 44, 14, 4, 1 and a few stray (cancelled) orders until 2018-10-17. Taking
+    `max(order_purchase_timestamp)` as the end would label every seller active in August 2018 as
+    churned. A day counts as observed only with >= 50 % of the typical volume: a day with 10-30 %
+    of it is a partial extract (its late orders are missing), and labels resting on it (churn:
+    no sale; activation: no first sale) would read missing orders as no sales. On the real data
+    this returns 2018-08-24 (the last complete day is 2018-08-23, 144 orders; with a 10 % share
+    it was 2018-08-29, which kept 24-28 August at 18-40 % of normal volume). With
+    column="order_delivered_customer_date" it is the end of the observed deliveries (real data:
+    2018-08-31; deliveries run ~370 a weekday until 08-30, then 27, 6, 16 and a trickle to
+    2018-10-17). Targets are only labelled where their horizon ends by this date. Falls back to
+    max(column)+1 day.
     """
+    if column not in _EVENT_COLUMNS:
+        raise ValueError(f"observed_end: column must be one of {', '.join(_EVENT_COLUMNS)}")
     rows = con.execute(
-        """
+        f"""
         WITH daily AS (
-            SELECT CAST(order_purchase_timestamp AS DATE) AS d, count(*) AS n
-            FROM stg_orders GROUP BY 1
+            SELECT CAST({column} AS DATE) AS d, count(*) AS n
+            FROM stg_orders WHERE {column} IS NOT NULL GROUP BY 1
         ),
         cal AS (
             SELECT CAST(g.d AS DATE) AS d, coalesce(daily.n, 0) AS n
@@ -105,5 +121,5 @@ def observed_end(con: duckdb.DuckDBPyConnection, min_share: float = 0.10):
     ).fetchall()
     end = rows[0][0] if rows else None
     if end is None:
-        end = con.execute("SELECT CAST(max(order_purchase_timestamp) AS DATE) + INTERVAL 1 DAY FROM stg_orders").fetchall()[0][0]
+        end = con.execute(f"SELECT CAST(max({column}) AS DATE) + INTERVAL 1 DAY FROM stg_orders").fetchall()[0][0]
     return end.date() if hasattr(end, "date") else end

@@ -1,7 +1,8 @@
 -- Event views shared by every fs_seller_* query (portable DuckDB / Spark SQL).
 -- Each fact carries the day number (DAYNUM, days since 1970-01-01) of the moment it became
 -- known: an order at its purchase, a delivery at its delivery, a hand-over to the carrier at
--- that hand-over, a review at its creation. Because every dt_ref is a midnight,
+-- that hand-over, a review at its answer, "not delivered by the estimated date" at the end of
+-- that date. order_status is never read (a snapshot taken at extraction). Because every dt_ref is a midnight,
 -- `ts < dt_ref` <=> `DAYNUM(ts) < DAYNUM(dt_ref)`, so all window tests are integer compares.
 -- Money is cast to DECIMAL(18,2) so sums are exact and rebuilds are bit-identical.
 
@@ -32,8 +33,7 @@ SELECT x.*
 FROM (
   SELECT
     so.*,
-    o.order_status,
-    CASE WHEN o.order_status IN ('canceled', 'unavailable') THEN 1 ELSE 0 END AS is_canceled,
+    -- no order_status: it is the extract's snapshot, not a point-in-time fact
     o.order_delivered_carrier_date AS carrier_ts,
     DAYNUM(o.order_delivered_carrier_date) AS cdn,
     DAYNUM(o.order_delivered_customer_date) AS ddn,

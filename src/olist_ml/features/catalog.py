@@ -5,7 +5,9 @@ order (any status) with purchase time in [dt_ref - max window, dt_ref) - i.e. fr
 the seller's first sale until the seller has been inactive for longer than the longest window
 (180 days by default). A seller who sells again re-enters the spine. Every table has exactly the
 same (dt_ref, seller_id) rows, so they join 1:1. Windows are half-open [dt_ref - N days, dt_ref):
-a fact dated exactly dt_ref 00:00 is not in dt_ref's features.
+a fact dated exactly dt_ref 00:00 is not in dt_ref's features. A fact is dated when it became
+known: an order at purchase, a delivery at delivery, a review at its answer, lateness of an
+undelivered order the day after its estimated date; order_status (a snapshot) is never used.
 """
 
 from __future__ import annotations
@@ -50,13 +52,14 @@ _SPEC: dict[str, list[tuple[str, str, str]]] = {
         ("days_since_first_sale", "dt_ref - DATE of the first purchase (tenure)", "days"),
     ],
     "fs_seller_reviews": [
-        ("n_reviews_{w}d", "reviews created before dt_ref on the seller's orders purchased in the window", "reviews"),
+        ("n_reviews_{w}d", "reviews answered before dt_ref (review_answer_timestamp: when score and comment became "
+                           "known) on the seller's orders purchased in the window", "reviews"),
         ("avg_review_score_{w}d", "mean review_score of those reviews (NULL when none)", "score 1-5"),
         ("min_review_score_{w}d", "lowest review_score of those reviews", "score 1-5"),
         ("max_review_score_{w}d", "highest review_score of those reviews", "score 1-5"),
         ("pct_reviews_low_{w}d", "share of those reviews with 1 or 2 stars", "share"),
         ("pct_reviews_with_comment_{w}d", "share of those reviews with a non-empty comment message", "share"),
-        ("pct_orders_reviewed_{w}d", "share of the window's orders with a review created before dt_ref", "share"),
+        ("pct_orders_reviewed_{w}d", "share of the window's orders with a review answered before dt_ref", "share"),
     ],
     "fs_seller_customers": [
         ("n_customers_{w}d", "distinct customers (customer_unique_id) with an order in the window", "customers"),
@@ -71,14 +74,17 @@ _SPEC: dict[str, list[tuple[str, str, str]]] = {
     ],
     "fs_seller_delivery": [
         ("n_orders_delivered_{w}d", "window orders delivered to the customer before dt_ref", "orders"),
-        ("n_orders_late_{w}d", "window orders known to be late at dt_ref (delivered late, or open past the estimate)", "orders"),
-        ("pct_orders_late_{w}d", "n_orders_late / window orders whose lateness is decided at dt_ref", "share"),
+        ("n_orders_late_{w}d", "window orders not delivered by the end of their estimated date (delivered later or "
+                               "never, canceled included), known from the day after that date", "orders"),
+        ("pct_orders_late_{w}d", "n_orders_late / window orders decided at dt_ref (delivered on time before dt_ref, "
+                                 "or late)", "share"),
         ("avg_delivery_delay_days_{w}d", "mean (delivery date - estimated date) of delivered orders; < 0 early", "days"),
         ("avg_delivery_days_{w}d", "mean (delivery date - purchase date) of delivered orders", "days"),
         ("pct_handover_late_{w}d", "share of orders handed to the carrier before dt_ref after the shipping limit", "share"),
         ("avg_handover_margin_days_{w}d", "mean (shipping limit date - carrier hand-over date); < 0 late", "days"),
-        ("n_orders_canceled_{w}d", "window orders canceled/unavailable, known once the estimated date passed", "orders"),
-        ("pct_orders_canceled_{w}d", "n_orders_canceled / window orders", "share"),
+        ("n_orders_undelivered_past_estimate_{w}d", "window orders whose estimated date has passed with no delivery "
+                                                    "before dt_ref (stuck or canceled: order_status is not used)", "orders"),
+        ("pct_orders_undelivered_past_estimate_{w}d", "n_orders_undelivered_past_estimate / window orders", "share"),
         ("avg_freight_per_item_{w}d", "mean freight_value per item", "BRL"),
         ("freight_to_price_{w}d", "sum freight / sum item price", "ratio"),
     ],

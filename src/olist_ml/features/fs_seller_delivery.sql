@@ -1,29 +1,32 @@
 -- grain: (dt_ref, seller_id)
 -- fs_seller_delivery: how the seller's recent orders were fulfilled, using only facts known
 -- before dt_ref. Cohort: the seller's orders purchased in [dt_ref - w days, dt_ref).
+-- Every fact is dated by a timestamp; order_status is never read (it is the extract's snapshot:
+-- an order shown canceled may have been open, or delivered, at dt_ref, and the data holds no
+-- cancellation time).
 -- * delivered: order_delivered_customer_date < dt_ref (a later delivery is not known yet);
--- * late: delivered on a DATE after the estimated delivery date, or never delivered and not
---   canceled; known once the estimated date has passed (an open order past its estimate is
---   known-late even before it is delivered);
--- * decided: delivered, or known-late (open orders still within their estimate are undecided);
--- * canceled: status canceled/unavailable. The data has no cancellation timestamp, so a
---   cancellation is taken as known once the estimated delivery date has passed (the moment
---   the order would otherwise become known-late);
+-- * late: not delivered by the end of its estimated delivery DATE (delivered on a later day, or
+--   never: canceled orders included); known from the day after the estimated date, whether or
+--   not it is delivered later;
+-- * decided: delivered on time (known at the delivery) or late (known after the estimated date);
+--   orders still within their estimate and undelivered are undecided;
+-- * undelivered past the estimate: the estimated date has passed and no delivery before dt_ref
+--   (enters the day after the estimated date, leaves at the delivery, if any);
 -- * hand-over: order_delivered_carrier_date < dt_ref, compared with the item shipping limit.
 -- Computed with deltas (see fs_seller_sales.sql): a fact known on day k about an order bought on
--- day p counts for the dt_refs in (max(p, k), p + w]; a distinct key (customer, state, product,
--- category) counts while any of its days lies in the window (islands of days closer than w).
+-- day p counts for the dt_refs in (max(p, k), p + w]; a fact that stops holding on day k2 (an
+-- overdue order delivered) adds the opposite delta from (max(p, k2), p + w].
 WITH o AS (
   SELECT
     so.*,
-    -- late: delivered after the estimated date, or never delivered and not canceled
-    CASE WHEN (ddn IS NOT NULL AND ddn > edn) OR (ddn IS NULL AND is_canceled = 0) THEN 1 ELSE 0 END AS is_late,
+    -- not delivered by the end of the estimated date (delivered later, or never)
+    CASE WHEN edn IS NOT NULL AND (ddn IS NULL OR ddn > edn) THEN 1 ELSE 0 END AS is_late,
     CASE WHEN carrier_ts > shipping_limit_ts THEN 1 ELSE 0 END AS handover_late
   FROM ev_seller_orders so
 ),
 f AS (
   -- ord: cohort order; dlv: delivery known; late: lateness known; dec: outcome decided;
-  -- ho: hand-over to the carrier known; cn: cancellation known
+  -- ho: hand-over to the carrier known; ovd: +1 undelivered past the estimate / -1 delivered after it
   SELECT seller_id, 'ord' AS kind, 0 AS isl, 0 AS life, pdn AS s, pdn AS e, CAST(NULL AS INTEGER) AS prv, CAST(NULL AS INTEGER) AS nxt,
     n_items AS v1, CAST(freight_sum * 100 AS DOUBLE) AS v2, CAST(price_sum * 100 AS DOUBLE) AS v3
   FROM o
@@ -37,7 +40,9 @@ f AS (
   UNION ALL
   SELECT seller_id, 'ho', 0, 0, greatest(pdn, cdn), pdn, NULL, NULL, handover_late, ldn - cdn, 0 FROM o WHERE cdn IS NOT NULL
   UNION ALL
-  SELECT seller_id, 'cn', 0, 0, greatest(pdn, edn), pdn, NULL, NULL, 0, 0, 0 FROM o WHERE is_canceled = 1 AND ddn IS NULL
+  SELECT seller_id, 'ovd', 0, 0, greatest(pdn, edn), pdn, NULL, NULL, 1, 0, 0 FROM o WHERE is_late = 1
+  UNION ALL
+  SELECT seller_id, 'ovd', 0, 0, greatest(pdn, ddn), pdn, NULL, NULL, -1, 0, 0 FROM o WHERE is_late = 1 AND ddn IS NOT NULL
 ),
 -- @include _window_deltas
 d AS (
@@ -57,7 +62,7 @@ d AS (
     CAST(sum(CASE WHEN w = {w} AND kind = 'ho' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS ho_{w},
     CAST(sum(CASE WHEN w = {w} AND kind = 'ho' THEN sgn * (v1) ELSE 0 END) AS DOUBLE) AS hol_{w},
     CAST(sum(CASE WHEN w = {w} AND kind = 'ho' THEN sgn * (v2) ELSE 0 END) AS DOUBLE) AS hom_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'cn' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS cn_{w},
+    CAST(sum(CASE WHEN w = {w} AND kind = 'ovd' THEN sgn * (v1) ELSE 0 END) AS DOUBLE) AS ov_{w},
     -- @end
 
   FROM x
@@ -81,7 +86,7 @@ c AS (
     sum(ho_{w}) OVER cum AS ho_{w},
     sum(hol_{w}) OVER cum AS hol_{w},
     sum(hom_{w}) OVER cum AS hom_{w},
-    sum(cn_{w}) OVER cum AS cn_{w},
+    sum(ov_{w}) OVER cum AS ov_{w},
     -- @end
 
   FROM d
@@ -99,8 +104,8 @@ SELECT
   c.dd_{w} / NULLIF(c.dl_{w}, 0) AS avg_delivery_days_{w}d,
   c.hol_{w} / NULLIF(c.ho_{w}, 0) AS pct_handover_late_{w}d,
   c.hom_{w} / NULLIF(c.ho_{w}, 0) AS avg_handover_margin_days_{w}d,
-  CAST(c.cn_{w} AS BIGINT) AS n_orders_canceled_{w}d,
-  c.cn_{w} / NULLIF(c.o_{w}, 0) AS pct_orders_canceled_{w}d,
+  CAST(c.ov_{w} AS BIGINT) AS n_orders_undelivered_past_estimate_{w}d,
+  c.ov_{w} / NULLIF(c.o_{w}, 0) AS pct_orders_undelivered_past_estimate_{w}d,
   c.fr_{w} / 100 / NULLIF(c.it_{w}, 0) AS avg_freight_per_item_{w}d,
   c.fr_{w} / NULLIF(c.pr_{w}, 0) AS freight_to_price_{w}d,
   -- @end

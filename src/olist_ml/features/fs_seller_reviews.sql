@@ -1,8 +1,11 @@
 -- grain: (dt_ref, seller_id)
 -- fs_seller_reviews: what customers said about the seller's recent orders.
--- Cohort: the seller's orders purchased in [dt_ref - w days, dt_ref). A review counts only once
--- known: review_creation_date < dt_ref (a review without a creation date is never known). A
--- review on a multi-seller order counts for every seller of the order. Rows: fs_spine.
+-- Cohort: the seller's orders purchased in [dt_ref - w days, dt_ref). A review's score and comment
+-- are known at its ANSWER time: review_answer_timestamp < dt_ref (a review without an answer
+-- timestamp is never known). review_creation_date is only when the survey was sent (75 % of the
+-- real reviews are answered on a later day: median 1, p90 4, max 518 days), so dating a review by
+-- it would use scores before they exist. A review on a multi-seller order counts for every seller
+-- of the order. Rows: fs_spine.
 -- Computed with deltas (see fs_seller_sales.sql): a fact known on day k about an order bought on
 -- day p counts for the dt_refs in (max(p, k), p + w].
 WITH rv AS (
@@ -11,14 +14,14 @@ WITH rv AS (
     so.order_id,
     so.pdn,
     r.review_score AS score,
-    DAYNUM(r.review_creation_date) AS rdn,
+    DAYNUM(r.review_answer_timestamp) AS rdn,
     CASE WHEN r.review_comment_message IS NOT NULL AND trim(r.review_comment_message) <> '' THEN 1 ELSE 0 END AS has_comment
   FROM ev_seller_orders so
   JOIN stg_order_reviews r ON r.order_id = so.order_id
-  WHERE r.review_creation_date IS NOT NULL
+  WHERE r.review_answer_timestamp IS NOT NULL
 ),
 f AS (
-  -- kind ord: an order of the cohort; rvo: an order with a known review; rev: a known review
+  -- kind ord: an order of the cohort; rvo: an order with a known (answered) review; rev: an answered review
   SELECT seller_id, 'ord' AS kind, pdn AS s, pdn AS e, 0 AS score, 0 AS comment FROM ev_seller_orders
   UNION ALL
   SELECT seller_id, 'rvo', greatest(pdn, min(rdn)), pdn, 0, 0 FROM rv GROUP BY seller_id, order_id, pdn

@@ -7,7 +7,7 @@ Target `activated` = 1 when the seller's first order (by purchase timestamp, any
 holds one of its items) falls in [won_date, won_date + Settings.activation_horizon_days).
 Only deals whose whole horizon lies inside the observed data are labelled:
 won_date + horizon <= `olist_ml.warehouse.observed_end(con)` (the exclusive end of the data,
-2018-08-29 on the real extract, whose last stray orders run to 2018-10-17); the others stay in
+2018-08-24 on the real extract, whose last stray orders run to 2018-10-17); the others stay in
 the ABT with a NULL target and form the scoring population (together with labelled-later deals
 when scoring a past date). The default scoring date is that observed end.
 
@@ -19,8 +19,8 @@ win, the SDR and SR as categories, and the won month.
 The marketing-funnel tables are optional in the warehouse: without them this problem raises
 `MissingStepError` naming the two files to ingest.
 
-The labelled set is small (on the real data 842 won deals, 663 labelled with the 90-day
-horizon: won_date + 90 days <= 2018-08-29), so `olist-ml train activation` reports the OOT ROC AUC with a
+The labelled set is small (on the real data 842 won deals, 654 labelled with the 90-day
+horizon: won_date + 90 days <= 2018-08-24, i.e. won by 2018-05-25), so `olist-ml train activation` reports the OOT ROC AUC with a
 percentile bootstrap interval: `oot_confidence` is the problem's `extra_metrics` hook, applied
 to every candidate's OOT predictions and logged as `oot_roc_auc_ci_low/high` (+ `best_oot_*`
 on the parent run). Bootstrap resamples: Settings.extra["bootstrap"] (default 2000).
@@ -46,7 +46,7 @@ ABT = "abt_seller_activation"
 TARGET = "activated"
 MARKETING = ("stg_closed_deals", "stg_marketing_qualified_leads")
 # columns of the ABT that are not features (timestamps are skipped by type anyway)
-NON_FEATURES = ("seller_id",)
+NON_FEATURES = ("seller_id", "label_known_at")
 
 
 def _require(con: duckdb.DuckDBPyConnection) -> None:
@@ -98,7 +98,7 @@ def scoring_frame(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dat
     won = pd.to_datetime(df["won_date"])
     sold = pd.to_datetime(df["first_sale_ts"])
     keep = (won < d) & (won + horizon > d) & (sold.isna() | (sold >= d))
-    out = df[keep].drop(columns=["observed_end", TARGET]).copy()
+    out = df[keep].drop(columns=["observed_end", TARGET, "label_known_at"]).copy()
     out["dt_ref"] = d.date()
     return out.reset_index(drop=True)
 

@@ -33,6 +33,8 @@ CADENCES = ("monthly", "weekly", "daily")
 # a marketplace-wide silence this long (no order at all) is a hole in the extract, not quiet trade
 SILENCE_DAYS = 14
 GP_PRIOR_DAYS = 30  # Gamma-Poisson prior: one sale day per 30 days of exposure
+# when the row's label became known (first sale in the window, else the window's end): for purging, never a feature
+LABEL_KNOWN_AT = "label_known_at"
 
 
 def _sql_template() -> str:
@@ -138,7 +140,7 @@ def scoring_frame(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dat
         raise MissingStepError(f"the feature store has no dt_ref {as_of} (it has {dts[0]}..{dts[-1]}): "
                                f"run `olist-ml {FEATURES_STEP} build` for that date")
     df = con.execute(abt_sql(settings, [as_of], labelled=False, feature_names=_features().feature_columns(con))).df()
-    return df.drop(columns=["churn"])
+    return df.drop(columns=["churn", LABEL_KNOWN_AT])
 
 
 PROBLEM = Problem(
@@ -156,4 +158,5 @@ PROBLEM = Problem(
     split=SplitConfig(oot_months=None, cv_folds=3, purge_days="churn_horizon_days"),
     build_step=f"{FEATURES_STEP} build",
     exposure_column="horizon_days_left",  # churn = no sale during these days: the hazard_glm candidate
+    exclude_columns=(LABEL_KNOWN_AT,),
 )

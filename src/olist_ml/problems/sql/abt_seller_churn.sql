@@ -13,6 +13,9 @@
 -- order at all for >= {silence_days} consecutive days: a hole in the extract, e.g. 2016-10-17..2016-12-22
 -- in the real data) overlaps [dt_ref - {eligibility_days} d, dt_ref + {horizon_days} d): the last
 -- sale dates and the target window would not be observed.
+-- label_known_at (not a feature; NULL where churn is NULL): when the label became known: the first
+-- sale in the target window (churn = 0), else the window's end, last sale date + {horizon_days} + 1 days
+-- 00:00 = dt_ref + horizon_days_left days (churn = 1), which is never after dt_ref + {horizon_days} days.
 --
 -- Churn-specific columns: point-in-time, built only from facts strictly before dt_ref 00:00
 -- (purchase, carrier and delivery timestamps < dt_ref; estimated delivery dates of orders placed
@@ -232,7 +235,7 @@ churn_cols AS (
 ),
 future AS (
   -- sales in [dt_ref, last_sale_date + {horizon_days} days], i.e. before midnight of the day after
-  SELECT e.dt_ref, e.seller_id, count(s.order_id) AS n_future_sales
+  SELECT e.dt_ref, e.seller_id, count(s.order_id) AS n_future_sales, min(s.ts) AS first_future_sale_ts
   FROM eligible e
   LEFT JOIN sales s
     ON s.seller_id = e.seller_id
@@ -240,21 +243,29 @@ future AS (
    AND s.ts < e.last_sale_date + INTERVAL ({horizon_days} + 1) DAY
   GROUP BY e.dt_ref, e.seller_id
 ),
+target AS (
+  SELECT e.dt_ref, e.seller_id, e.last_sale_date, u.first_future_sale_ts,
+    CASE
+      WHEN NOT {labelled} THEN NULL
+      WHEN e.dt_ref + INTERVAL {horizon_days} DAY > {observed_end} THEN NULL
+      WHEN e.dt_ref IN (SELECT dt_ref FROM unobserved) THEN NULL
+      WHEN u.n_future_sales = 0 THEN 1
+      ELSE 0
+    END::INTEGER AS churn
+  FROM eligible e
+  JOIN future u ON u.dt_ref = e.dt_ref AND u.seller_id = e.seller_id
+),
 feats AS (
   {features_sql}
 )
 SELECT
   f.*,
   c.* EXCLUDE (dt_ref, seller_id{churn_exclude}),
-  CASE
-    WHEN NOT {labelled} THEN NULL
-    WHEN e.dt_ref + INTERVAL {horizon_days} DAY > {observed_end} THEN NULL
-    WHEN e.dt_ref IN (SELECT dt_ref FROM unobserved) THEN NULL
-    WHEN u.n_future_sales = 0 THEN 1
-    ELSE 0
-  END::INTEGER AS churn
-FROM eligible e
-JOIN future u ON u.dt_ref = e.dt_ref AND u.seller_id = e.seller_id
+  CASE WHEN t.churn = 1 THEN CAST(t.last_sale_date + INTERVAL ({horizon_days} + 1) DAY AS TIMESTAMP)
+       WHEN t.churn = 0 THEN CAST(t.first_future_sale_ts AS TIMESTAMP) END AS label_known_at,
+  t.churn
+FROM target t
+JOIN eligible e ON e.dt_ref = t.dt_ref AND e.seller_id = t.seller_id
 JOIN feats f ON f.dt_ref = e.dt_ref AND f.seller_id = e.seller_id
 JOIN churn_cols c ON c.dt_ref = e.dt_ref AND c.seller_id = e.seller_id
 ORDER BY e.dt_ref, e.seller_id

@@ -10,6 +10,8 @@
 -- items, by purchase timestamp) in the half-open window [won_date, won_date + horizon).
 -- A deal is labelled only when its whole horizon is observed: won_date + horizon <= observed_end;
 -- otherwise `activated` is NULL (the scoring population).
+-- label_known_at (not a feature; NULL where `activated` is NULL): when the label became known: the
+-- first sale when it falls in the horizon, else the horizon's end won_date + horizon.
 -- Features are the deal/lead attributes fixed at won_date; nothing after won_date is used.
 WITH first_sale AS (
     SELECT d.mql_id, min(o.order_purchase_timestamp) AS first_sale_ts
@@ -41,6 +43,9 @@ SELECT CAST(d.won_date AS DATE) AS dt_ref,
        d.sdr_id,
        d.sr_id,
        month(d.won_date) AS won_month,
+       CAST(CASE WHEN d.won_date + to_days(CAST($horizon_days AS INTEGER)) > CAST($observed_end AS DATE) THEN NULL
+            WHEN fs.first_sale_ts < d.won_date + to_days(CAST($horizon_days AS INTEGER)) THEN fs.first_sale_ts
+            ELSE d.won_date + to_days(CAST($horizon_days AS INTEGER)) END AS TIMESTAMP) AS label_known_at,
        CASE WHEN d.won_date + to_days(CAST($horizon_days AS INTEGER)) > CAST($observed_end AS DATE) THEN NULL
             WHEN fs.first_sale_ts < d.won_date + to_days(CAST($horizon_days AS INTEGER)) THEN 1
             ELSE 0 END AS activated

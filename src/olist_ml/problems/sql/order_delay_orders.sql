@@ -8,7 +8,8 @@
 -- deliveries whose delivered_customer_date is strictly before the purchase DATE 00:00
 -- (the same `< dt_ref` rule as the feature store), over half-open windows [d - N days, d).
 -- Nowcast columns (*_pct_delivered_{7,10}d_recent) use cohorts bought on day p with p + k days
--- <= d, so "delivered within k days of p" is settled before d.
+-- <= d, so "delivered within k days of p" is settled before d (market: the 7 cohorts
+-- [d - k - 7, d - k); destination state: the 14 cohorts [d - 24, d - 10)).
 -- Promise-vs-history columns (*_pct_slower_than_promise_*) compare THIS order's promised days with
 -- the delivery times of orders delivered before d (the share that took longer: what the promise
 -- would have missed lately); the Kaplan-Meier one uses the cohorts bought in [d - 60, d), each
@@ -166,8 +167,9 @@ cstate_q AS (
     GROUP BY ALL
 ),
 -- nowcast of the carriers' current speed: of the orders bought on day p (any status), how many
--- were delivered within 7 / 10 days of p. At d, the cohorts p in [d - 7 - k, d - k) are fully
--- observed for k = 7, 10 (p + k days <= d), so these use facts before d only.
+-- were delivered within k = 7 / 10 days of p (delivered_at < p + k days). That is settled at
+-- (p + k) 00:00, so at d only the cohorts with p + k <= d may be used: the 7 cohorts
+-- p in [d - k - 7, d - k) (k = 10 with [d - 17, d - 7) counted deliveries on/after d).
 cohorts AS (
     SELECT purchase_date AS p, customer_state, count(*) AS n,
            count(*) FILTER (WHERE delivered_at < purchase_date + INTERVAL 7 DAY) AS n_d7,
@@ -180,7 +182,9 @@ market_speed AS (
            sum(c.n_d7) FILTER (WHERE c.p >= k.purchase_date - INTERVAL 14 DAY AND c.p < k.purchase_date - INTERVAL 7 DAY)
              / nullif(sum(c.n) FILTER (WHERE c.p >= k.purchase_date - INTERVAL 14 DAY AND c.p < k.purchase_date - INTERVAL 7 DAY), 0)
              AS market_pct_delivered_7d_recent,
-           sum(c.n_d10) / nullif(sum(c.n), 0) AS market_pct_delivered_10d_recent
+           sum(c.n_d10) FILTER (WHERE c.p < k.purchase_date - INTERVAL 10 DAY)
+             / nullif(sum(c.n) FILTER (WHERE c.p < k.purchase_date - INTERVAL 10 DAY), 0)
+             AS market_pct_delivered_10d_recent
     FROM day_keys k
     LEFT JOIN cohorts c ON c.p >= k.purchase_date - INTERVAL 17 DAY AND c.p < k.purchase_date - INTERVAL 7 DAY
     GROUP BY ALL
