@@ -11,13 +11,14 @@ problem's `build_abt`); then, for each cut date C, rebuild from the data as it w
 - every order without a delivery before C gets an in-flight status from its timestamps at C
   (shipped / approved / created). The data holds no cancellation time, so whether such an order
   was already canceled at C is unknown: a feature that reads the order_status snapshot fails here.
-Then every row with dt_ref < C must be identical in the feature columns (exact for integers and
+Then every row with dt_ref <= C (event ABTs: < C, an event on C does not exist yet) must be
+identical in the feature columns (exact for integers and
 strings, 1e-9 for floats). Targets, `label_known_at` and other non-feature columns are not
 compared (a label may only be known later). Populations: the feature tables, churn, segments and
 activation rows before C must be the same rows; order-delay rows may be fewer at C (an order
 bought before C but approved after it is not in the ABT yet) but never more.
 
-Kept fast: synthetic scale 0.05, three cuts, daily dt_refs only in the 4 days before each cut.
+Kept fast: synthetic scale 0.05, three cuts, daily dt_refs only in the 4 days up to each cut.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from olist_ml.warehouse import session
 
 SCALE, SEED = 0.05, 5
 CUTS = (dt.date(2017, 11, 21), dt.date(2018, 3, 7), dt.date(2018, 6, 19))
-DAYS_BEFORE = 4  # daily dt_refs C-4 .. C-1 around each cut
+DAYS_BEFORE = 4  # daily dt_refs C-4 .. C around each cut
 FLOAT_TOL = 1e-9
 
 PROBLEMS = {
@@ -51,6 +52,9 @@ PROBLEMS = {
 }
 SAME_POPULATION = set(features.FEATURE_TABLES) | {"abt_seller_churn", "abt_seller_segments", "abt_seller_activation"}
 TABLES = [*features.FEATURE_TABLES, *PROBLEMS]
+# event ABTs: dt_ref is the event's date (an event on the cut day does not exist yet at the cut);
+# the others: dt_ref is a reference date, compared up to the cut itself (it sees only facts before it)
+EVENT_TABLES = {"abt_order_delay", "abt_seller_activation"}
 
 
 @dataclass
@@ -81,7 +85,7 @@ def truncate(con: duckdb.DuckDBPyConnection, cut: dt.date) -> None:
 def build_all(s: Settings, cuts: tuple[dt.date, ...]) -> dict[str, Built]:
     """Feature store (daily dt_refs before each cut), every ABT; their frames and feature columns."""
     for cut in cuts:
-        features.build(s, start=cut - dt.timedelta(days=DAYS_BEFORE), end=cut - dt.timedelta(days=1), cadence="daily")
+        features.build(s, start=cut - dt.timedelta(days=DAYS_BEFORE), end=cut, cadence="daily")
     out: dict[str, Built] = {}
     with session(s) as con:
         for t in features.FEATURE_TABLES:
@@ -93,8 +97,8 @@ def build_all(s: Settings, cuts: tuple[dt.date, ...]) -> dict[str, Built]:
             cat, num = p.features_of(con)
             out[name] = Built(con.execute(f"SELECT * FROM {name}").df(), list(p.key_columns), cat + num)
         pops = []
-        for cut in cuts:  # a segmentation population at the last dt_ref before each cut
-            segments.write_abt(con, s, cut - dt.timedelta(days=1))
+        for cut in cuts:  # a segmentation population at each cut (it sees only facts before it)
+            segments.write_abt(con, s, cut)
             pops.append(con.execute(f"SELECT * FROM {segments.ABT}").df())
         cat, num = segments.PROBLEM.features_of(con)
         out[segments.ABT] = Built(pd.concat(pops, ignore_index=True), list(segments.PROBLEM.key_columns), cat + num)
@@ -124,8 +128,11 @@ def builds(tmp_path_factory) -> dict:
     return out
 
 
-def _before(df: pd.DataFrame, cut: dt.date) -> pd.DataFrame:
-    return df[pd.to_datetime(df["dt_ref"]) < pd.Timestamp(cut)]
+def _before(df: pd.DataFrame, cut: dt.date, inclusive: bool) -> pd.DataFrame:
+    """Rows the cut must not change: a reference date up to the cut itself (a dt_ref only sees facts
+    strictly before its own 00:00, i.e. the truncated data), an event strictly before it."""
+    t = pd.to_datetime(df["dt_ref"])
+    return df[t <= pd.Timestamp(cut)] if inclusive else df[t < pd.Timestamp(cut)]
 
 
 def _same(a, b) -> bool:
@@ -138,11 +145,12 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def differences(full: Built, at_cut: Built, cut: dt.date, same_population: bool) -> tuple[dict[str, int], int, str]:
+def differences(full: Built, at_cut: Built, cut: dt.date, same_population: bool,
+                inclusive: bool) -> tuple[dict[str, int], int, str]:
     """({feature column: rows that differ}, rows compared, population problem or "")."""
     keys = full.keys
-    f = _before(full.frame, cut).copy()
-    c = _before(at_cut.frame, cut).copy()
+    f = _before(full.frame, cut, inclusive).copy()
+    c = _before(at_cut.frame, cut, inclusive).copy()
     for df in (f, c):
         df["dt_ref"] = pd.to_datetime(df["dt_ref"]).dt.date
     f, c = f.set_index(keys), c.set_index(keys)
@@ -197,7 +205,8 @@ def test_rows_before_the_cut_equal_the_full_build(builds, table):
     assert full.feature_cols, f"{table}: no feature columns"
     failures, compared = [], 0
     for cut in CUTS:
-        diffs, n, problem = differences(full, builds[cut][table], cut, table in SAME_POPULATION)
+        diffs, n, problem = differences(full, builds[cut][table], cut, table in SAME_POPULATION,
+                                        inclusive=table not in EVENT_TABLES)
         compared += n
         if problem:
             failures.append(f"cut {cut}: {problem}")
