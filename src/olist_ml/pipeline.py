@@ -144,11 +144,16 @@ def run_problem(problem, settings: Settings, report: PipelineReport, *, force_tr
     else:
         res = train(problem, settings, build_abt=False, **budget)
         best = next(c for c in res.candidates if c.name == res.winner)
-        metric = best.oot.get(res.metric, float("nan"))
+        part, metric = ("test", res.test[res.metric]) if res.metric in res.test else \
+            ("", best.validation.get(res.metric, float("nan")))
         report.add(
             f"{problem.name}: train", "done", t0,
-            f"winner {res.winner} OOT {res.metric}={metric:.3f} -> v{res.model_version} {res.decision}",
+            f"winner {res.winner} {part + ' ' if part else ''}{res.metric}={metric:.3f} -> v{res.model_version} "
+            f"{res.decision}",
         )
+        if res.decision == registry.REJECTED and not has_champion:
+            report.add(f"{problem.name}: score", "skipped", time.perf_counter(), f"no champion: {res.reason}")
+            return
 
     t0 = time.perf_counter()
     sr = scoring.predict(problem, settings)

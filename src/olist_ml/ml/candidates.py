@@ -342,8 +342,11 @@ def output_feature_names(pipe: Pipeline) -> list[str]:
 
 
 def importances(pipe: Pipeline) -> pd.Series:
-    """Model-native importance per transformed column (trees: gain/impurity; linear: |coef|)."""
-    est = pipe.named_steps["model"]
+    """Model-native importance per transformed column (trees: gain/impurity; linear: |coef|); a
+    calibrated last step (`olist_ml.ml.calibration`) is looked through."""
+    from .calibration import base_estimator
+
+    est = base_estimator(pipe.named_steps["model"])
     names = output_feature_names(pipe)
     if hasattr(est, "feature_importances_"):
         vals = np.asarray(est.feature_importances_, dtype=float)
