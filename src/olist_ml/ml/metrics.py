@@ -60,6 +60,7 @@ def binary_metrics(y, p) -> dict[str, float]:
         "top_decile_lift": float(dec.loc[0, "lift"]),
         "top_decile_precision": float(dec.loc[0, "rate"]),
         "base_rate": float(y.mean()),
+        "mean_pred": float(p.mean()),
         "n": int(len(y)),
     }
 
