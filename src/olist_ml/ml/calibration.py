@@ -13,8 +13,9 @@ spec and, with time-ordered folds, still calibrate on older periods than validat
 
 The method is chosen on validation log loss: "none", "sigmoid" (Platt) or "isotonic", each
 scored by 5-fold cross-fitting inside the validation rows (folds of whole clusters, e.g. sellers)
-so that isotonic's in-sample optimism does not choose it; a method must lower the log loss by
-more than `MIN_GAIN` over "none" to be used.
+so that isotonic's in-sample optimism does not choose it. A method is used only when it lowers
+the log loss by more than noise: the mean per-row gain over "none" must exceed `MIN_GAIN` and
+`SE_FACTOR` standard errors of that mean (paired over the same rows); else "none".
 
 The artefact stays a plain scikit-learn estimator: the last step of the candidate's Pipeline
 becomes a `CalibratedClassifierCV` around a `FrozenEstimator` of the fitted model; `attach`
@@ -38,6 +39,7 @@ from sklearn.pipeline import Pipeline
 
 METHODS = ("none", "sigmoid", "isotonic")
 MIN_GAIN = 1e-4  # log loss a calibration must save over "none" to be used
+SE_FACTOR = 2.0  # ... and this many standard errors of the paired per-row gain
 MIN_PER_CLASS = 10  # fewer validation rows of a class: no calibration
 
 
@@ -84,12 +86,6 @@ def _folds(n: int, clusters, k: int, seed: int) -> np.ndarray:
     return (h % np.uint64(k)).astype(int)
 
 
-def _log_loss(y, p) -> float:
-    from sklearn.metrics import log_loss
-
-    return float(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1]))
-
-
 def choose(r: np.ndarray, p: np.ndarray, y: np.ndarray, clusters=None, *, seed: int = 0, k: int = 5) -> Calibration:
     """Choose and fit the calibration of validation responses r (uncalibrated P(class 1): p)."""
     y = np.asarray(y).astype(int)
@@ -98,7 +94,7 @@ def choose(r: np.ndarray, p: np.ndarray, y: np.ndarray, clusters=None, *, seed: 
         return Calibration("none", note=f"no calibration: {n_min} validation rows of the rarer class "
                                         f"(< {MIN_PER_CLASS})")
     fold = _folds(len(y), clusters, k, seed)
-    losses = {"none": _log_loss(y, p)}
+    row_loss = {"none": _row_log_loss(y, p)}
     for method in METHODS[1:]:
         out = np.empty(len(y))
         ok = True
@@ -110,12 +106,22 @@ def choose(r: np.ndarray, p: np.ndarray, y: np.ndarray, clusters=None, *, seed: 
                 ok = False
                 break
             out[va] = _fit(r[tr], y[tr], method).predict_proba(r[va].reshape(-1, 1))[:, 1]
-        losses[method] = _log_loss(y, out) if ok else float("inf")
+        row_loss[method] = _row_log_loss(y, out) if ok else np.full(len(y), np.inf)
+    losses = {m: float(v.mean()) for m, v in row_loss.items()}
     best = min(METHODS[1:], key=lambda m: losses[m])
-    if losses[best] < losses["none"] - MIN_GAIN:
+    gain = row_loss["none"] - row_loss[best]
+    se = float(gain.std(ddof=1) / np.sqrt(len(gain))) if np.isfinite(gain).all() and len(gain) > 1 else np.inf
+    if gain.mean() > max(MIN_GAIN, SE_FACTOR * se):
         return Calibration(best, losses, _fit(r, y, best))
-    return Calibration("none", losses, note="no calibration: neither sigmoid nor isotonic lowers the "
-                                            "cross-fitted validation log loss")
+    return Calibration("none", losses, note=f"no calibration: neither sigmoid nor isotonic lowers the cross-fitted "
+                                            f"validation log loss beyond noise (best {best}: "
+                                            f"{losses['none']:.4f} -> {losses[best]:.4f}, {SE_FACTOR:g} SE "
+                                            f"{SE_FACTOR * se:.4f})")
+
+
+def _row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
 
 
 def attach(model: Pipeline, cal: Calibration) -> Pipeline:

@@ -6,6 +6,7 @@ problem-specific (the ABT SQL, the population to score) lives in `olist_ml.probl
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -121,7 +122,7 @@ class Problem:
     target: label column (NULL = not yet labelled / scoring only). None for clustering.
     categorical_features / numeric_features: explicit lists, or None to derive them from the
         ABT columns (VARCHAR/BOOLEAN -> categorical, numbers -> numeric) minus keys, target,
-        `exclude_columns`.
+        `exclude_columns` (names, or shell patterns such as "seller_*_30d").
     build_abt(con, settings) -> rows: builds `abt_table` atomically.
     scoring_frame(con, settings, as_of) -> DataFrame with key columns + features of the
         population to score at `as_of` (None -> the problem's default scoring date).
@@ -234,8 +235,9 @@ class Problem:
 def derive_features(columns: list[tuple[str, str]], skip: set[str], cat: tuple[str, ...] | None = None,
                     num: tuple[str, ...] | None = None) -> tuple[list[str], list[str]]:
     dcat, dnum = [], []
+    patterns = [s for s in skip if any(ch in s for ch in "*?[")]
     for name, dtype in columns:
-        if name in skip:
+        if name in skip or any(fnmatch.fnmatchcase(name, pat) for pat in patterns):
             continue
         base = dtype.upper().split("(")[0]
         if base in _NUMERIC:
