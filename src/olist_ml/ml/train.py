@@ -154,7 +154,9 @@ def _cv_score(problem, cand, cat, num, params, train, folds, seed, n_jobs, trial
 
     scores = []
     for i, (tr, va) in enumerate(folds):
-        m = _fit(problem, cand.build(cat, num, params, seed, n_jobs), train.iloc[tr])
+        with warnings.catch_warnings():  # tiny tuning folds (e.g. activation) make estimators warn about their size
+            warnings.simplefilter("ignore", UserWarning)
+            m = _fit(problem, cand.build(cat, num, params, seed, n_jobs), train.iloc[tr])
         scores.append(evaluate(problem, m, train.iloc[va])[problem.metric])
         if trial is not None and i < len(folds) - 1:
             trial.report(float(np.nanmean(scores)), step=i)
