@@ -1,7 +1,7 @@
 """Seller activation: will a seller won by the sales team make a first sale within 90 days?
 
 Grain: one row per closed deal (`mql_id`). `dt_ref` is the deal's won DATE in the ABT (drives
-the out-of-time split) and the scoring date in `scores_seller_activation`.
+the train | validation | test split) and the scoring date in `scores_seller_activation`.
 
 Target `activated` = 1 when the seller's first order (by purchase timestamp, any order that
 holds one of its items) falls in [won_date, won_date + Settings.activation_horizon_days).
