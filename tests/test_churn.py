@@ -95,10 +95,15 @@ def test_abt_population_and_target_match_brute_force_oracle(home):
 def test_cli_train_promote_predict_churn(home, capsys):
     g = ["--home", str(home.home)]
     rc = main(g + ["train", "churn", "--trials", "1", "--timeout", "20", "--candidates", "logreg,lightgbm",
-                   "--oot-months", "3"])
+                   "--test-months", "2", "--validation-months", "2"])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "seller_churn v1 is champion" in out
+    # the protocol in the summary: periods, the once-measured test with its CI beside the recency
+    # baseline, calibration, and the AUC of the sellers one can still act on
+    assert "| validation 20" in out and "| test 20" in out and "purged by when labels became known" in out
+    assert "measured once): roc_auc 0." in out and "baseline recency alone" in out
+    assert "calibration: " in out and "roc_auc_sold_14d" in out and "roc_auc_left_31_45d" in out
     from olist_ml.ml.registry import load_champion
 
     champ = load_champion(home, "seller_churn")

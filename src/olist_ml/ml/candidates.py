@@ -245,14 +245,20 @@ class HazardGLM(BaseEstimator, ClassifierMixin):
         Z, _ = self._split(X)
         return Z @ self.coef_.ravel() + self.intercept_[0]
 
-    def decision_function(self, X) -> np.ndarray:
-        # higher = more likely positive (no event): -(log rate + log exposure)
+    def _eta(self, X) -> np.ndarray:
+        """log(expected events in the window) = log rate + log exposure."""
         Z, off = self._split(X)
-        return -(Z @ self.coef_.ravel() + self.intercept_[0] + off)
+        return np.clip(Z @ self.coef_.ravel() + self.intercept_[0] + off, -30.0, 10.0)
+
+    def decision_function(self, X) -> np.ndarray:
+        """log-odds of the positive class (no event), log p1 - log(1 - p1): higher = more likely
+        positive, and on the same scale as a logistic regression's, so a sigmoid (Platt)
+        calibration of it is a logistic recalibration of the model's probabilities."""
+        mu = np.exp(self._eta(X))
+        return -mu - np.log(-np.expm1(-mu))
 
     def predict_proba(self, X) -> np.ndarray:
-        eta = np.clip(-self.decision_function(X), -30.0, 10.0)
-        p1 = np.clip(np.exp(-np.exp(eta)), 1e-12, 1 - 1e-12)
+        p1 = np.clip(np.exp(-np.exp(self._eta(X))), 1e-12, 1 - 1e-12)
         return np.column_stack([1 - p1, p1])
 
     def predict(self, X) -> np.ndarray:
@@ -342,8 +348,11 @@ def output_feature_names(pipe: Pipeline) -> list[str]:
 
 
 def importances(pipe: Pipeline) -> pd.Series:
-    """Model-native importance per transformed column (trees: gain/impurity; linear: |coef|)."""
-    est = pipe.named_steps["model"]
+    """Model-native importance per transformed column (trees: gain/impurity; linear: |coef|); a
+    calibrated last step (`olist_ml.ml.calibration`) is looked through."""
+    from .calibration import base_estimator
+
+    est = base_estimator(pipe.named_steps["model"])
     names = output_feature_names(pipe)
     if hasattr(est, "feature_importances_"):
         vals = np.asarray(est.feature_importances_, dtype=float)

@@ -6,6 +6,7 @@ problem-specific (the ABT SQL, the population to score) lives in `olist_ml.probl
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -24,27 +25,65 @@ _NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "
 _CATEGORICAL = ("VARCHAR", "BOOLEAN", "ENUM")
 
 
+LABEL_KNOWN_COLUMN = "label_known_at"
+
+
 @dataclass(frozen=True)
 class SplitConfig:
-    """How a problem's labelled rows are split in time.
+    """How a problem's labelled rows are split in time: train | validation | test.
 
-    oot_months: the last N labelled calendar months are the out-of-time test set (None ->
-        `Settings.oot_months`).
-    cv_folds: time-ordered, group-disjoint folds used for model selection inside the training period.
-    purge_days: rows whose label horizon reaches into the next period are dropped from the
-        training side (int, or the name of a `Settings` attribute such as "churn_horizon_days").
+    test_months: the last N labelled calendar months are the test set, measured once (None ->
+        `Settings.oot_months`). `oot_months` is the older name of the same setting.
+    validation_months: the N calendar months before the test months choose the winner and fit
+        the calibrator (None -> test_months).
+    cv_folds: time-ordered, group-disjoint folds used for tuning inside the training period.
+    purge: rows whose label is not yet known at the start of the next period are dropped from
+        the earlier side (`Problem.label_known_at`). False only where a problem states why (e.g.
+        activation: independent deals whose features are fixed at won_date).
+    purge_days: the label-known time of a problem without a `label_known_at` column or hook:
+        time + purge_days (int, or the name of a `Settings` attribute such as "churn_horizon_days").
+    tune_rows: tune (CV) on a time-stratified sample of at most this many training rows (None:
+        all); the models that are compared, tested and registered are always fitted on all rows.
     """
 
-    oot_months: int | None = None
+    test_months: int | None = None
+    validation_months: int | None = None
     cv_folds: int = 3
+    purge: bool = True
     purge_days: int | str | None = None
+    tune_rows: int | None = None
+    oot_months: int | None = None  # older name of test_months
 
-    def purge(self, settings: Settings) -> int:
+    def purge_gap(self, settings: Settings) -> int:
         if self.purge_days is None:
             return 0
         if isinstance(self.purge_days, str):
             return int(getattr(settings, self.purge_days))
         return int(self.purge_days)
+
+    def months(self, settings: Settings) -> tuple[int, int]:
+        """(test months, validation months)."""
+        test = int(self.test_months or self.oot_months or settings.oot_months)
+        return test, int(self.validation_months or test)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The bar a binary model must clear on the test rows to be promoted (the quality gate).
+
+    name: what the bar is, in words (logged and shown in the decision).
+    score(frame) -> array: a rule's score of each row (higher = more likely class 1), measured by
+        the problem's metric on the same test rows as the model; the model must beat it.
+    ci_floor: the lower bound of the model's test-metric 95 % CI must exceed this (e.g. 0.5 for
+        ROC AUC: better than chance).
+    """
+
+    name: str
+    score: Callable[[pd.DataFrame], np.ndarray] | None = None
+    ci_floor: float | None = None
+
+
+CHANCE = Baseline("chance: the test ROC AUC 95 % CI must lie above 0.5", ci_floor=0.5)
 
 
 BuildAbt = Callable[[duckdb.DuckDBPyConnection, Settings], int]
@@ -54,8 +93,11 @@ ScoringFrame = Callable[[duckdb.DuckDBPyConnection, Settings, "date | None"], pd
 TrainFn = Callable[..., Any]
 # score_fn(problem, settings, as_of, top_n=...) -> olist_ml.ml.scoring.ScoreReport
 ScoreFn = Callable[..., Any]
-# extra_metrics(y, p, settings) -> {name: value}: more OOT metrics of a binary candidate
-ExtraMetrics = Callable[[np.ndarray, np.ndarray, Settings], "dict[str, float]"]
+# extra_metrics(frame, y, p, settings) -> {name: value}: more metrics of a binary model's predictions
+# p for the labelled rows `frame` (validation rows for every candidate, test rows for the winner)
+ExtraMetrics = Callable[[pd.DataFrame, np.ndarray, np.ndarray, Settings], "dict[str, float]"]
+# label_known_fn(abt frame, settings) -> Series of timestamps: when each row's label became known
+LabelKnownFn = Callable[[pd.DataFrame, Settings], pd.Series]
 # readiness(abt, settings) -> reason why nothing can be learned yet (None: the generic message)
 Readiness = Callable[[pd.DataFrame, Settings], "str | None"]
 
@@ -68,7 +110,7 @@ class Problem:
     kind: "binary" (classifier; score = P(target = 1)) or "cluster" (score = cluster id).
     abt_table: warehouse table written by `build_abt`.
     key_columns: the row key of the ABT and of the scores table (time column included).
-    time_column: the reference date (drives the out-of-time split and CV order).
+    time_column: the reference date (drives the train | validation | test split and CV order).
         Score-date convention: in the output of `scoring_frame` and in `scores_<name>` the time
         column is ALWAYS the scoring date (as_of), one value per frame. For panel problems
         (one row per entity x dt_ref: churn, segments) the ABT's time column is that date too.
@@ -82,7 +124,7 @@ class Problem:
     target: label column (NULL = not yet labelled / scoring only). None for clustering.
     categorical_features / numeric_features: explicit lists, or None to derive them from the
         ABT columns (VARCHAR/BOOLEAN -> categorical, numbers -> numeric) minus keys, target,
-        `exclude_columns`.
+        `exclude_columns` (names, or shell patterns such as "seller_*_30d").
     build_abt(con, settings) -> rows: builds `abt_table` atomically.
     scoring_frame(con, settings, as_of) -> DataFrame with key columns + features of the
         population to score at `as_of` (None -> the problem's default scoring date).
@@ -97,10 +139,17 @@ class Problem:
         whose length (> 0) is this column (e.g. churn: no sale during `horizon_days_left` days):
         enables the `hazard_glm` candidate (P(y=1) = exp(-rate x exposure)), which then joins the
         default candidates.
-    extra_metrics(y, p, settings) -> dict: binary problems: more metrics of every candidate's
-        OOT predictions (e.g. a bootstrap interval of the ROC AUC), merged into its OOT
-        metrics, logged as `oot_<key>` on the candidate's run (`best_oot_<key>` on the
-        parent for the winner) and shown by `olist-ml train`.
+    extra_metrics(frame, y, p, settings) -> dict: binary problems: more metrics of a model's
+        predictions p for the labelled rows `frame` (e.g. churn: ROC AUC by days left in the
+        window). Computed on the validation rows of every candidate (logged `validation_<key>`)
+        and on the test rows of the winner (`test_<key>`), and shown by `olist-ml train`.
+    label_known_fn(frame, settings) -> Series: when each row's label became known (the split's
+        purge is measured on it). Used only while the ABT has no `label_known_at` column; see
+        `label_known_at`. Define it so that it does not depend on the label's value (the time by
+        which the label is known whatever it turns out to be), or the purge selects on the outcome.
+    baseline: the quality gate of a binary problem (`Baseline`; None -> `CHANCE` for ROC AUC).
+    ci_cluster_column: the bootstrap of the test metric's interval resamples these clusters
+        (None -> group_column; no group column -> each row is its own cluster).
     readiness(abt, settings) -> str | None: called when the labelled rows do not hold both classes;
         returns the stated reason why there is nothing to learn yet (`errors.NotReadyError`: `olist-ml
         run` reports the problem as skipped, exit 0), e.g. when the first label horizon closes.
@@ -129,6 +178,9 @@ class Problem:
     score_fn: ScoreFn | None = None
     extra_metrics: ExtraMetrics | None = None
     exposure_column: str | None = None
+    label_known_fn: LabelKnownFn | None = None
+    baseline: Baseline | None = None
+    ci_cluster_column: str | None = None
     readiness: Readiness | None = None
 
     @property
@@ -139,8 +191,31 @@ class Problem:
     def metric(self) -> str:
         return self.primary_metric or ("roc_auc" if self.kind == "binary" else "silhouette")
 
+    @property
+    def quality_gate(self) -> Baseline | None:
+        if self.kind != "binary":
+            return None
+        if self.baseline is not None:
+            return self.baseline
+        return CHANCE if self.metric == "roc_auc" else None
+
+    @property
+    def cluster_column(self) -> str | None:
+        return self.ci_cluster_column or self.group_column
+
+    def label_known_at(self, df: pd.DataFrame, settings: Settings) -> pd.Series:
+        """When each row's label became known: the ABT's `label_known_at` column when it has one,
+        else the problem's `label_known_fn`, else the row's time + `split.purge_days`."""
+        if LABEL_KNOWN_COLUMN in df.columns:
+            out = pd.to_datetime(df[LABEL_KNOWN_COLUMN])
+        elif self.label_known_fn is not None:
+            out = pd.to_datetime(pd.Series(self.label_known_fn(df, settings), index=df.index))
+        else:
+            out = pd.to_datetime(df[self.time_column]) + pd.Timedelta(days=self.split.purge_gap(settings))
+        return out.astype("datetime64[ns]")
+
     def _non_features(self) -> set[str]:
-        cols = set(self.key_columns) | {self.time_column} | set(self.exclude_columns)
+        cols = set(self.key_columns) | {self.time_column, LABEL_KNOWN_COLUMN} | set(self.exclude_columns)
         if self.event_time_column:
             cols.add(self.event_time_column)
         if self.group_column:
@@ -166,8 +241,9 @@ class Problem:
 def derive_features(columns: list[tuple[str, str]], skip: set[str], cat: tuple[str, ...] | None = None,
                     num: tuple[str, ...] | None = None) -> tuple[list[str], list[str]]:
     dcat, dnum = [], []
+    patterns = [s for s in skip if any(ch in s for ch in "*?[")]
     for name, dtype in columns:
-        if name in skip:
+        if name in skip or any(fnmatch.fnmatchcase(name, pat) for pat in patterns):
             continue
         base = dtype.upper().split("(")[0]
         if base in _NUMERIC:

@@ -15,6 +15,7 @@ from . import tracking
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+REJECTED = "rejected"  # registered below its quality gate: no alias, never promoted by the champion rule
 
 
 @dataclass
@@ -101,9 +102,11 @@ def champion_rule(new: float, old: float, *, label: str, champion_version: str |
 
 
 def record_decision(settings: Settings, model_name: str, version: str | int, decision: str, reason: str) -> None:
-    """Point the `decision` alias (champion / challenger) at `version`; the reason goes on the version."""
+    """Point the `decision` alias (champion / challenger) at `version` (no alias for `rejected`); the
+    reason goes on the version."""
     c = tracking.client(settings)
-    c.set_registered_model_alias(model_name, decision, str(version))
+    if decision != REJECTED:
+        c.set_registered_model_alias(model_name, decision, str(version))
     c.set_model_version_tag(model_name, str(version), "decision", decision)
     c.set_model_version_tag(model_name, str(version), "decision_reason", reason)
     c.update_model_version(model_name, str(version), description=f"[train] {decision}: {reason}")

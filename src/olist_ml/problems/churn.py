@@ -19,11 +19,12 @@ from datetime import date
 from importlib.resources import files
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from ..config import Settings
 from ..errors import MissingStepError, UnknownNameError
-from ..ml.problem import Problem, SplitConfig
+from ..ml.problem import Baseline, Problem, SplitConfig
 from ..warehouse import observed_end as data_observed_end
 from ..warehouse import replace_table_atomically, require_tables
 
@@ -143,6 +144,50 @@ def scoring_frame(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dat
     return df.drop(columns=["churn", LABEL_KNOWN_AT])
 
 
+def label_known_at(df: pd.DataFrame, settings: Settings) -> pd.Series:
+    """When a row's churn label is known whatever it turns out to be: the end of its no-sale
+    window, dt_ref + horizon_days_left days (the window runs through the last sale date + horizon;
+    a sale inside it would settle churn = 0 earlier, but purging on that would select on the
+    outcome). Without horizon_days_left: dt_ref + the full horizon."""
+    t = pd.to_datetime(df["dt_ref"])
+    horizon = int(settings.churn_horizon_days)
+    if "horizon_days_left" in df.columns:
+        left = pd.to_numeric(df["horizon_days_left"], errors="coerce").fillna(horizon).clip(upper=horizon)
+        return t + pd.to_timedelta(left, unit="D")
+    return t + pd.Timedelta(days=horizon)
+
+
+def recency(df: pd.DataFrame) -> np.ndarray:
+    """The baseline: days since the seller's last sale (longer silence, more likely churn)."""
+    return pd.to_numeric(df["days_since_last_sale"], errors="coerce").to_numpy(dtype=float)
+
+
+HORIZON_BUCKETS = ((1, 15), (16, 30), (31, 45))  # days left in the no-sale window
+RECENT_SALE_DAYS = 14
+
+
+def actionable_metrics(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, settings: Settings) -> dict[str, float]:
+    """The problem's extra metrics: how well the model ranks sellers one can still act on.
+
+    The no-sale window shrinks with recency (45 - days since the last sale), so a seller with few
+    days left is mostly already silent: ROC AUC per bucket of days left (<= 15, 16-30, 31-45) and
+    for sellers who sold in the last 14 days (`roc_auc_sold_14d`), with row counts and churn rates."""
+    from ..ml.metrics import ranking_metric
+
+    out: dict[str, float] = {}
+    left = pd.to_numeric(frame["horizon_days_left"], errors="coerce").to_numpy(dtype=float) \
+        if "horizon_days_left" in frame.columns else np.full(len(y), np.nan)
+    rec = pd.to_numeric(frame["days_since_last_sale"], errors="coerce").to_numpy(dtype=float) \
+        if "days_since_last_sale" in frame.columns else np.full(len(y), np.nan)
+    groups = [(f"left_{lo}_{hi}d", (left >= lo) & (left <= hi)) for lo, hi in HORIZON_BUCKETS]
+    groups.append((f"sold_{RECENT_SALE_DAYS}d", rec <= RECENT_SALE_DAYS))
+    for name, m in groups:
+        out[f"roc_auc_{name}"] = ranking_metric("roc_auc", y[m], p[m]) if m.sum() > 1 else float("nan")
+        out[f"n_{name}"] = float(m.sum())
+        out[f"churn_rate_{name}"] = float(y[m].mean()) if m.any() else float("nan")
+    return out
+
+
 PROBLEM = Problem(
     name="seller_churn",
     kind="binary",
@@ -155,8 +200,12 @@ PROBLEM = Problem(
     scoring_frame=scoring_frame,
     aliases=("churn",),
     description="P(an active seller completes churn_horizon_days days without a sale)",
-    split=SplitConfig(oot_months=None, cv_folds=3, purge_days="churn_horizon_days"),
+    # test: the last 3 labelled months; validation: the 3 before; purged by label_known_at
+    split=SplitConfig(test_months=3, validation_months=3, cv_folds=3, purge_days="churn_horizon_days"),
     build_step=f"{FEATURES_STEP} build",
     exposure_column="horizon_days_left",  # churn = no sale during these days: the hazard_glm candidate
     exclude_columns=(LABEL_KNOWN_AT,),
+    label_known_fn=label_known_at,
+    baseline=Baseline("recency alone (days_since_last_sale as the score)", score=recency),
+    extra_metrics=actionable_metrics,
 )

@@ -31,7 +31,9 @@ population the segmentation is fitted on (its content hash is the run's lineage)
 lineage; metrics silhouette, davies_bouldin, calinski_harabasz, stability_ari_mean/min,
 silhouette_by_k; artifacts segments/segment_profile.csv+html, segment_names.json,
 silhouette_by_k.csv, stability_ari.csv, segments_pca.png; the model), registers it as
-`seller_segments` (tags: segment_names JSON, dt_ref, k) and applies the clustering champion rule:
+`seller_segments` (tags: segment_names JSON, dt_ref, k, silhouette, trained_until = dt_ref: no
+labels, so no validation / test periods, calibration or baseline; the silhouette is in-sample)
+and applies the clustering champion rule:
 
   * no champion yet -> champion;
   * the champion cannot segment this population (its feature list differs from the new one:
@@ -488,8 +490,7 @@ def fit_segments(settings: Settings, dt_ref: date | None = None, *, k_range: tup
     res.lineage = {"abt_table": ABT, "abt_rows": len(df), "abt_labelled_rows": len(df),
                    "abt_dt_ref_min": str(d), "abt_dt_ref_max": str(d), "abt_content_hash": abt_hash,
                    "train_rows": len(df), "train_dt_ref_min": str(d), "train_dt_ref_max": str(d),
-                   "oot_rows": len(df), "oot_dt_ref_min": str(d), "oot_dt_ref_max": str(d),
-                   "n_features": len(feats), "features": feats}
+                   "trained_until": str(d), "n_features": len(feats), "features": feats}
     res.fit_seconds = time.perf_counter() - t0
     if log:
         _log_run(settings, res, pipe, df, X, labels, register, min_delta)
@@ -524,8 +525,7 @@ def _log_run(settings: Settings, res: SegmentsResult, pipe, df, X, labels, regis
                            "metric": "silhouette"})
         mlflow.log_dict({**lin, "notes": res.notes}, "lineage.json")
         mlflow.log_metrics({k: float(v) for k, v in res.metrics.items()})
-        mlflow.log_metrics({f"oot_{k}": float(v) for k, v in res.metrics.items()})
-        mlflow.log_metric("best_oot_silhouette", res.silhouette)
+        mlflow.set_tags({"trained_until": str(res.dt_ref)})
         mlflow.log_metric("fit_seconds", res.fit_seconds)
         for k, v in res.silhouette_by_k.items():
             mlflow.log_metric("silhouette_by_k", v, step=int(k))
@@ -579,8 +579,10 @@ def _register(settings: Settings, res: SegmentsResult, df: pd.DataFrame, min_del
     mv = mlflow.register_model(res.model_uri, NAME, tags={"kind": "cluster", "candidate": CANDIDATE})
     v = res.model_version = str(mv.version)
     for key, val in (("segment_names", json.dumps({str(k): n for k, n in res.names.items()})),
-                     ("run_id", res.run_id), ("oot_silhouette", f"{res.silhouette:.6f}"),
-                     ("stability_ari_mean", f"{res.ari_mean:.4f}"), ("dt_ref", str(res.dt_ref)), ("k", str(res.k))):
+                     ("run_id", res.run_id), ("silhouette", f"{res.silhouette:.6f}"),
+                     ("stability_ari_mean", f"{res.ari_mean:.4f}"), ("dt_ref", str(res.dt_ref)), ("k", str(res.k)),
+                     # no labels: no validation / test periods; the one population it was fitted on
+                     ("trained_until", str(res.dt_ref))):
         c.set_model_version_tag(NAME, v, key, val)
     current = registry.alias_version(settings, NAME, registry.CHAMPION)
     res.previous_champion = str(current.version) if current else None
@@ -623,12 +625,13 @@ def assign_segments(settings: Settings, dt_ref: date | None = None) -> int:
 
 # ---- hooks on the generic machinery ---------------------------------------------------------------
 def train_segments(problem: Problem, settings: Settings, *, build_abt: bool = True, register: bool = True,
-                   min_delta: float = 0.0, oot_end: date | None = None, **_budget):
-    """`Problem.train_fn`: `olist_ml.ml.train.train(PROBLEM, ...)` lands here. `oot_end` (the CLI's
-    --oot-end) picks the population date; the Optuna budget does not apply (k is searched)."""
+                   min_delta: float = 0.0, test_end: date | None = None, **_budget):
+    """`Problem.train_fn`: `olist_ml.ml.train.train(PROBLEM, ...)` lands here. `test_end` (the CLI's
+    --test-end) picks the population date; the Optuna budget and the train | validation | test
+    split do not apply (no labels: k is searched on the one population)."""
     from ..ml.train import CandidateResult, TrainResult
 
-    res = fit_segments(settings, oot_end, build_abt=build_abt, register=register, min_delta=min_delta)
+    res = fit_segments(settings, test_end, build_abt=build_abt, register=register, min_delta=min_delta)
     params = {"k": res.k, "k_range": f"{min(res.silhouette_by_k)}..{max(res.silhouette_by_k)}", "n_init": 10}
     cand = CandidateResult(CANDIDATE, params, res.silhouette, len(res.silhouette_by_k), res.metrics,
                            res.run_id or "", res.model_uri or "", res.fit_seconds)
@@ -692,7 +695,7 @@ PROBLEM = Problem(
     scoring_frame=scoring_frame,
     aliases=("segments", "segmentation"),
     description="Segments of active sellers (k-means on robust-scaled feature-store features), named from profiles",
-    split=SplitConfig(oot_months=1, cv_folds=2),
+    split=SplitConfig(test_months=1, cv_folds=2),  # unused: train_segments has no split
     build_step="features build",
     train_fn=train_segments,
     score_fn=score_segments,
