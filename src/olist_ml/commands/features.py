@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import typer
@@ -33,10 +34,10 @@ def register(app: typer.Typer) -> None:
         rep = build(settings, start=start, end=end, cadence=cadence, tables=table or None, full=full, progress=not no_progress)
         t = Table(title=f"features {rep.cadence} {rep.start}..{rep.end} on {rep.engine} in {rep.seconds:.1f}s")
         for c in ("table", "dt_refs built", "of which stale", "already current", "rows", "seconds"):
-            t.add_column(c, justify="left" if c == "table" else "right")
+            t.add_column(c, justify="left" if c == "table" else "right", no_wrap=c == "table")
         for tb in rep.tables:
             t.add_row(tb.table, str(tb.dt_refs), str(tb.stale), str(tb.skipped), f"{tb.rows:,}", f"{tb.seconds:.2f}")
-        console = Console()
+        console = Console(width=None if sys.stdout.isatty() else 120)
         console.print(t)
         for line in stale_lines(rep):
             console.print(line)
