@@ -43,15 +43,6 @@ def register(app: typer.Typer) -> None:
             console.print(line)
 
 
-def stale_lines(rep) -> list[str]:
-    """One line per feature table that recomputed or dropped dt_refs because their inputs changed."""
-    out = []
-    for tb in rep.tables:
-        if tb.stale or tb.dropped:
-            dropped = f", {tb.dropped} stale dt_ref(s) outside the range removed" if tb.dropped else ""
-            out.append(f"{tb.table}: {tb.stale} dt_ref(s) recomputed ({tb.reason}){dropped}")
-    return out
-
     @fapp.command("list")
     def list_cmd(
         ctx: typer.Context,
@@ -73,3 +64,13 @@ def stale_lines(rep) -> list[str]:
         for d in docs:
             t.add_row(d.table, d.name, f"{d.window_days}d" if d.window_days else "lifetime/point", d.unit, d.description)
         Console(width=200).print(t)
+
+
+def stale_lines(rep) -> list[str]:
+    """One line per feature table that recomputed or dropped dt_refs because their inputs changed."""
+    out = []
+    for tb in rep.tables:
+        if tb.stale or tb.dropped:
+            dropped = f", {tb.dropped} stale dt_ref(s) outside the range removed" if tb.dropped else ""
+            out.append(f"{tb.table}: {tb.stale} dt_ref(s) recomputed ({tb.reason}){dropped}")
+    return out
