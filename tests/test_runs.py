@@ -32,7 +32,7 @@ def _dead_pid() -> int:
 
 
 def test_a_killed_training_never_counts_as_done(synth_dir, tmp_path):
-    s = Settings(home=tmp_path / "h")
+    s = Settings(home=tmp_path / "h", extra={"churn_cadence": "weekly"})  # enough labelled months
     budget = {"n_trials": 0, "candidates": "logreg"}
     run_pipeline(s, data=synth_dir, problems=["churn"], cadence="weekly", **budget)
     assert str(registry.alias_version(s, "seller_churn").version) == "1"
