@@ -30,10 +30,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from _portable_env import clean_env, clean_subprocess_env, python_of, uv_binary
 from olist_ml.config import Settings
 from olist_ml.warehouse import session
-
-from _portable_env import clean_env, clean_subprocess_env, python_of, uv_binary
 
 CANDIDATES = {"churn": ["hazard_glm"], "delay": ["lightgbm"], "activation": ["xgboost"], "segments": None}
 NOT_PORTABLE = ("olist", "duckdb", "pyspark")
@@ -62,7 +61,7 @@ def world(tmp_path_factory) -> World:
 
     root = tmp_path_factory.mktemp("portable")
     synth.generate(root / "raw", scale=0.05, seed=11)
-    s = Settings(home=root / "home", threads=2, extra={"bootstrap": 50, "k_range": "3-4", "stability_runs": 1})
+    s = Settings(home=root / "home", threads=1, extra={"bootstrap": 50, "k_range": "3-4", "stability_runs": 1})
     ingest.ingest(root / "raw", s)
     features.build(s, cadence="monthly")
     probs = {k: problems.get(k) for k in CANDIDATES}
@@ -164,16 +163,9 @@ def test_champions_load_and_predict_with_plain_mlflow(world):
     from olist_ml.ml import registry, tracking
 
     tracking.configure(world.settings)
-    for key, p in world.problems.items():
+    for p in world.problems.values():
         frame = world.frames[p.name]
         m = mlflow.pyfunc.load_model(f"models:/{p.name}@champion")
-        types = {c.name: c.to_dict()["type"] for c in m.metadata.signature.inputs.inputs}
-        for c, t in types.items():  # declared as the warehouse types them
-            s = frame[c]
-            if pd.api.types.is_integer_dtype(s) and not isinstance(s.dtype, pd.api.extensions.ExtensionDtype):
-                assert t == "long", (p.name, c, t)
-            elif pd.api.types.is_float_dtype(s):
-                assert t == "double", (p.name, c, t)
         pred = m.predict(frame)
         assert isinstance(pred, pd.Series) and pred.name == "score" and len(pred) == len(frame)
         want = world.scores[p.name].to_numpy()
@@ -183,6 +175,13 @@ def test_champions_load_and_predict_with_plain_mlflow(world):
         else:
             assert pred.dtype == "int64"
             np.testing.assert_array_equal(pred.to_numpy(), want.astype("int64"))
+        types = {c.name: c.to_dict()["type"] for c in m.metadata.signature.inputs.inputs}
+        for c, t in types.items():  # declared as the warehouse types them
+            s = frame[c]
+            if pd.api.types.is_integer_dtype(s) and not isinstance(s.dtype, pd.api.extensions.ExtensionDtype):
+                assert t in ("long", "any"), (p.name, c, t)  # any: the column holds NULLs in the ABT
+            elif pd.api.types.is_float_dtype(s):
+                assert t == "double", (p.name, c, t)
         nulls = with_nulls(frame, m.metadata.signature)
         np.testing.assert_allclose(m.predict(nulls).to_numpy(dtype=float),
                                    registry.load_champion(world.settings, p.name).score(nulls).astype(float),
@@ -285,7 +284,8 @@ def test_clean_env_predictions_equal_olist_ml_predict(world, tmp_path):
                         "nulls": registry.load_champion(world.settings, p.name).score(frames[p.name]["nulls"])}
     script = tmp_path / "clean_predict.py"
     script.write_text(CLEAN_SCRIPT)
-    for key, (env, rec, names) in _envs(world).items():
+    runs = []
+    for key, (env, rec, names) in _envs(world).items():  # one process per environment, side by side
         spec = {}
         for n in names:
             spec[n] = {}
@@ -294,10 +294,14 @@ def test_clean_env_predictions_equal_olist_ml_predict(world, tmp_path):
                 f.to_parquet(path, index=False)
                 spec[n][part] = str(path)
         (tmp_path / f"{key}.json").write_text(json.dumps(spec))
-        r = subprocess.run([str(python_of(env)), str(script), str(tmp_path / f"{key}.json"), str(tmp_path / f"{key}.out")],
-                           cwd=tmp_path, env=clean_subprocess_env(MLFLOW_TRACKING_URI=world.settings.mlflow_uri),
-                           capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0, r.stderr[-3000:]
+        proc = subprocess.Popen([str(python_of(env)), str(script), str(tmp_path / f"{key}.json"),
+                                 str(tmp_path / f"{key}.out")], cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                env=clean_subprocess_env(MLFLOW_TRACKING_URI=world.settings.mlflow_uri))
+        runs.append((key, rec, names, proc))
+    for key, rec, names, proc in runs:
+        _, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr[-3000:]
         got = json.loads((tmp_path / f"{key}.out").read_text())
         assert got["importable_before"] == {"olist_ml": False, "olist_ml_model": False, "duckdb": False,
                                             "pyspark": False}, rec["requirements"]
@@ -325,62 +329,82 @@ def _payload(frame: pd.DataFrame, columns: list[str]) -> dict:
     return {"dataframe_split": {"columns": columns, "data": data}}
 
 
+@dataclasses.dataclass
+class _Server:
+    name: str
+    port: int
+    proc: subprocess.Popen
+    log: Path
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+
+def _start_server(world: World, env: Path, name: str) -> _Server:
+    """`mlflow models serve -m models:/<name>@champion --env-manager local` with the clean env's Python
+    (its bin/ first on PATH, as when activated: MLflow execs `uvicorn`), in its own process group."""
+    port = _free_port()
+    log = world.settings.home / f"serve-{name}.log"
+    penv = clean_subprocess_env(MLFLOW_TRACKING_URI=world.settings.mlflow_uri,
+                                PATH=f"{env / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(python_of(env)), "-m", "mlflow", "models", "serve", "-m",
+                                 f"models:/{name}@champion", "--env-manager", "local", "-h", "127.0.0.1",
+                                 "-p", str(port), "-w", "1"],
+                                env=penv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                cwd=world.settings.home)
+    return _Server(name, port, proc, log)
+
+
+def _stop(server: _Server) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.proc.pid, signal.SIGTERM)
+    try:
+        server.proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.proc.pid, signal.SIGKILL)
+        server.proc.wait()
+
+
 @pytest.mark.portable
 @pytest.mark.server
 def test_mlflow_models_serve_from_clean_env(world):
-    """`mlflow models serve -m models:/<name>@champion --env-manager local` in the clean environment, on
-    loopback: POSTed rows (dataframe_split JSON, NULLs as null) get olist-ml's scores."""
+    """`mlflow models serve` in the clean environment, on loopback: POSTed rows (dataframe_split JSON,
+    NULLs as null) get olist-ml's scores, one {"score": value} per row."""
     import httpx
     import mlflow
 
     from olist_ml.ml import registry, tracking
 
     tracking.configure(world.settings)
-    servers = []
+    servers: list[_Server] = []
     try:
-        for key, (env, rec, names) in _envs(world).items():
-            for n in names:
-                port = _free_port()
-                penv = clean_subprocess_env(MLFLOW_TRACKING_URI=world.settings.mlflow_uri,
-                                            PATH=f"{env / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
-                log = open(world.settings.home / f"serve-{n}.log", "wb")
-                proc = subprocess.Popen([str(python_of(env)), "-m", "mlflow", "models", "serve", "-m",
-                                         f"models:/{n}@champion", "--env-manager", "local", "-h", "127.0.0.1",
-                                         "-p", str(port), "-w", "1"], env=penv, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True, cwd=world.settings.home)
-                servers.append((n, port, proc, log))
+        for env, _rec, names in _envs(world).values():
+            servers += [_start_server(world, env, n) for n in names]
         deadline = time.monotonic() + 240
-        for n, port, proc, log in servers:
+        for sv in servers:
             while True:
-                assert proc.poll() is None, (world.settings.home / f"serve-{n}.log").read_text()[-3000:]
+                assert sv.proc.poll() is None, sv.tail()
                 with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
+                    if httpx.get(f"http://127.0.0.1:{sv.port}/ping", timeout=2).status_code == 200:
                         break
-                assert time.monotonic() < deadline, f"{n} did not start: " + \
-                    (world.settings.home / f"serve-{n}.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, f"{sv.name} did not start: {sv.tail()}"
                 time.sleep(0.5)
-        for n, port, proc, log in servers:
-            sig = mlflow.models.get_model_info(f"models:/{n}@champion").signature
-            cols = [c.name for c in sig.inputs.inputs]
-            nulls = with_nulls(world.frames[n], sig)
-            want = registry.load_champion(world.settings, n).score(nulls)
-            r = httpx.post(f"http://127.0.0.1:{port}/invocations", json=_payload(nulls, cols), timeout=60)
+        for sv in servers:
+            sig = mlflow.models.get_model_info(f"models:/{sv.name}@champion").signature
+            nulls = with_nulls(world.frames[sv.name], sig)
+            want = registry.load_champion(world.settings, sv.name).score(nulls)
+            r = httpx.post(f"http://127.0.0.1:{sv.port}/invocations",
+                           json=_payload(nulls, [c.name for c in sig.inputs.inputs]), timeout=60)
             assert r.status_code == 200, r.text[:2000]
-            got = r.json()["predictions"]
-            assert len(got) == len(nulls)
-            np.testing.assert_allclose(np.asarray(got, dtype=float), np.asarray(want, dtype=float), rtol=0, atol=1e-9,
-                                       err_msg=n)
+            got = r.json()["predictions"]  # the pyfunc's Series named score, as records
+            assert len(got) == len(nulls) and all(set(g) == {"score"} for g in got)
+            np.testing.assert_allclose(np.asarray([g["score"] for g in got], dtype=float),
+                                       np.asarray(want, dtype=float), rtol=0, atol=1e-9, err_msg=sv.name)
     finally:
-        for n, port, proc, log in servers:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            log.close()
+        for sv in servers:
+            _stop(sv)
 
 
 # ---- inside olist-ml: the same fitted model scores the same, whatever the artefact format -----------

@@ -161,7 +161,7 @@ def features_of(model) -> list[str]:
     """The columns a fitted Pipeline reads: its first step's (`olist_ml_model.FrameCaster`)."""
     cast = model.named_steps.get("cast") if hasattr(model, "named_steps") else None
     if cast is None:
-        raise ValueError("a registered model must be a Pipeline whose first step 'cast' is an olist_ml_model.FrameCaster")
+        raise ValueError("a registered model must be a Pipeline whose first step 'cast' is a FrameCaster")
     return [str(c) for c in [*(cast.categorical or []), *(cast.numeric or [])]]
 
 
