@@ -38,6 +38,7 @@ import pandas as pd
 from ..config import Settings
 from ..errors import InputError, NotReadyError
 from ..warehouse import session
+from . import artefact
 from . import calibration as calib
 from . import candidates as cands
 from . import metrics as M
@@ -192,46 +193,19 @@ def _tune(problem, cand, cat, num, train, folds, n_trials, timeout, seed, n_jobs
     return params, float(study.best_value), len(study.trials)
 
 
-def pip_requirements() -> list[str]:
-    """Pinned requirements logged with every model (skips MLflow's slow inference)."""
-    from importlib.metadata import PackageNotFoundError, version
+def pip_requirements(model=None) -> list[str]:
+    """Exact pins logged with a model (`olist_ml.ml.artefact.requirements`; without a model: the
+    base set every model needs)."""
+    from .artefact import BASE_REQUIREMENTS, requirements
 
-    reqs = []
-    for dist in ("scikit-learn", "lightgbm", "xgboost", "xgboost-cpu", "pandas", "numpy", "scipy", "cloudpickle"):
-        try:
-            reqs.append(f"{dist}=={version(dist)}")
-        except PackageNotFoundError:
-            pass
-    return reqs
+    if model is not None:
+        return requirements(model)
+    from importlib.metadata import version
 
-
-_pip_requirements = pip_requirements  # old private name, still used by problems.segments
+    return [f"{d}=={version(d)}" for d in BASE_REQUIREMENTS]
 
 
-def _log_model(mlflow, problem, model, example: pd.DataFrame):
-    from mlflow.models import infer_signature
-
-    import mlflow.sklearn
-
-    if problem.kind == "binary":
-        sig = infer_signature(example, np.asarray(model.predict_proba(example)))
-        fn = "predict_proba"
-    else:
-        sig = infer_signature(example, np.asarray(model.predict(example)))
-        fn = "predict"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return mlflow.sklearn.log_model(
-            model, name="model", signature=sig, input_example=example, pip_requirements=pip_requirements(),
-            serialization_format="cloudpickle", pyfunc_predict_fn=fn,
-        )
-
-
-def _example(df: pd.DataFrame, cat: list[str], num: list[str]) -> pd.DataFrame:
-    ex = cands.cast_frame(df.head(5), cat, num)
-    for c in cat:  # JSON-friendly example: missing categories as None
-        ex[c] = ex[c].where(ex[c].notna(), None)
-    return ex
+_pip_requirements = pip_requirements  # old private name
 
 
 def _empty_features(train: pd.DataFrame, cat: list[str], num: list[str]) -> list[str]:
@@ -602,7 +576,7 @@ def train(problem: Problem, settings: Settings, *, n_trials: int | None = None, 
                     _log_test(mlflow, metric, test, base, cal_info, best.validation)
                     _plots(mlflow, problem, fitted, final, split,
                            f"{problem.name} / {best.name} (test {lineage['test_start']}..{lineage['test_end']})")
-                    info = _log_model(mlflow, problem, final, _example(split.labelled, cat, num))
+                    info = artefact.log_model(mlflow, final, problem.kind, df)
                 refit_run = rr.info.run_id
                 best.model_uri = info.model_uri
                 gate_ok, gate_why = _gate(problem, test, base)
@@ -706,7 +680,7 @@ def _register(settings, problem, best: CandidateResult, model_uri: str, run_id: 
               test: dict, gate_ok: bool, gate_why: str, split: Split, cat, num, min_delta: float, n_jobs: int, mlflow):
     c = tracking.client(settings)
     metric = problem.metric
-    mv = mlflow.register_model(model_uri, problem.name, tags={"kind": problem.kind, "candidate": best.name})
+    mv = registry.register(settings, problem.name, model_uri, run_id, {"kind": problem.kind, "candidate": best.name})
     version = str(mv.version)
     c.set_model_version_tag(problem.name, version, "run_id", run_id)
     for k, v in tags.items():

@@ -64,11 +64,11 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.cluster import KMeans
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import RobustScaler
+
+from olist_ml_model import CLIP, HeavyTailScaler  # noqa: F401  (earlier pickles refer to segments.HeavyTailScaler)
 
 from ..config import Settings
 from ..errors import InputError, MissingStepError
@@ -80,7 +80,6 @@ NAME = "seller_segments"
 ABT = "abt_seller_segments"
 TABLE = "seller_segments"
 CANDIDATE = "kmeans_robust"
-CLIP = 5.0
 
 # curated features: (template, role used for naming)
 CURATED = (
@@ -160,28 +159,8 @@ def population(con: duckdb.DuckDBPyConnection, settings: Settings, dt_ref: date 
 
 
 # ---- model ---------------------------------------------------------------------------------------
-class HeavyTailScaler(BaseEstimator, TransformerMixin):
-    """Signed log1p on skewed non-negative columns, then RobustScaler, then clip to [-clip, clip]."""
-
-    def __init__(self, skew_threshold: float = 1.0, clip: float = CLIP):
-        self.skew_threshold = skew_threshold
-        self.clip = clip
-
-    def fit(self, X, y=None):
-        X = np.asarray(X, dtype=float)
-        skew = pd.DataFrame(X).skew().fillna(0).to_numpy()
-        self.log_cols_ = (skew > self.skew_threshold) & (np.nanmin(X, axis=0) >= 0)
-        self.scaler_ = RobustScaler(quantile_range=(10.0, 90.0)).fit(self._log(X))
-        # a constant column has IQR 0: RobustScaler keeps scale 1, so it contributes 0 after centring
-        return self
-
-    def _log(self, X):
-        X = np.array(X, dtype=float, copy=True)
-        X[:, self.log_cols_] = np.log1p(X[:, self.log_cols_])
-        return X
-
-    def transform(self, X):
-        return np.clip(self.scaler_.transform(self._log(np.asarray(X, dtype=float))), -self.clip, self.clip)
+# HeavyTailScaler (signed log1p on skewed columns, RobustScaler, clip) lives in `olist_ml_model`, the code
+# logged with the registered model (`olist_ml.ml.artefact`); imported above under its old name here.
 
 
 def segment_pipeline(features: list[str], k: int, seed: int) -> Pipeline:
@@ -507,7 +486,6 @@ def fit_segments(settings: Settings, dt_ref: date | None = None, *, k_range: tup
 
 def _log_run(settings: Settings, res: SegmentsResult, pipe, df, X, labels, register: bool, min_delta: float) -> None:
     from ..ml import tracking
-    from ..ml.train import pip_requirements
 
     mlflow = tracking.configure(settings)
     exp = tracking.experiment_id(settings, NAME)
@@ -540,14 +518,9 @@ def _log_run(settings: Settings, res: SegmentsResult, pipe, df, X, labels, regis
                 t / "stability_ari.csv", index=False)
             _pca_png(X, labels, res.names, t / "segments_pca.png", f"{NAME} at {res.dt_ref} (k={res.k})")
             mlflow.log_artifacts(tmp, artifact_path="segments")
-        from mlflow.models import infer_signature
+        from ..ml import artefact
 
-        import mlflow.sklearn
-
-        ex = df[res.features].head(5).astype("float64")
-        info = mlflow.sklearn.log_model(pipe, name="model", signature=infer_signature(ex, pipe.predict(ex)),
-                                        input_example=ex, pip_requirements=pip_requirements(),
-                                        serialization_format="cloudpickle", pyfunc_predict_fn="predict")
+        info = artefact.log_model(mlflow, pipe, "cluster", df)
         res.run_id = run.info.run_id
         res.model_uri = info.model_uri
         if register:
@@ -571,12 +544,10 @@ def _champion_silhouette(champ, df: pd.DataFrame, features: list[str], seed: int
 
 def _register(settings: Settings, res: SegmentsResult, df: pd.DataFrame, min_delta: float) -> None:
     """Register the fitted model and apply the clustering champion rule (module docstring)."""
-    import mlflow
-
     from ..ml import registry, tracking
 
     c = tracking.client(settings)
-    mv = mlflow.register_model(res.model_uri, NAME, tags={"kind": "cluster", "candidate": CANDIDATE})
+    mv = registry.register(settings, NAME, res.model_uri, res.run_id, {"kind": "cluster", "candidate": CANDIDATE})
     v = res.model_version = str(mv.version)
     for key, val in (("segment_names", json.dumps({str(k): n for k, n in res.names.items()})),
                      ("run_id", res.run_id), ("silhouette", f"{res.silhouette:.6f}"),
