@@ -86,7 +86,7 @@ def test_other_data_makes_the_feature_store_and_abt_stale_and_they_are_recompute
         again = lineage.refresh_abt(con, churn, used)
         assert again.rebuilt and again.reason == "data changed"
         # a changed setting shapes the ABT too
-        assert lineage.refresh_abt(con, churn, used.with_(churn_horizon_days=30)).reason == "settings/code changed"
+        assert lineage.refresh_abt(con, churn, used.with_(churn__horizon_days=30)).reason == "settings/code changed"
 
 
 def test_appending_later_orders_keeps_earlier_feature_dates_current(synth_dir, tmp_path):

@@ -38,7 +38,7 @@ def test_a_killed_training_never_counts_as_done(synth_dir, tmp_path):
     assert str(registry.alias_version(s, "seller_churn").version) == "1"
 
     # a new horizon changes the ABT; a training on it was killed mid-way: its run stays RUNNING
-    s2 = s.with_(churn_horizon_days=40)
+    s2 = s.with_(churn__horizon_days=40)
     churn = get("churn")
     with duckdb.connect(str(s2.warehouse)) as con:
         lineage.refresh_abt(con, churn, s2)
