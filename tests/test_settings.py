@@ -57,8 +57,11 @@ def test_segmentation_uses_every_curated_role_including_loyalty(world):
     """`pct_repeat_customers_180d` (a name that never existed) was silently dropped: no loyalty role."""
     from olist_ml.features import feature_columns
 
-    with duckdb.connect(str(world.warehouse), read_only=True) as con:
+    with duckdb.connect(str(world.warehouse)) as con:
         store = feature_columns(con)
+        seg.write_abt(con, world)  # the population segmentation is fitted on
+        abt = [r[0] for r in con.execute("DESCRIBE abt_seller_segments").fetchall()]
+    assert "pct_orders_repeat_customer_180d" in abt  # the loyalty feature is fitted on
     cols = seg.curated_features(world, store)
     roles = seg._roles(world)
     assert len(cols) == len(seg.CURATED) == 12
@@ -68,10 +71,7 @@ def test_segmentation_uses_every_curated_role_including_loyalty(world):
     # a feature store without one of them: one line naming it, never a silent drop
     with pytest.raises(MissingStepError, match="pct_orders_repeat_customer_180d"):
         seg.curated_features(world, [c for c in store if not c.startswith("pct_orders_repeat_customer")])
-    with duckdb.connect(str(world.warehouse)) as con:
-        seg.write_abt(con, world)
-        abt = [r[0] for r in con.execute("DESCRIBE abt_seller_segments").fetchall()]
-    assert set(cols) <= set(abt)
+    assert set(abt) == {"dt_ref", "seller_id", *cols}
 
 
 def test_an_unknown_feature_name_fails_loudly():

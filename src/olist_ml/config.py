@@ -185,11 +185,11 @@ class ChurnSettings(ProblemSettings):
                       doc="ABT reference dates: first of month, Mondays or every day")
     test_months: int | None = _f(3, doc="last labelled months measured once")
     validation_months: int | None = _f(3, doc="months before the test months that choose and calibrate")
+    purge_days: int | None = _f(None, doc="None: the horizon (a row's label is known by dt_ref + horizon)")
 
     @property
     def split(self) -> SplitConfig:
-        # without a label_known_at column, a row's label is known by dt_ref + the horizon
-        return replace(super().split, purge_days=self.horizon_days)
+        return replace(super().split, purge_days=self.horizon_days if self.purge_days is None else self.purge_days)
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,10 @@
 -- A repeat-customer order is one whose customer had bought from the seller before (any time).
 -- Regions: n (North), ne (Northeast), co (Center-West), se (Southeast), s (South) of the
 -- customer's state; shares are of the seller's orders in the window.
--- Computed with deltas and running sums (see fs_seller_sales.sql, render.running_sums): a fact known on day k about an order bought on
--- day p counts for the dt_refs in (max(p, k), p + w]; a distinct key (customer, state, product,
--- category) counts while any of its days lies in the window (islands of days closer than w).
+-- Computed with deltas (see fs_seller_sales.sql) and running sums (render.running_sums): a fact
+-- known on day k about an order bought on day p counts for the dt_refs in (max(p, k), p + w];
+-- a distinct key (customer, state, product, category) counts while any of its days lies in the
+-- window (islands of days closer than w).
 WITH f AS (
   -- ord: an order of the cohort; cus/st: distinct customer / state days (islands); new: first order of a customer
   SELECT seller_id, 'ord' AS kind, 0 AS isl, 0 AS life, pdn AS s, pdn AS e, CAST(NULL AS INTEGER) AS prv, CAST(NULL AS INTEGER) AS nxt,

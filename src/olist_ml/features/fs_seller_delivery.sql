@@ -13,9 +13,10 @@
 -- * undelivered past the estimate: the estimated date has passed and no delivery before dt_ref
 --   (enters the day after the estimated date, leaves at the delivery, if any);
 -- * hand-over: order_delivered_carrier_date < dt_ref, compared with the item shipping limit.
--- Computed with deltas and running sums (see fs_seller_sales.sql, render.running_sums): a fact known on day k about an order bought on
--- day p counts for the dt_refs in (max(p, k), p + w]; a fact that stops holding on day k2 (an
--- overdue order delivered) adds the opposite delta from (max(p, k2), p + w].
+-- Computed with deltas (see fs_seller_sales.sql) and running sums (render.running_sums): a fact
+-- known on day k about an order bought on day p counts for the dt_refs in (max(p, k), p + w];
+-- a fact that stops holding on day k2 (an overdue order delivered) adds the opposite delta from
+-- (max(p, k2), p + w].
 WITH o AS (
   SELECT
     so.*,

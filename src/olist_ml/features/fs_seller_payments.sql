@@ -3,8 +3,9 @@
 -- to the seller by the seller's share of the order's item value (rounded to cents).
 -- Facts: payments at the order's purchase time; windows [dt_ref - w days, dt_ref).
 -- Orders without payment rows count in no payment share.
--- Computed with deltas and running sums (see fs_seller_sales.sql, render.running_sums): a fact known on day k about an order bought on
--- day p counts for the dt_refs in (max(p, k), p + w]. Rows: sellers with an order in the longest window (n_act).
+-- Computed with deltas (see fs_seller_sales.sql) and running sums (render.running_sums): a fact
+-- known on day k about an order bought on day p counts for the dt_refs in (max(p, k), p + w].
+-- Rows: sellers with an order in the longest window (n_act).
 WITH f AS (
   SELECT seller_id, 'ord' AS kind, 0 AS isl, 0 AS life, pdn AS s, pdn AS e, CAST(NULL AS INTEGER) AS prv, CAST(NULL AS INTEGER) AS nxt,
     CASE WHEN has_payment THEN 1 ELSE 0 END AS paid,

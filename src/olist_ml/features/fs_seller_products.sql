@@ -5,9 +5,10 @@
 -- Price level: each item's price divided by its category's reference price, averaged. The
 -- reference is the median item price of the category over the 6 calendar months before the
 -- item's purchase month, so it is known when the item is sold. Rows: fs_spine.
--- Computed with deltas and running sums (see fs_seller_sales.sql, render.running_sums): a fact known on day k about an order bought on
--- day p counts for the dt_refs in (max(p, k), p + w]; a distinct key (customer, state, product,
--- category) counts while any of its days lies in the window (islands of days closer than w).
+-- Computed with deltas (see fs_seller_sales.sql) and running sums (render.running_sums): a fact
+-- known on day k about an order bought on day p counts for the dt_refs in (max(p, k), p + w];
+-- a distinct key (customer, state, product, category) counts while any of its days lies in the
+-- window (islands of days closer than w).
 WITH ref AS (
   SELECT m.category, m.pmi, median(CAST(i.price AS DOUBLE)) AS cat_median
   FROM (

@@ -6,8 +6,8 @@
 -- real reviews are answered on a later day: median 1, p90 4, max 518 days), so dating a review by
 -- it would use scores before they exist. A review on a multi-seller order counts for every seller
 -- of the order. Rows: fs_spine.
--- Computed with deltas and running sums (see fs_seller_sales.sql, render.running_sums): a fact known on day k about an order bought on
--- day p counts for the dt_refs in (max(p, k), p + w].
+-- Computed with deltas (see fs_seller_sales.sql) and running sums (render.running_sums): a fact
+-- known on day k about an order bought on day p counts for the dt_refs in (max(p, k), p + w].
 WITH rv AS (
   SELECT
     so.seller_id,
