@@ -31,7 +31,7 @@ import pandas as pd
 import pytest
 
 from _portable_env import clean_env, clean_subprocess_env, python_of, uv_binary
-from olist_ml.config import Settings
+from olist_ml.config import SegmentsSettings, Settings, TrainingSettings
 from olist_ml.warehouse import session
 
 CANDIDATES = {"churn": ["hazard_glm"], "delay": ["lightgbm"], "activation": ["xgboost"], "segments": None}
@@ -61,7 +61,8 @@ def world(tmp_path_factory) -> World:
 
     root = tmp_path_factory.mktemp("portable")
     synth.generate(root / "raw", scale=0.05, seed=11)
-    s = Settings(home=root / "home", threads=1, extra={"bootstrap": 50, "k_range": "3-4", "stability_runs": 1})
+    s = Settings(home=root / "home", threads=1, training=TrainingSettings(bootstrap=50),
+                 segments=SegmentsSettings(k_range=(3, 4), stability_runs=1))
     ingest.ingest(root / "raw", s)
     features.build(s, cadence="monthly")
     probs = {k: problems.get(k) for k in CANDIDATES}
