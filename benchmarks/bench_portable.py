@@ -1,7 +1,7 @@
 """The portable registered model: size, load time, logging cost, and the clean environment.
 
 For every champion in an olist-ml home (default: a fresh synthetic one, scale 0.05, one candidate per
-problem as in tests/test_portable.py; or --home of e.g. `olist-ml run`):
+problem as in tests/ml/test_portable.py; or --home of e.g. `olist-ml run`):
 
   * artefact size: the model folder (MLmodel, python_model.pkl, code/, requirements, example), and
     of it the pickle and the logged code;
@@ -67,7 +67,7 @@ def main() -> int:
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    from _portable_env import clean_env, clean_subprocess_env, python_of
+    from support.portable_env import clean_env, clean_subprocess_env, python_of
     from olist_ml import problems
     from olist_ml.config import Settings
     from olist_ml.ml import artefact, registry, tracking

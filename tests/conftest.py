@@ -1,4 +1,5 @@
-"""Shared test setup: offline MLflow/Spark environment and a per-test `Settings` home."""
+"""Shared test setup: offline MLflow/Spark environment, a per-test `Settings` home, seeded synthetic
+CSVs shared by the session, the real data when present. Helpers (not fixtures): tests/support/."""
 
 from __future__ import annotations
 
@@ -23,6 +24,23 @@ from olist_ml.config import Settings  # noqa: E402
 def settings(tmp_path: Path) -> Settings:
     """A fresh, empty olist-ml home (warehouse, MLflow store, artifacts) for one test."""
     return Settings(home=tmp_path / "home")
+
+
+@pytest.fixture(scope="session")
+def synthetic_csvs(tmp_path_factory):
+    """`synthetic_csvs(seed, scale) -> folder` of seeded synthetic Olist CSVs, generated once per
+    test session for each (seed, scale) and shared: tests copy it before editing files in it."""
+    from olist_ml.synth import generate
+
+    made: dict[tuple[int, float], Path] = {}
+
+    def get(seed: int, scale: float) -> Path:
+        if (seed, scale) not in made:
+            made[seed, scale] = d = tmp_path_factory.mktemp(f"synth-{seed}-{scale}")
+            generate(d, seed=seed, scale=scale)
+        return made[seed, scale]
+
+    return get
 
 
 @pytest.fixture(scope="session")

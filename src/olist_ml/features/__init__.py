@@ -6,7 +6,7 @@ hand-over at hand-over, a review's score and comment at its answer - `review_ans
 not the creation date, which is when the survey was sent - and "not delivered by the estimated
 date" from the day after that date). `order_status` is a snapshot taken at extraction, never a
 point-in-time fact: no feature reads it. Windows are half-open `[dt_ref - N days, dt_ref)`
-with N in `Settings.feature_windows` (30/90/180), plus lifetime columns. tests/test_truncation.py
+with N in `Settings.feature_windows` (30/90/180), plus lifetime columns. tests/features/test_truncation.py
 checks it the strong way: the data cut at a date as it looked then gives the same rows before the cut.
 
 Rows: a seller has a row at dt_ref from the day after its first sale until it has been

@@ -13,7 +13,7 @@ Problems name features through this catalog, never by a string of their own (Ham
 a feature's name is its definition's name): `F.gmv.longest` is `gmv_<longest window>d`,
 `F.days_since_last_sale` the point column, `F.n_orders.at(90)` one window. An unknown name fails
 at once (`UnknownNameError` with the closest names) - at import of the problem that uses it - and
-`tests/test_catalog_refs.py` checks every name every problem uses against a built feature store.
+`tests/pipeline/test_settings.py` checks every name every problem uses against a built feature store.
 """
 
 from __future__ import annotations

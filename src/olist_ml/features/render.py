@@ -25,7 +25,7 @@ macros with arguments (one declaration of a running sum expands into the ``d`` a
 window), which that layer could only gain by growing a parser of its own; Jinja is the language dbt
 uses for exactly this (models plus macros for repeated SQL shapes), undefined names fail loudly
 (``StrictUndefined``), and templates are compiled once per process. The rendered SQL is the same query
-as before (tests/test_features.py oracles, tests/test_features_spark.py parity, the feature benchmark).
+as before (tests/features/test_features.py oracles, tests/features/test_features_spark.py parity, the feature benchmark).
 """
 
 from __future__ import annotations

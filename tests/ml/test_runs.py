@@ -15,14 +15,11 @@ from olist_ml.ml import registry, tracking
 from olist_ml.ml.data import content_hash, load_abt
 from olist_ml.pipeline import run_pipeline
 from olist_ml.problems import get
-from olist_ml.synth import generate
 
 
 @pytest.fixture(scope="module")
-def synth_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("synth")
-    generate(d, seed=3, scale=0.05)
-    return d
+def synth_dir(synthetic_csvs) -> Path:
+    return synthetic_csvs(3, 0.05)
 
 
 def _dead_pid() -> int:

@@ -15,7 +15,7 @@ from olist_ml.config import Settings
 from olist_ml.errors import InputError, MissingStepError, SettingsMismatchError, UnknownNameError
 from olist_ml.features.catalog import F, catalog
 from olist_ml.problems import segments as seg
-from test_serving_fixtures import make_feature_store, train_champion
+from support.serving_world import make_feature_store, train_champion
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,5 @@
 """Helpers shared by the serving/monitor/report tests: a small feature store and real
 registered models in a tmp MLflow sqlite store, plus a uvicorn subprocess on loopback.
-
-(No tests here; the module name only follows the area's file-ownership pattern.)
 """
 
 from __future__ import annotations
@@ -12,16 +10,13 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from olist_ml.config import Settings
-
-
 
 # The served fixtures build the feature store monthly up to FEATURES_END (in the healthy part of
 # the synthetic data, before its thin tail), so the churn population at the latest dt_ref is

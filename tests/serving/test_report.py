@@ -8,12 +8,11 @@ import re
 import shutil
 import subprocess
 from datetime import date
-from pathlib import Path
 
 import duckdb
 import pytest
 
-from test_serving_fixtures import REFS, fixture_problem, segments_problem
+from support.serving_world import REFS, fixture_problem, segments_problem
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -10,6 +10,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from test_ml import toy_abt, toy_problem
 
 from olist_ml.config import Settings
 from olist_ml.ml import calibration as calib
@@ -20,8 +21,6 @@ from olist_ml.ml.metrics import _weighted_auc_matrix, bootstrap_ci
 from olist_ml.ml.problem import Baseline, SplitConfig
 from olist_ml.ml.train import train
 from olist_ml.warehouse import connect, session
-
-from test_ml import _build, toy_abt, toy_problem
 
 
 @pytest.fixture(scope="module")

@@ -498,7 +498,7 @@ def test_resumable_after_kill_no_half_written_dt_ref(wh, tmp_path):
         "    build(s, start=f'2017-{m:02d}-01', end=f'2017-{m:02d}-28')\n"
     )
     for delay in (1.2, 2.0):
-        p = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+        p = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")})
         time.sleep(delay)
         p.send_signal(signal.SIGKILL)
         p.wait()

@@ -9,6 +9,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+from test_ml import toy_abt, toy_problem
 
 from olist_ml.config import Settings
 from olist_ml.errors import InputError
@@ -16,8 +17,6 @@ from olist_ml.ml import scoring, tracking
 from olist_ml.ml.problem import Problem
 from olist_ml.ml.train import train
 from olist_ml.warehouse import connect
-
-from test_ml import toy_abt, toy_problem
 
 
 def _event_problem(**kw) -> Problem:

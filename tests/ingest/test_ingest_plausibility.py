@@ -13,6 +13,23 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pytest
+from test_ingest import (  # noqa: F401  (previous and wh are fixtures)
+    CUSTOMERS,
+    GEO,
+    ITEMS,
+    ORDERS,
+    PAYMENTS,
+    PRODUCTS,
+    REVIEWS,
+    SELLERS,
+    _zip,
+    leftovers,
+    previous,
+    q,
+    sha,
+    wh,
+    write_source,
+)
 
 from olist_ml import ingest as ingest_mod
 from olist_ml.cli import main
@@ -20,10 +37,6 @@ from olist_ml.config import Settings
 from olist_ml.errors import InputError
 from olist_ml.ingest import ingest
 from olist_ml.schema import SOURCES_BY_KEY
-from test_ingest import (  # noqa: F401  (previous and wh are fixtures)
-    CUSTOMERS, GEO, ITEMS, ORDERS, PAYMENTS, PRODUCTS, REVIEWS, SELLERS, _zip, leftovers, previous, q, sha, wh,
-    write_source,
-)
 
 
 def quarantine(settings: Settings, file: str | None = None) -> list[tuple]:

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from olist_ml.config import Settings
-from olist_ml.errors import MissingStepError, NotReadyError
+from olist_ml.errors import NotReadyError
 from olist_ml.problems import activation as act
-
-from _problem_fixtures import create_stg, empty_rows, order, write_orders
+from support.problem_rows import create_stg, empty_rows, order, write_orders
 
 
 def _deal(mql, seller, won, **kw):

@@ -18,14 +18,11 @@ import pytest
 from olist_ml.cli import main
 from olist_ml.config import Settings
 from olist_ml.ingest import ingest
-from olist_ml.synth import generate
 
 
 @pytest.fixture(scope="module")
-def synth_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("synth")
-    generate(d, seed=5, scale=0.03)
-    return d
+def synth_dir(synthetic_csvs) -> Path:
+    return synthetic_csvs(5, 0.03)
 
 
 @pytest.fixture(scope="module")

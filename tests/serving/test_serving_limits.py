@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 
 from olist_ml.config import Settings
 from olist_ml.serving.api import MAX_BATCH_ENV, MAX_BODY_ENV, TOKEN_ENV, create_app, exposure_warning, is_loopback
-from test_serving_fixtures import free_port, make_feature_store, running_server, train_champion
+from support.serving_world import free_port, make_feature_store, running_server, train_champion
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from olist_ml.config import Settings
-from test_serving_fixtures import (
+from support.serving_world import (
     latest_frames,
     make_feature_store,
     promote,

@@ -9,7 +9,7 @@ trained with one candidate each, chosen to cover every class a model can hold (c
 GLM; delay: LightGBM; activation: XGBoost; segments: k-means with the heavy-tail scaler) -> scored
 by `olist_ml.ml.scoring.predict` (what `olist-ml predict` runs).
 
-Tests marked `portable` build the clean environments (`tests/_portable_env.py`: uv, from its
+Tests marked `portable` build the clean environments (`tests/support/portable_env.py`: uv, from its
 cache, kept between runs under ~/.cache/olist-ml/portable-envs, keyed by the requirements' hash).
 """
 
@@ -30,9 +30,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _portable_env import clean_env, clean_subprocess_env, python_of, uv_binary
 from olist_ml.config import SegmentsSettings, Settings, TrainingSettings
 from olist_ml.warehouse import session
+from support.portable_env import clean_env, clean_subprocess_env, python_of, uv_binary
 
 CANDIDATES = {"churn": ["hazard_glm"], "delay": ["lightgbm"], "activation": ["xgboost"], "segments": None}
 NOT_PORTABLE = ("olist", "duckdb", "pyspark")
@@ -318,7 +318,7 @@ def test_clean_env_predictions_equal_olist_ml_predict(world, tmp_path):
 
 
 def _free_port() -> int:
-    from test_serving_fixtures import free_port
+    from support.serving_world import free_port
 
     return free_port()
 

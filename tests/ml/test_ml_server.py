@@ -11,12 +11,11 @@ import time
 
 import httpx
 import pytest
+from test_ml import toy_abt, toy_problem
 
 from olist_ml.ml import registry, scoring
 from olist_ml.ml.train import train
 from olist_ml.warehouse import connect
-
-from test_ml import toy_abt, toy_problem
 
 
 def _free_port() -> int:

@@ -10,8 +10,7 @@ import pytest
 
 from olist_ml import geo
 from olist_ml.problems import order_delay as od
-
-from _problem_fixtures import empty_rows, order, write_orders
+from support.problem_rows import empty_rows, order, write_orders
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from test_serving_fixtures import MON_ABT, N_SELLERS, REFS, fixture_problem as _problem
-
 from olist_ml.serving.metrics import EPSILON, decile_edges, psi, realised_performance, roc_auc, top_decile_lift
+from support.serving_world import MON_ABT, N_SELLERS, REFS
+from support.serving_world import fixture_problem as _problem
 
 
 # ---------------------------------------------------------------------------------------
@@ -112,10 +112,10 @@ def test_auc_matches_sklearn_with_ties():
 # ---------------------------------------------------------------------------------------
 @pytest.mark.timeout(300)
 def test_monitor_end_to_end(settings):
+    from olist_ml.ml import registry, tracking
     from olist_ml.ml.scoring import predict
     from olist_ml.ml.train import train
     from olist_ml.serving.monitor import monitor, training_range
-    from olist_ml.ml import registry, tracking
 
     settings.home.mkdir(parents=True)
     duckdb.connect(str(settings.warehouse)).close()

@@ -27,7 +27,6 @@ import datetime as dt
 import math
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 import duckdb
 import numpy as np

@@ -8,9 +8,9 @@ import math
 import duckdb
 import pandas as pd
 import pytest
+from test_features import DT_REFS, make_rows, write_warehouse  # noqa: E402
 
 from olist_ml.features import FEATURE_TABLES, build, compute
-from test_features import DT_REFS, make_rows, write_warehouse  # noqa: E402
 
 pytestmark = pytest.mark.spark
 pyspark = pytest.importorskip("pyspark")

@@ -15,17 +15,14 @@ from olist_ml import lineage
 from olist_ml.config import ChurnSettings, Settings
 from olist_ml.features import build
 from olist_ml.ingest import ingest
-from olist_ml.synth import generate
 
 ITEMS = "olist_order_items_dataset.csv"
 ORDERS = "olist_orders_dataset.csv"
 
 
 @pytest.fixture(scope="module")
-def synth_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("synth")
-    generate(d, seed=3, scale=0.05)
-    return d
+def synth_dir(synthetic_csvs) -> Path:
+    return synthetic_csvs(3, 0.05)
 
 
 def _variant(src: Path, dst: Path, edit) -> Path:
