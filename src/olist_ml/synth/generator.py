@@ -18,7 +18,6 @@ The generator simulates a marketplace week by week:
 from __future__ import annotations
 
 import gzip as _gzip
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..geo import haversine_km
 from ..schema import SOURCES_BY_KEY
 from . import constants as K
 
@@ -43,6 +43,7 @@ SNAPSHOT_S = _t(K.SNAPSHOT)
 RATE_H = 1.0  # log order rate per unit of seller health
 H_CENTER = 0.9  # order-weighted mean health: effects are centred on it
 HOME_BIAS = 0.07  # share of orders where the customer is drawn from the seller's own state
+SYNTH_EARTH_RADIUS_KM = 6371.0  # the radius the seeded data were drawn with (olist_ml.geo uses the IUGG mean)
 LAST_MONTH = "2018-10"
 
 
@@ -68,13 +69,6 @@ def _choice(rng: np.random.Generator, weights, n: int) -> np.ndarray:
 
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
-
-
-def _haversine_km(lat1, lng1, lat2, lng2):
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dphi, dl = p2 - p1, np.radians(lng2 - lng1)
-    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    return 2 * 6371.0 * np.arcsin(np.sqrt(a))
 
 
 def _fmt_ts(sec: np.ndarray) -> np.ndarray:
@@ -381,7 +375,7 @@ def _orders_of_week(rng, s_idx, t, h, geo, geo_seller_pref, s_lat, s_lng, cust_c
             lo, hi = geo.state_span[code]
             cum = np.cumsum(geo.cust_p[lo:hi])
             cp[sel] = lo + np.minimum(np.searchsorted(cum, rng.random(len(sel)) * cum[-1]), hi - lo - 1)
-    dist = _haversine_km(s_lat[s_idx], s_lng[s_idx], geo.lat[cp], geo.lng[cp])
+    dist = haversine_km(s_lat[s_idx], s_lng[s_idx], geo.lat[cp], geo.lng[cp], radius_km=SYNTH_EARTH_RADIUS_KM)
     pay = _choice(rng, [0.765, 0.198, 0.015, 0.022], n)
     # status: cancellations / unavailability are more frequent at unhealthy sellers
     u = rng.random(n)
