@@ -283,14 +283,11 @@ def name_segments(prof: pd.DataFrame, features: list[str], settings: Settings, t
             parts.append("new")
         elif z.get("tenure", 0) > t:
             parts.append("established")
-        if z.get("volume", 0) > t:
-            parts.append("high-volume")
-        elif z.get("volume", 0) < -t:
-            parts.append("low-volume")
-        if z.get("ticket", 0) > t:
-            parts.append("high-ticket")
-        elif z.get("ticket", 0) < -t:
-            parts.append("low-ticket")
+        for role in ("volume", "ticket"):
+            if z.get(role, 0) > t:
+                parts.append(f"high-{role}")
+            elif z.get(role, 0) < -t:
+                parts.append(f"low-{role}")
         if not risk and (z.get("rating", 0) > t / 2 or z.get("low_rating", 0) < -t / 2):
             parts.append("well-rated")
         if not parts and not risk:
