@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = next(p / "src" for p in Path(__file__).resolve().parents if (p / "src" / "olist_ml").is_dir())
 
 # highest first; a module belongs to the first layer with a prefix that names it or a package above it
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
