@@ -29,12 +29,13 @@ Population date: `default_dt_ref` = the latest feature dt_ref on or before
 otherwise age every seller's recency by ~7 weeks). `abt_seller_segments` is exactly the
 population the segmentation is fitted on (its content hash is the run's lineage).
 
-`fit_segments` logs one MLflow run (tags role=parent, abt_content_hash; params incl. the
-lineage; metrics silhouette, davies_bouldin, calinski_harabasz, stability_ari_mean/min,
-silhouette_by_k; artifacts segments/segment_profile.csv+html, segment_names.json,
-silhouette_by_k.csv, stability_ari.csv, segments_pca.png; the model), registers it as
-`seller_segments` (tags: segment_names JSON, dt_ref, k, silhouette, trained_until = dt_ref: no
-labels, so no validation / test periods, calibration or baseline; the silhouette is in-sample)
+`fit_segments` logs one MLflow run through the generic trainer (`olist_ml.ml.train.parent_run`;
+tags role=parent, abt_content_hash; params incl. the lineage; metrics silhouette, davies_bouldin,
+calinski_harabasz, stability_ari_mean/min, silhouette_by_k; artifacts segments/segment_profile.csv+html,
+segment_names.json, silhouette_by_k.csv, stability_ari.csv, segments_pca.png; the model), registers it
+as `seller_segments` through the generic registry (`olist_ml.ml.registry.register_and_decide`; tags:
+segment_names JSON, dt_ref, k, silhouette, trained_until = dt_ref: no labels, so no validation / test
+periods, calibration or baseline; the silhouette is in-sample)
 and applies the clustering champion rule:
 
   * no champion yet -> champion;
