@@ -64,22 +64,6 @@ def _global(
     check_paths(ctx.obj)
 
 
-def settings_of(ctx: typer.Context) -> Settings:
-    obj = ctx.find_root().obj
-    return obj if isinstance(obj, Settings) else Settings.from_env()
-
-
-def writer(ctx: typer.Context, command: str) -> Settings:
-    """The settings of a command that WRITES the home, holding the home's writer lock until the command
-    ends (`olist_ml.home.writer_lock`; `--wait` waits for another writer instead of failing)."""
-    from .home import writer_lock
-
-    root = ctx.find_root()
-    s = settings_of(ctx)
-    root.with_resource(writer_lock(s, command, wait=bool(root.meta.get("olist_ml.wait"))))
-    return s
-
-
 def _register_all() -> None:
     from .commands import REGISTRY
 

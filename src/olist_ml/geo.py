@@ -38,11 +38,12 @@ def normalise_zip_sql(expr: str) -> str:
     return f"lpad(trim(CAST({expr} AS VARCHAR)), 5, '0')"
 
 
-def haversine_km(lat1, lng1, lat2, lng2):
-    """Great-circle distance in km between points in degrees (scalars or arrays; NaN propagates)."""
+def haversine_km(lat1, lng1, lat2, lng2, radius_km: float = EARTH_RADIUS_KM):
+    """Great-circle distance in km between points in degrees (scalars or arrays; NaN propagates).
+    `radius_km`: the synthetic generator keeps the 6371 km its seeded data were drawn with."""
     lat1, lng1, lat2, lng2 = (np.radians(np.asarray(x, dtype=float)) for x in (lat1, lng1, lat2, lng2))
     a = np.sin((lat2 - lat1) / 2.0) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lng2 - lng1) / 2.0) ** 2
-    d = 2.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+    d = 2.0 * radius_km * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
     return float(d) if np.ndim(d) == 0 else d
 
 

@@ -9,7 +9,7 @@ fingerprints when it is written:
 
 When either differs from what the warehouse holds now, the table (or the part of it) is stale and
 the next `features build` / `train` / `predict` / `run` recomputes it, saying so in one line;
-`olist-ml summary` shows per derived table whether it is current.
+`olist-ml summary` shows per derived table whether it is current (`olist_ml.pipeline.derived_status`).
 
 Granularity (chosen for speed and for history):
 - Tables partitioned by `dt_ref` (feature store, scores, segment assignments) use the data
@@ -333,49 +333,3 @@ def purge_stale_partitions(con: duckdb.DuckDBPyConnection, table: str, config_fp
             con.execute("ROLLBACK")
             raise
     return st
-
-
-def status(con: duckdb.DuckDBPyConnection, settings) -> list[dict]:
-    """Per derived table in the warehouse: how many parts it has, how many are stale, and why
-    (`olist-ml summary`)."""
-    from . import problems as P
-    from .features.build import logged_lineage, table_config_fp
-    from .features.catalog import FEATURE_TABLES
-
-    rows: list[dict] = []
-    windows = tuple(sorted(set(settings.feature_windows)))
-    logged = {t: logged_lineage(con, t) for t in FEATURE_TABLES if table_exists(con, t)}
-    parts: set[dt.date] = set().union(*logged.values()) if logged else set()
-    outputs: dict[str, tuple[str, str]] = {}  # partitioned output table -> (config fp, time column)
-    for p in P.REGISTRY.values():
-        outputs[p.scores_table] = (problem_config_fp(p, settings), p.time_column)
-    segments = P.REGISTRY.get("seller_segments")
-    if segments is not None:
-        outputs["seller_segments"] = (problem_config_fp(segments, settings), "dt_ref")
-    present = {t: [r[0] for r in con.execute(f"SELECT DISTINCT CAST({c} AS DATE) FROM {t}").fetchall()]
-               for t, (_, c) in outputs.items() if table_exists(con, t)}
-    for v in present.values():
-        parts |= set(v)
-    asof = asof_fingerprints(con, parts) if parts else {}
-
-    def add(table: str, n: int | None, st: Staleness) -> None:
-        rows.append({"table": table, "parts": n, "stale": len([s for s in st.stale if s is not None]) or
-                     (1 if st.stale else 0), "status": "current" if st.current else f"stale: {st.reason}"})
-
-    for t, log in logged.items():
-        cfg = table_config_fp(t, windows)
-        stale = sorted(d for d, (dfp, cfp) in log.items() if (dfp, cfp) != (asof[d], cfg))
-        reasons = [why(log[d], asof[d], cfg) for d in stale]
-        add(t, len(log), Staleness(t, tuple(stale), max(set(reasons), key=reasons.count) if reasons else ""))
-    data_fp = abt_inputs_fp(con)
-    for p in P.REGISTRY.values():
-        if table_exists(con, p.abt_table):
-            add(p.abt_table, None, whole_table_staleness(con, p.abt_table, data_fp, problem_config_fp(p, settings)))
-    for t, vals in present.items():
-        add(t, len(vals), stale_parts(con, t, vals, outputs[t][0], asof))
-    for p in P.REGISTRY.values():
-        for t in ("monitor_drift", "monitor_performance"):
-            name = f"{t}/{p.name}"
-            if recorded(con, name):
-                add(name, None, whole_table_staleness(con, name, data_fp, problem_config_fp(p, settings)))
-    return rows

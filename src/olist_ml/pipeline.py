@@ -297,3 +297,53 @@ def problems_status(settings: Settings) -> list[dict]:
         if con is not None:
             con.close()
     return rows
+
+
+def derived_status(con, settings) -> list[dict]:
+    """Per derived table in the warehouse: how many parts it has, how many are stale, and why
+    (`olist-ml summary`). Here, not in `olist_ml.lineage`, because it walks every problem and feature
+    table: lineage itself sits below them (the feature store and the problems record through it)."""
+    from . import problems as P
+    from .features.build import logged_lineage, table_config_fp
+    from .features.catalog import FEATURE_TABLES
+    from .lineage import (Staleness, abt_inputs_fp, asof_fingerprints, problem_config_fp, recorded, stale_parts,
+                          whole_table_staleness, why)
+    from .warehouse import table_exists
+
+    rows: list[dict] = []
+    windows = tuple(sorted(set(settings.feature_windows)))
+    logged = {t: logged_lineage(con, t) for t in FEATURE_TABLES if table_exists(con, t)}
+    parts: set = set().union(*logged.values()) if logged else set()
+    outputs: dict[str, tuple[str, str]] = {}  # partitioned output table -> (config fp, time column)
+    for p in P.REGISTRY.values():
+        outputs[p.scores_table] = (problem_config_fp(p, settings), p.time_column)
+    segments = P.REGISTRY.get("seller_segments")
+    if segments is not None:
+        outputs["seller_segments"] = (problem_config_fp(segments, settings), "dt_ref")
+    present = {t: [r[0] for r in con.execute(f"SELECT DISTINCT CAST({c} AS DATE) FROM {t}").fetchall()]
+               for t, (_, c) in outputs.items() if table_exists(con, t)}
+    for v in present.values():
+        parts |= set(v)
+    asof = asof_fingerprints(con, parts) if parts else {}
+
+    def add(table: str, n: int | None, st: Staleness) -> None:
+        rows.append({"table": table, "parts": n, "stale": len([s for s in st.stale if s is not None]) or
+                     (1 if st.stale else 0), "status": "current" if st.current else f"stale: {st.reason}"})
+
+    for t, log in logged.items():
+        cfg = table_config_fp(t, windows)
+        stale = sorted(d for d, (dfp, cfp) in log.items() if (dfp, cfp) != (asof[d], cfg))
+        reasons = [why(log[d], asof[d], cfg) for d in stale]
+        add(t, len(log), Staleness(t, tuple(stale), max(set(reasons), key=reasons.count) if reasons else ""))
+    data_fp = abt_inputs_fp(con)
+    for p in P.REGISTRY.values():
+        if table_exists(con, p.abt_table):
+            add(p.abt_table, None, whole_table_staleness(con, p.abt_table, data_fp, problem_config_fp(p, settings)))
+    for t, vals in present.items():
+        add(t, len(vals), stale_parts(con, t, vals, outputs[t][0], asof))
+    for p in P.REGISTRY.values():
+        for t in ("monitor_drift", "monitor_performance"):
+            name = f"{t}/{p.name}"
+            if recorded(con, name):
+                add(name, None, whole_table_staleness(con, name, data_fp, problem_config_fp(p, settings)))
+    return rows

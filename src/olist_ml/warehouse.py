@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 
 import duckdb
 
@@ -65,10 +64,6 @@ def replace_table_atomically(con: duckdb.DuckDBPyConnection, name: str, select_s
         con.execute(f"CREATE OR REPLACE TABLE {name} AS {select_sql}", params or [])
         n = con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
     return n
-
-
-def warehouse_path(settings: Settings) -> Path:
-    return settings.warehouse
 
 
 OBSERVED_END_MIN_SHARE = 0.5  # a complete day has at least half the typical daily volume

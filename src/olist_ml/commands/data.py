@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         """Validate the raw Olist CSVs and load them into the warehouse (stg_* tables), atomically."""
         from rich.console import Console
 
-        from ..cli import writer
+        from ._context import writer
         from ..ingest import ingest
 
         settings = writer(ctx, f"ingest {source}")
@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from ..cli import settings_of
+        from ._context import settings_of
         from ..ingest import last_run, summary
 
         settings = settings_of(ctx)
@@ -73,10 +73,10 @@ def register(app: typer.Typer) -> None:
 
 
 def derived_status(settings) -> list[dict]:
-    """`olist_ml.lineage.status` on a read-only connection (readers never take the writer lock)."""
+    """`olist_ml.pipeline.derived_status` on a read-only connection (readers never take the writer lock)."""
     import duckdb
 
-    from ..lineage import status
+    from ..pipeline import derived_status as status
 
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     try:

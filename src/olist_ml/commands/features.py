@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from ..cli import writer
+        from ._context import writer
         from ..features import build
 
         settings = writer(ctx, "features build").with_(engine=engine)
@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from ..cli import settings_of
+        from ._context import settings_of
         from ..features import catalog, resolve_tables
 
         settings = settings_of(ctx)

@@ -97,7 +97,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Build the ABT; tune by CV in train, choose on validation, calibrate, test once, refit on all
         labelled rows, register; quality gate and champion rule."""
-        from ..cli import writer
+        from ._context import writer
         from ..ml.train import train
         from ..problems import get
 
@@ -118,7 +118,7 @@ def register(app: typer.Typer) -> None:
         top: int = typer.Option(10, "--top", help="How many highest-score rows to print."),
     ) -> None:
         """Score the population at a reference date with models:/<problem>@champion into scores_<problem>."""
-        from ..cli import writer
+        from ._context import writer
         from ..ml.scoring import predict
         from ..problems import get
 
@@ -142,7 +142,7 @@ def register(app: typer.Typer) -> None:
         alias: str = typer.Option("champion", "--alias", help="Alias to move (champion or challenger)."),
     ) -> None:
         """Move an alias (default champion) to a model version by hand, recording the reason."""
-        from ..cli import writer
+        from ._context import writer
         from ..ml.registry import promote
         from ..problems import get
 
@@ -159,7 +159,7 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
     ) -> None:
         """Start the MLflow UI on the local tracking store (Ctrl-C to stop)."""
-        from ..cli import settings_of
+        from ._context import settings_of
 
         s = settings_of(ctx)
         uri = s.mlflow_uri

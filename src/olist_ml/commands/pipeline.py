@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
         force_train: bool = typer.Option(False, "--force-train", help="Retrain even when the ABT is unchanged."),
     ) -> None:
         """The whole pipeline, incremental: (synth) -> ingest -> features -> ABT -> train -> champion -> scores."""
-        from ..cli import writer
+        from ._context import writer
         from ..pipeline import console, run_pipeline
 
         if data is not None and not data.exists():
@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from ..cli import settings_of
+        from ._context import settings_of
         from ..pipeline import problems_status
 
         rows = problems_status(settings_of(ctx))

@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
         """Serve champion scores over HTTP (FastAPI + uvicorn; docs at /docs; token from OLIST_ML_API_TOKEN).
 
         Binding beyond loopback (e.g. --host 0.0.0.0) without OLIST_ML_API_TOKEN prints a warning."""
-        from ..cli import settings_of
+        from ._context import settings_of
         from ..serving.api import serve
 
         serve(settings_of(ctx), host=host, port=port, poll_seconds=poll_seconds,
@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from ..cli import writer
+        from ._context import writer
         from ..serving.monitor import monitor
 
         res = monitor(problem, writer(ctx, f"monitor {problem}"))
@@ -99,7 +99,7 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default <home>/reports/<problem>.html)."),
     ) -> None:
         """Write a self-contained HTML model report (champion vs challengers, plots, features, drift)."""
-        from ..cli import settings_of
+        from ._context import settings_of
         from ..home import check_writable
         from ..serving.report import report
 

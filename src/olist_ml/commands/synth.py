@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Generate SYNTHETIC Olist CSVs (exact Kaggle schema, seeded, calibrated on the real data)."""
-        from ..cli import settings_of, writer
+        from ._context import settings_of, writer
         from ..synth import generate
 
         settings = settings_of(ctx)

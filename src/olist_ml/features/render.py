@@ -42,8 +42,10 @@ _DANGLING = re.compile(r",(\s*(?:--[^\n]*\n\s*)*)(FROM\b)")
 
 
 @lru_cache(maxsize=None)
-def read_sql(name: str) -> str:
-    return resources.files(__package__).joinpath(f"{name}.sql").read_text(encoding="utf-8")
+def read_sql(name: str, package: str = __package__) -> str:
+    """The text of `<name>.sql` in `package` (default: the feature store's); the one reader of the
+    packaged SQL files (the problems read theirs through `olist_ml.problems._common.read_sql`)."""
+    return resources.files(package).joinpath(f"{name}.sql").read_text(encoding="utf-8")
 
 
 def trend_windows(windows: tuple[int, ...]) -> tuple[int, ...]:

@@ -137,6 +137,37 @@ def register(settings: Settings, model_name: str, model_uri: str, run_id: str | 
     return mv
 
 
+@dataclass
+class Decision:
+    """What the registry made of a newly logged model: its version, the champion rule's decision and
+    reason, and the champion it was measured against (None: there was none)."""
+
+    version: str
+    decision: str  # CHAMPION | CHALLENGER | REJECTED
+    reason: str
+    previous: str | None
+
+
+def register_and_decide(settings: Settings, model_name: str, model_uri: str, run_id: str, *, kind: str,
+                        candidate: str, tags: dict[str, str], decide) -> Decision:
+    """The one path from a logged model to a registry decision, for every problem: register a version
+    (tags `run_id` + `tags`), ask the problem's rule `decide(version, current_champion)` (the current
+    champion's ModelVersion or None) for (decision, reason) and record it (`record_decision`)."""
+    c = tracking.client(settings)
+    mv = register(settings, model_name, model_uri, run_id, {"kind": kind, "candidate": candidate})
+    version = str(mv.version)
+    for k, v in {"run_id": run_id, **tags}.items():
+        c.set_model_version_tag(model_name, version, k, v)
+    current = alias_version(settings, model_name, CHAMPION)
+    decision, reason = decide(version, current)
+    record_decision(settings, model_name, version, decision, reason)
+    return Decision(version, decision, reason, str(current.version) if current else None)
+
+
+def set_version_tag(settings: Settings, model_name: str, version: str | int, key: str, value: str) -> None:
+    tracking.client(settings).set_model_version_tag(model_name, str(version), key, value)
+
+
 def champion_rule(new: float, old: float, *, label: str, champion_version: str | int, on: str,
                   lower_is_better: bool = False, min_delta: float = 0.0) -> tuple[str, str]:
     """(decision, reason) of the champion rule: the newcomer takes `champion` only when its score

@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..config import Settings
 from ..errors import InputError, MissingStepError
-from ..warehouse import session, table_exists, transaction
+from ..warehouse import session, transaction
 from . import registry
 from .problem import Problem
 
@@ -171,8 +171,3 @@ def predict(problem: Problem, settings: Settings, as_of: date | None = None, *, 
                        model_name=champ.model_name, model_version=str(champ.version), run_id=champ.run_id,
                        distribution=distribution(problem, out["score"]), top=top, seconds=time.perf_counter() - t0,
                        purged=purged.line() if purged.stale else "")
-
-
-def scores_exist(settings: Settings, problem: Problem) -> bool:
-    with session(settings, read_only=True) as con:
-        return table_exists(con, problem.scores_table)

@@ -27,6 +27,7 @@ import os
 import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -130,7 +131,7 @@ def evaluate(problem: Problem, model, df: pd.DataFrame) -> dict[str, float]:
     if problem.kind == "binary":
         p = np.asarray(model.predict_proba(df))[:, 1]
         return M.binary_metrics(df[problem.target].to_numpy().astype(int), p)
-    X = _cluster_space(model, df)
+    X = cluster_space(model, df)
     return M.cluster_metrics(X, np.asarray(model.predict(df)))
 
 
@@ -142,7 +143,7 @@ def extra_metrics(problem: Problem, df: pd.DataFrame, p: np.ndarray, settings: S
     return {str(k): float(v) for k, v in out.items()}
 
 
-def _cluster_space(model, df):
+def cluster_space(model, df):
     X = model[:-1].transform(df)
     return np.asarray(X, dtype=float)
 
@@ -188,21 +189,6 @@ def _tune(problem, cand, cat, num, train, folds, n_trials, timeout, seed, n_jobs
         return dict(cand.default), float("nan"), 0
     params = {**cand.default, **study.best_params}
     return params, float(study.best_value), len(study.trials)
-
-
-def pip_requirements(model=None) -> list[str]:
-    """Exact pins logged with a model (`olist_ml.ml.artefact.requirements`; without a model: the
-    base set every model needs)."""
-    from .artefact import BASE_REQUIREMENTS, requirements
-
-    if model is not None:
-        return requirements(model)
-    from importlib.metadata import version
-
-    return [f"{d}=={version(d)}" for d in BASE_REQUIREMENTS]
-
-
-_pip_requirements = pip_requirements  # old private name
 
 
 def _empty_features(train: pd.DataFrame, cat: list[str], num: list[str]) -> list[str]:
@@ -376,7 +362,7 @@ def _plots(mlflow, problem: Problem, fitted: Fitted, final_model, split: Split, 
         else:
             from sklearn.decomposition import PCA
 
-            X = _cluster_space(fitted.pretest_model, split.test)
+            X = cluster_space(fitted.pretest_model, split.test)
             labels = np.asarray(fitted.pretest_model.predict(split.test))
             X2 = PCA(n_components=2, random_state=0).fit_transform(X) if X.shape[1] >= 2 else np.c_[X, X]
             M.cluster_plot(X2, labels, out, title)
@@ -386,6 +372,47 @@ def _plots(mlflow, problem: Problem, fitted: Fitted, final_model, split: Split, 
             M.importance_plot(imp, out, title)
             imp.rename("importance").to_csv(out / "feature_importance.csv", index_label="feature")
         mlflow.log_artifacts(str(out), artifact_path="evaluation")
+
+
+@dataclass
+class _Data:
+    """The rows one training works on (`_prepare`): the ABT, its split, the feature lists, the
+    tuning rows and folds, and the lineage every run and version records."""
+
+    df: pd.DataFrame
+    split: Split
+    cat: list[str]
+    num: list[str]
+    empty: list[str]  # features dropped: empty in every training row
+    tune_df: pd.DataFrame
+    folds: list
+    lineage: dict[str, Any]
+    notes: list[str]
+
+
+class _Steps:
+    """The optional progress bar of `train` (no-op without `progress`)."""
+
+    def __init__(self, enabled: bool, title: str, total: int):
+        self.prog = None
+        if enabled:
+            from rich.progress import Progress
+
+            self.prog = Progress(transient=True)
+            self.prog.start()
+            self.task = self.prog.add_task(title, total=total)
+
+    def say(self, description: str) -> None:
+        if self.prog:
+            self.prog.update(self.task, description=description)
+
+    def done(self) -> None:
+        if self.prog:
+            self.prog.advance(self.task)
+
+    def stop(self) -> None:
+        if self.prog:
+            self.prog.stop()
 
 
 def train(problem: Problem, settings: Settings, *, n_trials: int | None = None, timeout: float | None = None,
@@ -413,8 +440,47 @@ def train(problem: Problem, settings: Settings, *, n_trials: int | None = None, 
                                 min_delta=min_delta, progress=progress)
     n_trials, timeout, names, cv_k = _budget(settings, n_trials, timeout, candidates, cv_folds)
     chosen = cands.resolve(names or problem.candidates, problem.kind, problem.exposure_column)
-    notes: list[str] = []
+    data = _prepare(problem, settings, build_abt=build_abt, cv_k=cv_k, test_months=test_months,
+                    validation_months=validation_months, test_start=test_start, test_end=test_end)
+    lineage, notes, metric = data.lineage, data.notes, problem.metric
+    n_jobs = _n_jobs(settings)
 
+    mlflow = tracking.configure(settings)
+    exp_id = tracking.experiment_id(settings, problem.name)
+    steps = _Steps(progress, f"training {problem.name}", len(chosen) + 2)
+    try:
+        params = {"n_trials": n_trials, "timeout_s": timeout, "cv_folds": len(data.folds),
+                  "candidates": ",".join(c.name for c in chosen), "metric": metric, "seed": settings.seed,
+                  "tune_rows": len(data.tune_df), "dropped_empty_features": ",".join(data.empty) or "-"}
+        with parent_run(mlflow, exp_id, problem, settings, lineage, notes, params) as parent:
+            _log_dataset(mlflow, data.df, problem, lineage, notes)
+            results, train_models, extra_keys = _fit_candidates(mlflow, exp_id, problem, settings, chosen, data,
+                                                                n_trials, timeout, n_jobs, steps)
+            best = _winner(mlflow, results, metric)
+
+            # ---- test, once, with the winner's spec fitted before the test period ------------------
+            steps.say(f"{problem.name}: testing {best.name}")
+            fitted, test, base, cal_info = _test_winner(problem, settings, best, data, train_models[best.name], n_jobs)
+            _log_test(mlflow, metric, test, base, cal_info, best.validation)
+            steps.done()
+
+            version, decision, reason, prev, refit_run = None, "not registered", "register=False", None, None
+            if register:
+                steps.say(f"{problem.name}: refitting {best.name} on all labelled rows")
+                version, decision, reason, prev, refit_run = _refit_and_register(
+                    mlflow, exp_id, problem, settings, best, fitted, data, test, base, cal_info, min_delta, n_jobs)
+            steps.done()
+    finally:
+        steps.stop()
+
+    return TrainResult(problem=problem.name, experiment_id=exp_id, parent_run_id=parent.info.run_id, metric=metric,
+                       candidates=results, winner=best.name, model_version=version, decision=decision, reason=reason,
+                       previous_champion=prev, lineage=lineage, notes=notes, extra_keys=extra_keys, test=test,
+                       baseline=base, calibration=cal_info, refit_run_id=refit_run)
+
+
+def _load_labelled(problem: Problem, settings: Settings, build_abt: bool) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """The ABT and its feature lists; a one-line error when there are no features or no labels to learn."""
     with session(settings) as con:
         if build_abt:
             problem.build_abt(con, settings)
@@ -431,7 +497,15 @@ def train(problem: Problem, settings: Settings, *, n_trials: int | None = None, 
             raise NotReadyError(why or f"{problem.abt_table} has no labelled rows with both classes yet "
                                        f"({int(df[problem.target].notna().sum())} labelled, classes {sorted(vals)}): "
                                        "nothing to learn until more labels mature")
+    return df, cat, num
 
+
+def _prepare(problem: Problem, settings: Settings, *, build_abt: bool, cv_k: int | None, test_months, validation_months,
+             test_start, test_end) -> _Data:
+    """Step 0: load the ABT, split it (train | validation | test), drop features empty in training,
+    take the tuning sample and its time-ordered folds, and compute the lineage."""
+    notes: list[str] = []
+    df, cat, num = _load_labelled(problem, settings, build_abt)
     split = split_protocol(df, problem, settings, test_months=test_months, validation_months=validation_months,
                            test_start=test_start, test_end=test_end)
     notes += split.notes
@@ -458,142 +532,140 @@ def train(problem: Problem, settings: Settings, *, n_trials: int | None = None, 
         notes.append(fold_note)
     lineage = _lineage(problem, df, split, cat, num)
     lineage["dropped_empty_features"] = empty
-    n_jobs = _n_jobs(settings)
+    return _Data(df, split, cat, num, empty, tune_df, folds, lineage, notes)
 
-    mlflow = tracking.configure(settings)
-    exp_id = tracking.experiment_id(settings, problem.name)
+
+@contextmanager
+def parent_run(mlflow, exp_id: str, problem: Problem, settings: Settings, lineage: dict[str, Any], notes: list[str],
+               params: dict[str, Any], tags: dict[str, str] | None = None):
+    """The parent run of one training, for every problem (`train` and a `train_fn` such as segments'):
+    owner tags, problem / kind / role / ABT hash tags, the settings, the lineage (params and
+    lineage.json) and the run's own `params`."""
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"{problem.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                          tags=tracking.owner_tags()) as run:
+        mlflow.set_tags({"problem": problem.name, "kind": problem.kind, "role": "parent",
+                         **(tags or {}), "abt_content_hash": lineage["abt_content_hash"]})
+        log_settings(mlflow, problem, settings)
+        mlflow.log_params({k: v for k, v in lineage.items() if not isinstance(v, list)})
+        mlflow.log_params(params)
+        mlflow.log_dict({**lineage, "notes": notes}, "lineage.json")
+        yield run
+
+
+def _fit_candidates(mlflow, exp_id: str, problem: Problem, settings: Settings, chosen, data: _Data, n_trials: int,
+                    timeout: float, n_jobs: int,
+                    steps: _Steps) -> tuple[list[CandidateResult], dict[str, Any], list[str]]:
+    """Steps 1-2: tune each candidate by CV inside train, fit it on train, measure it on validation;
+    one nested run each. Returns the results, the fitted models and the extra metric names."""
+    split, cat, num, lineage, metric = data.split, data.cat, data.num, data.lineage, problem.metric
     results: list[CandidateResult] = []
     train_models: dict[str, Any] = {}
     extra_keys: list[str] = []
-    metric = problem.metric
+    for cand in chosen:
+        steps.say(f"{problem.name}: tuning {cand.name}")
+        t0 = time.perf_counter()
+        params, cv_score, n_done = _tune(problem, cand, cat, num, data.tune_df, data.folds, n_trials, timeout,
+                                         settings.seed, n_jobs)
+        model = _fit(problem, cand.build(cat, num, params, settings.seed, n_jobs), split.train)
+        val = evaluate(problem, model, split.validation)
+        if problem.kind == "binary":
+            extra = extra_metrics(problem, split.validation,
+                                  np.asarray(model.predict_proba(split.validation))[:, 1], settings)
+            val.update(extra)
+            extra_keys.extend(k for k in extra if k not in extra_keys)
+        secs = time.perf_counter() - t0
+        with mlflow.start_run(experiment_id=exp_id, run_name=cand.name, nested=True) as child:
+            mlflow.set_tags({"problem": problem.name, "kind": problem.kind, "candidate": cand.name,
+                             "role": "candidate"})
+            mlflow.log_params({f"hp_{k}": v for k, v in params.items()})
+            mlflow.log_params({"candidate": cand.name, "trials_done": n_done,
+                               "validation_start": lineage["validation_start"],
+                               "validation_end": lineage["validation_end"],
+                               "abt_content_hash": lineage["abt_content_hash"]})
+            mlflow.log_metric(f"cv_{metric}", cv_score)
+            mlflow.log_metrics({f"validation_{k}": float(v) for k, v in val.items()})
+            mlflow.log_metric("fit_seconds", secs)
+        results.append(CandidateResult(cand.name, params, cv_score, n_done, val, child.info.run_id, "", secs))
+        train_models[cand.name] = model
+        steps.done()
+    return results, train_models, extra_keys
 
-    prog = None
-    if progress:
-        from rich.progress import Progress
 
-        prog = Progress(transient=True)
-        prog.start()
-        task = prog.add_task(f"training {problem.name}", total=len(chosen) + 2)
-    try:
-        with mlflow.start_run(experiment_id=exp_id, run_name=f"{problem.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                              tags=tracking.owner_tags()) as parent:
-            mlflow.set_tags({"problem": problem.name, "kind": problem.kind, "role": "parent",
-                             "abt_content_hash": lineage["abt_content_hash"]})
-            log_settings(mlflow, problem, settings)
-            mlflow.log_params({k: v for k, v in lineage.items() if not isinstance(v, list)})
-            mlflow.log_params({"n_trials": n_trials, "timeout_s": timeout, "cv_folds": len(folds),
-                               "candidates": ",".join(c.name for c in chosen), "metric": metric,
-                               "seed": settings.seed, "tune_rows": len(tune_df),
-                               "dropped_empty_features": ",".join(empty) or "-"})
-            mlflow.log_dict({**lineage, "notes": notes}, "lineage.json")
-            _log_dataset(mlflow, df, problem, lineage, notes)
+def _winner(mlflow, results: list[CandidateResult], metric: str) -> CandidateResult:
+    """The candidate best on VALIDATION (the first on ties); logged on the parent run."""
+    best = results[0]
+    for r in results[1:]:
+        if _better(r.validation[metric], best.validation[metric], metric):
+            best = r
+    mlflow.set_tag("winner", best.name)
+    mlflow.log_metric(f"best_validation_{metric}", best.validation[metric])
+    mlflow.log_text(pd.DataFrame([{"candidate": r.name, "cv": r.cv_score, **r.validation} for r in results])
+                    .to_csv(index=False), "candidates.csv")
+    return best
 
-            for cand in chosen:
-                if prog:
-                    prog.update(task, description=f"{problem.name}: tuning {cand.name}")
-                t0 = time.perf_counter()
-                params, cv_score, n_done = _tune(problem, cand, cat, num, tune_df, folds, n_trials, timeout,
-                                                 settings.seed, n_jobs)
-                model = _fit(problem, cand.build(cat, num, params, settings.seed, n_jobs), split.train)
-                val = evaluate(problem, model, split.validation)
-                if problem.kind == "binary":
-                    extra = extra_metrics(problem, split.validation,
-                                          np.asarray(model.predict_proba(split.validation))[:, 1], settings)
-                    val.update(extra)
-                    extra_keys.extend(k for k in extra if k not in extra_keys)
-                secs = time.perf_counter() - t0
-                with mlflow.start_run(experiment_id=exp_id, run_name=cand.name, nested=True) as child:
-                    mlflow.set_tags({"problem": problem.name, "kind": problem.kind, "candidate": cand.name,
-                                     "role": "candidate"})
-                    mlflow.log_params({f"hp_{k}": v for k, v in params.items()})
-                    mlflow.log_params({"candidate": cand.name, "trials_done": n_done,
-                                       "validation_start": lineage["validation_start"],
-                                       "validation_end": lineage["validation_end"],
-                                       "abt_content_hash": lineage["abt_content_hash"]})
-                    mlflow.log_metric(f"cv_{metric}", cv_score)
-                    mlflow.log_metrics({f"validation_{k}": float(v) for k, v in val.items()})
-                    mlflow.log_metric("fit_seconds", secs)
-                results.append(CandidateResult(cand.name, params, cv_score, n_done, val, child.info.run_id,
-                                               "", secs))
-                train_models[cand.name] = model
-                if prog:
-                    prog.advance(task)
 
-            best = results[0]
-            for r in results[1:]:
-                if _better(r.validation[metric], best.validation[metric], metric):
-                    best = r
-            mlflow.set_tag("winner", best.name)
-            mlflow.log_metric(f"best_validation_{metric}", best.validation[metric])
-            mlflow.log_text(pd.DataFrame([{"candidate": r.name, "cv": r.cv_score, **r.validation} for r in results])
-                            .to_csv(index=False), "candidates.csv")
+def _test_winner(problem: Problem, settings: Settings, best: CandidateResult, data: _Data, train_model,
+                 n_jobs: int) -> tuple[Fitted, dict, dict[str, Any], dict[str, Any]]:
+    """Steps 3-4: calibrate the winner on validation, fit its spec on pretest and measure the test
+    period once (+ CI, ECE, extra metrics, the baseline). Returns (fitted, test, baseline, calibration)."""
+    split, metric = data.split, problem.metric
+    fitted = _test_of(problem, Spec(best.name, best.params), data.cat, data.num, split, settings, n_jobs,
+                      train_model=train_model)
+    test = dict(fitted.test)
+    base: dict[str, Any] = {}
+    cal_info: dict[str, Any] = {}
+    if problem.kind == "binary":
+        test[f"{metric}_ci_low"], test[f"{metric}_ci_high"] = _ci(problem, split.test, fitted.p_test, settings)
+        y = split.test[problem.target].to_numpy().astype(int)
+        test["ece"] = M.expected_calibration_error(y, fitted.p_test)
+        test["ece_uncalibrated"] = M.expected_calibration_error(y, fitted.p_test_raw)
+        test["log_loss_uncalibrated"] = M.binary_metrics(y, fitted.p_test_raw)["log_loss"]
+        test.update(extra_metrics(problem, split.test, fitted.p_test, settings))
+        base = _baseline(problem, split, settings)
+        cal = fitted.calibration
+        cal_info = {"method": cal.method, "note": cal.note,
+                    **{f"validation_log_loss_{k}": v for k, v in cal.log_loss.items()}}
+        if cal.note:
+            data.notes.append(cal.note)
+    return fitted, test, base, cal_info
 
-            # ---- test, once, with the winner's spec fitted before the test period ------------------
-            if prog:
-                prog.update(task, description=f"{problem.name}: testing {best.name}")
-            spec = Spec(best.name, best.params)
-            fitted = _test_of(problem, spec, cat, num, split, settings, n_jobs, train_model=train_models[best.name])
-            test = dict(fitted.test)
-            base: dict[str, Any] = {}
-            cal_info: dict[str, Any] = {}
-            if problem.kind == "binary":
-                test[f"{metric}_ci_low"], test[f"{metric}_ci_high"] = _ci(problem, split.test, fitted.p_test, settings)
-                y = split.test[problem.target].to_numpy().astype(int)
-                test["ece"] = M.expected_calibration_error(y, fitted.p_test)
-                test["ece_uncalibrated"] = M.expected_calibration_error(y, fitted.p_test_raw)
-                test["log_loss_uncalibrated"] = M.binary_metrics(y, fitted.p_test_raw)["log_loss"]
-                test.update(extra_metrics(problem, split.test, fitted.p_test, settings))
-                base = _baseline(problem, split, settings)
-                cal = fitted.calibration
-                cal_info = {"method": cal.method, "note": cal.note,
-                            **{f"validation_log_loss_{k}": v for k, v in cal.log_loss.items()}}
-                if cal.note:
-                    notes.append(cal.note)
-            _log_test(mlflow, metric, test, base, cal_info, best.validation)
-            if prog:
-                prog.advance(task)
 
-            version, decision, reason, prev, refit_run = None, "not registered", "register=False", None, None
-            if register:
-                if prog:
-                    prog.update(task, description=f"{problem.name}: refitting {best.name} on all labelled rows")
-                final = _fit(problem, _resolve(problem, best.name).build(cat, num, best.params, settings.seed,
-                                                                         n_jobs), split.labelled)
-                if problem.kind == "binary":
-                    final = calib.attach(final, fitted.calibration)
-                tags = _version_tags(problem, lineage, spec, best, test, base, cal_info)
-                tags[SETTINGS_TAG] = problem.settings_json(settings)
-                with mlflow.start_run(experiment_id=exp_id, run_name=f"{best.name} (refit)", nested=True) as rr:
-                    mlflow.set_tags({"problem": problem.name, "kind": problem.kind, "candidate": best.name,
-                                     "role": "refit"})
-                    mlflow.set_tags({k: v for k, v in tags.items() if k not in ("params",)})
-                    mlflow.log_params(problem.settings_record(settings))
-                    mlflow.log_params({f"hp_{k}": v for k, v in best.params.items()})
-                    mlflow.log_params({k: lineage[k] for k in ("train_rows", "train_dt_ref_min", "train_dt_ref_max",
-                                                               "trained_until", "validation_start", "validation_end",
-                                                               "test_start", "test_end", "abt_content_hash")})
-                    mlflow.log_params({"candidate": best.name, "calibration": cal_info.get("method", "-")})
-                    _log_test(mlflow, metric, test, base, cal_info, best.validation)
-                    _plots(mlflow, problem, fitted, final, split,
-                           f"{problem.name} / {best.name} (test {lineage['test_start']}..{lineage['test_end']})")
-                    info = artefact.log_model(mlflow, final, problem.kind, df)
-                refit_run = rr.info.run_id
-                best.model_uri = info.model_uri
-                gate_ok, gate_why = _gate(problem, test, base)
-                version, decision, reason, prev = _register(settings, problem, best, info.model_uri, refit_run, tags,
-                                                            test, gate_ok, gate_why, split, cat, num, min_delta,
-                                                            n_jobs, mlflow)
-                mlflow.set_tags({"registered_version": version, "decision": decision, "decision_reason": reason})
-            if prog:
-                prog.advance(task)
-    finally:
-        if prog:
-            prog.stop()
-
-    return TrainResult(problem=problem.name, experiment_id=exp_id, parent_run_id=parent.info.run_id, metric=metric,
-                       candidates=results, winner=best.name, model_version=version, decision=decision, reason=reason,
-                       previous_champion=prev, lineage=lineage, notes=notes, extra_keys=extra_keys, test=test,
-                       baseline=base, calibration=cal_info, refit_run_id=refit_run)
+def _refit_and_register(mlflow, exp_id: str, problem: Problem, settings: Settings, best: CandidateResult,
+                        fitted: Fitted, data: _Data, test: dict, base: dict, cal_info: dict, min_delta: float,
+                        n_jobs: int) -> tuple[str, str, str, str | None, str]:
+    """Steps 5-6: refit the winner's spec on every labelled row (+ the calibrator), log it in a nested
+    run, register it and apply the quality gate and the champion rule.
+    Returns (version, decision, reason, previous champion, refit run id)."""
+    split, cat, num, lineage, metric = data.split, data.cat, data.num, data.lineage, problem.metric
+    spec = Spec(best.name, best.params)
+    final = _fit(problem, _resolve(problem, best.name).build(cat, num, best.params, settings.seed,
+                                                             n_jobs), split.labelled)
+    if problem.kind == "binary":
+        final = calib.attach(final, fitted.calibration)
+    tags = _version_tags(problem, lineage, spec, best, test, base, cal_info)
+    tags[SETTINGS_TAG] = problem.settings_json(settings)
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"{best.name} (refit)", nested=True) as rr:
+        mlflow.set_tags({"problem": problem.name, "kind": problem.kind, "candidate": best.name,
+                         "role": "refit"})
+        mlflow.set_tags({k: v for k, v in tags.items() if k not in ("params",)})
+        mlflow.log_params(problem.settings_record(settings))
+        mlflow.log_params({f"hp_{k}": v for k, v in best.params.items()})
+        mlflow.log_params({k: lineage[k] for k in ("train_rows", "train_dt_ref_min", "train_dt_ref_max",
+                                                   "trained_until", "validation_start", "validation_end",
+                                                   "test_start", "test_end", "abt_content_hash")})
+        mlflow.log_params({"candidate": best.name, "calibration": cal_info.get("method", "-")})
+        _log_test(mlflow, metric, test, base, cal_info, best.validation)
+        _plots(mlflow, problem, fitted, final, split,
+               f"{problem.name} / {best.name} (test {lineage['test_start']}..{lineage['test_end']})")
+        info = artefact.log_model(mlflow, final, problem.kind, data.df)
+    refit_run = rr.info.run_id
+    best.model_uri = info.model_uri
+    gate_ok, gate_why = _gate(problem, test, base)
+    version, decision, reason, prev = _register(settings, problem, best, info.model_uri, refit_run, tags,
+                                                test, gate_ok, gate_why, split, cat, num, min_delta,
+                                                n_jobs, mlflow)
+    mlflow.set_tags({"registered_version": version, "decision": decision, "decision_reason": reason})
+    return version, decision, reason, prev, refit_run
 
 
 def log_settings(mlflow, problem: Problem, settings: Settings) -> None:
@@ -684,26 +756,21 @@ def _spec_of(settings: Settings, problem: Problem, mv, columns) -> Spec | None:
 
 def _register(settings, problem, best: CandidateResult, model_uri: str, run_id: str, tags: dict[str, str],
               test: dict, gate_ok: bool, gate_why: str, split: Split, cat, num, min_delta: float, n_jobs: int, mlflow):
-    c = tracking.client(settings)
+    """Register the refit winner and decide (`registry.register_and_decide`) by the quality gate, then
+    the champion rule: the champion's spec refit on the same rows, measured on the same test rows."""
     metric = problem.metric
-    mv = registry.register(settings, problem.name, model_uri, run_id, {"kind": problem.kind, "candidate": best.name})
-    version = str(mv.version)
-    c.set_model_version_tag(problem.name, version, "run_id", run_id)
-    for k, v in tags.items():
-        c.set_model_version_tag(problem.name, version, k, v)
     new_score = test.get(metric, float("nan"))
-    current = registry.alias_version(settings, problem.name, registry.CHAMPION)
-    prev = str(current.version) if current else None
     on = (f"the same {len(split.test)} test rows {split.test_start}..{split.test_end}, both specs fitted on the "
           f"same {len(split.pretest)} rows labelled before {split.test_start}")
-    if not gate_ok:
-        decision = registry.REJECTED
-        reason = f"below its quality gate ({gate_why}): registered, not promoted"
-        if current is not None:
-            reason += f"; champion v{current.version} stays"
-    elif current is None:
-        decision, reason = registry.CHAMPION, f"first champion (test {metric} {new_score:.4f}; {gate_why})"
-    else:
+
+    def decide(version: str, current) -> tuple[str, str]:
+        if not gate_ok:
+            reason = f"below its quality gate ({gate_why}): registered, not promoted"
+            if current is not None:
+                reason += f"; champion v{current.version} stays"
+            return registry.REJECTED, reason
+        if current is None:
+            return registry.CHAMPION, f"first champion (test {metric} {new_score:.4f}; {gate_why})"
         champ_score, why, spec = float("nan"), "", None
         try:
             spec = _spec_of(settings, problem, current, split.labelled.columns)
@@ -721,12 +788,13 @@ def _register(settings, problem, best: CandidateResult, model_uri: str, run_id: 
                 why = (f"champion v{current.version}'s spec {spec.candidate} cannot be refit on these rows "
                        f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})")
         if why:
-            decision, reason = registry.CHAMPION, f"{why}: newcomer promoted (test {metric} {new_score:.4f})"
-        else:
-            c.set_model_version_tag(problem.name, version, f"champion_v{current.version}_test_{metric}",
-                                    f"{champ_score:.6f}")
-            decision, reason = registry.champion_rule(new_score, champ_score, label=f"test {metric}",
-                                                      champion_version=current.version, on=on,
-                                                      lower_is_better=metric in _LOWER_IS_BETTER, min_delta=min_delta)
-    registry.record_decision(settings, problem.name, version, decision, reason)
-    return version, decision, reason, prev
+            return registry.CHAMPION, f"{why}: newcomer promoted (test {metric} {new_score:.4f})"
+        registry.set_version_tag(settings, problem.name, version, f"champion_v{current.version}_test_{metric}",
+                                 f"{champ_score:.6f}")
+        return registry.champion_rule(new_score, champ_score, label=f"test {metric}",
+                                      champion_version=current.version, on=on,
+                                      lower_is_better=metric in _LOWER_IS_BETTER, min_delta=min_delta)
+
+    d = registry.register_and_decide(settings, problem.name, model_uri, run_id, kind=problem.kind,
+                                     candidate=best.name, tags=tags, decide=decide)
+    return d.version, d.decision, d.reason, d.previous

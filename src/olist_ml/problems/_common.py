@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -12,7 +11,10 @@ from ..warehouse import replace_table_atomically
 
 
 def read_sql(name: str) -> str:
-    return (Path(__file__).parent / "sql" / name).read_text(encoding="utf-8")
+    """The text of `olist_ml/problems/sql/<name>` (`olist_ml.features.render.read_sql`)."""
+    from ..features.render import read_sql as read
+
+    return read(f"sql/{name.removesuffix('.sql')}", __package__)
 
 
 def write_frame_atomically(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame) -> int:

@@ -20,7 +20,6 @@ first of month) | weekly (Mondays) | daily (all).
 from __future__ import annotations
 
 from datetime import date
-from importlib.resources import files
 
 import duckdb
 import numpy as np
@@ -33,6 +32,7 @@ from ..features.render import render_text
 from ..ml.problem import Baseline, Problem
 from ..warehouse import observed_end as data_observed_end
 from ..warehouse import replace_table_atomically, require_tables
+from ._common import read_sql
 
 ABT = "abt_seller_churn"
 FEATURES_STEP = "features"  # `olist-ml features ...` builds the feature store
@@ -45,7 +45,7 @@ LABEL_KNOWN_AT = "label_known_at"
 
 
 def _sql_template() -> str:
-    return files("olist_ml.problems").joinpath("sql", f"{ABT}.sql").read_text(encoding="utf-8")
+    return read_sql(f"{ABT}.sql")
 
 
 def _features():

@@ -29,12 +29,13 @@ Population date: `default_dt_ref` = the latest feature dt_ref on or before
 otherwise age every seller's recency by ~7 weeks). `abt_seller_segments` is exactly the
 population the segmentation is fitted on (its content hash is the run's lineage).
 
-`fit_segments` logs one MLflow run (tags role=parent, abt_content_hash; params incl. the
-lineage; metrics silhouette, davies_bouldin, calinski_harabasz, stability_ari_mean/min,
-silhouette_by_k; artifacts segments/segment_profile.csv+html, segment_names.json,
-silhouette_by_k.csv, stability_ari.csv, segments_pca.png; the model), registers it as
-`seller_segments` (tags: segment_names JSON, dt_ref, k, silhouette, trained_until = dt_ref: no
-labels, so no validation / test periods, calibration or baseline; the silhouette is in-sample)
+`fit_segments` logs one MLflow run through the generic trainer (`olist_ml.ml.train.parent_run`;
+tags role=parent, abt_content_hash; params incl. the lineage; metrics silhouette, davies_bouldin,
+calinski_harabasz, stability_ari_mean/min, silhouette_by_k; artifacts segments/segment_profile.csv+html,
+segment_names.json, silhouette_by_k.csv, stability_ari.csv, segments_pca.png; the model), registers it
+as `seller_segments` through the generic registry (`olist_ml.ml.registry.register_and_decide`; tags:
+segment_names JSON, dt_ref, k, silhouette, trained_until = dt_ref: no labels, so no validation / test
+periods, calibration or baseline; the silhouette is in-sample)
 and applies the clustering champion rule:
 
   * no champion yet -> champion;
@@ -76,6 +77,7 @@ from ..config import Settings
 from ..errors import InputError, MissingStepError
 from ..features.catalog import F
 from ..ml.problem import Problem
+from ..ml.train import cluster_space as _space
 from ..warehouse import observed_end, replace_table_atomically, require_tables, session, table_exists, transaction
 from ._common import as_date
 
@@ -151,16 +153,23 @@ def default_dt_ref(con: duckdb.DuckDBPyConnection) -> date:
     return before[-1] if before else dts[-1]
 
 
+def _population_date(con: duckdb.DuckDBPyConnection, dt_ref: date | None) -> date:
+    """`dt_ref` (default: `default_dt_ref`), which the feature store must hold."""
+    dts = {pd.Timestamp(d).date() for d in _features().available_dt_refs(con)}
+    if not dts:
+        raise MissingStepError("the feature store has no dt_ref rows: run `olist-ml features build` first")
+    d = as_date(dt_ref) or default_dt_ref(con)
+    if d not in dts:
+        raise MissingStepError(f"the feature store has no dt_ref {d}: "
+                               f"run `olist-ml features build --start {d} --end {d}`")
+    return d
+
+
 def population(con: duckdb.DuckDBPyConnection, settings: Settings, dt_ref: date | None = None) -> pd.DataFrame:
     """Active sellers at `dt_ref` (default: `default_dt_ref`) with their features."""
     _require(con)
     fs = _features()
-    dts = sorted(pd.Timestamp(d).date() for d in fs.available_dt_refs(con))
-    if not dts:
-        raise MissingStepError("the feature store has no dt_ref rows: run `olist-ml features build` first")
-    d = as_date(dt_ref) or default_dt_ref(con)
-    if d not in set(dts):
-        raise MissingStepError(f"the feature store has no dt_ref {d}: run `olist-ml features build --start {d} --end {d}`")
+    d = _population_date(con, dt_ref)
     active = _column(ACTIVE, settings)
     cols = fs.feature_columns(con)
     cond = f"AND coalesce(f.{active}, 0) > 0" if active in cols else ""
@@ -187,14 +196,15 @@ def segment_pipeline(features: list[str], k: int, seed: int) -> Pipeline:
     ])
 
 
-def _space(pipe: Pipeline, df: pd.DataFrame) -> np.ndarray:
-    return np.asarray(pipe[:-1].transform(df), dtype=float)
+def _silhouette(X: np.ndarray, labels, seed: int, sample: int = 4000) -> float:
+    """Silhouette in the scaled space X (on a seeded sample of at most `sample` rows)."""
+    from sklearn.metrics import silhouette_score
+
+    return float(silhouette_score(X, labels, sample_size=min(sample, len(X)), random_state=seed))
 
 
 def choose_k(df: pd.DataFrame, features: list[str], k_range: tuple[int, int], seed: int,
              sample: int = 4000) -> tuple[int, dict[int, float]]:
-    from sklearn.metrics import silhouette_score
-
     lo, hi = k_range
     hi = min(hi, len(df) - 1)
     if hi < lo or lo < 2:
@@ -207,8 +217,7 @@ def choose_k(df: pd.DataFrame, features: list[str], k_range: tuple[int, int], se
         if len(np.unique(labels)) < 2:
             scores[k] = float("nan")
             continue
-        scores[k] = float(silhouette_score(_space(pipe, df), labels, sample_size=min(sample, len(df)),
-                                           random_state=seed))
+        scores[k] = _silhouette(_space(pipe, df), labels, seed, sample)
     valid = {k: v for k, v in scores.items() if not np.isnan(v)}
     if not valid:
         raise InputError("no k in the range gives two or more distinct segments: the sellers' features are constant")
@@ -275,14 +284,11 @@ def name_segments(prof: pd.DataFrame, features: list[str], settings: Settings, t
             parts.append("new")
         elif z.get("tenure", 0) > t:
             parts.append("established")
-        if z.get("volume", 0) > t:
-            parts.append("high-volume")
-        elif z.get("volume", 0) < -t:
-            parts.append("low-volume")
-        if z.get("ticket", 0) > t:
-            parts.append("high-ticket")
-        elif z.get("ticket", 0) < -t:
-            parts.append("low-ticket")
+        for role in ("volume", "ticket"):
+            if z.get(role, 0) > t:
+                parts.append(f"high-{role}")
+            elif z.get(role, 0) < -t:
+                parts.append(f"low-{role}")
         if not risk and (z.get("rating", 0) > t / 2 or z.get("low_rating", 0) < -t / 2):
             parts.append("well-rated")
         if not parts and not risk:
@@ -414,9 +420,7 @@ def write_abt(con: duckdb.DuckDBPyConnection, settings: Settings, dt_ref: date |
     _require(con)
     cols = list(_features().feature_columns(con))
     feats = curated_features(settings, cols)
-    d = as_date(dt_ref) or default_dt_ref(con)
-    if d not in {pd.Timestamp(x).date() for x in _features().available_dt_refs(con)}:
-        raise MissingStepError(f"the feature store has no dt_ref {d}: run `olist-ml features build --start {d} --end {d}`")
+    d = _population_date(con, dt_ref)
     return replace_table_atomically(con, ABT, _population_sql(settings, feats, cols) + " ORDER BY f.seller_id",
                                     {"d": d})
 
@@ -492,43 +496,27 @@ def fit_segments(settings: Settings, dt_ref: date | None = None, *, k_range: tup
 
 
 def _log_run(settings: Settings, res: SegmentsResult, pipe, df, X, labels, register: bool, min_delta: float) -> None:
-    from ..ml import tracking
-    from ..ml.train import log_settings
+    """The parent run (`olist_ml.ml.train.parent_run`, as every problem's) with the clustering metrics
+    and segments/ artifacts, the model (`olist_ml.ml.artefact`), then `_register`."""
+    from ..ml import artefact, tracking
+    from ..ml.train import parent_run
 
     mlflow = tracking.configure(settings)
-    exp = tracking.experiment_id(settings, NAME)
-    res.experiment_id = exp
-    lin = res.lineage
-    with mlflow.start_run(experiment_id=exp, run_name=f"{NAME}-{time.strftime('%Y%m%d-%H%M%S')}",
-                          tags=tracking.owner_tags()) as run:
-        mlflow.set_tags({"problem": NAME, "kind": "cluster", "role": "parent", "candidate": CANDIDATE,
-                         "abt_content_hash": lin["abt_content_hash"]})
-        log_settings(mlflow, PROBLEM, settings)
-        mlflow.log_params({k: v for k, v in lin.items() if not isinstance(v, list)})
-        mlflow.log_params({"dt_ref": str(res.dt_ref), "n_sellers": res.n_sellers, "k": res.k,
-                           "k_range": f"{min(res.silhouette_by_k)}..{max(res.silhouette_by_k)}",
-                           "features": ",".join(res.features), "scaling": "log1p(skewed)+robust(10-90)+clip5",
-                           "seed": settings.seed, "n_stability_runs": len(res.stability_ari),
-                           "metric": "silhouette"})
-        mlflow.log_dict({**lin, "notes": res.notes}, "lineage.json")
+    exp = res.experiment_id = tracking.experiment_id(settings, NAME)
+    params = {"dt_ref": str(res.dt_ref), "n_sellers": res.n_sellers, "k": res.k,
+              "k_range": f"{min(res.silhouette_by_k)}..{max(res.silhouette_by_k)}",
+              "features": ",".join(res.features), "scaling": "log1p(skewed)+robust(10-90)+clip5",
+              "seed": settings.seed, "n_stability_runs": len(res.stability_ari), "metric": "silhouette"}
+    with parent_run(mlflow, exp, PROBLEM, settings, res.lineage, res.notes, params,
+                    tags={"candidate": CANDIDATE}) as run:
         mlflow.log_metrics({k: float(v) for k, v in res.metrics.items()})
         mlflow.set_tags({"trained_until": str(res.dt_ref)})
         mlflow.log_metric("fit_seconds", res.fit_seconds)
         for k, v in res.silhouette_by_k.items():
             mlflow.log_metric("silhouette_by_k", v, step=int(k))
         with tempfile.TemporaryDirectory() as tmp:
-            t = Path(tmp)
-            res.profile.to_csv(t / "segment_profile.csv", index=False)
-            (t / "segment_profile.html").write_text(res.profile.round(3).to_html(index=False), encoding="utf-8")
-            (t / "segment_names.json").write_text(json.dumps({str(k): v for k, v in res.names.items()}, indent=1))
-            pd.DataFrame({"k": list(res.silhouette_by_k), "silhouette": list(res.silhouette_by_k.values())}).to_csv(
-                t / "silhouette_by_k.csv", index=False)
-            pd.DataFrame({"run": range(len(res.stability_ari)), "ari": res.stability_ari}).to_csv(
-                t / "stability_ari.csv", index=False)
-            _pca_png(X, labels, res.names, t / "segments_pca.png", f"{NAME} at {res.dt_ref} (k={res.k})")
+            _write_artifacts(Path(tmp), res, X, labels)
             mlflow.log_artifacts(tmp, artifact_path="segments")
-        from ..ml import artefact
-
         info = artefact.log_model(mlflow, pipe, "cluster", df)
         res.run_id = run.info.run_id
         res.model_uri = info.model_uri
@@ -538,55 +526,61 @@ def _log_run(settings: Settings, res: SegmentsResult, pipe, df, X, labels, regis
                              "decision_reason": res.reason, "winner": CANDIDATE})
 
 
+def _write_artifacts(t: Path, res: SegmentsResult, X: np.ndarray, labels) -> None:
+    """segments/: profile (csv + html), names, silhouette by k, stability ARIs, the PCA plot."""
+    res.profile.to_csv(t / "segment_profile.csv", index=False)
+    (t / "segment_profile.html").write_text(res.profile.round(3).to_html(index=False), encoding="utf-8")
+    (t / "segment_names.json").write_text(json.dumps({str(k): v for k, v in res.names.items()}, indent=1))
+    pd.DataFrame({"k": list(res.silhouette_by_k), "silhouette": list(res.silhouette_by_k.values())}).to_csv(
+        t / "silhouette_by_k.csv", index=False)
+    pd.DataFrame({"run": range(len(res.stability_ari)), "ari": res.stability_ari}).to_csv(
+        t / "stability_ari.csv", index=False)
+    _pca_png(X, labels, res.names, t / "segments_pca.png", f"{NAME} at {res.dt_ref} (k={res.k})")
+
+
 def _champion_silhouette(champ, df: pd.DataFrame, features: list[str], seed: int) -> float:
     """Silhouette of the champion's partition of `df`, in the champion's own scaled space."""
-    from sklearn.metrics import silhouette_score
-
     if sorted(champ.feature_names) != sorted(features):
         raise InputError(f"features changed (champion: {len(champ.feature_names)}, new: {len(features)})")
     labels = champ.predict(df)
     if len(np.unique(labels)) < 2:
         return float("nan")
-    X = np.asarray(champ.model[:-1].transform(df), dtype=float)
-    return float(silhouette_score(X, labels, sample_size=min(4000, len(df)), random_state=seed))
+    return _silhouette(_space(champ.model, df), labels, seed)
 
 
 def _register(settings: Settings, res: SegmentsResult, df: pd.DataFrame, min_delta: float) -> None:
-    """Register the fitted model and apply the clustering champion rule (module docstring)."""
-    from ..ml import registry, tracking
+    """Register the fitted model (`registry.register_and_decide`, as every problem) by the clustering
+    champion rule (module docstring)."""
+    from ..ml import registry
     from ..ml.problem import SETTINGS_TAG
 
-    c = tracking.client(settings)
-    mv = registry.register(settings, NAME, res.model_uri, res.run_id, {"kind": "cluster", "candidate": CANDIDATE})
-    v = res.model_version = str(mv.version)
-    for key, val in (("segment_names", json.dumps({str(k): n for k, n in res.names.items()})),
-                     ("run_id", res.run_id), ("silhouette", f"{res.silhouette:.6f}"),
-                     ("stability_ari_mean", f"{res.ari_mean:.4f}"), ("dt_ref", str(res.dt_ref)), ("k", str(res.k)),
-                     # no labels: no validation / test periods; the one population it was fitted on
-                     ("trained_until", str(res.dt_ref)), (SETTINGS_TAG, PROBLEM.settings_json(settings))):
-        c.set_model_version_tag(NAME, v, key, val)
-    current = registry.alias_version(settings, NAME, registry.CHAMPION)
-    res.previous_champion = str(current.version) if current else None
-    if current is None:
-        decision, reason = registry.CHAMPION, f"first champion (silhouette {res.silhouette:.4f}, k={res.k})"
-    else:
+    tags = {"segment_names": json.dumps({str(k): n for k, n in res.names.items()}),
+            "silhouette": f"{res.silhouette:.6f}", "stability_ari_mean": f"{res.ari_mean:.4f}",
+            "dt_ref": str(res.dt_ref), "k": str(res.k),
+            # no labels: no validation / test periods; the one population it was fitted on
+            "trained_until": str(res.dt_ref), SETTINGS_TAG: PROBLEM.settings_json(settings)}
+
+    def decide(version: str, current) -> tuple[str, str]:
+        if current is None:
+            return registry.CHAMPION, f"first champion (silhouette {res.silhouette:.4f}, k={res.k})"
         try:
             champ = registry.load_version(settings, NAME, current.version, registry.CHAMPION)
             old = _champion_silhouette(champ, df, res.features, settings.seed)
         except Exception as e:  # features changed or the old model cannot assign today's population
             why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-            decision, reason = registry.CHAMPION, f"champion v{current.version} cannot segment this population ({why}): newcomer promoted"
-        else:
-            c.set_model_version_tag(NAME, v, f"champion_v{current.version}_silhouette", f"{old:.6f}")
-            on = f"the same {res.n_sellers} sellers at {res.dt_ref}"
-            if np.isnan(old):  # the champion puts every seller in one segment: no silhouette to beat
-                decision, reason = registry.CHAMPION, (f"champion v{current.version} has no silhouette (one segment) "
-                                                       f"on {on}: newcomer promoted")
-            else:
-                decision, reason = registry.champion_rule(res.silhouette, old, label="silhouette",
-                                                          champion_version=current.version, on=on, min_delta=min_delta)
-    registry.record_decision(settings, NAME, v, decision, reason)
-    res.decision, res.reason = decision, reason
+            return registry.CHAMPION, (f"champion v{current.version} cannot segment this population ({why}): "
+                                       "newcomer promoted")
+        registry.set_version_tag(settings, NAME, version, f"champion_v{current.version}_silhouette", f"{old:.6f}")
+        on = f"the same {res.n_sellers} sellers at {res.dt_ref}"
+        if np.isnan(old):  # the champion puts every seller in one segment: no silhouette to beat
+            return registry.CHAMPION, (f"champion v{current.version} has no silhouette (one segment) "
+                                       f"on {on}: newcomer promoted")
+        return registry.champion_rule(res.silhouette, old, label="silhouette", champion_version=current.version,
+                                      on=on, min_delta=min_delta)
+
+    d = registry.register_and_decide(settings, NAME, res.model_uri, res.run_id, kind="cluster", candidate=CANDIDATE,
+                                     tags=tags, decide=decide)
+    res.model_version, res.decision, res.reason, res.previous_champion = d.version, d.decision, d.reason, d.previous
 
 
 def champion_names(settings: Settings) -> tuple[dict[int, str], object]:
@@ -596,12 +590,6 @@ def champion_names(settings: Settings) -> tuple[dict[int, str], object]:
     raw = (champ.tags or {}).get("segment_names")
     names = {int(k): v for k, v in json.loads(raw).items()} if raw else {}
     return names, champ
-
-
-def assign_segments(settings: Settings, dt_ref: date | None = None) -> int:
-    """Assign the active sellers of `dt_ref` (default: `default_dt_ref`) with the champion
-    segmentation into `seller_segments` and `scores_seller_segments`; returns rows written."""
-    return score_segments(PROBLEM, settings, dt_ref).n_scored
 
 
 # ---- hooks on the generic machinery ---------------------------------------------------------------
@@ -683,8 +671,3 @@ PROBLEM = Problem(
     train_fn=train_segments,
     score_fn=score_segments,
 )
-
-
-def segments_table_exists(settings: Settings) -> bool:
-    with session(settings, read_only=True) as con:
-        return table_exists(con, TABLE)

@@ -127,17 +127,11 @@ def top_decile_lift(y_true, score) -> float:
 
 
 def roc_auc(y_true, score) -> float:
-    """ROC AUC (Mann-Whitney with tie correction); NaN when only one class is present."""
-    y = np.asarray(y_true, dtype=int)
-    s = np.asarray(score, dtype=float)
-    n_pos = int(y.sum())
-    n_neg = int(y.size - n_pos)
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    from scipy.stats import rankdata
+    """ROC AUC (sklearn's, via `olist_ml.ml.metrics.ranking_metric`); NaN when only one class is present."""
+    from ..ml.metrics import ranking_metric
 
-    ranks = rankdata(s)
-    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    y = np.asarray(y_true, dtype=int)
+    return ranking_metric("roc_auc", y, score) if y.size else float("nan")
 
 
 def realised_performance(df: pd.DataFrame, *, group_cols: str | list[str] = "dt_ref", target_col: str = "target",

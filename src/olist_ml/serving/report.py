@@ -101,19 +101,21 @@ def _fig_png(fig, plt) -> bytes:
 # MLflow
 # ---------------------------------------------------------------------------------------
 def _versions(client, name: str) -> pd.DataFrame:
+    from mlflow.exceptions import MlflowException
+
     rows = []
     aliases: dict[str, list[str]] = {}
     try:
         rm = client.get_registered_model(name)
         for a, v in (rm.aliases or {}).items():
             aliases.setdefault(str(v), []).append(a)
-    except Exception:
+    except MlflowException:  # no such registered model: no versions to show
         return pd.DataFrame()
     for mv in client.search_model_versions(f"name = '{name}'"):
         metrics = {}
         try:
             metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
-        except Exception:
+        except MlflowException:  # its run was deleted: the version row shows its tags only
             pass
         row = {
             "version": int(mv.version),
@@ -148,12 +150,15 @@ def _candidates_of(client, run_id: str) -> pd.DataFrame:
 
 
 def _artifacts(client, run_id: str) -> dict[str, bytes]:
+    """The run's evaluation/ plots and tables; none when it logged none (e.g. a segmentation run)."""
+    from mlflow.exceptions import MlflowException
+
     out: dict[str, bytes] = {}
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with tempfile.TemporaryDirectory() as d:
         try:
             local = Path(client.download_artifacts(run_id, "evaluation", d))
-        except Exception:
+        except (MlflowException, OSError):  # no evaluation/ folder, or an artifact store that cannot be read
             return out
         for f in sorted(local.iterdir()):
             if f.suffix in (".png", ".csv"):

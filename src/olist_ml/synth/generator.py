@@ -18,7 +18,6 @@ The generator simulates a marketplace week by week:
 from __future__ import annotations
 
 import gzip as _gzip
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..geo import haversine_km
 from ..schema import SOURCES_BY_KEY
 from . import constants as K
 
@@ -43,6 +43,7 @@ SNAPSHOT_S = _t(K.SNAPSHOT)
 RATE_H = 1.0  # log order rate per unit of seller health
 H_CENTER = 0.9  # order-weighted mean health: effects are centred on it
 HOME_BIAS = 0.07  # share of orders where the customer is drawn from the seller's own state
+SYNTH_EARTH_RADIUS_KM = 6371.0  # the radius the seeded data were drawn with (olist_ml.geo uses the IUGG mean)
 LAST_MONTH = "2018-10"
 
 
@@ -68,13 +69,6 @@ def _choice(rng: np.random.Generator, weights, n: int) -> np.ndarray:
 
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
-
-
-def _haversine_km(lat1, lng1, lat2, lng2):
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dphi, dl = p2 - p1, np.radians(lng2 - lng1)
-    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    return 2 * 6371.0 * np.arcsin(np.sqrt(a))
 
 
 def _fmt_ts(sec: np.ndarray) -> np.ndarray:
@@ -381,7 +375,7 @@ def _orders_of_week(rng, s_idx, t, h, geo, geo_seller_pref, s_lat, s_lng, cust_c
             lo, hi = geo.state_span[code]
             cum = np.cumsum(geo.cust_p[lo:hi])
             cp[sel] = lo + np.minimum(np.searchsorted(cum, rng.random(len(sel)) * cum[-1]), hi - lo - 1)
-    dist = _haversine_km(s_lat[s_idx], s_lng[s_idx], geo.lat[cp], geo.lng[cp])
+    dist = haversine_km(s_lat[s_idx], s_lng[s_idx], geo.lat[cp], geo.lng[cp], radius_km=SYNTH_EARTH_RADIUS_KM)
     pay = _choice(rng, [0.765, 0.198, 0.015, 0.022], n)
     # status: cancellations / unavailability are more frequent at unhealthy sellers
     u = rng.random(n)
@@ -425,15 +419,58 @@ def _zip5(p: np.ndarray) -> np.ndarray:
 
 
 def _assemble(rng: np.random.Generator, scale: float, geo: Geo, funnel: dict, sim: dict) -> dict[str, pd.DataFrame]:
+    """The simulated orders -> the eleven Olist tables. The steps draw from `rng` in a fixed order
+    (censoring, customers, basket, products, items, payments, reviews, geolocation): a seed gives
+    the same files."""
     o = sim["orders"]
     order = np.argsort(o["t"], kind="stable")
     o = {k: v[order] for k, v in o.items()}
-    N = len(o["t"])
     t = o["t"]
+    status, approved, carrier, delivered, is_, u = _censor(rng, o)
+    cp = o["cp"]
+    customer_id, uid = _customers(rng, t, cp)
+    n_s = len(sim["h"])
+    b = _basket(rng, o, is_, u, n_s)
+    products, price_c, weight = _products(rng, n_s, b["n_prod"], b["prod_seller"])
+    items, order_ids, seller_ids, item_price_c, freight_c = _items(rng, o, sim, funnel, b, products, price_c, weight)
+    payments = _payments(rng, o, b["oi"], b["n_items"], item_price_c, freight_c, order_ids)
+    reviews = _reviews(rng, o, delivered, order_ids)
+
+    orders = pd.DataFrame({
+        "order_id": order_ids, "customer_id": customer_id, "order_status": status,
+        "order_purchase_timestamp": _fmt_ts(t), "order_approved_at": _fmt_ts(approved),
+        "order_delivered_carrier_date": _fmt_ts(carrier), "order_delivered_customer_date": _fmt_ts(delivered),
+        "order_estimated_delivery_date": _fmt_ts(o["est"]),
+    })
+    customers = pd.DataFrame({
+        "customer_id": customer_id, "customer_unique_id": uid, "customer_zip_code_prefix": _zip5(geo.prefix[cp]),
+        "customer_city": geo.city[cp], "customer_state": geo.state[cp],
+    })
+    sold = np.bincount(b["seller"], minlength=n_s) > 0
+    sp = sim["seller_pref"][sold]
+    sellers = pd.DataFrame({
+        "seller_id": seller_ids[sold], "seller_zip_code_prefix": _zip5(geo.prefix[sp]),
+        "seller_city": geo.city[sp], "seller_state": geo.state[sp],
+    })
+    translation = pd.DataFrame(
+        [(pt, en) for pt, en, _ in K.CATEGORIES if en is not None],
+        columns=["product_category_name", "product_category_name_english"],
+    )
+    mqls, deals = _funnel_tables(funnel)
+    return {
+        "orders": orders, "order_items": items, "order_payments": payments, "order_reviews": reviews,
+        "customers": customers, "sellers": sellers, "products": products, "category_translation": translation,
+        "geolocation": _geolocation(rng, geo), "marketing_qualified_leads": mqls, "closed_deals": deals,
+    }
+
+
+def _censor(rng: np.random.Generator, o: dict) -> tuple:
+    """Censoring at the snapshot and the real data's ragged end: (status, approved, carrier,
+    delivered, status masks, the uniforms drawn for it, reused by the basket)."""
+    t = o["t"]
+    N = len(t)
     status_names = np.array(_STATUS, dtype=object)
     status = status_names[o["status"]].copy()
-
-    # ---- censoring at the snapshot and the real data's ragged end --------------------------
     after_end = t >= _t("2018-09-01")
     status[after_end] = "canceled"
     deliv_after = (status == "delivered") & (o["delivered"] > SNAPSHOT_S)
@@ -453,9 +490,12 @@ def _assemble(rng: np.random.Generator, scale: float, geo: Geo, funnel: dict, si
     delivered[~deliv_ok] = NAT
     carrier[carr_ok & (carrier > SNAPSHOT_S)] = NAT
     delivered[deliv_ok & (delivered > SNAPSHOT_S)] = NAT
+    return status, approved, carrier, delivered, is_, u
 
-    # ---- customers ------------------------------------------------------------------------
-    cp = o["cp"]
+
+def _customers(rng: np.random.Generator, t: np.ndarray, cp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(customer_id per order, customer_unique_id: a few customers of a zip prefix order again)."""
+    N = len(t)
     customer_id = _hex_ids(rng, N)
     base_uid = _hex_ids(rng, N)
     srt = np.lexsort((t, cp))
@@ -465,8 +505,12 @@ def _assemble(rng: np.random.Generator, scale: float, geo: Geo, funnel: dict, si
     heads = np.flatnonzero(~repeat)
     uid = np.empty(N, dtype=object)
     uid[srt] = base_uid[srt][heads[chain]]
+    return customer_id, uid
 
-    # ---- items ----------------------------------------------------------------------------
+
+def _basket(rng: np.random.Generator, o: dict, is_: dict, u: np.ndarray, n_s: int) -> dict:
+    """Items per order, their sellers and products (each seller's catalogue grows sub-linearly)."""
+    N = len(o["t"])
     has_items = ~(is_["created"] | (is_["unavailable"] & (u[:, 0] < 0.99)) | (is_["canceled"] & (u[:, 1] < 0.26)))
     n_items = np.where(has_items, np.array(list(K.ITEMS_PER_ORDER))[_choice(rng, list(K.ITEMS_PER_ORDER.values()), N)], 0)
     multi_seller = has_items & (rng.random(N) < 0.0135)
@@ -482,7 +526,6 @@ def _assemble(rng: np.random.Generator, scale: float, geo: Geo, funnel: dict, si
     same_prod_order = (n_items >= 2) & ~multi_seller & (rng.random(N) < 0.62)
     repeat_item = (item_no > 1) & (same_prod_order[oi] | (multi_seller[oi] & ~last_of_ms & (item_no > 1) & (rng.random(len(oi)) < 0.5)))
     slot = ~repeat_item
-    n_s = len(sim["h"])
     # products: each seller's catalogue grows sub-linearly with its sales; a few best sellers
     si = np.flatnonzero(slot)
     by_seller = si[np.lexsort((oi[si], seller[si]))]
@@ -504,8 +547,12 @@ def _assemble(rng: np.random.Generator, scale: float, geo: Geo, funnel: dict, si
         product[idx] = product[idx - 1]
     n_prod = int(m_s.sum())
     prod_seller = np.repeat(np.arange(n_s), m_s)
+    return dict(n_items=n_items, oi=oi, item_no=item_no, seller=seller, product=product, n_prod=n_prod,
+                prod_seller=prod_seller)
 
-    # ---- product attributes ------------------------------------------------------------------
+
+def _products(rng: np.random.Generator, n_s: int, n_prod: int, prod_seller: np.ndarray) -> tuple:
+    """(products table, price in cents, weight in g) of every product."""
     cats = [c[0] for c in K.CATEGORIES]
     cat_w = np.array([c[2] for c in K.CATEGORIES], dtype=float)
     main_cat = _choice(rng, cat_w, n_s)
@@ -540,8 +587,15 @@ def _assemble(rng: np.random.Generator, scale: float, geo: Geo, funnel: dict, si
         "product_height_cm": nint(height, no_dim),
         "product_width_cm": nint(width, no_dim),
     })
+    return products, price_c, weight
 
-    # ---- item prices / freight -------------------------------------------------------------
+
+def _items(rng: np.random.Generator, o: dict, sim: dict, funnel: dict, b: dict, products: pd.DataFrame,
+           price_c: np.ndarray, weight: np.ndarray) -> tuple:
+    """(order_items table, order ids, seller ids, item price and freight in cents)."""
+    t = o["t"]
+    N = len(t)
+    oi, product, seller, item_no = b["oi"], b["product"], b["seller"], b["item_no"]
     dist_i = o["dist"][oi]
     pw = weight[product] / 1000.0
     freight = (10.0 + 0.008 * dist_i + 1.9 * np.minimum(pw, 30)) * rng.lognormal(0.0, 0.22, len(oi))
@@ -558,8 +612,12 @@ def _assemble(rng: np.random.Generator, scale: float, geo: Geo, funnel: dict, si
         "seller_id": seller_ids[seller], "shipping_limit_date": _fmt_ts(ship_lim),
         "price": _fmt_money(item_price_c), "freight_value": _fmt_money(freight_c),
     })
+    return items, order_ids, seller_ids, item_price_c, freight_c
 
-    # ---- payments -----------------------------------------------------------------------------
+
+def _payments(rng: np.random.Generator, o: dict, oi: np.ndarray, n_items: np.ndarray, item_price_c: np.ndarray,
+              freight_c: np.ndarray, order_ids: np.ndarray) -> pd.DataFrame:
+    N = len(o["t"])
     total_c = np.bincount(oi, weights=item_price_c + freight_c, minlength=N).astype(np.int64)
     no_item_total = np.round(rng.lognormal(np.log(110), 0.8, N) * 100).astype(np.int64)
     total_c = np.where(n_items > 0, total_c, no_item_total)
@@ -584,8 +642,12 @@ def _assemble(rng: np.random.Generator, scale: float, geo: Geo, funnel: dict, si
         "order_id": order_ids[po], "payment_sequential": seq, "payment_type": ptype,
         "payment_installments": inst, "payment_value": _fmt_money(value_c),
     })
+    return payments
 
-    # ---- reviews ------------------------------------------------------------------------------
+
+def _reviews(rng: np.random.Generator, o: dict, delivered: np.ndarray, order_ids: np.ndarray) -> pd.DataFrame:
+    t = o["t"]
+    N = len(t)
     n_rev = _choice(rng, [0.0078, 0.9867, 0.0055], N)
     ro = np.repeat(np.arange(N), n_rev)
     rfirst = np.r_[0, np.cumsum(n_rev)[:-1]]
@@ -623,25 +685,11 @@ def _assemble(rng: np.random.Generator, scale: float, geo: Geo, funnel: dict, si
         "review_comment_title": titles, "review_comment_message": msgs,
         "review_creation_date": _fmt_ts(created), "review_answer_timestamp": _fmt_ts(answer),
     })
+    return reviews
 
-    orders = pd.DataFrame({
-        "order_id": order_ids, "customer_id": customer_id, "order_status": status,
-        "order_purchase_timestamp": _fmt_ts(t), "order_approved_at": _fmt_ts(approved),
-        "order_delivered_carrier_date": _fmt_ts(carrier), "order_delivered_customer_date": _fmt_ts(delivered),
-        "order_estimated_delivery_date": _fmt_ts(o["est"]),
-    })
-    customers = pd.DataFrame({
-        "customer_id": customer_id, "customer_unique_id": uid, "customer_zip_code_prefix": _zip5(geo.prefix[cp]),
-        "customer_city": geo.city[cp], "customer_state": geo.state[cp],
-    })
-    sold = np.bincount(seller, minlength=n_s) > 0
-    sp = sim["seller_pref"][sold]
-    sellers = pd.DataFrame({
-        "seller_id": seller_ids[sold], "seller_zip_code_prefix": _zip5(geo.prefix[sp]),
-        "seller_city": geo.city[sp], "seller_state": geo.state[sp],
-    })
 
-    # ---- geolocation: ~20 points per zip prefix around its centre ---------------------------
+def _geolocation(rng: np.random.Generator, geo: Geo) -> pd.DataFrame:
+    """~20 points per zip prefix around its centre."""
     per = 1 + rng.poisson(19, len(geo.prefix))
     gi = np.repeat(np.arange(len(geo.prefix)), per)
     geolocation = pd.DataFrame({
@@ -650,13 +698,11 @@ def _assemble(rng: np.random.Generator, scale: float, geo: Geo, funnel: dict, si
         "geolocation_lng": geo.lng[gi] + rng.normal(0, 0.0045, len(gi)),
         "geolocation_city": geo.city[gi], "geolocation_state": geo.state[gi],
     })
+    return geolocation
 
-    translation = pd.DataFrame(
-        [(pt, en) for pt, en, _ in K.CATEGORIES if en is not None],
-        columns=["product_category_name", "product_category_name_english"],
-    )
 
-    f = funnel
+def _funnel_tables(f: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(marketing_qualified_leads, closed_deals) of the simulated funnel."""
     mqls = pd.DataFrame({
         "mql_id": f["mql_id"], "first_contact_date": _fmt_date(f["first_contact"]),
         "landing_page_id": f["landing_page_id"], "origin": f["origin"],
@@ -675,11 +721,7 @@ def _assemble(rng: np.random.Generator, scale: float, geo: Geo, funnel: dict, si
         "declared_product_catalog_size": one_decimal(f["catalog_size"]),
         "declared_monthly_revenue": one_decimal(f["revenue"]),
     })
-    return {
-        "orders": orders, "order_items": items, "order_payments": payments, "order_reviews": reviews,
-        "customers": customers, "sellers": sellers, "products": products, "category_translation": translation,
-        "geolocation": geolocation, "marketing_qualified_leads": mqls, "closed_deals": deals,
-    }
+    return mqls, deals
 
 
 def _write(df: pd.DataFrame, path: Path, *, gz: bool, crlf: bool = False, bom: bool = False) -> None:
