@@ -150,6 +150,10 @@ class Problem:
     baseline: the quality gate of a binary problem (`Baseline`; None -> `CHANCE` for ROC AUC).
     ci_cluster_column: the bootstrap of the test metric's interval resamples these clusters
         (None -> group_column; no group column -> each row is its own cluster).
+    weight_column: binary problems: a numeric ABT column (not a feature) used as the sample weight of
+        every fit (tuning folds, candidates, the pretest fit, the refit), e.g. order_delay's `row_weight`
+        = 1 / the order's rows, so that an entity with many rows (check points) does not dominate.
+        Metrics, calibration and the baseline stay unweighted: they measure rows as they are scored.
     readiness(abt, settings) -> str | None: called when the labelled rows do not hold both classes;
         returns the stated reason why there is nothing to learn yet (`errors.NotReadyError`: `olist-ml
         run` reports the problem as skipped, exit 0), e.g. when the first label horizon closes.
@@ -182,6 +186,7 @@ class Problem:
     baseline: Baseline | None = None
     ci_cluster_column: str | None = None
     readiness: Readiness | None = None
+    weight_column: str | None = None
 
     @property
     def scores_table(self) -> str:
@@ -220,6 +225,8 @@ class Problem:
             cols.add(self.event_time_column)
         if self.group_column:
             cols.add(self.group_column)
+        if self.weight_column:
+            cols.add(self.weight_column)
         if self.target:
             cols.add(self.target)
         return cols
