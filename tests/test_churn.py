@@ -79,7 +79,7 @@ def test_abt_population_and_target_match_brute_force_oracle(home):
         assert (pd.to_datetime(abt.dt_ref).dt.day == 1).all()  # monthly by default
         feats = features.feature_columns(con)
         assert set(feats) <= set(abt.columns)
-        orc = _oracle(con, sorted(abt.dt_ref.unique()), home.churn_eligibility_days, home.churn_horizon_days)
+        orc = _oracle(con, sorted(abt.dt_ref.unique()), home.churn.eligibility_days, home.churn.horizon_days)
     finally:
         con.close()
     abt["dt_ref"] = pd.to_datetime(abt["dt_ref"])

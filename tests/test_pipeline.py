@@ -10,7 +10,7 @@ def test_run_trains_registers_and_scores_all_four_problems_then_skips_what_is_cu
     budget = {"n_trials": 0, "candidates": "logreg"}
     # a weekly feature store holds a first-of-month dt_ref only when the 1st is a Monday: churn's
     # monthly reference dates would leave 2 labelled months, too few for train | validation | test
-    settings.extra["churn_cadence"] = "weekly"
+    settings = settings.with_(churn__cadence="weekly")
     first = run_pipeline(settings, scale=0.05, seed=3, cadence="weekly", **budget)
     assert first.synthetic
     status = {s.step: s.status for s in first.steps}

@@ -105,11 +105,7 @@ def test_segments_train_and_score_through_the_hooks(world):
 
     p = problems.get("segments")
     assert p.train_fn is seg.train_segments and p.score_fn is seg.score_segments
-    world.extra.update({"k_range": "3-5", "stability_runs": 2})
-    try:
-        r = train.train(p, world, n_trials=3)
-    finally:
-        world.extra.pop("k_range"), world.extra.pop("stability_runs")
+    r = train.train(p, world.with_(segments__k_range=(3, 5), segments__stability_runs=2), n_trials=3)
     assert r.decision == "champion" and r.model_version == "1" and r.metric == "silhouette"
     c = r.candidates[0]
     k = int(c.validation["n_clusters"])

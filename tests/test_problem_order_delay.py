@@ -121,7 +121,8 @@ def test_check_points(con):
     assert pts["open_shipped"] == ["02-05", "02-08", "02-11", "02-14", "02-17", "02-20", "02-23", "02-26"]
     # 03-01 is a check point (step) and a month start (once); 03-04 is after the observed deliveries
     assert pts["promise_after_end"] == ["02-20", "02-23", "02-26", "03-01"]
-    assert pts["c_fast"] == ["01-16"]  # bought 01-16, delivered 01-20: only its row at approval
+    # bought 01-16, delivered 01-20 12:00: in flight at 01-19 00:00, not at the month start 02-01
+    assert pts["c_fast"] == ["01-16", "01-19"]
     # month starts: c_slow (bought 01-18, promised 02-05, delivered 02-10) is in flight at 02-01 00:00
     assert "02-01" in pts["c_slow"]
     assert df.groupby("order_id")["row_weight"].sum().round(12).eq(1.0).all()
@@ -178,9 +179,12 @@ def test_inflight_context_equals_a_brute_force_oracle(con):
             assert (pd.isna(got) and np.isnan(v)) or got == pytest.approx(v), (r["order_id"], r["dt_ref"], k, got, v)
         checked += 1
     assert checked > 20
-    # the conditional rate is informative here: c_slow (23 days) is slower than ontime_same_day's promise
+    # the conditional rate is informative: 0, 1 and in between among the rows checked
+    # (promise_after_end at 03-01, 9 days old, 19 to its promise: every SP delivery older than 9 days took >= 19)
     r = df[(df["order_id"] == "promise_after_end") & (df["dt_ref"] == ts("2018-03-01"))].iloc[0]
-    assert 0 < r["now_cstate_p_late_given_age"] < 1 or r["now_cstate_p_late_given_age"] == 0
+    assert r["now_cstate_p_late_given_age"] == 1.0
+    v = df.loc[df["days_in_flight"] > 0, "now_cstate_p_late_given_age"]
+    assert (v == 0).any() and ((v > 0) & (v < 1)).any()
 
 
 def test_inflight_features_ignore_later_events(con):
@@ -224,7 +228,8 @@ def test_scoring_population_is_open_orders_at_their_row(con):
     f = od.scoring_frame(con, s, date(2018, 3, 1)).set_index("order_id")
     assert list(f.index) == ["promise_after_end"]
     row = abt[(abt["dt_ref"] == ts("2018-03-01")) & (abt["order_id"] == "promise_after_end")].set_index("order_id")
-    cols = [c for c in row.columns if c not in ("dt_ref", "row_weight", "label_known_at", "is_late")]
+    cols = [c for c in f.columns if c != "dt_ref"]
+    assert {"row_weight", "label_known_at", "is_late", "approved_at"}.isdisjoint(cols) and "days_left" in cols
     pd.testing.assert_frame_equal(f[cols], row[cols], check_dtype=False)
 
 
@@ -233,7 +238,9 @@ def test_label_known_at_and_weight_are_not_features():
     for c in ("label_known_at", "row_weight"):
         assert c in p._non_features()
     assert p.weight_column == "row_weight"
-    assert p.split.purge_days == od.LABEL_PURGE_DAYS
+    from olist_ml.config import Settings
+
+    assert p.split_of(Settings()).purge_days == od.LABEL_PURGE_DAYS
 
 
 def test_purge_covers_the_label_delay_on_the_real_data(real_data_dir, tmp_path):
@@ -336,8 +343,9 @@ def test_promise_calendar_features(con):
     r = df.loc["rj_april"]  # [04-18 Wed, 04-27 Fri): 7 weekdays; Tiradentes (04-21) is a Saturday
     assert r["promised_business_days"] == 7 and r["n_holidays_to_estimate"] == 1
     assert r["n_state_holidays_to_estimate"] == 1
-    abt = _abt(con).set_index(["order_id", "dt_ref"])
-    r = abt.loc[("rj_april", ts("2018-04-21"))]  # [04-21 Sat, 04-27): Mon 23 (RJ only), Tue-Thu
+    # in flight at 04-21 (after the observed deliveries, so scored rather than in the ABT)
+    r = od.scoring_frame(con, Settings(home="/nonexistent"), date(2018, 4, 21)).set_index("order_id").loc["rj_april"]
+    # [04-21 Sat, 04-27): Mon 23 (RJ only), Tue-Thu
     assert r["business_days_left"] == 4 and r["business_days_left_state"] == 3
 
 
@@ -366,14 +374,15 @@ def test_nowcast_metrics():
     f = pd.DataFrame({
         "dt_ref": pd.to_datetime(["2018-06-01"] * 4 + ["2018-06-04"] * 2 + ["2018-07-01"] * 4 + ["2018-06-01"] * 2),
         "days_in_flight": [3, 5, 8, 2, 4, 4, 1, 6, 9, 2, 0, 0],
-        "days_left": [10, 2, 1, 20, 3, 4, 5, 6, 7, 8, 20, 10],
+        "days_left": [10, 2, 1, 20, 3, 4, 5, 4, 7, 8, 20, 10],
         "promise_slack_days": [0] * 10 + [5.0, -2.0],
         "is_late": [0, 1, 1, 0, 1, 0, 1, 0, 1, 0, 0, 1],
     })
-    p = np.array([0.1, 0.9, 0.8, 0.2, 0.5, 0.5, 0.3, 0.2, 0.9, 0.1, 0.2, 0.7])
+    p = np.array([0.1, 0.9, 0.8, 0.2, 0.5, 0.5, 0.15, 0.2, 0.9, 0.1, 0.2, 0.7])
     m = od.nowcast_metrics(f, f["is_late"].to_numpy(), p, Settings(home="/nonexistent"))
     assert m["roc_auc_open_2018_06"] == 1.0 and m["roc_auc_open_days_left_2018_06"] == 1.0  # 4 rows at 06-01
-    # 07-01: late = {1 (left 5), 9 (left 7)}: the model ranks 9 first, then 1 below 6: 3 of 4 pairs
+    # 07-01: late = {1 (p .15, left 5), 9 (p .9, left 7)} vs {6 (p .2, left 4), 2 (p .1, left 8)}: the model
+    # orders 3 of 4 pairs right (.15 < .2), days-left 2 of 4
     assert m["roc_auc_open_2018_07"] == pytest.approx(0.75)
     assert m["roc_auc_open_days_left_2018_07"] == pytest.approx(0.5)
     assert m["roc_auc_open_mean"] == pytest.approx(0.875) and m["roc_auc_open_min_gain"] == pytest.approx(0.0)

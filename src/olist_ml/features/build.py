@@ -8,7 +8,7 @@ table either before or after a whole batch, never a half-written dt_ref, and the
 (incremental) run computes only the dt_refs still missing.
 
 Memory: tables are built one after the other, and a long range is cut into batches of
-consecutive dt_refs holding about `chunk_rows` rows each (estimated from the sellers' activity),
+consecutive dt_refs holding about `Settings.feature_chunk_rows` rows each (estimated from the sellers' activity),
 so peak memory follows the batch, not the whole backfill. The connection runs with
 `preserve_insertion_order = false` and a `memory_limit` (`Settings.memory_limit`, default 60 % of
 the machine's RAM) so DuckDB spills to its temp directory instead of growing past it.
@@ -41,7 +41,7 @@ REQUIRED_STG = (
 )
 BUILD_LOG = "fs_build_log"
 EPOCH = dt.date(1970, 1, 1)
-CHUNK_ROWS = 2_000_000  # rows per batch of dt_refs (override: Settings.extra["features_chunk_rows"])
+CHUNK_ROWS = Settings.feature_chunk_rows  # default rows per batch of dt_refs (OLIST_ML_FEATURE_CHUNK_ROWS)
 DEFAULT_MEMORY_SHARE = 0.6  # of physical RAM, when Settings.memory_limit is unset
 
 
@@ -380,7 +380,7 @@ def build(
 
             _ensure_log(con)
             _configure(con, settings)
-            chunk_rows = int(settings.extra.get("features_chunk_rows", CHUNK_ROWS))
+            chunk_rows = int(settings.feature_chunk_rows)
             prepared = False
             logged = set().union(*(built_dt_refs(con, n) for n in names))
             asof = asof_fingerprints(con, set(dates) | logged)

@@ -85,7 +85,8 @@ def split_protocol(df: pd.DataFrame, problem: Problem, settings, *, test_months:
                                f"the observed data is too short for the label horizon; ingest more history")
     lab = lab.reset_index(drop=True)
     t = pd.to_datetime(lab[t_col])
-    n_test, n_val = problem.split.months(settings)
+    cfg = problem.split_of(settings)
+    n_test, n_val = cfg.months(settings)
     n_test, n_val = int(test_months or n_test), int(validation_months or (test_months or n_val))
     notes: list[str] = []
     months = sorted(t.dt.to_period("M").unique())
@@ -105,7 +106,7 @@ def split_protocol(df: pd.DataFrame, problem: Problem, settings, *, test_months:
         test_start = months[-n_test].start_time.date()
     test_end = test_end or _d(t.max())
     val_start = _month_start(test_start, n_val)
-    if problem.split.purge:
+    if cfg.purge:
         known = problem.label_known_at(lab, settings)
     else:
         known = t
@@ -122,7 +123,7 @@ def split_protocol(df: pd.DataFrame, problem: Problem, settings, *, test_months:
     sp = Split(train=train.reset_index(drop=True), validation=val.reset_index(drop=True),
                test=test.reset_index(drop=True), pretest=lab[pre_m].reset_index(drop=True), labelled=lab,
                validation_start=val_start, test_start=test_start, test_end=test_end,
-               purged=bool(problem.split.purge), train_known=known[tr_m].reset_index(drop=True),
+               purged=bool(cfg.purge), train_known=known[tr_m].reset_index(drop=True),
                labelled_known=known, validation_end=_d(val[t_col].max()), notes=notes)
     return sp
 

@@ -2,11 +2,16 @@
 
 The generic machinery (training, registry, scoring) only ever sees a `Problem`; everything
 problem-specific (the ABT SQL, the population to score) lives in `olist_ml.problems.<name>`.
+Its knobs (horizon, split, ...) live in its typed settings section (`olist_ml.config`, reached
+through `Problem.settings_of`); the feature-store columns it names are catalog entries
+(`olist_ml.features.catalog.F`) listed in `Problem.uses_features`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -16,8 +21,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from ..config import Settings
-from ..errors import MissingStepError
+from ..config import INPUTS, ProblemSettings, Settings, SplitConfig, env_name, section_fields
+from ..errors import MissingStepError, SettingsMismatchError
 from ..warehouse import table_exists
 
 _NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
@@ -26,45 +31,8 @@ _CATEGORICAL = ("VARCHAR", "BOOLEAN", "ENUM")
 
 
 LABEL_KNOWN_COLUMN = "label_known_at"
-
-
-@dataclass(frozen=True)
-class SplitConfig:
-    """How a problem's labelled rows are split in time: train | validation | test.
-
-    test_months: the last N labelled calendar months are the test set, measured once (None ->
-        `Settings.oot_months`). `oot_months` is the older name of the same setting.
-    validation_months: the N calendar months before the test months choose the winner and fit
-        the calibrator (None -> test_months).
-    cv_folds: time-ordered, group-disjoint folds used for tuning inside the training period.
-    purge: rows whose label is not yet known at the start of the next period are dropped from
-        the earlier side (`Problem.label_known_at`). False only where a problem states why (e.g.
-        activation: independent deals whose features are fixed at won_date).
-    purge_days: the label-known time of a problem without a `label_known_at` column or hook:
-        time + purge_days (int, or the name of a `Settings` attribute such as "churn_horizon_days").
-    tune_rows: tune (CV) on a time-stratified sample of at most this many training rows (None:
-        all); the models that are compared, tested and registered are always fitted on all rows.
-    """
-
-    test_months: int | None = None
-    validation_months: int | None = None
-    cv_folds: int = 3
-    purge: bool = True
-    purge_days: int | str | None = None
-    tune_rows: int | None = None
-    oot_months: int | None = None  # older name of test_months
-
-    def purge_gap(self, settings: Settings) -> int:
-        if self.purge_days is None:
-            return 0
-        if isinstance(self.purge_days, str):
-            return int(getattr(settings, self.purge_days))
-        return int(self.purge_days)
-
-    def months(self, settings: Settings) -> tuple[int, int]:
-        """(test months, validation months)."""
-        test = int(self.test_months or self.oot_months or settings.oot_months)
-        return test, int(self.validation_months or test)
+SETTINGS_TAG = "settings"  # JSON of Problem.settings_record on every training run and model version
+__all__ = ["Baseline", "CHANCE", "LABEL_KNOWN_COLUMN", "SETTINGS_TAG", "Problem", "SplitConfig", "derive_features"]
 
 
 @dataclass(frozen=True)
@@ -154,6 +122,14 @@ class Problem:
         every fit (tuning folds, candidates, the pretest fit, the refit), e.g. order_delay's `row_weight`
         = 1 / the order's rows, so that an entity with many rows (check points) does not dominate.
         Metrics, calibration and the baseline stay unweighted: they measure rows as they are scored.
+    settings_of(settings) -> ProblemSettings: the problem's typed section of `Settings` (e.g.
+        `settings.churn`): its split (test / validation months, purge, tuning sample) and its own
+        knobs; recorded with every run and model version (`settings_record`) and checked when a
+        model scores or serves (`check_settings`). None (ad-hoc problems in tests): `split` is used.
+    split: the split of a problem without a settings section (declared problems take theirs from it).
+    uses_features: the feature-store columns the problem names, as catalog objects
+        (`olist_ml.features.catalog.F.gmv.longest`, `F.days_since_last_sale`); an unknown name
+        fails at import, and a test checks them all against a built feature store.
     readiness(abt, settings) -> str | None: called when the labelled rows do not hold both classes;
         returns the stated reason why there is nothing to learn yet (`errors.NotReadyError`: `olist-ml
         run` reports the problem as skipped, exit 0), e.g. when the first label horizon closes.
@@ -187,6 +163,8 @@ class Problem:
     ci_cluster_column: str | None = None
     readiness: Readiness | None = None
     weight_column: str | None = None
+    settings_of: Callable[[Settings], ProblemSettings] | None = None
+    uses_features: tuple[Any, ...] = ()
 
     @property
     def scores_table(self) -> str:
@@ -208,6 +186,64 @@ class Problem:
     def cluster_column(self) -> str | None:
         return self.ci_cluster_column or self.group_column
 
+    # ---- settings -----------------------------------------------------------------------------
+    def section(self, settings: Settings) -> ProblemSettings | None:
+        """The problem's typed settings section (None for a problem that declares none)."""
+        return self.settings_of(settings) if self.settings_of is not None else None
+
+    def split_of(self, settings: Settings) -> SplitConfig:
+        sec = self.section(settings)
+        return sec.split if sec is not None else self.split
+
+    def settings_record(self, settings: Settings, shapes: tuple[str | None, ...] | None = None) -> dict[str, Any]:
+        """{"feature_windows": "30,90,180", "<section>_<field>": value, ...}: the settings that shape this
+        problem (only the fields whose `shapes` is in `shapes`, e.g. (INPUTS,)). Logged as params and
+        the `settings` tag of every run and model version."""
+        sec = self.section(settings)
+        rec: dict[str, Any] = {}
+        if (sec is None or sec.READS_FEATURE_STORE) and (shapes is None or INPUTS in shapes):
+            rec["feature_windows"] = ",".join(map(str, sorted(set(settings.feature_windows))))
+        if sec is not None:
+            rec.update(section_fields(sec, shapes))
+        return rec
+
+    def settings_json(self, settings: Settings) -> str:
+        return json.dumps(self.settings_record(settings), sort_keys=True, default=str)
+
+    def check_champion(self, champion, settings: Settings) -> None:
+        """`check_settings` of a loaded model version (its `settings` tag)."""
+        self.check_settings((getattr(champion, "tags", None) or {}).get(SETTINGS_TAG), settings,
+                            getattr(champion, "version", "?"))
+
+    def check_settings(self, recorded: dict | str | None, settings: Settings, version: str | int) -> None:
+        """Raise `SettingsMismatchError` (one line naming both values) when a model version recorded
+        other values of the settings that shape what it scores (`config.INPUTS`) than the current
+        ones. A version that recorded none (trained before settings were recorded) is not checked."""
+        if not recorded:
+            return
+        try:
+            rec = json.loads(recorded) if isinstance(recorded, str) else dict(recorded)
+        except ValueError:
+            return
+        sec = self.section(settings)
+        for key, now in self.settings_record(settings, shapes=(INPUTS,)).items():
+            if key in rec and str(rec[key]) != str(now):
+                env = "OLIST_ML_FEATURE_WINDOWS"
+                if sec is not None and key.startswith(f"{sec.SECTION}_"):
+                    f = {x.name: x for x in dataclasses.fields(sec)}[key[len(sec.SECTION) + 1:]]
+                    env = env_name(sec.SECTION, f)
+                alias = self.aliases[0] if self.aliases else self.name
+                raise SettingsMismatchError(
+                    f"{self.name} v{version} was trained with {key}={rec[key]}, the current setting is {now}: "
+                    f"set {env}={rec[key]} to use it, or retrain it with `olist-ml train {alias}`")
+
+    def feature_store_columns(self, settings: Settings) -> list[str]:
+        """The feature-store columns this problem names (`uses_features`) at the current windows."""
+        out: list[str] = []
+        for ref in self.uses_features:
+            out += [c for c in ref.columns(tuple(settings.feature_windows)) if c not in out]
+        return out
+
     def label_known_at(self, df: pd.DataFrame, settings: Settings) -> pd.Series:
         """When each row's label became known: the ABT's `label_known_at` column when it has one,
         else the problem's `label_known_fn`, else the row's time + `split.purge_days`."""
@@ -216,7 +252,7 @@ class Problem:
         elif self.label_known_fn is not None:
             out = pd.to_datetime(pd.Series(self.label_known_fn(df, settings), index=df.index))
         else:
-            out = pd.to_datetime(df[self.time_column]) + pd.Timedelta(days=self.split.purge_gap(settings))
+            out = pd.to_datetime(df[self.time_column]) + pd.Timedelta(days=self.split_of(settings).purge_gap(settings))
         return out.astype("datetime64[ns]")
 
     def _non_features(self) -> set[str]:

@@ -38,16 +38,13 @@ import pandas as pd
 from ..config import Settings
 from ..errors import InputError, NotReadyError
 from ..warehouse import session
+from . import artefact
 from . import calibration as calib
 from . import candidates as cands
 from . import metrics as M
 from . import registry, tracking
 from .data import Split, content_hash, load_abt, split_protocol, time_group_folds, tuning_sample
-from .problem import Problem
-
-DEFAULT_TRIALS = 4
-DEFAULT_TIMEOUT_S = 60.0
-DEFAULT_BOOTSTRAP = 1000
+from .problem import SETTINGS_TAG, Problem
 
 # metrics where lower is better
 _LOWER_IS_BETTER = {"log_loss", "brier", "davies_bouldin", "ece"}
@@ -99,13 +96,14 @@ class TrainResult:
 
 
 def _budget(settings: Settings, n_trials, timeout, names, cv_folds) -> tuple[int, float, Any, int | None]:
-    ex = settings.extra or {}
-    n_trials = n_trials if n_trials is not None else ex.get("trials", DEFAULT_TRIALS)
-    timeout = timeout if timeout is not None else ex.get("timeout", DEFAULT_TIMEOUT_S)
-    names = names if names is not None else ex.get("candidates")
+    """The tuning budget: the arguments, else `Settings.training` (OLIST_ML_TRIALS, ...)."""
+    tr = settings.training
+    n_trials = n_trials if n_trials is not None else tr.trials
+    timeout = timeout if timeout is not None else tr.timeout
+    names = names if names is not None else (list(tr.candidates) if tr.candidates else None)
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
-    cv_folds = cv_folds if cv_folds is not None else ex.get("cv_folds")
+    cv_folds = cv_folds if cv_folds is not None else tr.cv_folds
     return int(n_trials), float(timeout), names, (int(cv_folds) if cv_folds else None)
 
 
@@ -197,46 +195,19 @@ def _tune(problem, cand, cat, num, train, folds, n_trials, timeout, seed, n_jobs
     return params, float(study.best_value), len(study.trials)
 
 
-def pip_requirements() -> list[str]:
-    """Pinned requirements logged with every model (skips MLflow's slow inference)."""
-    from importlib.metadata import PackageNotFoundError, version
+def pip_requirements(model=None) -> list[str]:
+    """Exact pins logged with a model (`olist_ml.ml.artefact.requirements`; without a model: the
+    base set every model needs)."""
+    from .artefact import BASE_REQUIREMENTS, requirements
 
-    reqs = []
-    for dist in ("scikit-learn", "lightgbm", "xgboost", "xgboost-cpu", "pandas", "numpy", "scipy", "cloudpickle"):
-        try:
-            reqs.append(f"{dist}=={version(dist)}")
-        except PackageNotFoundError:
-            pass
-    return reqs
+    if model is not None:
+        return requirements(model)
+    from importlib.metadata import version
 
-
-_pip_requirements = pip_requirements  # old private name, still used by problems.segments
+    return [f"{d}=={version(d)}" for d in BASE_REQUIREMENTS]
 
 
-def _log_model(mlflow, problem, model, example: pd.DataFrame):
-    from mlflow.models import infer_signature
-
-    import mlflow.sklearn
-
-    if problem.kind == "binary":
-        sig = infer_signature(example, np.asarray(model.predict_proba(example)))
-        fn = "predict_proba"
-    else:
-        sig = infer_signature(example, np.asarray(model.predict(example)))
-        fn = "predict"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return mlflow.sklearn.log_model(
-            model, name="model", signature=sig, input_example=example, pip_requirements=pip_requirements(),
-            serialization_format="cloudpickle", pyfunc_predict_fn=fn,
-        )
-
-
-def _example(df: pd.DataFrame, cat: list[str], num: list[str]) -> pd.DataFrame:
-    ex = cands.cast_frame(df.head(5), cat, num)
-    for c in cat:  # JSON-friendly example: missing categories as None
-        ex[c] = ex[c].where(ex[c].notna(), None)
-    return ex
+_pip_requirements = pip_requirements  # old private name
 
 
 def _empty_features(train: pd.DataFrame, cat: list[str], num: list[str]) -> list[str]:
@@ -303,7 +274,7 @@ def _test_of(problem, spec: Spec, cat, num, split: Split, settings, n_jobs, *, t
 
 
 def _ci(problem: Problem, df: pd.DataFrame, p: np.ndarray, settings: Settings) -> tuple[float, float]:
-    n_boot = int((settings.extra or {}).get("bootstrap", DEFAULT_BOOTSTRAP))
+    n_boot = int(settings.training.bootstrap)
     cl = df[problem.cluster_column] if problem.cluster_column and problem.cluster_column in df.columns else None
     lo, hi, _ = M.bootstrap_ci(df[problem.target].to_numpy().astype(int), p, cl, metric=problem.metric,
                                n_boot=n_boot, seed=settings.seed)
@@ -483,12 +454,12 @@ def train(problem: Problem, settings: Settings, *, n_trials: int | None = None, 
         cat = [c for c in cat if c not in empty]
         num = [c for c in num if c not in empty]
         notes.append(f"dropped {len(empty)} feature(s) empty in every training row: {', '.join(empty)}")
-    tune_df, tune_known = tuning_sample(split.train, problem, split.train_known, problem.split.tune_rows,
-                                        settings.seed)
+    tune_df, tune_known = tuning_sample(split.train, problem, split.train_known,
+                                        problem.split_of(settings).tune_rows, settings.seed)
     if len(tune_df) < len(split.train):
         notes.append(f"tuning on a time-stratified sample of {len(tune_df)} of {len(split.train)} training rows")
-    folds, fold_note = time_group_folds(tune_df, problem, cv_k or problem.split.cv_folds, seed=settings.seed,
-                                        known=tune_known)
+    folds, fold_note = time_group_folds(tune_df, problem, cv_k or problem.split_of(settings).cv_folds,
+                                        seed=settings.seed, known=tune_known)
     if fold_note:
         notes.append(fold_note)
     lineage = _lineage(problem, df, split, cat, num)
@@ -514,6 +485,7 @@ def train(problem: Problem, settings: Settings, *, n_trials: int | None = None, 
                               tags=tracking.owner_tags()) as parent:
             mlflow.set_tags({"problem": problem.name, "kind": problem.kind, "role": "parent",
                              "abt_content_hash": lineage["abt_content_hash"]})
+            log_settings(mlflow, problem, settings)
             mlflow.log_params({k: v for k, v in lineage.items() if not isinstance(v, list)})
             mlflow.log_params({"n_trials": n_trials, "timeout_s": timeout, "cv_folds": len(folds),
                                "candidates": ",".join(c.name for c in chosen), "metric": metric,
@@ -596,10 +568,12 @@ def train(problem: Problem, settings: Settings, *, n_trials: int | None = None, 
                 if problem.kind == "binary":
                     final = calib.attach(final, fitted.calibration)
                 tags = _version_tags(problem, lineage, spec, best, test, base, cal_info)
+                tags[SETTINGS_TAG] = problem.settings_json(settings)
                 with mlflow.start_run(experiment_id=exp_id, run_name=f"{best.name} (refit)", nested=True) as rr:
                     mlflow.set_tags({"problem": problem.name, "kind": problem.kind, "candidate": best.name,
                                      "role": "refit"})
                     mlflow.set_tags({k: v for k, v in tags.items() if k not in ("params",)})
+                    mlflow.log_params(problem.settings_record(settings))
                     mlflow.log_params({f"hp_{k}": v for k, v in best.params.items()})
                     mlflow.log_params({k: lineage[k] for k in ("train_rows", "train_dt_ref_min", "train_dt_ref_max",
                                                                "trained_until", "validation_start", "validation_end",
@@ -608,7 +582,7 @@ def train(problem: Problem, settings: Settings, *, n_trials: int | None = None, 
                     _log_test(mlflow, metric, test, base, cal_info, best.validation)
                     _plots(mlflow, problem, fitted, final, split,
                            f"{problem.name} / {best.name} (test {lineage['test_start']}..{lineage['test_end']})")
-                    info = _log_model(mlflow, problem, final, _example(split.labelled, cat, num))
+                    info = artefact.log_model(mlflow, final, problem.kind, df)
                 refit_run = rr.info.run_id
                 best.model_uri = info.model_uri
                 gate_ok, gate_why = _gate(problem, test, base)
@@ -626,6 +600,12 @@ def train(problem: Problem, settings: Settings, *, n_trials: int | None = None, 
                        candidates=results, winner=best.name, model_version=version, decision=decision, reason=reason,
                        previous_champion=prev, lineage=lineage, notes=notes, extra_keys=extra_keys, test=test,
                        baseline=base, calibration=cal_info, refit_run_id=refit_run)
+
+
+def log_settings(mlflow, problem: Problem, settings: Settings) -> None:
+    """The settings that shaped this run (`Problem.settings_record`): one param each + the `settings` tag."""
+    mlflow.log_params(problem.settings_record(settings))
+    mlflow.set_tag(SETTINGS_TAG, problem.settings_json(settings))
 
 
 def _log_dataset(mlflow, df, problem, lineage, notes) -> None:
@@ -712,7 +692,7 @@ def _register(settings, problem, best: CandidateResult, model_uri: str, run_id: 
               test: dict, gate_ok: bool, gate_why: str, split: Split, cat, num, min_delta: float, n_jobs: int, mlflow):
     c = tracking.client(settings)
     metric = problem.metric
-    mv = mlflow.register_model(model_uri, problem.name, tags={"kind": problem.kind, "candidate": best.name})
+    mv = registry.register(settings, problem.name, model_uri, run_id, {"kind": problem.kind, "candidate": best.name})
     version = str(mv.version)
     c.set_model_version_tag(problem.name, version, "run_id", run_id)
     for k, v in tags.items():

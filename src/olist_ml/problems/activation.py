@@ -4,7 +4,7 @@ Grain: one row per closed deal (`mql_id`). `dt_ref` is the deal's won DATE in th
 the train | validation | test split) and the scoring date in `scores_seller_activation`.
 
 Target `activated` = 1 when the seller's first order (by purchase timestamp, any order that
-holds one of its items) falls in [won_date, won_date + Settings.activation_horizon_days).
+holds one of its items) falls in [won_date, won_date + `activation.horizon_days`) (Settings.activation, 90 by default).
 Only deals whose whole horizon lies inside the observed data are labelled:
 won_date + horizon <= `olist_ml.warehouse.observed_end(con)` (the exclusive end of the data,
 2018-08-24 on the real extract, whose last stray orders run to 2018-10-17); the others stay in
@@ -21,8 +21,8 @@ The marketing-funnel tables are optional in the warehouse: without them this pro
 
 The labelled set is small (on the real data 842 won deals, 654 labelled with the 90-day
 horizon: won_date + 90 days <= 2018-08-24, i.e. won by 2018-05-25), so the quality gate is the bootstrap interval of the
-test ROC AUC (one deal per cluster; `olist_ml.ml.metrics.bootstrap_ci`, Settings.extra
-["bootstrap"] resamples, default 1000): a model is promoted only when its lower bound clears 0.5.
+test ROC AUC (one deal per cluster; `olist_ml.ml.metrics.bootstrap_ci`, `training.bootstrap`
+resamples, default 1000): a model is promoted only when its lower bound clears 0.5.
 Deal attributes the funnel fills only for later deals (declared_product_catalog_size,
 has_company, average_stock are empty for every labelled deal on the real data) are dropped by
 the generic trainer as features empty in every training row, so they cannot skew scores.
@@ -39,7 +39,7 @@ import pandas as pd
 
 from ..config import Settings
 from ..errors import MissingStepError, NotReadyError
-from ..ml.problem import Baseline, Problem, SplitConfig
+from ..ml.problem import Baseline, Problem
 from ..warehouse import observed_end, require_tables, table_exists
 from ._common import as_date, read_sql, write_frame_atomically
 
@@ -72,7 +72,7 @@ def _deals(con: duckdb.DuckDBPyConnection, settings: Settings) -> pd.DataFrame:
     if end is None:
         raise MissingStepError("stg_orders is empty: run `olist-ml ingest SOURCE` first")
     return con.execute(deals_sql() + " ORDER BY dt_ref, mql_id",
-                       {"horizon_days": int(settings.activation_horizon_days), "observed_end": end}).df()
+                       {"horizon_days": int(settings.activation.horizon_days), "observed_end": end}).df()
 
 
 def build_abt(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
@@ -96,7 +96,7 @@ def scoring_frame(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dat
         return df
     end = df["observed_end"].iloc[0]
     d = pd.Timestamp(as_of) if as_of is not None else pd.Timestamp(as_date(end))
-    horizon = pd.Timedelta(days=int(settings.activation_horizon_days))
+    horizon = pd.Timedelta(days=int(settings.activation.horizon_days))
     won = pd.to_datetime(df["won_date"])
     sold = pd.to_datetime(df["first_sale_ts"])
     keep = (won < d) & (won + horizon > d) & (sold.isna() | (sold >= d))
@@ -109,7 +109,7 @@ def label_known_at(df: pd.DataFrame, settings: Settings) -> pd.Series:
     """When a deal's label is known whatever it turns out to be: won_date + the horizon (a first
     sale inside the horizon settles activated = 1 earlier, but purging on that would select on
     the outcome)."""
-    return pd.to_datetime(df["won_date"]).dt.normalize() + pd.Timedelta(days=int(settings.activation_horizon_days))
+    return pd.to_datetime(df["won_date"]).dt.normalize() + pd.Timedelta(days=int(settings.activation.horizon_days))
 
 
 # ---- honest uncertainty on a small test set ----------------------------------------------------
@@ -142,7 +142,7 @@ def bootstrap_auc(y, p, *, n_boot: int = 2000, level: float = 0.95, seed: int = 
 def readiness(abt: pd.DataFrame, settings: Settings) -> str | None:
     """Why there is nothing to learn yet: no deal's whole label horizon lies inside the observed data."""
     labelled = abt[TARGET].notna()
-    h = int(settings.activation_horizon_days)
+    h = int(settings.activation.horizon_days)
     if labelled.any() or abt.empty:
         return None
     first = (pd.to_datetime(abt["won_date"]).min() + pd.Timedelta(days=h)).date()
@@ -161,7 +161,7 @@ PROBLEM = Problem(
     scoring_frame=scoring_frame,
     exclude_columns=NON_FEATURES,
     aliases=("activation", "seller-activation"),
-    description="P(a won seller makes a first sale within activation_horizon_days of won_date), at won_date",
+    description="P(a won seller makes a first sale within activation.horizon_days of won_date), at won_date",
     # ~6 labelled months in the real data (won Dec 2017 - May 2018; 3, 73, 113, 147, 207, 122 deals):
     # test = the last 2 (Apr-May), validation = Mar, train = Dec-Feb. Not purged: with the label known
     # only at won_date + 90 days, no March deal is known by the test start (nor any training deal by
@@ -169,7 +169,8 @@ PROBLEM = Problem(
     # and their features are fixed at won_date, so an unpurged training deal whose label resolves
     # later leaks no fact about later deals; what it does not reproduce is the label delay of a
     # deployment (a model at the test start could not have known the last 90 days' outcomes).
-    split=SplitConfig(test_months=2, validation_months=1, cv_folds=3, purge=False),
+    # The split and the horizon: Settings.activation (olist_ml.config.ActivationSettings).
+    settings_of=lambda s: s.activation,
     build_step="ingest SOURCE",
     event_time_column="won_date",
     readiness=readiness,

@@ -12,7 +12,7 @@ One ABT rather than a second `abt_order_delay_inflight`: one model scores new or
 approval) and orders in flight (their row at the scoring date) alike, and the protocol, the gate
 and the registry stay those of one problem. Check points are order-relative (every STEP_DAYS days
 after purchase) so every age in flight is sampled evenly; the month starts are added because the
-evaluation ranks the orders open at each month start. STEP_DAYS = 3, measured: see LANDMARKS.
+evaluation ranks the orders open at each month start. STEP_DAYS: `Settings.delay.step_days` (3, measured).
 
 Features of a row at dt_ref = t (order_delay_orders.sql, order_delay_inflight.sql): the approval-
 time features (the order itself: value, freight, items, weight/volume, category, payment, promised
@@ -44,7 +44,7 @@ delivered at an unknown time: no label. Unlabelled rows stay in the ABT (feature
 
 Row weights (`row_weight` = 1 / the order's rows in the ABT; `Problem.weight_column`): every order
 weighs the same in training, whatever its number of check points (a slow order would otherwise count
-several times). Measured: see LANDMARKS.
+several times). Measured: see the README's order-delay section.
 
 Scoring at D (`scoring_frame`, `olist-ml predict delay --dt-ref D`): the orders OPEN at D -- bought
 and approved before D, not delivered before D -- whose promise has not passed (estimated date >= D),
@@ -63,9 +63,9 @@ import numpy as np
 import pandas as pd
 
 from .. import geo
-from ..config import Settings
+from ..config import DelaySettings, Settings
 from ..errors import MissingStepError
-from ..ml.problem import Baseline, Problem, SplitConfig
+from ..ml.problem import Baseline, Problem
 from ..warehouse import require_tables
 from ._common import as_date, read_sql, write_frame_atomically
 
@@ -76,16 +76,14 @@ WEIGHT = "row_weight"
 STG_TABLES = ["stg_orders", "stg_order_items", "stg_products", "stg_customers", "stg_sellers", "stg_order_payments"]
 # columns of the ABT / scoring frame that are not features
 NON_FEATURES = ("customer_id", "order_status", "label_known_at", WEIGHT)
-# in-flight check points: every STEP_DAYS days after the purchase date (and every month start)
-STEP_DAYS = 3
-# what was measured when choosing them (real data, validation months 2018-04..05; see the README)
-LANDMARKS = "see README: order delay"
+# in-flight check points: every `Settings.delay.step_days` days after the purchase date (and every
+# month start); measured: see olist_ml.config.DelaySettings
+STEP_DAYS = DelaySettings.step_days
 # Purge between training and evaluation periods. The ABT carries `label_known_at` (the estimated date
-# + 1 day), which the protocol purges on; this is the fallback of `label_known_at()` below: the p99.9
-# of (label_known_at - purchase) on the real data, rounded up (orders bought before 2018-08-01:
-# p50 24.5 days, p90 35.5, p99 51.6, p99.9 68.8, max 156.1). A row at a later check point is closer
+# + 1 day), which the protocol purges on; this is the fallback of `label_known_at()` below, declared
+# (and measured) in olist_ml.config.DelaySettings.purge_days. A row at a later check point is closer
 # to its label.
-LABEL_PURGE_DAYS = 69
+LABEL_PURGE_DAYS = DelaySettings.purge_days
 _BASE_TMP = "_olist_order_delay_base"
 _POINTS_TMP = "_olist_order_delay_points"
 
@@ -259,8 +257,10 @@ def abt_sql(delivery_end_date: date | None, base: str | None = None, points: str
     """
 
 
-def build_abt(con: duckdb.DuckDBPyConnection, settings: Settings, step: int = STEP_DAYS) -> int:
-    """Build `abt_order_delay` (one row per order per check point; `is_late` NULL until known) atomically."""
+def build_abt(con: duckdb.DuckDBPyConnection, settings: Settings, step: int | None = None) -> int:
+    """Build `abt_order_delay` (one row per order per check point; `is_late` NULL until known) atomically.
+    step: days between in-flight check points (default: `settings.delay.step_days`)."""
+    step = int(step or settings.delay.step_days)
     _prepare(con)
     end = delivery_end(con)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {_BASE_TMP} AS {base_sql()}")
@@ -517,16 +517,17 @@ PROBLEM = Problem(
     description="P(an order is not delivered by its estimated delivery date), at approval and while in flight",
     # test: the last 3 labelled months of check points; validation: the 2 before. Purged on
     # label_known_at (the day after the promise): a training row's label is known before the next
-    # period starts. Tuning on a time-stratified sample of the training rows.
-    split=SplitConfig(test_months=3, validation_months=2, cv_folds=3, purge_days=LABEL_PURGE_DAYS,
-                      tune_rows=40_000),
+    # period starts. Tuning on a time-stratified sample of the training rows. All in Settings.delay
+    # (olist_ml.config.DelaySettings: test/validation months, purge_days = LABEL_PURGE_DAYS, tune_rows,
+    # step_days).
+    settings_of=lambda s: s.delay,
     candidates=("lightgbm", "logreg"),
     label_known_fn=label_known_at,
     baseline=Baseline("days left to the promise alone (-days_left as the score)", score=days_left_rule),
     extra_metrics=nowcast_metrics,
     ci_cluster_column="order_id",
     weight_column=WEIGHT,
-    build_step="features build",
+    build_step="ingest SOURCE",  # the ABT reads the stg tables only (no feature-store row)
     # dt_ref: the check point (purchase date for the row at approval), the scoring date when scored
     event_time_column="purchase_ts",
 )

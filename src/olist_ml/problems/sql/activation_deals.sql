@@ -1,7 +1,7 @@
 -- activation_deals: one row per won deal with the facts known at won_date and its label.
 -- grain: (mql_id)
 -- reads: stg_closed_deals, stg_marketing_qualified_leads, stg_order_items, stg_orders
--- parameter $horizon_days: Settings.activation_horizon_days
+-- parameter $horizon_days: Settings.activation.horizon_days
 -- parameter $observed_end: olist_ml.warehouse.observed_end(con), the EXCLUSIVE end of the
 --   observed data (a DATE: facts before its 00:00 are observed; robust to the real extract's
 --   thin tail of stray orders after 2018-08-29, unlike max(order_purchase_timestamp)).

@@ -133,7 +133,7 @@ transit_hist AS (
 age_lookups AS (SELECT DISTINCT dt_ref, customer_state, age_now, age_late FROM state),
 age_cond AS (
     SELECT l.dt_ref, l.customer_state, l.age_now, l.age_late,
-           sum(h.n) FILTER (WHERE h.v >= l.age_late) / nullif(sum(h.n) FILTER (WHERE h.v >= l.age_now), 0)
+           coalesce(sum(h.n) FILTER (WHERE h.v >= l.age_late), 0) / nullif(sum(h.n) FILTER (WHERE h.v >= l.age_now), 0)
                AS now_cstate_p_late_given_age
     FROM age_lookups l
     JOIN age_hist h ON h.dt_ref = l.dt_ref AND h.customer_state = l.customer_state
@@ -144,7 +144,7 @@ transit_lookups AS (
 ),
 transit_cond AS (
     SELECT l.dt_ref, l.customer_state, l.transit_now, l.transit_late,
-           sum(h.n) FILTER (WHERE h.v >= l.transit_late)
+           coalesce(sum(h.n) FILTER (WHERE h.v >= l.transit_late), 0)
                / nullif(sum(h.n) FILTER (WHERE h.v >= l.transit_now), 0) AS now_cstate_p_late_given_transit
     FROM transit_lookups l
     JOIN transit_hist h ON h.dt_ref = l.dt_ref AND h.customer_state = l.customer_state
