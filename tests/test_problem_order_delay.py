@@ -63,8 +63,9 @@ def _append(con, rows: dict) -> None:
         con.unregister("_more")
 
 
-def _abt(con) -> pd.DataFrame:
-    df = con.execute(od.abt_sql(od.delivery_end(con))).df()
+def _abt(con, step: int = 3) -> pd.DataFrame:
+    """The ABT's rows with check points every `step` days (3 here: more rows to test than the default)."""
+    df = con.execute(od.abt_sql(od.delivery_end(con), step=step)).df()
     df["dt_ref"] = pd.to_datetime(df["dt_ref"])
     return df.sort_values(["order_id", "dt_ref"]).reset_index(drop=True)
 
@@ -107,12 +108,12 @@ def test_labels_day_resolution_and_population(con):
 
 
 def test_check_points(con):
-    """A row at approval (the purchase date), then every STEP_DAYS days and at each month start while
+    """A row at approval (the purchase date), then every `step` days and at each month start while
     the order is approved, undelivered and its promise not passed, inside the observed deliveries;
     each order's rows weigh 1 in all."""
     df = _abt(con)
     pts = df.groupby("order_id")["dt_ref"].apply(lambda s: [d.strftime("%m-%d") for d in s]).to_dict()
-    assert od.STEP_DAYS == 3
+    assert od.STEP_DAYS == Settings().delay.step_days == 6  # the default; these rows use step 3
     # bought 02-01, delivered 02-21 08:00, promised 02-20: every 3 days up to the promise
     assert pts["late_next_day"] == ["02-01", "02-04", "02-07", "02-10", "02-13", "02-16", "02-19"]
     # delivered 02-10 09:00: in flight at 02-08 00:00, not at 02-11
@@ -327,6 +328,22 @@ def test_holiday_calendar():
     assert date(2018, 7, 9) in sp and date(2018, 7, 9) not in h and date(2018, 7, 9) not in rj
     assert date(2018, 4, 23) in rj and date(2018, 4, 23) not in sp
     assert set(od.brazil_holidays(2018, 2018)) <= sp
+    # the dates the issue names: Tiradentes 2017-04-21 (national), SP's 2017-07-09; Carnival Tuesday
+    # 2018-02-13 is only an optional day in `holidays` (not a public holiday) but closes banks and the
+    # post, so the calendar adds it
+    import holidays
+
+    assert date(2017, 4, 21) in od.brazil_national_holidays(2017, 2017)
+    assert date(2017, 7, 9) in od.brazil_holidays(2017, 2017, state="SP")
+    assert date(2017, 7, 9) not in od.brazil_national_holidays(2017, 2017)
+    assert date(2018, 2, 13) not in holidays.country_holidays("BR", years=2018)
+    assert date(2018, 2, 13) in h
+    # the SQL calendar holds exactly these days: the national one under '', each state's under its code
+    got = duckdb.connect().execute(od.holidays_sql()).df()
+    got["day"] = pd.to_datetime(got["day"]).dt.date
+    assert set(got.loc[got["state"] == "", "day"]) == set(od.brazil_holidays())
+    assert set(got.loc[got["state"] == "SP", "day"]) == set(od.brazil_holidays(state="SP"))
+    assert set(got["state"]) == {"", *od.UF}
 
 
 def test_promise_calendar_features(con):

@@ -200,7 +200,12 @@ class DelaySettings(ProblemSettings):
     purge_days 69: the fallback purge (the ABT carries label_known_at = the promised date + 1 day, which
     the protocol purges on): p99.9 of (label_known_at - purchase) on the real data (orders bought
     before 2018-08-01: p50 24.5 days, p90 35.5, p99 51.6, p99.9 68.8, max 156.1), rounded up.
-    step_days 3 and tune_rows 40,000: see the README's order-delay section for what was measured."""
+    step_days 6, measured on the real data (logreg, validation 2018-04..05, weights 1 / rows per order):
+    every 3 days 319,306 training rows, open-order ROC AUC mean 0.8239, new orders 0.7235, fit 81 s;
+    every 6 days 188,973 rows, 0.8234, 0.7257, fit 24 s (same loaded machine): the same ranking for
+    40 % fewer rows. Row weights 1 / rows per order vs none (step 3): 0.8239 / 0.7235 vs 0.8196 /
+    0.7192; approval row 1 + flight rows 1 / their count: 0.8210 / 0.7310.
+    tune_rows 20,000: tuning on a time-stratified sample (of ~190,000 training rows at step 6)."""
 
     SECTION: ClassVar[str] = "delay"
     READS_FEATURE_STORE: ClassVar[bool] = False  # order facts and market context only (no seller feature row)
@@ -208,8 +213,8 @@ class DelaySettings(ProblemSettings):
     test_months: int | None = _f(3, doc="last labelled months measured once")
     validation_months: int | None = _f(2, doc="months before the test months that choose and calibrate")
     purge_days: int | None = _f(69, doc="p99.9 of label_known_at - purchase on the real data")
-    tune_rows: int | None = _f(40_000, doc="tune on a time-stratified sample of at most N training rows")
-    step_days: int = _f(3, shapes=ABT, doc="in-flight check points every N days after purchase (and month starts)")
+    tune_rows: int | None = _f(20_000, doc="tune on a time-stratified sample of at most N training rows")
+    step_days: int = _f(6, shapes=ABT, doc="in-flight check points every N days after purchase (and month starts)")
 
 
 @dataclass(frozen=True)
