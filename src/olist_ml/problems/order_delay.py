@@ -25,7 +25,11 @@ at t (late rates, transit times and overdue shares of recent deliveries and orde
 recent deliveries to the customer state that took longer than this order can still take). Every
 fact used is known strictly before t, except, on the row at approval (t = purchase date), the
 order's own attributes, known at its approval on that day. No order_status anywhere (a snapshot
-taken at extraction, not a point-in-time fact).
+taken at extraction, not a point-in-time fact). No seller feature-store columns (so no feature build
+before this ABT), measured on the real data (logreg, validation 2018-04..05, check points every 6
+days): with the seller's 180-day and unwindowed columns (the ones the approval-time ABT kept) the
+open-order ROC AUC is 0.8220 vs 0.8234 without, new orders 0.7372 vs 0.7257, for 1.8x the fit time
+and an as-of join of every landmark row (19 s).
 
 Target `is_late` = 1 when the order is not delivered by the end of its estimated delivery DATE:
 `order_delivered_customer_date` falls on a later CALENDAR DAY than `order_estimated_delivery_date`,

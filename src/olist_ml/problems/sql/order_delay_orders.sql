@@ -20,7 +20,7 @@
 -- maintained `holidays` package) gives the business days (Mon-Fri, not a holiday) in [purchase date,
 -- estimated date) and the holidays in [purchase date, estimated date], nationally and in the
 -- customer's state (national + state holidays): a fixed public calendar, known in advance.
--- The seller's feature-store features are joined afterwards (olist_ml.features.as_of).
+-- No feature-store columns: the order, its route and the market only (see order_delay.py).
 --
 -- Main seller: the seller with the largest item value in the order (ties: more items, then
 -- seller_id), so a multi-seller order (~1%) takes its dominant seller's route and history.
