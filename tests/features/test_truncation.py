@@ -18,6 +18,14 @@ compared (a label may only be known later). Populations: the feature tables, chu
 activation rows before C must be the same rows; order-delay rows may be fewer at C (an order
 bought before C but approved after it is not in the ABT yet) but never more.
 
+The order-delay ABT is a landmark table (a row per order at approval and at its check points while
+in flight): its rows at check points before C -- the order's state then (handed to a carrier, days
+left) and the market then -- are compared like the rest, and a test checks that many such in-flight
+rows, of orders still undelivered at C among them, are compared. And the orders open at C, each
+with its row at C (`order_delay.scoring_frame`: what `olist-ml predict delay --dt-ref C` scores),
+are the same orders with the same feature rows from the data as it was at C as from the full data:
+a feature that peeks at the day of C or later differs there.
+
 Kept fast: synthetic scale 0.05, three cuts, daily dt_refs only in the 4 days up to each cut.
 """
 
@@ -95,6 +103,9 @@ def build_all(s: Settings, cuts: tuple[dt.date, ...]) -> dict[str, Built]:
             p.build_abt(con, s)
             cat, num = p.features_of(con)
             out[name] = Built(con.execute(f"SELECT * FROM {name}").df(), list(p.key_columns), cat + num)
+        for cut in cuts:  # order delay: the orders open at each cut, each with its row at the cut
+            out[f"delay_scoring@{cut}"] = Built(order_delay.scoring_frame(con, s, cut), ["dt_ref", "order_id"],
+                                                out["abt_order_delay"].feature_cols)
         pops = []
         for cut in cuts:  # a segmentation population at each cut (it sees only facts before it)
             segments.write_abt(con, s, cut)
@@ -178,8 +189,9 @@ def test_the_cut_really_removes_the_future(builds):
         n_cut = (pd.to_datetime(builds[cut]["abt_order_delay"].frame["purchase_ts"]) >= pd.Timestamp(cut)).sum()
         assert n_full > 0 and n_cut == 0
         # orders bought before the cut and delivered after it: not delivered yet at the cut
-        od = builds[cut]["abt_order_delay"].frame.set_index("order_id")
-        fd = full["abt_order_delay"].frame.set_index("order_id").loc[od.index]
+        # (one row per order: its row at approval; the landmark ABT also has rows in flight)
+        od = builds[cut]["abt_order_delay"].frame.query("days_in_flight == 0").set_index("order_id")
+        fd = full["abt_order_delay"].frame.query("days_in_flight == 0").set_index("order_id").loc[od.index]
         late_delivery = pd.to_datetime(fd["delivered_at"]) >= pd.Timestamp(cut)
         assert late_delivery.sum() > 0 and od.loc[late_delivery, "delivered_at"].isna().all()
 
@@ -213,3 +225,35 @@ def test_rows_before_the_cut_equal_the_full_build(builds, table):
             failures.append(f"cut {cut}: " + ", ".join(f"{c} ({k} rows)" for c, k in sorted(diffs.items())))
     assert not failures, f"{table}: feature rows before the cut differ from the full build:\n" + "\n".join(failures)
     assert compared >= (10 if table == "abt_seller_activation" else 100), f"{table}: only {compared} rows compared"
+
+
+def test_order_delay_check_points_in_flight_are_compared(builds):
+    """The landmark rows in flight before the cut are in both builds (the comparison above covers
+    them), including rows of orders the cut leaves undelivered or not yet handed to a carrier."""
+    full = builds["full"]["abt_order_delay"].frame
+    n_flight, n_open = 0, 0
+    for cut in CUTS:
+        c = builds[cut]["abt_order_delay"].frame
+        c = c[(pd.to_datetime(c["dt_ref"]) < pd.Timestamp(cut)) & (c["days_in_flight"] > 0)]
+        f = full[(pd.to_datetime(full["dt_ref"]) < pd.Timestamp(cut)) & (full["days_in_flight"] > 0)]
+        both = c.merge(f[["dt_ref", "order_id", "delivered_at"]], on=["dt_ref", "order_id"], suffixes=("", "_full"))
+        assert len(both) == len(c), f"cut {cut}: in-flight rows at the cut that the full build lacks"
+        n_flight += len(both)
+        n_open += int((both["delivered_at"].isna() & both["delivered_at_full"].notna()).sum())
+    assert n_flight >= 200 and n_open >= 20, (n_flight, n_open)
+
+
+def test_order_delay_scoring_at_the_cut_equals_the_full_data(builds):
+    """`predict delay --dt-ref C` on the data as it was at C scores the same open orders with the same
+    rows as on the full data (an in-flight feature reading facts of day C or later would differ)."""
+    failures, compared = [], 0
+    for cut in CUTS:
+        full, at_cut = builds["full"][f"delay_scoring@{cut}"], builds[cut][f"delay_scoring@{cut}"]
+        assert set(full.frame["order_id"]) == set(at_cut.frame["order_id"]), f"cut {cut}: other open orders"
+        diffs, n, problem = differences(full, at_cut, cut, True, inclusive=True)
+        compared += n
+        if problem or diffs:
+            failures.append(f"cut {cut}: {problem} " + ", ".join(f"{c} ({k} rows)" for c, k in sorted(diffs.items())))
+        assert (at_cut.frame["days_in_flight"] > 0).all()
+    assert not failures, "scoring rows at the cut differ from the full data:\n" + "\n".join(failures)
+    assert compared >= 30, compared

@@ -49,12 +49,47 @@ def test_order_delay_train_and_score(world):
     assert 0.5 < r.candidates[0].validation["roc_auc"] <= 1.0 and 0.5 < r.test["roc_auc"] <= 1.0
     with session(world, read_only=True) as con:
         cols = [c[0] for c in con.execute("DESCRIBE abt_order_delay").fetchall()]
-        assert any(c.startswith("seller_") and c not in ("seller_id", "seller_state") for c in cols)
+        assert {"days_in_flight", "handed_to_carrier", "days_left", "row_weight"} <= set(cols)
+        n_flight = con.execute("SELECT count(*) FROM abt_order_delay WHERE days_in_flight > 0").fetchone()[0]
+        assert n_flight > 0  # the landmark rows: orders at their check points in flight
+    assert any(k.startswith("roc_auc_open_20") for k in r.test) and "roc_auc_new_orders" in r.test
     rep = scoring.predict(p, world)
     assert rep.n_scored > 0
     with session(world, read_only=True) as con:
         n, lo, hi = con.execute("SELECT count(*), min(score), max(score) FROM scores_order_delay").fetchall()[0]
     assert n == rep.n_scored and 0 <= lo <= hi <= 1
+
+
+@needs_features
+def test_predict_delay_at_a_date_scores_the_open_orders_by_their_row_then(world, capsys):
+    """`olist-ml predict delay --dt-ref D`: every order open at D, each scored with its row at D."""
+    import datetime as dt
+
+    import numpy as np
+
+    from olist_ml.cli import main
+    from olist_ml.ml import registry, train
+
+    p = problems.get("order_delay")
+    if registry.alias_version(world, p.name) is None:  # run alone: train the champion first
+        train.train(p, world, n_trials=0, candidates=["logreg"])
+    d = dt.date(2018, 3, 1)
+    assert main(["--home", str(world.home), "predict", "delay", "--dt-ref", str(d)]) == 0
+    with session(world) as con:
+        got = con.execute("SELECT order_id, score FROM scores_order_delay WHERE dt_ref = ? ORDER BY order_id",
+                          [d]).df().set_index("order_id")["score"]
+        frame = p.scoring_frame(con, world, d)
+        open_ids = con.execute(
+            "SELECT DISTINCT o.order_id FROM stg_orders o JOIN stg_order_items USING (order_id) "
+            "WHERE o.order_approved_at < ? AND (o.order_delivered_customer_date IS NULL "
+            "OR o.order_delivered_customer_date >= ?) AND CAST(o.order_estimated_delivery_date AS DATE) >= ?",
+            [d, d, d]).df()["order_id"]
+    assert len(got) > 10 and set(got.index) == set(open_ids) == set(frame["order_id"])
+    assert (frame["days_in_flight"] > 0).all() and (frame["days_left"] >= 0).all()
+    assert (frame["handed_to_carrier"] == 1).any() and (frame["handed_to_carrier"] == 0).any()
+    champ = registry.load_champion(world, p.name)
+    want = np.asarray(champ.score(frame), dtype=float)
+    assert np.allclose(got.loc[frame["order_id"]].to_numpy(), want, atol=1e-9)
 
 
 @needs_features

@@ -64,8 +64,27 @@ def _expected_churn(s: Settings, seller_id: str) -> float:
     return float(np.asarray(champ.predict_proba(row[champ.feature_names])).ravel()[-1])
 
 
+def _scoring_date(s: Settings):
+    """The date the server scores orders at: the observed end of the warehouse (`predict delay`'s default)."""
+    from olist_ml import warehouse
+    from olist_ml.problems import order_delay
+
+    with warehouse.session(s, read_only=True) as con:
+        return order_delay.default_scoring_date(con)
+
+
+def _order_at(s: Settings, days: int = 0, **kw) -> dict:
+    """ORDER bought `days` days before the scoring date D (0: a new order bought on D, 10:00), promised
+    12 days after its purchase."""
+    p = pd.Timestamp(_scoring_date(s)) - pd.Timedelta(days=days) + pd.Timedelta(hours=10)
+    return {**ORDER, "order_purchase_timestamp": p.isoformat(),
+            "order_approved_at": (p + pd.Timedelta(minutes=30)).isoformat(),
+            "order_estimated_delivery_date": (p.normalize() + pd.Timedelta(days=12)).isoformat(), **kw}
+
+
 def _expected_delay(s: Settings, dt_ref, orders: list[dict]) -> tuple[np.ndarray, pd.DataFrame]:
-    """The delay champion on `order_delay.request_frame` computed on the warehouse itself."""
+    """The delay champion on `order_delay.request_frame` computed on the warehouse itself, at the
+    scoring date."""
     from olist_ml import warehouse
     from olist_ml.ml.registry import load_champion
     from olist_ml.problems import order_delay
@@ -75,7 +94,7 @@ def _expected_delay(s: Settings, dt_ref, orders: list[dict]) -> tuple[np.ndarray
         if c.endswith(("_timestamp", "_date", "_at")):
             req[c] = pd.to_datetime(req[c])
     with warehouse.session(s, read_only=True) as con:
-        frame = order_delay.request_frame(con, s, req, as_of=pd.Timestamp(dt_ref))
+        frame = order_delay.request_frame(con, s, req, as_of=order_delay.default_scoring_date(con))
     champ = load_champion(s, "order_delay")
     return champ.predict_proba(frame), frame
 
@@ -139,23 +158,26 @@ def test_batch_churn(served):
 
 def test_order_delay_valid_and_invalid(served):
     s, url, dt_ref, sellers, store = served
-    ORDER = {**globals()["ORDER"], "seller_id": sellers[2]}
+    d = _scoring_date(s)
+    ORDER = _order_at(s, 0, seller_id=sellers[2])  # a new order, bought on the scoring date
     r = httpx.post(url + "/orders/delay", json=ORDER, headers=AUTH)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["order_id"] == "o1" and body["seller_known"] is True and body["model_name"] == "order_delay"
     assert body["dt_ref"] == str(dt_ref)
-    # the server computed the whole ABT row (derived, context and seller features) from the raw attributes
+    assert (body["check_point"], body["in_flight"], body["past_promise"]) == (str(d), False, False)
+    # the server computed the whole ABT row (derived and context features) from the raw attributes
     expected, frame = _expected_delay(s, dt_ref, [ORDER])
     assert body["score"] == pytest.approx(float(expected[0]), abs=1e-9)
     row = frame.iloc[0]
-    assert row["promised_days"] == 12 and row["purchase_weekday"] == 3 and row["approval_hours"] == 0.5
+    assert row["promised_days"] == 12 and row["approval_hours"] == 0.5
+    assert row["purchase_weekday"] == (pd.Timestamp(d).dayofweek + 1) % 7  # DuckDB: Sunday 0
+    assert row["days_in_flight"] == 0 and row["days_left"] == 12 and row["handed_to_carrier"] == 0
     assert row["freight_ratio"] == pytest.approx(25 / 80)
-    assert pd.notna(row["seller_n_orders_180d"]) and pd.notna(row["market_pct_late_14d"])
+    assert pd.notna(row["market_pct_late_14d"]) and pd.notna(row["now_market_pct_late_14d"])
     assert isinstance(row["seller_state"], str) and len(row["seller_state"]) == 2  # from stg_sellers
     # attributes the order did not carry are listed (and left to the imputer)
     assert "total_weight_g" in body["imputed"] and "order_value" not in body["imputed"]
-    assert "seller_n_orders_180d" not in body["imputed"]
     # a field named like a feature overrides the computed value
     r = httpx.post(url + "/orders/delay", json={**ORDER, "distance_km": 2500.0, "total_weight_g": 800.0}, headers=AUTH)
     assert r.status_code == 200 and "total_weight_g" not in r.json()["imputed"]
@@ -178,35 +200,69 @@ def test_order_delay_valid_and_invalid(served):
     # strict: an own feature the request leaves NULL -> 422 listing it
     r = httpx.post(url + "/orders/delay?strict=true", json=ORDER, headers=AUTH)
     assert r.status_code == 422 and "total_weight_g" in r.json()["detail"], r.text
-    # a seller without feature rows still gets a score (store features NULL), flagged
+    # a seller without feature rows still gets a score, flagged
     r = httpx.post(url + "/orders/delay", json={**ORDER, "seller_id": "brand-new"}, headers=AUTH)
     assert r.status_code == 200 and r.json()["seller_known"] is False
-    assert "seller_n_orders_180d" in r.json()["imputed"]
 
 
-def _open_orders_as_requests(s: Settings, dt_ref, n: int) -> tuple[list[dict], dict[str, float]]:
-    """Orders of the batch scores (`scores_order_delay`) bought after dt_ref, as a client would send
-    them: raw ids/dates from stg_orders/stg_order_items and the summed item attributes."""
+def test_order_in_flight_is_scored_by_its_state_now(served):
+    """An order bought before the scoring date D is scored by its row at D: days in flight, handed to a
+    carrier (a hand-over on/after D has not happened yet), days left; past its promise: 1.0."""
+    s, url, dt_ref, sellers, _ = served
+    d = _scoring_date(s)
+    p = pd.Timestamp(d) - pd.Timedelta(days=5)  # bought D - 5 days, promised D + 7 days
+    flying = _order_at(s, 5, seller_id=sellers[1], order_delivered_carrier_date=(p + pd.Timedelta(days=3)).isoformat())
+    r = httpx.post(url + "/orders/delay", json=flying, headers=AUTH)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["check_point"], body["in_flight"], body["past_promise"]) == (str(d), True, False)
+    expected, frame = _expected_delay(s, dt_ref, [flying])
+    assert body["score"] == pytest.approx(float(expected[0]), abs=1e-9)
+    row = frame.iloc[0]
+    assert str(pd.Timestamp(row["dt_ref"]).date()) == str(d)
+    assert (row["days_in_flight"], row["handed_to_carrier"], row["days_since_carrier"], row["days_left"]) == (5, 1, 2, 7)
+    assert pd.notna(row["now_market_pct_overdue_45d"])
+    # the same order not handed over yet (no carrier date, or one from D on: not happened at D)
+    waiting = [{**flying, "order_id": "w1", "order_delivered_carrier_date": None},
+               {**flying, "order_id": "w2", "order_delivered_carrier_date": (pd.Timestamp(d) + pd.Timedelta(hours=1)).isoformat()}]
+    r = httpx.post(url + "/batch/delay", json={"orders": waiting}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    w1, w2 = r.json()["results"]
+    assert w1["score"] == pytest.approx(w2["score"], abs=1e-12) and w1["in_flight"] and w2["in_flight"]
+    _, wf = _expected_delay(s, dt_ref, waiting)
+    assert list(wf["handed_to_carrier"]) == [0, 0] and wf["days_since_carrier"].isna().all()
+    # the state matters: the model does not give the handed-over order the score of the waiting one
+    assert w1["score"] != body["score"]
+    # past its promise and not delivered: late for certain
+    late = _order_at(s, 20, seller_id=sellers[1], order_id="late")  # promised D - 8 days
+    r = httpx.post(url + "/orders/delay", json=late, headers=AUTH).json()
+    assert r["in_flight"] and r["past_promise"] and r["score"] == 1.0
+
+
+def _open_orders_as_requests(s: Settings, n: int) -> tuple[list[dict], dict[str, float]]:
+    """Orders of the batch scores (`scores_order_delay`: the orders in flight at the scoring date), as a
+    client would send them: raw ids/dates from stg_orders/stg_order_items (the carrier hand-over too) and
+    the summed item attributes; handed-over ones first."""
     from olist_ml import warehouse
     from olist_ml.problems import order_delay
 
     with warehouse.session(s, read_only=True) as con:
         scored = con.execute(
             "SELECT order_id, score FROM scores_order_delay s JOIN stg_orders o USING (order_id) "
-            "WHERE o.order_purchase_timestamp >= ? ORDER BY order_id", [dt_ref]).df()
+            "ORDER BY o.order_delivered_carrier_date IS NULL, order_id").df()
         frame = con.execute(f"SELECT * FROM ({order_delay.orders_sql()}) o").df()
         raw = con.execute(
-            "SELECT o.order_id, o.order_purchase_timestamp, o.order_approved_at, "
+            "SELECT o.order_id, o.order_purchase_timestamp, o.order_approved_at, o.order_delivered_carrier_date, "
             "o.order_estimated_delivery_date, max(i.shipping_limit_date) AS shipping_limit_date "
             "FROM stg_orders o JOIN stg_order_items i USING (order_id) GROUP BY ALL").df()
-    assert len(scored) >= n, f"only {len(scored)} batch-scored orders bought after {dt_ref}"
+    assert len(scored) >= n, f"only {len(scored)} batch-scored orders"
     scored = scored.head(n)
     rows = frame.merge(raw, on="order_id").set_index("order_id").loc[scored["order_id"]].reset_index()
     out = []
     for r in rows.to_dict("records"):
         d = {k: r[k] for k in ["order_id", "seller_id", "customer_id", *RAW_ABT_COLUMNS] if pd.notna(r[k])}
-        for k in ("order_purchase_timestamp", "order_approved_at", "order_estimated_delivery_date",
-                  "shipping_limit_date"):
+        for k in ("order_purchase_timestamp", "order_approved_at", "order_delivered_carrier_date",
+                  "order_estimated_delivery_date", "shipping_limit_date"):
             if pd.notna(r[k]):
                 d[k] = pd.Timestamp(r[k]).isoformat()
         out.append({k: (v.item() if hasattr(v, "item") else v) for k, v in d.items()})
@@ -217,7 +273,7 @@ def test_api_delay_score_equals_the_batch_score(served):
     """The same order scored by the API (raw attributes in the request) and by the batch job
     (`olist_ml.ml.scoring.predict` -> scores_order_delay, from the ABT SQL over the warehouse)."""
     s, url, dt_ref, _, _ = served
-    orders, batch = _open_orders_as_requests(s, dt_ref, 8)
+    orders, batch = _open_orders_as_requests(s, 8)
     r = httpx.post(url + "/batch/delay", json={"orders": orders}, headers=AUTH)
     assert r.status_code == 200, r.text
     got = {x["order_id"]: x["score"] for x in r.json()["results"]}
@@ -226,14 +282,18 @@ def test_api_delay_score_equals_the_batch_score(served):
         assert got[oid] == pytest.approx(score, abs=1e-6), oid
     one = httpx.post(url + "/orders/delay", json=orders[0], headers=AUTH).json()
     assert one["score"] == pytest.approx(batch[orders[0]["order_id"]], abs=1e-6)
+    # in flight at the scoring date, and some already with a carrier
+    d = str(_scoring_date(s))
+    assert all(x["in_flight"] and x["check_point"] == d for x in r.json()["results"])
+    assert "order_delivered_carrier_date" in orders[0]
     # the scores are not all equal (the row matters), and context features were not imputed
     assert len({round(v, 9) for v in got.values()}) > 1
     assert "route_pct_late_90d" not in one["imputed"] and "promise_slack_days" not in one["imputed"]
 
 
 def test_batch_delay(served):
-    _, url, _, sellers, _ = served
-    ORDER = {**globals()["ORDER"], "seller_id": sellers[0]}
+    s, url, _, sellers, _ = served
+    ORDER = _order_at(s, 0, seller_id=sellers[0])
     orders = [ORDER, {**ORDER, "order_id": "o2", "freight_value": 90.0}]
     r = httpx.post(url + "/batch/delay", json={"orders": orders}, headers=AUTH)
     assert r.status_code == 200, r.text

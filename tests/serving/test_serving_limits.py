@@ -57,10 +57,13 @@ def _sellers(c: TestClient) -> list[str]:
 
 
 def _order(c: TestClient, **kw) -> dict:
+    """A new order bought on the server's scoring date (scored at approval; not past its promise)."""
+    d = pd.Timestamp(c.app.state.serving.features.delay.scoring_date)
     return {"seller_id": _sellers(c)[0], "customer_state": "SP", "order_value": 80.0, "freight_value": 25.0,
             "n_items": 1, "payment_type": "credit_card", "product_category": "health_beauty",
-            "order_purchase_timestamp": "2018-06-02T10:00:00", "order_approved_at": "2018-06-02T10:30:00",
-            "order_estimated_delivery_date": "2018-06-14T00:00:00", **kw}
+            "order_purchase_timestamp": (d + pd.Timedelta(hours=10)).isoformat(),
+            "order_approved_at": (d + pd.Timedelta(hours=10, minutes=30)).isoformat(),
+            "order_estimated_delivery_date": (d + pd.Timedelta(days=12)).isoformat(), **kw}
 
 
 def _post_raw(c: TestClient, path: str, text: str):

@@ -118,6 +118,10 @@ class Problem:
     baseline: the quality gate of a binary problem (`Baseline`; None -> `CHANCE` for ROC AUC).
     ci_cluster_column: the bootstrap of the test metric's interval resamples these clusters
         (None -> group_column; no group column -> each row is its own cluster).
+    weight_column: binary problems: a numeric ABT column (not a feature) used as the sample weight of
+        every fit (tuning folds, candidates, the pretest fit, the refit), e.g. order_delay's `row_weight`
+        = 1 / the order's rows, so that an entity with many rows (check points) does not dominate.
+        Metrics, calibration and the baseline stay unweighted: they measure rows as they are scored.
     settings_of(settings) -> ProblemSettings: the problem's typed section of `Settings` (e.g.
         `settings.churn`): its split (test / validation months, purge, tuning sample) and its own
         knobs; recorded with every run and model version (`settings_record`) and checked when a
@@ -158,6 +162,7 @@ class Problem:
     baseline: Baseline | None = None
     ci_cluster_column: str | None = None
     readiness: Readiness | None = None
+    weight_column: str | None = None
     settings_of: Callable[[Settings], ProblemSettings] | None = None
     uses_features: tuple[Any, ...] = ()
 
@@ -256,6 +261,8 @@ class Problem:
             cols.add(self.event_time_column)
         if self.group_column:
             cols.add(self.group_column)
+        if self.weight_column:
+            cols.add(self.weight_column)
         if self.target:
             cols.add(self.target)
         return cols

@@ -122,7 +122,12 @@ def _n_jobs(settings: Settings) -> int:
 
 def _fit(problem: Problem, model, df: pd.DataFrame):
     if problem.kind == "binary":
-        return model.fit(df, df[problem.target].astype(int))
+        y = df[problem.target].astype(int)
+        if problem.weight_column:  # sample weights go to the estimator (the pipeline's last step)
+            w = pd.to_numeric(df[problem.weight_column], errors="coerce").fillna(1.0).to_numpy(dtype=float)
+            key = f"{model.steps[-1][0]}__sample_weight" if hasattr(model, "steps") else "sample_weight"
+            return model.fit(df, y, **{key: w})
+        return model.fit(df, y)
     return model.fit(df)
 
 
@@ -341,6 +346,7 @@ def _lineage(problem: Problem, df: pd.DataFrame, split: Split, cat, num) -> dict
         "test_end": str(split.test_end),
         "pretest_rows": int(len(split.pretest)),
         "purged_by_label_known_at": bool(split.purged),
+        "weight_column": problem.weight_column or "-",
         "n_features": len(cat) + len(num),
         "categorical_features": cat,
         "numeric_features": num,

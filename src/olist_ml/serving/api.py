@@ -7,7 +7,7 @@ Endpoints (OpenAPI docs at /docs, schema at /openapi.json):
                                         store was read; 503 with the reasons otherwise.
 * ``GET /sellers/{seller_id}/churn``    churn score of one seller at the latest dt_ref.
 * ``POST /batch/churn``                 the same for a list of seller ids.
-* ``POST /orders/delay``                delay score of one order (attributes in the body).
+* ``POST /orders/delay``                delay score of one order, new or in flight (attributes in the body).
 * ``POST /batch/delay``                 the same for a list of orders.
 * ``GET /models``                       what is loaded (versions, run ids, dt_ref).
 
@@ -84,20 +84,29 @@ class BatchChurnOut(BaseModel):
 
 
 class OrderIn(BaseModel):
-    """Raw attributes of one new order, as known at approval (Olist column names; items summed).
+    """Raw attributes of one order, new or in flight (Olist column names; items summed).
 
-    The server computes the order_delay ABT's whole feature row from them with the ABT's own SQL
-    (`olist_ml.problems.order_delay.request_frame`): order features (freight_ratio,
+    The server scores the order at its scoring date D (the date `olist-ml predict delay` scores by
+    default: the observed end of the served warehouse; the response's `check_point` says which row
+    was scored). An order bought before D is IN FLIGHT: it is scored by its state at D -- approved
+    (`order_approved_at`) and handed to a carrier (`order_delivered_carrier_date`) if those happened
+    before D -- with days in flight, days since the hand-over, days left to its promise and the
+    market as it stood at D. An order bought at or after D is NEW: it is scored at approval. An order
+    in flight whose promise date has passed is late for certain: score 1.0, `past_promise` true.
+
+    The server computes the order_delay ABT's whole feature row from the attributes with the ABT's
+    own SQL (`olist_ml.problems.order_delay.request_frame`): order features (freight_ratio,
     promised_days, shipping_limit_days, approval_hours, distance_km from the customer's and the
-    seller's zip prefixes, same_state, purchase month/weekday), the delivery context of the days
-    before the purchase date (route_*, cstate_*, market_*, seller_*_due/overdue_*,
-    promise_slack_days) and the seller's feature-store row (`seller_` prefix). Locations absent
-    from the request come from the warehouse (customer_id -> stg_customers, seller_id ->
-    stg_sellers). order_purchase_timestamp defaults to now (UTC). A field named like an ABT
-    feature (e.g. `distance_km`, `promised_days`, or an extra one such as `route_pct_late_90d`)
-    overrides the computed value. Champion features that end up NULL are left to the model's
-    imputer and listed in the response's `imputed`; `?strict=true` refuses (422) an order whose
-    own attributes leave a champion feature NULL.
+    seller's zip prefixes, same_state, purchase month/weekday, business days and holidays to the
+    promise), the delivery context of the days before the purchase date (route_*, cstate_*, market_*,
+    seller_*_due/overdue_*, promise_slack_days) and the in-flight state and market at the check point
+    (days_in_flight, handed_to_carrier, days_since_carrier, days_left, now_*). Locations absent from
+    the request come from the warehouse (customer_id -> stg_customers, seller_id -> stg_sellers).
+    order_purchase_timestamp defaults to now (UTC). A field named like an ABT feature (e.g.
+    `distance_km`, `promised_days`, or an extra one such as `route_pct_late_90d`) overrides the
+    computed value. Champion features that end up NULL are left to the model's imputer and listed in
+    the response's `imputed`; `?strict=true` refuses (422) an order whose own attributes leave a
+    champion feature NULL.
 
     Any other field must be a feature of the served champion and carry its declared type (a finite
     number for a numeric feature, a string for a categorical one): an unknown field or a wrong type
@@ -137,6 +146,8 @@ class OrderIn(BaseModel):
     seller_zip_code_prefix: str | None = Field(None, min_length=1, max_length=8, description="default: stg_sellers")
     order_purchase_timestamp: datetime | None = Field(None, description="default: now (UTC)")
     order_approved_at: datetime | None = None
+    order_delivered_carrier_date: datetime | None = Field(
+        None, description="when a carrier took the order (in flight: counts when before the scoring date)")
     order_estimated_delivery_date: datetime | None = None
     shipping_limit_date: datetime | None = None
     order_value: float | None = Field(None, ge=0, description="sum of item prices")
@@ -161,7 +172,11 @@ class DelayScore(BaseModel):
     order_id: str | None
     seller_id: str
     score: float = Field(description="P(order is delivered after its estimated date)")
-    seller_known: bool = Field(description="False: the seller has no feature row at dt_ref (features left NULL)")
+    check_point: date = Field(description="the date of the scored row: the scoring date for an order in flight, "
+                                          "the purchase date for a new order (its row at approval)")
+    in_flight: bool = Field(description="bought before the scoring date: scored by its state at that date")
+    past_promise: bool = Field(False, description="in flight past its promised date: late for certain (score 1.0)")
+    seller_known: bool = Field(description="False: the seller has no feature row at dt_ref")
     imputed: list[str] = Field(default_factory=list, description="champion features left NULL for the model to impute")
     model_name: str
     model_version: str
@@ -367,8 +382,10 @@ def _finite(x: float) -> float:
 
 # the order's own features: NULL only when the request left out what they are computed from
 # (context features -- route_*, cstate_*, market_*, seller_* -- may be NULL in the ABT too)
-CONTEXT_PREFIXES = ("route_", "cstate_", "market_", "seller_")
-CONTEXT_FEATURES = ("promise_slack_days",)
+CONTEXT_PREFIXES = ("route_", "cstate_", "market_", "seller_", "now_")
+# NULL by the order's state, not by a missing field (not handed to a carrier yet, handed already)
+CONTEXT_FEATURES = ("promise_slack_days", "days_since_carrier", "carrier_days_after_purchase",
+                    "days_past_shipping_limit")
 
 
 def _naive_utc(v):
@@ -448,6 +465,9 @@ def _delay_frame(state: ServingState, orders: list[OrderIn], strict: bool, batch
         frame = snap.delay.frame(req)
     except OlistMLError as e:
         raise HTTPException(422, str(e))
+    check_points = [pd.Timestamp(x).date() for x in frame["dt_ref"]]
+    in_flight = [bool(pd.Timestamp(p) < pd.Timestamp(c)) for p, c in zip(frame["purchase_ts"], frame["dt_ref"])]
+    past = [f and pd.notna(d) and d < 0 for f, d in zip(in_flight, frame["days_left"])]
     known = [o.seller_id in snap.frame.index for o in orders] if snap.frame is not None else [False] * len(orders)
     # a field named like a champion feature (not a raw attribute) overrides the computed value
     overrides = {k for r in raw for k in r if k not in REQUEST_COLUMNS and k in names}
@@ -473,29 +493,33 @@ def _delay_frame(state: ServingState, orders: list[OrderIn], strict: bool, batch
                     f"the {DELAY} champion (version {slot.version}) needs order fields missing from the request"
                     f"{' for order ' + o.order_id if o.order_id else ''}: " + ", ".join(own),
                 )
-    return slot, snap, df, known, imputed
+    return slot, snap, df, known, imputed, (check_points, in_flight, past)
 
 
 def _score_orders(state: ServingState, orders: list[OrderIn], strict: bool = False, batch: bool = False
                   ) -> list[DelayScore]:
-    slot, snap, df, known, imputed = _delay_frame(state, orders, strict, batch)
+    slot, snap, df, known, imputed, (check_points, in_flight, past) = _delay_frame(state, orders, strict, batch)
     try:
-        scores = positive_scores(slot.champion, df)
+        scores = np.asarray(positive_scores(slot.champion, df), dtype=float)
     except Exception as e:
         raise HTTPException(422, f"the {DELAY} champion could not score these orders: {type(e).__name__}: {e}".splitlines()[0])
+    scores = np.where(past, 1.0, scores)  # not delivered by its promised day: late, whatever a model says
     info = slot.info()
     return [
         DelayScore(
             order_id=o.order_id,
             seller_id=o.seller_id,
             score=_finite(s),
+            check_point=c,
+            in_flight=f,
+            past_promise=bool(pp),
             seller_known=k,
             imputed=m,
             model_name=info["model_name"],
             model_version=str(slot.version),
             dt_ref=snap.dt_ref,
         )
-        for o, s, k, m in zip(orders, scores, known, imputed)
+        for o, s, c, f, pp, k, m in zip(orders, scores, check_points, in_flight, past, known, imputed)
     ]
 
 

@@ -17,11 +17,14 @@
   reason until it is fixed; the last good snapshot keeps answering requests meanwhile (responses
   name their model version and dt_ref). A warehouse locked by a writer (a batch job) is no fault:
   the snapshot stays and the next poll retries.
-* `DelayContext` is what scoring a NEW order needs, copied into an in-memory DuckDB at the same
-  refresh: every order's own facts (`order_delay.base_sql()`, the history the route/state/market
-  context aggregates), customers, sellers, zip coordinates and the feature store's rows at the
-  latest dt_ref. A request's feature row is computed by `order_delay.request_frame` (the ABT's
-  own SQL) against it, so the API's row equals the batch row of an order with the same attributes.
+* `DelayContext` is what scoring an order needs, copied into an in-memory DuckDB at the same
+  refresh: every order's own facts and timestamps (`order_delay.base_sql()`, the history the
+  in-flight state and the route/state/market context aggregate), customers, sellers and zip
+  coordinates, and the scoring date (`order_delay.default_scoring_date`, the date `olist-ml predict
+  delay` scores by default). A request's feature row is computed by `order_delay.request_frame`
+  (the ABT's own SQL) against it at that date, so the API's row equals the batch row of an order
+  with the same attributes: an order in flight gets its row at the scoring date, a new one its row
+  at approval.
 """
 
 from __future__ import annotations
@@ -269,11 +272,9 @@ class DelayContext:
         import duckdb
 
         from .. import geo
-        from ..features import FEATURE_TABLES
-        from ..features.build import BUILD_LOG
         from ..problems import order_delay
 
-        self.dt_ref = dt_ref
+        self.dt_ref = dt_ref  # the feature store's date (seller_known)
         self.settings = settings
         db = duckdb.connect(":memory:")
         try:
@@ -282,23 +283,19 @@ class DelayContext:
                 have = {r[0] for r in db.execute(
                     "SELECT table_name FROM duckdb_tables() WHERE database_name = 'wh' AND schema_name = 'main'"
                 ).fetchall()}
-                need = list(order_delay.STG_TABLES) + list(FEATURE_TABLES) + [BUILD_LOG]
-                missing = [t for t in need if t not in have]
+                missing = [t for t in order_delay.STG_TABLES if t not in have]
                 if missing:
                     raise MissingStepError(f"warehouse has no table {', '.join(missing)}: run `olist-ml ingest SOURCE` "
-                                           "and `olist-ml features build` first")
+                                           "first")
                 for t in order_delay.STG_TABLES + (["stg_geolocation"] if "stg_geolocation" in have else []):
                     db.execute(f"CREATE TABLE main.{t} AS SELECT * FROM wh.main.{t}")
                 if geo.GEO_TABLE in have:
                     db.execute(f"CREATE TABLE main.{geo.GEO_TABLE} AS SELECT * FROM wh.main.{geo.GEO_TABLE}")
-                for t in FEATURE_TABLES:
-                    db.execute(f"CREATE TABLE main.{t} AS SELECT * FROM wh.main.{t} WHERE dt_ref = ?", [dt_ref])
-                db.execute(f"CREATE TABLE main.{BUILD_LOG} AS SELECT * FROM wh.main.{BUILD_LOG} WHERE dt_ref = ?",
-                           [dt_ref])
             finally:
                 db.execute("DETACH wh")
             if geo.GEO_TABLE not in have:
                 geo.build_zip_coordinates(db)
+            self.scoring_date: date = order_delay.default_scoring_date(db)
             db.execute(f"CREATE TABLE {DELAY_HISTORY} AS {order_delay.base_sql()}")
             for t in ("stg_orders", "stg_order_items", "stg_products", "stg_order_payments", "stg_geolocation"):
                 db.execute(f"DROP TABLE IF EXISTS {t}")  # folded into the history
@@ -308,14 +305,13 @@ class DelayContext:
         self.db = db
 
     def frame(self, orders: pd.DataFrame) -> pd.DataFrame:
-        """The order_delay ABT row of each order; the seller's feature-store row is the one at
-        dt_ref (what is known now: for an order bought at or after dt_ref this is exactly the
-        ABT's as-of row)."""
+        """The order_delay ABT row of each order at the scoring date: in flight (bought before it) its
+        row at that date, new (bought at or after it) its row at approval (`request_frame`)."""
         from ..problems import order_delay
 
         cur = self.db.cursor()  # one connection per call: requests run on several threads
         try:
-            return order_delay.request_frame(cur, self.settings, orders, as_of=pd.Timestamp(self.dt_ref),
+            return order_delay.request_frame(cur, self.settings, orders, as_of=self.scoring_date,
                                              history=DELAY_HISTORY)
         finally:
             cur.close()

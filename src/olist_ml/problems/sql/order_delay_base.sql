@@ -1,4 +1,5 @@
--- order_delay_base: one row per order with items (any status): the order's own facts, known at approval.
+-- order_delay_base: one row per order with items (any status): the order's own facts (known at approval)
+-- and its timestamps (approval, carrier hand-over, delivery: each a fact from the time it happened).
 -- grain: (order_id)
 -- reads: stg_orders, stg_order_items, stg_products, stg_customers, stg_sellers, stg_order_payments,
 --        geo_zip_coordinates (olist_ml.geo.build_zip_coordinates)
@@ -54,6 +55,7 @@ SELECT o.order_id, o.customer_id, o.order_status,
        o.order_purchase_timestamp AS purchase_ts,
        CAST(o.order_purchase_timestamp AS DATE) AS purchase_date,
        o.order_approved_at AS approved_at,
+       o.order_delivered_carrier_date AS carrier_at,
        o.order_delivered_customer_date AS delivered_at,
        o.order_estimated_delivery_date AS estimated_at,
        upper(trim(c.customer_state)) AS customer_state,

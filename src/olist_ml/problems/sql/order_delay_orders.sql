@@ -16,10 +16,11 @@
 -- observed up to d (delivered before d: an event at its age; else censored), so fresh cohorts
 -- inform the short ages. Open-due columns: of the orders bought before d whose estimate falls in
 -- [d, d + 7), the share not delivered before d. These use no order_status (an extract snapshot).
--- Calendar: `holidays` (Brazilian national holidays, olist_ml.problems.order_delay.holidays_sql)
--- give the business days (Mon-Fri, not a holiday) in [purchase date, estimated date) and the
--- holidays in [purchase date, estimated date]: a fixed public calendar, known in advance.
--- The seller's feature-store features are joined afterwards (olist_ml.features.as_of).
+-- Calendar (order_delay_calendar.sql: Brazilian national holidays and each state's own, from the
+-- maintained `holidays` package) gives the business days (Mon-Fri, not a holiday) in [purchase date,
+-- estimated date) and the holidays in [purchase date, estimated date], nationally and in the
+-- customer's state (national + state holidays): a fixed public calendar, known in advance.
+-- No feature-store columns: the order, its route and the market only (see order_delay.py).
 --
 -- Main seller: the seller with the largest item value in the order (ties: more items, then
 -- seller_id), so a multi-seller order (~1%) takes its dominant seller's route and history.
@@ -36,9 +37,7 @@ WITH base AS (
 target AS (
 {target}
 ),
-holidays AS (
-{holidays}
-),
+{calendar},
 -- deliveries per day and route, the facts behind the context features
 deliveries AS (
     SELECT CAST(delivered_at AS DATE) AS day, customer_state, seller_state,
@@ -198,16 +197,18 @@ cstate_speed AS (
           AND c.p >= k.purchase_date - INTERVAL 24 DAY AND c.p < k.purchase_date - INTERVAL 10 DAY
     GROUP BY ALL
 ),
--- calendar of the promise: business days (Mon-Fri, not a national holiday) in [p, e) and holidays in [p, e]
-promise_keys AS (SELECT DISTINCT purchase_date, CAST(estimated_at AS DATE) AS est FROM target WHERE estimated_at IS NOT NULL),
+-- calendar of the promise: business days in [p, e) and holidays in [p, e], national and in the customer's state
 promise_cal AS (
-    SELECT g.purchase_date, g.est,
-           count(*) FILTER (WHERE g.day < g.est AND isodow(g.day) < 6 AND h.day IS NULL) AS promised_business_days,
-           count(h.day) AS n_holidays_to_estimate
-    FROM (SELECT purchase_date, est, CAST(unnest(generate_series(purchase_date, est, INTERVAL 1 DAY)) AS DATE) AS day
-          FROM promise_keys) g
-    LEFT JOIN holidays h ON h.day = g.day
-    GROUP BY ALL
+    SELECT t.order_id,
+           ne.bd_before - np.bd_before AS promised_business_days,
+           (ne1.hol_before - np.hol_before) AS n_holidays_to_estimate,
+           (se1.hol_before - sp.hol_before) - (ne1.hol_before - np.hol_before) AS n_state_holidays_to_estimate
+    FROM target t
+    LEFT JOIN calendar np ON np.state = '' AND np.day = t.purchase_date
+    LEFT JOIN calendar ne ON ne.state = '' AND ne.day = CAST(t.estimated_at AS DATE)
+    LEFT JOIN calendar ne1 ON ne1.state = '' AND ne1.day = CAST(t.estimated_at AS DATE) + INTERVAL 1 DAY
+    LEFT JOIN calendar sp ON sp.state = t.customer_state AND sp.day = t.purchase_date
+    LEFT JOIN calendar se1 ON se1.state = t.customer_state AND se1.day = CAST(t.estimated_at AS DATE) + INTERVAL 1 DAY
 ),
 -- this order's promise against recent delivery times: the share of the deliveries in [d - N, d)
 -- (to its customer state / the whole market) that took more days than this order's promise
@@ -324,6 +325,7 @@ SELECT b.order_id, b.customer_id, b.seller_id, b.order_status,
        isodow(b.estimated_at) AS estimated_weekday,
        CAST(pc.promised_business_days AS BIGINT) AS promised_business_days,
        CAST(pc.n_holidays_to_estimate AS BIGINT) AS n_holidays_to_estimate,
+       CAST(pc.n_state_holidays_to_estimate AS BIGINT) AS n_state_holidays_to_estimate,
        -- context known before the purchase date
        CAST(r.route_n_delivered_90d AS BIGINT) AS route_n_delivered_90d, r.route_pct_late_90d, r.route_avg_delivery_days_90d,
        date_diff('day', b.purchase_date, CAST(b.estimated_at AS DATE)) - r.route_avg_delivery_days_90d AS promise_slack_days,
@@ -346,7 +348,7 @@ SELECT b.order_id, b.customer_id, b.seller_id, b.order_status,
        odm.market_pct_open_due_7d,
        od.n_open / nullif(od.n, 0) AS cstate_pct_open_due_7d
 FROM target b
-LEFT JOIN promise_cal pc ON pc.purchase_date = b.purchase_date AND pc.est = CAST(b.estimated_at AS DATE)
+LEFT JOIN promise_cal pc ON pc.order_id = b.order_id
 LEFT JOIN cstate_exceed ce ON ce.order_id = b.order_id
 LEFT JOIN market_exceed me ON me.order_id = b.order_id
 LEFT JOIN km_exceed ke ON ke.order_id = b.order_id
