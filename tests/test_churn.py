@@ -79,7 +79,7 @@ def test_abt_population_and_target_match_brute_force_oracle(home):
         assert (pd.to_datetime(abt.dt_ref).dt.day == 1).all()  # monthly by default
         feats = features.feature_columns(con)
         assert set(feats) <= set(abt.columns)
-        orc = _oracle(con, sorted(abt.dt_ref.unique()), home.churn_eligibility_days, home.churn_horizon_days)
+        orc = _oracle(con, sorted(abt.dt_ref.unique()), home.churn.eligibility_days, home.churn.horizon_days)
     finally:
         con.close()
     abt["dt_ref"] = pd.to_datetime(abt["dt_ref"])
@@ -95,10 +95,15 @@ def test_abt_population_and_target_match_brute_force_oracle(home):
 def test_cli_train_promote_predict_churn(home, capsys):
     g = ["--home", str(home.home)]
     rc = main(g + ["train", "churn", "--trials", "1", "--timeout", "20", "--candidates", "logreg,lightgbm",
-                   "--oot-months", "3"])
+                   "--test-months", "2", "--validation-months", "2"])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "seller_churn v1 is champion" in out
+    # the protocol in the summary: periods, the once-measured test with its CI beside the recency
+    # baseline, calibration, and the AUC of the sellers one can still act on
+    assert "| validation 20" in out and "| test 20" in out and "purged by when labels became known" in out
+    assert "measured once): roc_auc 0." in out and "baseline recency alone" in out
+    assert "calibration: " in out and "roc_auc_sold_14d" in out and "roc_auc_left_31_45d" in out
     from olist_ml.ml.registry import load_champion
 
     champ = load_champion(home, "seller_churn")

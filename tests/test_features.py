@@ -444,7 +444,7 @@ def test_incremental_day_and_batches_equal_a_full_rebuild_exactly(wh, tmp_path):
     many small batches: every table, every column, bit for bit (the incremental shortcuts -
     pruned events, folded history, batching - must not change a single value)."""
     settings, rows = wh
-    other = Settings(home=tmp_path / "other", threads=2, extra={"features_chunk_rows": 40})
+    other = Settings(home=tmp_path / "other", threads=2, feature_chunk_rows=40)
     other.warehouse.parent.mkdir(parents=True, exist_ok=True)
     write_warehouse(other.warehouse, rows)
     start, end = "2017-05-20", "2017-07-10"

@@ -10,7 +10,7 @@ import pytest
 
 from olist_ml.config import Settings
 from olist_ml.ml import registry, scoring
-from olist_ml.ml.data import split_oot, time_group_folds
+from olist_ml.ml.data import split_protocol, time_group_folds
 from olist_ml.ml.problem import Problem, SplitConfig
 from olist_ml.ml.train import train
 from olist_ml.warehouse import connect, replace_table_atomically
@@ -65,7 +65,8 @@ def _scoring_frame(con, settings, as_of):
 def toy_problem(abt: pd.DataFrame, **kw) -> Problem:
     return Problem(name="toy_problem", kind="binary", abt_table="abt_toy", key_columns=("dt_ref", "entity_id"),
                    time_column="dt_ref", group_column="entity_id", target="y", build_abt=_build(abt),
-                   scoring_frame=_scoring_frame, split=SplitConfig(oot_months=3, cv_folds=2, purge_days=31), **kw)
+                   scoring_frame=_scoring_frame,
+                   split=SplitConfig(test_months=3, validation_months=2, cv_folds=2, purge_days=31), **kw)
 
 
 @pytest.fixture
@@ -82,16 +83,21 @@ def test_feature_derivation_and_split(wh):
     cat, num = p.features_of(con)
     con.close()
     assert cat == ["segment"] and num == ["signal", "noise"]
-    sp = split_oot(abt.assign(dt_ref=pd.to_datetime(abt.dt_ref)), p, oot_months=3, purge_days=31)
-    assert str(sp.oot_start) == "2017-10-01"  # months 10..12 labelled OOT, 13..14 unlabelled
-    assert sp.train["dt_ref"].max() < pd.Timestamp("2017-09-01")  # 2017-09 purged: its horizon reaches OOT
-    assert sp.oot["y"].notna().all()
-    folds, _ = time_group_folds(sp.train, p, 2, 31)
+    sp = split_protocol(abt.assign(dt_ref=pd.to_datetime(abt.dt_ref)), p, wh)
+    # months 10..12 labelled test, 13..14 unlabelled; validation 08..09; a label is known 31 days on
+    assert (str(sp.validation_start), str(sp.test_start), str(sp.test_end)) == ("2017-08-01", "2017-10-01", "2017-12-01")
+    assert sp.train["dt_ref"].max() == pd.Timestamp("2017-07-01")  # 07-01 + 31 d = 08-01: known by then
+    assert set(sp.validation["dt_ref"]) == {pd.Timestamp("2017-08-01")}  # 09-01's labels arrive after 10-01
+    assert sp.pretest["dt_ref"].max() == pd.Timestamp("2017-08-01") and len(sp.pretest) == len(sp.train) + len(
+        sp.validation)
+    assert set(sp.test["dt_ref"].dt.month) == {10, 11, 12} and sp.test["y"].notna().all()
+    assert len(sp.labelled) == abt["y"].notna().sum()
+    folds, _ = time_group_folds(sp.train, p, 2, seed=0, known=sp.train_known)
     assert folds
     for tr, va in folds:
         a, b = sp.train.iloc[tr], sp.train.iloc[va]
         assert not set(a.entity_id) & set(b.entity_id)  # no entity on both sides
-        assert a.dt_ref.max() < b.dt_ref.min()  # earlier trains, later validates
+        assert (a.dt_ref + pd.Timedelta(days=31)).max() <= b.dt_ref.min()  # labels known before the fold validates
 
 
 def test_known_signal_reaches_auc_floor_and_scoring_is_idempotent(wh):
@@ -99,8 +105,9 @@ def test_known_signal_reaches_auc_floor_and_scoring_is_idempotent(wh):
     res = train(p, wh, n_trials=2, timeout=30, candidates=["logreg", "lightgbm"])
     assert res.decision == "champion" and res.model_version == "1"
     for c in res.candidates:
-        assert c.oot["roc_auc"] > 0.75, (c.name, c.oot)
-        assert 0 <= c.oot["brier"] <= 0.25
+        assert c.validation["roc_auc"] > 0.75, (c.name, c.validation)
+        assert 0 <= c.validation["brier"] <= 0.25
+    assert res.test["roc_auc"] > 0.75 and res.test["roc_auc_ci_low"] < res.test["roc_auc"] < res.test["roc_auc_ci_high"]
     champ = registry.load_champion(wh, "toy_problem")
     assert champ.version == "1" and set(champ.feature_names) == {"segment", "signal", "noise"}
 
@@ -122,7 +129,8 @@ def test_shuffled_target_falls_to_chance(wh):
     p = toy_problem(toy_abt(shuffle=True))
     res = train(p, wh, n_trials=2, timeout=30, candidates=["logreg", "lightgbm"], register=False)
     for c in res.candidates:
-        assert 0.40 < c.oot["roc_auc"] < 0.60, (c.name, c.oot)
+        assert 0.40 < c.validation["roc_auc"] < 0.60, (c.name, c.validation)
+    assert 0.40 < res.test["roc_auc"] < 0.60 and res.test["roc_auc_ci_low"] < 0.5
 
 
 def test_champion_rule_keeps_worse_challenger_out(wh):
@@ -130,10 +138,12 @@ def test_champion_rule_keeps_worse_challenger_out(wh):
     good = toy_problem(abt)
     r1 = train(good, wh, n_trials=0, candidates=["logreg"])
     assert r1.decision == "champion"
-    weak = dataclasses.replace(good, categorical_features=(), numeric_features=("noise",))
+    # the segment alone is weaker (but above chance): v1's spec (logreg on signal, noise, segment)
+    # is refit on the same rows and wins on the same test rows
+    weak = dataclasses.replace(good, categorical_features=("segment",), numeric_features=())
     r2 = train(weak, wh, n_trials=0, candidates=["logreg"])
     assert r2.decision == "challenger", r2.reason
-    assert "does not beat champion v1" in r2.reason
+    assert "does not beat champion v1" in r2.reason and "both specs fitted on the same" in r2.reason
     assert registry.load_champion(wh, "toy_problem").version == "1"
     assert str(registry.alias_version(wh, "toy_problem", "challenger").version) == "2"
     mv = registry.alias_version(wh, "toy_problem", "challenger")
@@ -168,10 +178,10 @@ def test_cluster_problem_on_the_same_machinery(wh):
 
     p = Problem(name="toy_segments", kind="cluster", abt_table="abt_toy_c", key_columns=("dt_ref", "entity_id"),
                 time_column="dt_ref", group_column="entity_id", build_abt=build, scoring_frame=frame,
-                split=SplitConfig(oot_months=2, cv_folds=2))
+                split=SplitConfig(test_months=2, validation_months=2, cv_folds=2))
     res = train(p, wh, n_trials=3, timeout=30)
     best = res.candidates[0]
-    assert res.metric == "silhouette" and best.oot["silhouette"] > 0.5
+    assert res.metric == "silhouette" and best.validation["silhouette"] > 0.5 and res.test["silhouette"] > 0.5
     rep = scoring.predict(p, wh)
     con = connect(wh, read_only=True)
     sc = con.execute("SELECT score, decile FROM scores_toy_segments").df()
@@ -182,11 +192,11 @@ def test_cluster_problem_on_the_same_machinery(wh):
 def test_champion_rule_decision_and_reason():
     from olist_ml.ml.registry import CHALLENGER, CHAMPION, champion_rule
 
-    d, r = champion_rule(0.871, 0.868, label="OOT roc_auc", champion_version=3, on="the same OOT rows")
-    assert d == CHAMPION and r == "OOT roc_auc 0.8710 beats champion v3 0.8680 on the same OOT rows"
+    d, r = champion_rule(0.871, 0.868, label="test roc_auc", champion_version=3, on="the same test rows")
+    assert d == CHAMPION and r == "test roc_auc 0.8710 beats champion v3 0.8680 on the same test rows"
     # a tie at 4 decimals prints 6, and min_delta must be exceeded
-    d, r = champion_rule(0.87291, 0.87288, label="OOT roc_auc", champion_version=1, on="x", min_delta=0.001)
+    d, r = champion_rule(0.87291, 0.87288, label="test roc_auc", champion_version=1, on="x", min_delta=0.001)
     assert d == CHALLENGER and "0.872910 does not beat champion v1 0.872880" in r
     # lower-is-better metrics (log loss) flip the comparison
-    assert champion_rule(0.30, 0.35, label="OOT log_loss", champion_version=1, on="x", lower_is_better=True)[0] == CHAMPION
-    assert champion_rule(0.40, 0.35, label="OOT log_loss", champion_version=1, on="x", lower_is_better=True)[0] == CHALLENGER
+    assert champion_rule(0.30, 0.35, label="test log_loss", champion_version=1, on="x", lower_is_better=True)[0] == CHAMPION
+    assert champion_rule(0.40, 0.35, label="test log_loss", champion_version=1, on="x", lower_is_better=True)[0] == CHALLENGER

@@ -57,9 +57,9 @@ def test_train_fn_and_score_fn_replace_the_generic_paths(settings: Settings):
         return "scored"
 
     p = _event_problem(train_fn=my_train, score_fn=my_score)
-    assert train(p, settings, n_trials=2, oot_end=date(2018, 1, 1), build_abt=False) == "trained"
+    assert train(p, settings, n_trials=2, test_end=date(2018, 1, 1), build_abt=False) == "trained"
     name, budget = calls["train"]
-    assert name == "toy_event" and budget["n_trials"] == 2 and budget["oot_end"] == date(2018, 1, 1)
+    assert name == "toy_event" and budget["n_trials"] == 2 and budget["test_end"] == date(2018, 1, 1)
     assert budget["build_abt"] is False and budget["register"] is True
     assert scoring.predict(p, settings, date(2018, 2, 1), top_n=3) == "scored"
     assert calls["score"] == ("toy_event", date(2018, 2, 1), 3)
@@ -83,16 +83,20 @@ def test_extra_metrics_are_computed_logged_and_shown(settings: Settings):
     connect(settings, must_exist=False).close()
     seen = []
 
-    def ci(y, p, s):
-        seen.append(len(y))
-        return {"mean_p": float(np.mean(p)), "n_rows": float(len(y))}
+    def hook(frame, y, p, s):
+        seen.append((len(frame), len(y)))
+        return {"mean_p": float(np.mean(p)), "n_rows": float(len(y)), "max_dt": float(frame["dt_ref"].dt.month.max())}
 
-    p = dataclasses.replace(toy_problem(toy_abt()), extra_metrics=ci)
+    p = dataclasses.replace(toy_problem(toy_abt()), extra_metrics=hook)
     res = train(p, settings, n_trials=0, candidates=["logreg"])
     c = res.candidates[0]
-    assert seen == [res.lineage["oot_rows"]]  # on the OOT rows of each candidate
-    assert c.oot["n_rows"] == res.lineage["oot_rows"] and 0 < c.oot["mean_p"] < 1
-    assert res.extra_keys == ["mean_p", "n_rows"] and {"mean_p", "n_rows"} <= set(res.table().columns)
+    lin = res.lineage
+    # on the validation rows of each candidate, then on the test rows of the winner
+    assert seen == [(lin["validation_rows"],) * 2, (lin["test_rows"],) * 2]
+    assert c.validation["n_rows"] == lin["validation_rows"] and 0 < c.validation["mean_p"] < 1
+    assert res.test["n_rows"] == lin["test_rows"] and res.test["max_dt"] == 12  # the frame is the test rows
+    assert res.extra_keys == ["mean_p", "n_rows", "max_dt"] and {"mean_p", "n_rows"} <= set(res.table().columns)
     cl = tracking.client(settings)
-    assert cl.get_run(c.run_id).data.metrics["oot_mean_p"] == pytest.approx(c.oot["mean_p"])
-    assert cl.get_run(res.parent_run_id).data.metrics["best_oot_n_rows"] == res.lineage["oot_rows"]
+    assert cl.get_run(c.run_id).data.metrics["validation_mean_p"] == pytest.approx(c.validation["mean_p"])
+    assert cl.get_run(res.parent_run_id).data.metrics["test_n_rows"] == lin["test_rows"]
+    assert cl.get_run(res.refit_run_id).data.metrics["test_mean_p"] == pytest.approx(res.test["mean_p"])

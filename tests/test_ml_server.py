@@ -63,20 +63,23 @@ def mlflow_server(tmp_path):
 
 
 @pytest.mark.server
-def test_train_register_score_against_mlflow_server(mlflow_server, settings):
+def test_train_register_score_against_mlflow_server(mlflow_server, settings, capfd):
     url, store = mlflow_server
     s = settings.with_(tracking_uri=url)
     connect(s, must_exist=False).close()
     p = toy_problem(toy_abt())
     res = train(p, s, n_trials=1, timeout=20, candidates=["logreg"])
     assert res.decision == "champion" and res.model_version == "1"
+    out, err = capfd.readouterr()  # MLflow's run links (printed for http stores) and registry notices: quiet
+    assert not any(line in out + err for line in ("View run", "View experiment", "Successfully registered",
+                                                  "Created version")), (out + err)[-2000:]
     champ = registry.load_champion(s, p.name)
-    assert champ.version == "1" and champ.run_id == res.candidates[0].run_id
+    assert champ.version == "1" and champ.run_id == res.refit_run_id  # the artefact refit on all labelled rows
     rep = scoring.predict(p, s)
     assert rep.n_scored > 0 and rep.model_version == "1"
     # everything landed on the server: its own store holds the run and the artifacts
     assert not (s.home / "mlflow.db").exists()
     files = {f.name for f in (store / "artifacts").rglob("*") if f.is_file()}
-    assert {"MLmodel", "roc.png", "calibration.png", "lift.png"} <= files
+    assert {"MLmodel", "roc.png", "calibration.png", "lift.png", "reliability.png"} <= files
     r = httpx.get(f"{url}/api/2.0/mlflow/registered-models/alias", params={"name": p.name, "alias": "champion"})
     assert r.status_code == 200 and r.json()["model_version"]["version"] == "1"

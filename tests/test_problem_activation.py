@@ -73,7 +73,7 @@ def test_labels(con, tmp_path):
 
 
 def test_horizon_is_configurable(con, tmp_path):
-    act.build_abt(con, Settings(home=tmp_path, activation_horizon_days=100))
+    act.build_abt(con, Settings(home=tmp_path).with_(activation__horizon_days=100))
     got = dict(con.execute("SELECT mql_id, activated FROM abt_seller_activation").fetchall())
     assert got["m_b"] == 1  # day 90 is inside a 100-day horizon
     assert got["m_f"] is None  # 2018-04-01 + 100 days > data end

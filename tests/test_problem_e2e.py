@@ -46,7 +46,7 @@ def test_order_delay_train_and_score(world):
     p = problems.get("order_delay")
     r = train.train(p, world, n_trials=0, candidates=["logreg"])
     assert r.decision == "champion" and r.model_version == "1"
-    assert 0.5 < r.candidates[0].oot["roc_auc"] <= 1.0
+    assert 0.5 < r.candidates[0].validation["roc_auc"] <= 1.0 and 0.5 < r.test["roc_auc"] <= 1.0
     with session(world, read_only=True) as con:
         cols = [c[0] for c in con.execute("DESCRIBE abt_order_delay").fetchall()]
         assert any(c.startswith("seller_") and c not in ("seller_id", "seller_state") for c in cols)
@@ -59,27 +59,27 @@ def test_order_delay_train_and_score(world):
 
 @needs_features
 def test_activation_train_and_score(world):
-    """Through the generic entry points: the bootstrap interval of the OOT ROC AUC is an
-    `extra_metrics` hook, computed and logged inside `train`."""
+    """Through the generic entry points: the test ROC AUC carries a bootstrap interval of deals
+    (the quality gate: its lower bound must clear 0.5), logged on the runs and the version."""
     import datetime as dt
 
-    from olist_ml.ml import scoring, tracking, train
-    from olist_ml.problems import activation as act
+    from olist_ml.ml import registry, scoring, tracking, train
     from olist_ml.warehouse import observed_end
 
     p = problems.get("activation")
     r = train.train(p, world, n_trials=0, candidates=["logreg"])
-    c = r.candidates[0]
-    assert {"roc_auc_ci_low", "roc_auc_ci_high", "n_positive"} <= set(c.oot)
-    assert c.oot["roc_auc_ci_low"] <= c.oot["roc_auc"] <= c.oot["roc_auc_ci_high"]
-    assert {"roc_auc_ci_low", "roc_auc_ci_high"} <= set(r.table().columns)  # printed by `olist-ml train`
+    t = r.test
+    assert t["roc_auc_ci_low"] <= t["roc_auc"] <= t["roc_auc_ci_high"]
+    assert r.lineage["purged_by_label_known_at"] is False  # see the declaration
     cl = tracking.client(world)
-    logged = cl.get_run(c.run_id).data.metrics
-    assert logged["oot_roc_auc_ci_low"] == pytest.approx(c.oot["roc_auc_ci_low"])
-    assert cl.get_run(r.parent_run_id).data.metrics["best_oot_roc_auc_ci_high"] == pytest.approx(c.oot["roc_auc_ci_high"])
-    # the recomputation helper agrees (same seed and resamples)
-    ci = act.log_oot_confidence(world, r, n_boot=2000)["logreg"]
-    assert ci.low == pytest.approx(c.oot["roc_auc_ci_low"]) and ci.n == c.oot["n_rows"]
+    assert cl.get_run(r.parent_run_id).data.metrics["test_roc_auc_ci_high"] == pytest.approx(t["roc_auc_ci_high"])
+    tags = cl.get_model_version(p.name, r.model_version).tags
+    assert float(tags["test_roc_auc_ci_low"]) == pytest.approx(t["roc_auc_ci_low"], abs=1e-6)
+    # ~100 labelled deals here: the interval spans 0.5, so the gate keeps it out (the finding: such a
+    # model used to be registered as champion); scoring below uses it after a manual promotion
+    assert t["roc_auc_ci_low"] < 0.5 and r.decision == "rejected" and "does not clear 0.5" in r.reason
+    assert registry.alias_version(world, p.name, "champion") is None
+    registry.promote(world, p.name, r.model_version, reason="test: score with the gated model")
     with session(world, read_only=True) as con:
         end = observed_end(con)
         first, lab, unlabelled_max = con.execute(
@@ -105,24 +105,22 @@ def test_segments_train_and_score_through_the_hooks(world):
 
     p = problems.get("segments")
     assert p.train_fn is seg.train_segments and p.score_fn is seg.score_segments
-    world.extra.update({"k_range": "3-5", "stability_runs": 2})
-    try:
-        r = train.train(p, world, n_trials=3)
-    finally:
-        world.extra.pop("k_range"), world.extra.pop("stability_runs")
+    r = train.train(p, world.with_(segments__k_range=(3, 5), segments__stability_runs=2), n_trials=3)
     assert r.decision == "champion" and r.model_version == "1" and r.metric == "silhouette"
     c = r.candidates[0]
-    k = int(c.oot["n_clusters"])
-    assert 3 <= k <= 5 and -1 <= c.oot["stability_ari_mean"] <= 1 and "stability_ari_mean" in r.table().columns
+    k = int(c.validation["n_clusters"])
+    assert 3 <= k <= 5 and -1 <= c.validation["stability_ari_mean"] <= 1 and "stability_ari_mean" in r.table().columns
     assert sum(f"segment {i} (" in " ".join(r.notes) for i in range(k)) == k  # names and sizes reported
     # lineage: the ABT is the fitted population, the pipeline recognises the run by its hash
     with session(world, read_only=True) as con:
         n_abt, d_abt = con.execute("SELECT count(*), max(dt_ref) FROM abt_seller_segments").fetchall()[0]
         d_default = seg.default_dt_ref(con)
     assert n_abt == r.lineage["abt_rows"] and d_abt == d_default
+    tags = tracking.client(world).get_model_version(seg.NAME, r.model_version).tags
+    assert tags["trained_until"] == str(d_abt) == r.lineage["trained_until"]  # no labels: its population date
     assert pipeline._trained_on(world, p, r.lineage["abt_content_hash"]) == r.parent_run_id
     run = tracking.client(world).get_run(r.parent_run_id)
-    assert run.data.metrics["stability_ari_mean"] == pytest.approx(c.oot["stability_ari_mean"])
+    assert run.data.metrics["stability_ari_mean"] == pytest.approx(c.validation["stability_ari_mean"])
     arts = {a.path for a in tracking.client(world).list_artifacts(r.parent_run_id, "segments")}
     assert {"segments/segment_profile.csv", "segments/segments_pca.png"} <= arts
     # the champion's assignments of the fitted date were written, with names, in both tables

@@ -84,7 +84,9 @@ def test_labels_day_resolution_and_population(con):
 def test_label_known_at_is_not_a_feature():
     p = od.PROBLEM
     assert "label_known_at" in p.exclude_columns and "label_known_at" in p._non_features()
-    assert p.split.purge_days == od.LABEL_PURGE_DAYS
+    from olist_ml.config import Settings
+
+    assert p.split_of(Settings()).purge_days == od.LABEL_PURGE_DAYS
 
 
 def test_purge_covers_the_label_delay_on_the_real_data(real_data_dir, tmp_path):

@@ -44,10 +44,17 @@ FEATS = [f"gmv_{W}d", f"n_orders_{W}d", "days_since_first_sale", "days_since_las
          f"avg_review_score_{W}d", f"pct_orders_late_{W}d"]
 
 
-def test_curated_features():
-    avail = FEATS + ["something_else", f"gmv_30d"]
-    assert seg.curated_features(avail, S) == FEATS
-    assert seg.curated_features(["a", "b"], S) == ["a", "b"]  # too few known ones: use all
+def test_curated_features_come_from_the_catalog():
+    """Every curated feature is a catalog column at the longest window (no list of its own; the check
+    against a built feature store is tests/test_settings.py)."""
+    from olist_ml.errors import MissingStepError
+    from olist_ml.features.catalog import catalog
+
+    cols = seg.curated_features(S)
+    assert set(FEATS) <= set(cols) and f"pct_orders_repeat_customer_{W}d" in cols
+    assert set(cols) <= {d.name for d in catalog(S.feature_windows)}
+    with pytest.raises(MissingStepError, match="the feature store lacks"):
+        seg.curated_features(S, FEATS + ["something_else"])  # a store lacking some: named, never dropped
 
 
 def test_heavy_tail_scaler_clips_and_logs():

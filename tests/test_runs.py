@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from olist_ml import lineage
-from olist_ml.config import Settings
+from olist_ml.config import ChurnSettings, Settings
 from olist_ml.ml import registry, tracking
 from olist_ml.ml.data import content_hash, load_abt
 from olist_ml.pipeline import run_pipeline
@@ -32,13 +32,13 @@ def _dead_pid() -> int:
 
 
 def test_a_killed_training_never_counts_as_done(synth_dir, tmp_path):
-    s = Settings(home=tmp_path / "h")
+    s = Settings(home=tmp_path / "h", churn=ChurnSettings(cadence="weekly"))  # enough labelled months
     budget = {"n_trials": 0, "candidates": "logreg"}
     run_pipeline(s, data=synth_dir, problems=["churn"], cadence="weekly", **budget)
     assert str(registry.alias_version(s, "seller_churn").version) == "1"
 
     # a new horizon changes the ABT; a training on it was killed mid-way: its run stays RUNNING
-    s2 = s.with_(churn_horizon_days=40)
+    s2 = s.with_(churn__horizon_days=40)
     churn = get("churn")
     with duckdb.connect(str(s2.warehouse)) as con:
         lineage.refresh_abt(con, churn, s2)

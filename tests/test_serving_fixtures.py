@@ -57,6 +57,8 @@ def train_champion(settings: Settings, problem: str = "churn", candidates: tuple
 
     res = train(get(problem), settings, n_trials=0, candidates=list(candidates), cv_folds=2)
     assert res.model_version is not None, res.reason
+    if res.decision == "rejected":  # below its quality gate on this tiny synthetic data: serve it anyway
+        promote(settings, problem, str(res.model_version))
     return str(res.model_version)
 
 

@@ -43,7 +43,7 @@ def test_engine_and_spark_settings_from_env(monkeypatch) -> None:
     monkeypatch.setenv("OLIST_ML_SPARK_CONF", "spark.hadoop.fs.s3a.endpoint=http://minio:9000,spark.executor.memory=4g")
     s = Settings.from_env()
     assert s.engine == "spark" and s.spark_master == "local-cluster[2,1,1024]" and s.spark_train_max_rows == 1000
-    assert dict(s.spark_conf) == {"spark.hadoop.fs.s3a.endpoint": "http://minio:9000", "spark.executor.memory": "4g"}
+    assert s.spark_conf == ("spark.hadoop.fs.s3a.endpoint=http://minio:9000", "spark.executor.memory=4g")
 
 
 def test_cli_rejects_an_unknown_engine(tmp_path: Path, capsys) -> None:

@@ -110,13 +110,13 @@ def builds(tmp_path_factory) -> dict:
     """{"full": {table: Built}, cut: {table: Built}} for every cut."""
     root = tmp_path_factory.mktemp("truncation")
     synth.generate(root / "raw", scale=SCALE, seed=SEED)
-    full = Settings(home=root / "full", threads=2, extra={"churn_cadence": "daily"})
+    full = Settings(home=root / "full", threads=2).with_(churn__cadence="daily")
     ingest.ingest(root / "raw", full)
     pristine = root / "ingested.duckdb"
     shutil.copyfile(full.warehouse, pristine)
     out: dict = {"full": build_all(full, CUTS)}
     for cut in CUTS:
-        s = Settings(home=root / f"cut_{cut}", threads=2, extra={"churn_cadence": "daily"})
+        s = Settings(home=root / f"cut_{cut}", threads=2).with_(churn__cadence="daily")
         s.warehouse.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(pristine, s.warehouse)
         con = duckdb.connect(str(s.warehouse))

@@ -55,11 +55,14 @@ def _global(
     wait: bool = typer.Option(False, "--wait", help="When another olist-ml process writes the home, wait for it "
                                                     "instead of exiting (code 2)."),
     verbose: bool = typer.Option(False, "--verbose", help="Show MLflow's own output (run URLs, registry notices)."),
+    sets: Optional[list[str]] = typer.Option(
+        None, "--set", help="A problem setting, section.field=value (repeatable), e.g. churn.horizon_days=30 "
+                            "(env OLIST_ML_CHURN_HORIZON_DAYS; see docs/INTERFACES.md#settings)."),
     version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True),
 ) -> None:
     from .home import check_paths
 
-    ctx.obj = Settings.from_env(home=home, warehouse_path=warehouse, tracking_uri=tracking_uri,
+    ctx.obj = Settings.from_env(sets=sets, home=home, warehouse_path=warehouse, tracking_uri=tracking_uri,
                                 engine=engine.strip().lower() if engine else None,
                                 registry_uri=registry_uri, verbose=verbose or None, spark_dir=lake)
     if ctx.obj.engine not in ("duckdb", "spark"):

@@ -22,6 +22,11 @@ class UnknownNameError(OlistMLError):
     """An unknown problem, feature table, cadence, engine..."""
 
 
+class SettingsMismatchError(OlistMLError):
+    """A model version was trained with other settings (horizon, feature windows...) than the current
+    ones, so it would score inputs it never saw: the message names both values."""
+
+
 class NotReadyError(OlistMLError):
     """Nothing to learn or score yet, for a stated reason the data will resolve by itself
     (e.g. no marketing deal has a full label horizon yet). `olist-ml run` reports the problem as

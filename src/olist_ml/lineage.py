@@ -261,14 +261,15 @@ def whole_table_staleness(con: duckdb.DuckDBPyConnection, table: str, data_fp: s
 
 # ---- problems: ABTs and scores ----------------------------------------------------------------
 def problem_config_fp(problem, settings) -> str:
-    """What shapes a problem's ABT and scores besides the data: the settings it reads and the code of
-    `olist_ml.problems` (its SQL included) and of the feature store's retrieval."""
+    """What shapes a problem's ABT and scores besides the data: its typed settings that shape them
+    (`Problem.settings_record` of the `inputs` and `abt` fields: feature windows, horizon, eligibility,
+    cadence...; not the training protocol) and the code of `olist_ml.problems` (its SQL included) and
+    of the feature store's retrieval."""
+    from .config import ABT, INPUTS
+
     here = Path(__file__).parent
     return config_fingerprint(
-        problem=problem.name, feature_windows=list(settings.feature_windows),
-        churn_horizon_days=settings.churn_horizon_days, churn_eligibility_days=settings.churn_eligibility_days,
-        activation_horizon_days=settings.activation_horizon_days,
-        churn_cadence=(settings.extra or {}).get("churn_cadence"),
+        problem=problem.name, settings=problem.settings_record(settings, shapes=(INPUTS, ABT)),
         code=code_fingerprint(here / "problems", here / "geo.py", here / "features" / "retrieval.py"),
     )
 

@@ -133,6 +133,12 @@ def _trained_on(settings: Settings, problem, abt_hash: str) -> str | None:
     return done[0].info.run_id if done else None
 
 
+def _decision_of(settings: Settings, run_id: str) -> str | None:
+    from .ml import tracking
+
+    return tracking.client(settings).get_run(run_id).data.tags.get("decision")
+
+
 def run_problem(problem, settings: Settings, report: PipelineReport, *, force_train: bool = False, **budget) -> None:
     """ABT (unless current) -> train (unless already trained on this exact ABT) -> score, for one problem."""
     from . import lineage
@@ -157,16 +163,26 @@ def run_problem(problem, settings: Settings, report: PipelineReport, *, force_tr
         console.print(f"        {problem.name}: {len(reaped)} run(s) left RUNNING by a dead process marked FAILED")
     has_champion = registry.alias_version(settings, problem.name) is not None
     earlier = None if force_train else _trained_on(settings, problem, abt_hash)
-    if earlier and has_champion:
+    rejected = bool(earlier) and not has_champion and _decision_of(settings, earlier) == registry.REJECTED
+    if earlier and (has_champion or rejected):  # a model below its quality gate is not retrained on the same ABT
         report.add(f"{problem.name}: train", "skipped", t0, f"already trained on this ABT (run {earlier[:8]})")
+        if rejected:
+            report.add(f"{problem.name}: score", "skipped", time.perf_counter(),
+                       "no champion: the model trained on this ABT is below its quality gate")
+            return
     else:
         res = train(problem, settings, build_abt=False, **budget)
         best = next(c for c in res.candidates if c.name == res.winner)
-        metric = best.oot.get(res.metric, float("nan"))
+        part, metric = ("test", res.test[res.metric]) if res.metric in res.test else \
+            ("", best.validation.get(res.metric, float("nan")))
         report.add(
             f"{problem.name}: train", "done", t0,
-            f"winner {res.winner} OOT {res.metric}={metric:.3f} -> v{res.model_version} {res.decision}",
+            f"winner {res.winner} {part + ' ' if part else ''}{res.metric}={metric:.3f} -> v{res.model_version} "
+            f"{res.decision}",
         )
+        if res.decision == registry.REJECTED and not has_champion:
+            report.add(f"{problem.name}: score", "skipped", time.perf_counter(), f"no champion: {res.reason}")
+            return
 
     t0 = time.perf_counter()
     sr = scoring.predict(problem, settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import typer
@@ -33,23 +34,14 @@ def register(app: typer.Typer) -> None:
         rep = build(settings, start=start, end=end, cadence=cadence, tables=table or None, full=full, progress=not no_progress)
         t = Table(title=f"features {rep.cadence} {rep.start}..{rep.end} on {rep.engine} in {rep.seconds:.1f}s")
         for c in ("table", "dt_refs built", "of which stale", "already current", "rows", "seconds"):
-            t.add_column(c, justify="left" if c == "table" else "right")
+            t.add_column(c, justify="left" if c == "table" else "right", no_wrap=c == "table")
         for tb in rep.tables:
             t.add_row(tb.table, str(tb.dt_refs), str(tb.stale), str(tb.skipped), f"{tb.rows:,}", f"{tb.seconds:.2f}")
-        console = Console()
+        console = Console(width=None if sys.stdout.isatty() else 120)
         console.print(t)
         for line in stale_lines(rep):
             console.print(line)
 
-
-def stale_lines(rep) -> list[str]:
-    """One line per feature table that recomputed or dropped dt_refs because their inputs changed."""
-    out = []
-    for tb in rep.tables:
-        if tb.stale or tb.dropped:
-            dropped = f", {tb.dropped} stale dt_ref(s) outside the range removed" if tb.dropped else ""
-            out.append(f"{tb.table}: {tb.stale} dt_ref(s) recomputed ({tb.reason}){dropped}")
-    return out
 
     @fapp.command("list")
     def list_cmd(
@@ -72,3 +64,13 @@ def stale_lines(rep) -> list[str]:
         for d in docs:
             t.add_row(d.table, d.name, f"{d.window_days}d" if d.window_days else "lifetime/point", d.unit, d.description)
         Console(width=200).print(t)
+
+
+def stale_lines(rep) -> list[str]:
+    """One line per feature table that recomputed or dropped dt_refs because their inputs changed."""
+    out = []
+    for tb in rep.tables:
+        if tb.stale or tb.dropped:
+            dropped = f", {tb.dropped} stale dt_ref(s) outside the range removed" if tb.dropped else ""
+            out.append(f"{tb.table}: {tb.stale} dt_ref(s) recomputed ({tb.reason}){dropped}")
+    return out

@@ -9,6 +9,7 @@ import sys
 from datetime import date, datetime
 from typing import Optional
 
+import numpy as np
 import typer
 
 from ..errors import InputError
@@ -28,6 +29,52 @@ def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def summary_lines(p, res, uri: str = "") -> list[str]:
+    """What `olist-ml train` prints: periods, candidates on validation, the test of the winner with
+    its CI next to the baseline, calibration, extra metrics and the registry decision."""
+    lin = res.lineage
+    out = []
+    if p.kind == "cluster" and "validation_start" not in lin:  # no labels, no periods: one population at one date
+        out.append(f"{p.name}: ABT {lin.get('abt_table')} {lin.get('abt_rows')} rows at "
+                   f"{lin.get('abt_dt_ref_max')}, {lin.get('n_features')} features")
+    else:
+        out.append(f"{p.name}: ABT {lin['abt_table']} {lin['abt_rows']} rows ({lin['abt_labelled_rows']} labelled), "
+                   f"{lin['n_features']} features")
+        out.append(f"  train {lin['split_train_dt_ref_min']}..{lin['split_train_dt_ref_max']} "
+                   f"({lin['split_train_rows']}) | validation {lin['validation_start']}..{lin['validation_end']} "
+                   f"({lin['validation_rows']}) | test {lin['test_start']}..{lin['test_end']} ({lin['test_rows']})"
+                   f"{', purged by when labels became known' if lin.get('purged_by_label_known_at') else ''}; "
+                   f"registered artefact refit on {lin['train_rows']} labelled rows through {lin['trained_until']}")
+    for n in res.notes:
+        out.append(f"note: {n}")
+    out.append("candidates (cv and VALIDATION metrics; the winner is chosen on validation):")
+    out.append(res.table().to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    m = res.metric
+    t = res.test
+    if t:
+        ci = (f" (95 % CI {t[m + '_ci_low']:.4f}-{t[m + '_ci_high']:.4f})"
+              if np.isfinite(t.get(m + "_ci_low", np.nan)) else "")
+        line = f"test (winner {res.winner} fitted before {lin.get('test_start')}, measured once): {m} {t[m]:.4f}{ci}"
+        b = res.baseline
+        if b.get(f"test_{m}") is not None:
+            line += (f"; baseline {b['name']} {b[f'test_{m}']:.4f} (95 % CI {b.get(f'test_{m}_ci_low', np.nan):.4f}-"
+                     f"{b.get(f'test_{m}_ci_high', np.nan):.4f})")
+        elif b.get("name"):
+            line += f"; gate: {b['name']}"
+        out.append(line)
+        if "ece" in t:
+            cal = res.calibration
+            out.append(f"calibration: {cal.get('method')} (chosen on validation log loss); test log loss "
+                       f"{t.get('log_loss_uncalibrated', np.nan):.4f} -> {t.get('log_loss', np.nan):.4f}, ECE "
+                       f"{t.get('ece_uncalibrated', np.nan):.4f} -> {t['ece']:.4f}")
+        extra = [k for k in res.extra_keys if k in t and k.startswith(m)]
+        if extra:
+            out.append("test " + ", ".join(f"{k} {_fmt(t[k])}" for k in extra))
+    out.append(f"winner: {res.winner} -> {p.name} v{res.model_version} is {res.decision}: {res.reason}")
+    out.append(f"mlflow run {res.parent_run_id} (experiment {res.experiment_id}){' at ' + uri if uri else ''}")
+    return out
+
+
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
@@ -37,12 +84,19 @@ def register(app: typer.Typer) -> None:
         timeout: Timeout = None,
         candidates: Candidates = None,
         cv_folds: Optional[int] = typer.Option(None, "--cv-folds", help="Time-ordered, seller-grouped CV folds."),
-        oot_months: Optional[int] = typer.Option(None, "--oot-months", help="Labelled months held out (default 6)."),
-        oot_start: Optional[str] = typer.Option(None, "--oot-start", help="First OOT dt_ref (YYYY-MM-DD)."),
-        oot_end: Optional[str] = typer.Option(None, "--oot-end", help="Last OOT dt_ref (YYYY-MM-DD)."),
+        test_months: Optional[int] = typer.Option(None, "--test-months", "--oot-months",
+                                                  help="Last labelled months measured once as the test set "
+                                                       "(default: the problem's, e.g. 3 for churn)."),
+        validation_months: Optional[int] = typer.Option(None, "--validation-months",
+                                                        help="Months before the test set that choose the winner "
+                                                             "and fit the calibrator (default: the problem's)."),
+        test_start: Optional[str] = typer.Option(None, "--test-start", "--oot-start",
+                                                 help="First test dt_ref (YYYY-MM-DD)."),
+        test_end: Optional[str] = typer.Option(None, "--test-end", "--oot-end", help="Last test dt_ref (YYYY-MM-DD)."),
         reuse_abt: bool = typer.Option(False, "--reuse-abt", help="Train on the existing ABT instead of rebuilding it."),
     ) -> None:
-        """Build the problem's ABT, tune and compare candidates, log to MLflow, apply the champion rule."""
+        """Build the ABT; tune by CV in train, choose on validation, calibrate, test once, refit on all
+        labelled rows, register; quality gate and champion rule."""
         from ..cli import writer
         from ..ml.train import train
         from ..problems import get
@@ -52,22 +106,11 @@ def register(app: typer.Typer) -> None:
         if s.engine == "spark":  # engine dispatch: the lake's ABT, trained on the driver (olist_ml.spark.ml)
             from ..spark.ml import train_spark as train
         res = train(p, s, n_trials=trials, timeout=timeout, candidates=candidates, cv_folds=cv_folds,
-                    oot_months=oot_months, oot_start=_date(oot_start, "--oot-start"), oot_end=_date(oot_end, "--oot-end"),
+                    test_months=test_months, validation_months=validation_months,
+                    test_start=_date(test_start, "--test-start"), test_end=_date(test_end, "--test-end"),
                     build_abt=not reuse_abt, progress=sys.stderr.isatty())
-        lin = res.lineage
-        if p.kind == "cluster":  # no labels, no out-of-time set: one population at one date
-            typer.echo(f"{p.name}: ABT {lin.get('abt_table')} {lin.get('abt_rows')} rows at "
-                       f"{lin.get('abt_dt_ref_max')}, {lin.get('n_features')} features")
-        else:
-            typer.echo(f"{p.name}: ABT {lin['abt_table']} {lin['abt_rows']} rows ({lin['abt_labelled_rows']} labelled), "
-                       f"train {lin['train_dt_ref_min']}..{lin['train_dt_ref_max']} ({lin['train_rows']}), "
-                       f"OOT {lin['oot_dt_ref_min']}..{lin['oot_dt_ref_max']} ({lin['oot_rows']}), "
-                       f"{lin['n_features']} features")
-        for n in res.notes:
-            typer.echo(f"note: {n}")
-        typer.echo(res.table().to_string(index=False, float_format=lambda x: f"{x:.4f}"))
-        typer.echo(f"winner: {res.winner} -> {p.name} v{res.model_version} is {res.decision}: {res.reason}")
-        typer.echo(f"mlflow run {res.parent_run_id} (experiment {res.experiment_id}) at {s.mlflow_uri}")
+        for line in summary_lines(p, res, s.mlflow_uri):
+            typer.echo(line)
 
     @app.command("predict")
     def predict_cmd(

@@ -15,24 +15,27 @@ with at least one order (any status) in `[dt_ref - 180d, dt_ref)`. A seller with
 sales has no behaviour to describe in any window, so its absence *is* the signal; every table
 shares this spine, so they join 1:1.
 
-One `.sql` file per table (header `-- grain: (dt_ref, seller_id)`), portable between DuckDB and
-Spark through `render` (window blocks + DAYNUM / EXPLODE_RANGE macros). `catalog()` documents
-every column. Each query turns facts into +/- deltas per (seller, day), takes running sums once
-per delta day and spreads each result over the dt_refs up to the seller's next delta day; facts
-that cannot reach the requested dt_refs are pruned, so a one-day incremental run stays small and
-gives the same bits as a full rebuild.
+One `.sql` file per table (header `-- grain: (dt_ref, seller_id)`), a Jinja template portable
+between DuckDB and Spark through `render` (window loops, the shared `running_sums` macro, DAYNUM /
+EXPLODE_RANGE mapped per engine). `catalog()` documents every column; problems name columns
+through the catalog's entries (`catalog.F`). Each query turns facts into +/- deltas per (seller,
+day), takes running sums once per delta day and spreads each result over the dt_refs up to the
+seller's next delta day; facts that cannot reach the requested dt_refs are pruned, so a one-day
+incremental run stays small and gives the same bits as a full rebuild.
 """
 
 from .build import CADENCES, BuildReport, TableBuild, build, compute, dt_ref_spine, prepare, resolve_tables
-from .catalog import FEATURE_TABLES, KEY_COLUMNS, FeatureDoc, catalog
+from .catalog import FEATURE_TABLES, KEY_COLUMNS, F, Feature, FeatureDoc, catalog
 from .render import render
 from .retrieval import as_of, available_dt_refs, feature_columns, feature_frame_sql
 
 __all__ = [
     "CADENCES",
+    "F",
     "FEATURE_TABLES",
     "KEY_COLUMNS",
     "BuildReport",
+    "Feature",
     "FeatureDoc",
     "TableBuild",
     "as_of",

@@ -8,7 +8,7 @@ table either before or after a whole batch, never a half-written dt_ref, and the
 (incremental) run computes only the dt_refs still missing.
 
 Memory: tables are built one after the other, and a long range is cut into batches of
-consecutive dt_refs holding about `chunk_rows` rows each (estimated from the sellers' activity),
+consecutive dt_refs holding about `Settings.feature_chunk_rows` rows each (estimated from the sellers' activity),
 so peak memory follows the batch, not the whole backfill. The connection runs with
 `preserve_insertion_order = false` and a `memory_limit` (`Settings.memory_limit`, default 60 % of
 the machine's RAM) so DuckDB spills to its temp directory instead of growing past it.
@@ -27,6 +27,7 @@ from ..config import Settings
 from ..errors import InputError, MissingStepError, UnknownNameError
 from ..warehouse import connect, table_exists, transaction
 from .catalog import FEATURE_TABLES, KEY_COLUMNS, catalog
+from .progress import table_progress
 from .render import render, statements
 
 CADENCES = ("daily", "weekly", "monthly")
@@ -41,7 +42,7 @@ REQUIRED_STG = (
 )
 BUILD_LOG = "fs_build_log"
 EPOCH = dt.date(1970, 1, 1)
-CHUNK_ROWS = 2_000_000  # rows per batch of dt_refs (override: Settings.extra["features_chunk_rows"])
+CHUNK_ROWS = Settings.feature_chunk_rows  # default rows per batch of dt_refs (OLIST_ML_FEATURE_CHUNK_ROWS)
 DEFAULT_MEMORY_SHARE = 0.6  # of physical RAM, when Settings.memory_limit is unset
 
 
@@ -391,11 +392,11 @@ def build(
 
         _ensure_log(con)
         _configure(con, settings)
-        chunk_rows = int(settings.extra.get("features_chunk_rows", CHUNK_ROWS))
+        chunk_rows = int(settings.feature_chunk_rows)
         prepared = False
         logged = set().union(*(built_dt_refs(con, n) for n in names))
         asof = asof_fingerprints(con, set(dates) | logged)
-        with _progress(progress, len(names)) as advance:
+        with table_progress(progress, len(names)) as advance:
             for name in names:
                 t1 = time.perf_counter()
                 plan = _plan(con, name, dates, windows, full, asof)
@@ -418,29 +419,3 @@ def build(
         con.close()
     report.seconds = time.perf_counter() - t0
     return report
-
-
-class _progress:
-    """A rich progress bar over tables (no-op when disabled)."""
-
-    def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total = enabled, total
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda name: None
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._p = Progress(TextColumn("[bold]features[/] {task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
-        self._p.start()
-        task = self._p.add_task("", total=self.total)
-
-        def advance(name: str) -> None:
-            self._p.update(task, advance=1, description=name)
-
-        return advance
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self._p.stop()
-        return False

@@ -8,13 +8,21 @@ same (dt_ref, seller_id) rows, so they join 1:1. Windows are half-open [dt_ref -
 a fact dated exactly dt_ref 00:00 is not in dt_ref's features. A fact is dated when it became
 known: an order at purchase, a delivery at delivery, a review at its answer, lateness of an
 undelivered order the day after its estimated date; order_status (a snapshot) is never used.
+
+Problems name features through this catalog, never by a string of their own (Hamilton / Feast:
+a feature's name is its definition's name): `F.gmv.longest` is `gmv_<longest window>d`,
+`F.days_since_last_sale` the point column, `F.n_orders.at(90)` one window. An unknown name fails
+at once (`UnknownNameError` with the closest names) - at import of the problem that uses it - and
+`tests/test_catalog_refs.py` checks every name every problem uses against a built feature store.
 """
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 from ..config import Settings
+from ..errors import UnknownNameError
 from .render import trend_windows
 
 
@@ -111,18 +119,126 @@ _SPEC: dict[str, list[tuple[str, str, str]]] = {
 FEATURE_TABLES: list[str] = list(_SPEC)
 
 
+@dataclass(frozen=True)
+class Feature:
+    """One catalog entry: a point column (`days_since_last_sale`) or a family of columns, one per
+    feature window (`gmv_{w}d`) or per trend window (`orders_trend_{t}d`). `key` is its name in
+    `F` (the pattern without the window suffix)."""
+
+    table: str
+    pattern: str
+    description: str
+    unit: str
+
+    @property
+    def key(self) -> str:
+        return self.pattern.replace("_{w}d", "").replace("_{t}d", "")
+
+    @property
+    def per(self) -> str | None:
+        """"window", "trend" or None (one column)."""
+        return "window" if "{w}" in self.pattern else "trend" if "{t}" in self.pattern else None
+
+    def column(self, w: int | None = None) -> str:
+        """The column name at window `w` (ignored for a point column)."""
+        if self.per is None:
+            return self.pattern
+        if w is None:
+            raise ValueError(f"feature {self.key} has one column per window: give the window")
+        return self.pattern.format(w=int(w), t=int(w))
+
+    def windows_of(self, windows: tuple[int, ...]) -> tuple[int | None, ...]:
+        ws = tuple(sorted(set(int(w) for w in windows)))
+        return {"window": ws, "trend": trend_windows(ws), None: (None,)}[self.per]
+
+    def columns(self, windows: tuple[int, ...]) -> list[str]:
+        """Every column of this entry for the feature windows `windows`."""
+        return [self.column(w) for w in self.windows_of(windows)]
+
+    def at(self, w: int) -> FeatureRef:
+        return FeatureRef(self, int(w))
+
+    @property
+    def longest(self) -> FeatureRef:
+        """This feature at the longest feature window of the settings in use."""
+        return FeatureRef(self, "longest")
+
+
+@dataclass(frozen=True)
+class FeatureRef:
+    """A catalog feature at a chosen window: a fixed number of days, or "longest" (the longest
+    of `Settings.feature_windows`, resolved when the settings are known)."""
+
+    feature: Feature
+    window: int | str
+
+    @property
+    def key(self) -> str:
+        return self.feature.key
+
+    def columns(self, windows: tuple[int, ...]) -> list[str]:
+        built = self.feature.windows_of(windows)
+        w = max(windows) if self.window == "longest" else self.window
+        if self.feature.per is not None and w not in built:
+            raise UnknownNameError(f"feature {self.feature.column(w)} is not built: the feature windows are "
+                                   f"{', '.join(map(str, sorted(windows)))} (OLIST_ML_FEATURE_WINDOWS)")
+        return [self.feature.column(w)]
+
+    def column(self, settings: Settings | tuple[int, ...]) -> str:
+        windows = settings.feature_windows if isinstance(settings, Settings) else settings
+        return self.columns(tuple(windows))[0]
+
+
+FEATURES: dict[str, Feature] = {}
+for _t, _spec in _SPEC.items():
+    for _pattern, _desc, _unit in _spec:
+        _f = Feature(_t, _pattern, _desc, _unit)
+        if _f.key in FEATURES:  # pragma: no cover - a catalog edit that would make two entries one name
+            raise ValueError(f"two catalog entries are named {_f.key}: {FEATURES[_f.key].pattern}, {_pattern}")
+        FEATURES[_f.key] = _f
+
+
+def _unknown(name: str) -> UnknownNameError:
+    close = difflib.get_close_matches(name, list(FEATURES), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return UnknownNameError(f"unknown feature {name!r}: not in the feature catalog{hint} (`olist-ml features list`)")
+
+
+class _Catalog:
+    """`F.<key>`: the catalog entry named `key`; an unknown key raises `UnknownNameError` at once."""
+
+    def __getattr__(self, name: str) -> Feature:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return FEATURES[name]
+        except KeyError:
+            raise _unknown(name) from None
+
+    def __getitem__(self, name: str) -> Feature:
+        return self.__getattr__(name)
+
+    def __dir__(self) -> list[str]:
+        return sorted(FEATURES)
+
+
+F = _Catalog()
+
+
+def column_doc(name: str, windows: tuple[int, ...] | None = None) -> FeatureDoc:
+    """The catalog entry of one concrete column name (`gmv_180d`); UnknownNameError otherwise."""
+    for d in catalog(windows):
+        if d.name == name:
+            return d
+    raise _unknown(name)
+
+
 def catalog(windows: tuple[int, ...] | None = None, table: str | None = None) -> list[FeatureDoc]:
     """Every feature column of every table (or of `table`), grouped by table."""
     windows = tuple(sorted(set(windows or Settings().feature_windows)))
     out: list[FeatureDoc] = []
-    for t, spec in _SPEC.items():
-        if table and t != table:
+    for f in FEATURES.values():
+        if table and f.table != table:
             continue
-        for pattern, desc, unit in spec:
-            if "{w}" in pattern:
-                out += [FeatureDoc(t, pattern.format(w=w), desc, w, unit) for w in windows]
-            elif "{t}" in pattern:
-                out += [FeatureDoc(t, pattern.format(t=w), desc, w, unit) for w in trend_windows(windows)]
-            else:
-                out.append(FeatureDoc(t, pattern, desc, None, unit))
+        out += [FeatureDoc(f.table, f.column(w), f.description, w, f.unit) for w in f.windows_of(windows)]
     return out

@@ -4,9 +4,10 @@
 -- A repeat-customer order is one whose customer had bought from the seller before (any time).
 -- Regions: n (North), ne (Northeast), co (Center-West), se (Southeast), s (South) of the
 -- customer's state; shares are of the seller's orders in the window.
--- Computed with deltas (see fs_seller_sales.sql): a fact known on day k about an order bought on
--- day p counts for the dt_refs in (max(p, k), p + w]; a distinct key (customer, state, product,
--- category) counts while any of its days lies in the window (islands of days closer than w).
+-- Computed with deltas (see fs_seller_sales.sql) and running sums (render.running_sums): a fact
+-- known on day k about an order bought on day p counts for the dt_refs in (max(p, k), p + w];
+-- a distinct key (customer, state, product, category) counts while any of its days lies in the
+-- window (islands of days closer than w).
 WITH f AS (
   -- ord: an order of the cohort; cus/st: distinct customer / state days (islands); new: first order of a customer
   SELECT seller_id, 'ord' AS kind, 0 AS isl, 0 AS life, pdn AS s, pdn AS e, CAST(NULL AS INTEGER) AS prv, CAST(NULL AS INTEGER) AS nxt,
@@ -22,7 +23,7 @@ WITH f AS (
     SELECT k0.*, max(pdn) OVER (PARTITION BY seller_id, customer_unique_id) AS last_pdn
     FROM (SELECT DISTINCT seller_id, customer_unique_id, pdn FROM ev_seller_orders WHERE customer_unique_id IS NOT NULL) k0
   ) k
-  WHERE k.last_pdn + {max_w} >= (SELECT min(dn) FROM fs_dates) - 1
+  WHERE k.last_pdn + {{ max_w }} >= (SELECT min(dn) FROM fs_dates) - 1
   UNION ALL
   SELECT seller_id, 'st', 1, 0, pdn, pdn,
     lag(pdn) OVER (PARTITION BY seller_id, customer_state ORDER BY pdn),
@@ -31,61 +32,32 @@ WITH f AS (
     SELECT k0.*, max(pdn) OVER (PARTITION BY seller_id, customer_state) AS last_pdn
     FROM (SELECT DISTINCT seller_id, customer_state, pdn FROM ev_seller_orders WHERE customer_state IS NOT NULL) k0
   ) k
-  WHERE k.last_pdn + {max_w} >= (SELECT min(dn) FROM fs_dates) - 1
+  WHERE k.last_pdn + {{ max_w }} >= (SELECT min(dn) FROM fs_dates) - 1
 ),
--- @include _window_deltas
-d AS (
-  SELECT
-    seller_id,
-    day,
-    -- @for w in windows
-    CAST(sum(CASE WHEN w = {w} AND kind = 'ord' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS o_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'ord' THEN sgn * (rep) ELSE 0 END) AS DOUBLE) AS rp_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'cus' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS c_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'st' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS st_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'ord' AND region = 'n' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS rn_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'ord' AND region = 'ne' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS rne_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'ord' AND region = 'co' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS rco_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'ord' AND region = 'se' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS rse_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'ord' AND region = 's' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS rs_{w},
-    -- @end
-    CAST(sum(CASE WHEN life = 1 AND kind = 'new' THEN 1 ELSE 0 END) AS DOUBLE) AS lt_c,
-  FROM x
-  GROUP BY seller_id, day
-),
-c AS (
-  SELECT
-    seller_id,
-    day,
-    lead(day) OVER (PARTITION BY seller_id ORDER BY day) AS next_day,
-    -- @for w in windows
-    sum(o_{w}) OVER cum AS o_{w},
-    sum(rp_{w}) OVER cum AS rp_{w},
-    sum(c_{w}) OVER cum AS c_{w},
-    sum(st_{w}) OVER cum AS st_{w},
-    sum(rn_{w}) OVER cum AS rn_{w},
-    sum(rne_{w}) OVER cum AS rne_{w},
-    sum(rco_{w}) OVER cum AS rco_{w},
-    sum(rse_{w}) OVER cum AS rse_{w},
-    sum(rs_{w}) OVER cum AS rs_{w},
-    -- @end
-    sum(lt_c) OVER cum AS lt_c,
-  FROM d
-  WINDOW cum AS (PARTITION BY seller_id ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-),
--- @include _explode_to_dt_refs spine=o_{max_w}
+{% include "_window_deltas.sql" %}
+{{ running_sums([
+    ("o", "kind = 'ord'", "1"),
+    ("rp", "kind = 'ord'", "rep"),
+    ("c", "kind = 'cus'", "1"),
+    ("st", "kind = 'st'", "1"),
+    ("rn", "kind = 'ord' AND region = 'n'", "1"),
+    ("rne", "kind = 'ord' AND region = 'ne'", "1"),
+    ("rco", "kind = 'ord' AND region = 'co'", "1"),
+    ("rse", "kind = 'ord' AND region = 'se'", "1"),
+    ("rs", "kind = 'ord' AND region = 's'", "1"),
+  ], lifetime=[("lt_c", "life = 1 AND kind = 'new'", "1")], spine="o_" ~ max_w) }}
 SELECT
   c.dt_ref,
   c.seller_id,
-  -- @for w in windows
-  CAST(c.c_{w} AS BIGINT) AS n_customers_{w}d,
-  c.rp_{w} / NULLIF(c.o_{w}, 0) AS pct_orders_repeat_customer_{w}d,
-  CAST(c.st_{w} AS BIGINT) AS n_customer_states_{w}d,
-  c.rn_{w} / NULLIF(c.o_{w}, 0) AS pct_orders_region_n_{w}d,
-  c.rne_{w} / NULLIF(c.o_{w}, 0) AS pct_orders_region_ne_{w}d,
-  c.rco_{w} / NULLIF(c.o_{w}, 0) AS pct_orders_region_co_{w}d,
-  c.rse_{w} / NULLIF(c.o_{w}, 0) AS pct_orders_region_se_{w}d,
-  c.rs_{w} / NULLIF(c.o_{w}, 0) AS pct_orders_region_s_{w}d,
-  -- @end
+  {% for w in windows %}
+  CAST(c.c_{{ w }} AS BIGINT) AS n_customers_{{ w }}d,
+  c.rp_{{ w }} / NULLIF(c.o_{{ w }}, 0) AS pct_orders_repeat_customer_{{ w }}d,
+  CAST(c.st_{{ w }} AS BIGINT) AS n_customer_states_{{ w }}d,
+  c.rn_{{ w }} / NULLIF(c.o_{{ w }}, 0) AS pct_orders_region_n_{{ w }}d,
+  c.rne_{{ w }} / NULLIF(c.o_{{ w }}, 0) AS pct_orders_region_ne_{{ w }}d,
+  c.rco_{{ w }} / NULLIF(c.o_{{ w }}, 0) AS pct_orders_region_co_{{ w }}d,
+  c.rse_{{ w }} / NULLIF(c.o_{{ w }}, 0) AS pct_orders_region_se_{{ w }}d,
+  c.rs_{{ w }} / NULLIF(c.o_{{ w }}, 0) AS pct_orders_region_s_{{ w }}d,
+  {% endfor %}
   CAST(c.lt_c AS BIGINT) AS n_customers_lifetime
 FROM r c

@@ -13,9 +13,10 @@
 -- * undelivered past the estimate: the estimated date has passed and no delivery before dt_ref
 --   (enters the day after the estimated date, leaves at the delivery, if any);
 -- * hand-over: order_delivered_carrier_date < dt_ref, compared with the item shipping limit.
--- Computed with deltas (see fs_seller_sales.sql): a fact known on day k about an order bought on
--- day p counts for the dt_refs in (max(p, k), p + w]; a fact that stops holding on day k2 (an
--- overdue order delivered) adds the opposite delta from (max(p, k2), p + w].
+-- Computed with deltas (see fs_seller_sales.sql) and running sums (render.running_sums): a fact
+-- known on day k about an order bought on day p counts for the dt_refs in (max(p, k), p + w];
+-- a fact that stops holding on day k2 (an overdue order delivered) adds the opposite delta from
+-- (max(p, k2), p + w].
 WITH o AS (
   SELECT
     so.*,
@@ -44,69 +45,36 @@ f AS (
   UNION ALL
   SELECT seller_id, 'ovd', 0, 0, greatest(pdn, ddn), pdn, NULL, NULL, -1, 0, 0 FROM o WHERE is_late = 1 AND ddn IS NOT NULL
 ),
--- @include _window_deltas
-d AS (
-  SELECT
-    seller_id,
-    day,
-    -- @for w in windows
-    CAST(sum(CASE WHEN w = {w} AND kind = 'ord' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS o_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'ord' THEN sgn * (v1) ELSE 0 END) AS DOUBLE) AS it_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'ord' THEN sgn * (v2) ELSE 0 END) AS DOUBLE) AS fr_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'ord' THEN sgn * (v3) ELSE 0 END) AS DOUBLE) AS pr_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'dlv' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS dl_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'dlv' THEN sgn * (v1) ELSE 0 END) AS DOUBLE) AS dly_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'dlv' THEN sgn * (v2) ELSE 0 END) AS DOUBLE) AS dd_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'late' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS lt_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'dec' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS dc_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'ho' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS ho_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'ho' THEN sgn * (v1) ELSE 0 END) AS DOUBLE) AS hol_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'ho' THEN sgn * (v2) ELSE 0 END) AS DOUBLE) AS hom_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'ovd' THEN sgn * (v1) ELSE 0 END) AS DOUBLE) AS ov_{w},
-    -- @end
-
-  FROM x
-  GROUP BY seller_id, day
-),
-c AS (
-  SELECT
-    seller_id,
-    day,
-    lead(day) OVER (PARTITION BY seller_id ORDER BY day) AS next_day,
-    -- @for w in windows
-    sum(o_{w}) OVER cum AS o_{w},
-    sum(it_{w}) OVER cum AS it_{w},
-    sum(fr_{w}) OVER cum AS fr_{w},
-    sum(pr_{w}) OVER cum AS pr_{w},
-    sum(dl_{w}) OVER cum AS dl_{w},
-    sum(dly_{w}) OVER cum AS dly_{w},
-    sum(dd_{w}) OVER cum AS dd_{w},
-    sum(lt_{w}) OVER cum AS lt_{w},
-    sum(dc_{w}) OVER cum AS dc_{w},
-    sum(ho_{w}) OVER cum AS ho_{w},
-    sum(hol_{w}) OVER cum AS hol_{w},
-    sum(hom_{w}) OVER cum AS hom_{w},
-    sum(ov_{w}) OVER cum AS ov_{w},
-    -- @end
-
-  FROM d
-  WINDOW cum AS (PARTITION BY seller_id ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-),
--- @include _explode_to_dt_refs spine=o_{max_w}
+{% include "_window_deltas.sql" %}
+{{ running_sums([
+    ("o", "kind = 'ord'", "1"),
+    ("it", "kind = 'ord'", "v1"),
+    ("fr", "kind = 'ord'", "v2"),
+    ("pr", "kind = 'ord'", "v3"),
+    ("dl", "kind = 'dlv'", "1"),
+    ("dly", "kind = 'dlv'", "v1"),
+    ("dd", "kind = 'dlv'", "v2"),
+    ("lt", "kind = 'late'", "1"),
+    ("dc", "kind = 'dec'", "1"),
+    ("ho", "kind = 'ho'", "1"),
+    ("hol", "kind = 'ho'", "v1"),
+    ("hom", "kind = 'ho'", "v2"),
+    ("ov", "kind = 'ovd'", "v1"),
+  ], spine="o_" ~ max_w) }}
 SELECT
   c.dt_ref,
   c.seller_id,
-  -- @for w in windows
-  CAST(c.dl_{w} AS BIGINT) AS n_orders_delivered_{w}d,
-  CAST(c.lt_{w} AS BIGINT) AS n_orders_late_{w}d,
-  c.lt_{w} / NULLIF(c.dc_{w}, 0) AS pct_orders_late_{w}d,
-  c.dly_{w} / NULLIF(c.dl_{w}, 0) AS avg_delivery_delay_days_{w}d,
-  c.dd_{w} / NULLIF(c.dl_{w}, 0) AS avg_delivery_days_{w}d,
-  c.hol_{w} / NULLIF(c.ho_{w}, 0) AS pct_handover_late_{w}d,
-  c.hom_{w} / NULLIF(c.ho_{w}, 0) AS avg_handover_margin_days_{w}d,
-  CAST(c.ov_{w} AS BIGINT) AS n_orders_undelivered_past_estimate_{w}d,
-  c.ov_{w} / NULLIF(c.o_{w}, 0) AS pct_orders_undelivered_past_estimate_{w}d,
-  c.fr_{w} / 100 / NULLIF(c.it_{w}, 0) AS avg_freight_per_item_{w}d,
-  c.fr_{w} / NULLIF(c.pr_{w}, 0) AS freight_to_price_{w}d,
-  -- @end
+  {% for w in windows %}
+  CAST(c.dl_{{ w }} AS BIGINT) AS n_orders_delivered_{{ w }}d,
+  CAST(c.lt_{{ w }} AS BIGINT) AS n_orders_late_{{ w }}d,
+  c.lt_{{ w }} / NULLIF(c.dc_{{ w }}, 0) AS pct_orders_late_{{ w }}d,
+  c.dly_{{ w }} / NULLIF(c.dl_{{ w }}, 0) AS avg_delivery_delay_days_{{ w }}d,
+  c.dd_{{ w }} / NULLIF(c.dl_{{ w }}, 0) AS avg_delivery_days_{{ w }}d,
+  c.hol_{{ w }} / NULLIF(c.ho_{{ w }}, 0) AS pct_handover_late_{{ w }}d,
+  c.hom_{{ w }} / NULLIF(c.ho_{{ w }}, 0) AS avg_handover_margin_days_{{ w }}d,
+  CAST(c.ov_{{ w }} AS BIGINT) AS n_orders_undelivered_past_estimate_{{ w }}d,
+  c.ov_{{ w }} / NULLIF(c.o_{{ w }}, 0) AS pct_orders_undelivered_past_estimate_{{ w }}d,
+  c.fr_{{ w }} / 100 / NULLIF(c.it_{{ w }}, 0) AS avg_freight_per_item_{{ w }}d,
+  c.fr_{{ w }} / NULLIF(c.pr_{{ w }}, 0) AS freight_to_price_{{ w }}d,
+  {% endfor %}
 FROM r c

@@ -5,18 +5,19 @@
 -- Price level: each item's price divided by its category's reference price, averaged. The
 -- reference is the median item price of the category over the 6 calendar months before the
 -- item's purchase month, so it is known when the item is sold. Rows: fs_spine.
--- Computed with deltas (see fs_seller_sales.sql): a fact known on day k about an order bought on
--- day p counts for the dt_refs in (max(p, k), p + w]; a distinct key (customer, state, product,
--- category) counts while any of its days lies in the window (islands of days closer than w).
+-- Computed with deltas (see fs_seller_sales.sql) and running sums (render.running_sums): a fact
+-- known on day k about an order bought on day p counts for the dt_refs in (max(p, k), p + w];
+-- a distinct key (customer, state, product, category) counts while any of its days lies in the
+-- window (islands of days closer than w).
 WITH ref AS (
   SELECT m.category, m.pmi, median(CAST(i.price AS DOUBLE)) AS cat_median
   FROM (
     -- only the purchase months of items that can be in a window of the requested dt_refs
     SELECT DISTINCT category, pmi FROM ev_items
-    WHERE category IS NOT NULL AND pmi >= (SELECT min(mi) FROM fs_dates) - {max_w} / 28 - 2
+    WHERE category IS NOT NULL AND pmi >= (SELECT min(mi) FROM fs_dates) - {{ max_w }} / 28 - 2
   ) m
   JOIN ev_items i ON i.category = m.category AND i.pmi >= m.pmi - 6 AND i.pmi < m.pmi
-  WHERE i.pmi >= (SELECT min(mi) FROM fs_dates) - {max_w} / 28 - 8
+  WHERE i.pmi >= (SELECT min(mi) FROM fs_dates) - {{ max_w }} / 28 - 8
   GROUP BY m.category, m.pmi
 ),
 f AS (
@@ -36,7 +37,7 @@ f AS (
     SELECT k0.*, max(pdn) OVER (PARTITION BY seller_id, product_id) AS last_pdn
     FROM (SELECT DISTINCT seller_id, product_id, pdn FROM ev_items) k0
   ) k
-  WHERE k.last_pdn + {max_w} >= (SELECT min(dn) FROM fs_dates) - 1
+  WHERE k.last_pdn + {{ max_w }} >= (SELECT min(dn) FROM fs_dates) - 1
   UNION ALL
   SELECT seller_id, 'cat', 1, 0, pdn, pdn,
     lag(pdn) OVER (PARTITION BY seller_id, category ORDER BY pdn),
@@ -45,63 +46,30 @@ f AS (
     SELECT k0.*, max(pdn) OVER (PARTITION BY seller_id, category) AS last_pdn
     FROM (SELECT DISTINCT seller_id, category, pdn FROM ev_items WHERE category IS NOT NULL) k0
   ) k
-  WHERE k.last_pdn + {max_w} >= (SELECT min(dn) FROM fs_dates) - 1
+  WHERE k.last_pdn + {{ max_w }} >= (SELECT min(dn) FROM fs_dates) - 1
 ),
--- @include _window_deltas
-d AS (
-  SELECT
-    seller_id,
-    day,
-    -- @for w in windows
-    CAST(sum(CASE WHEN w = {w} AND kind = 'prd' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS np_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'cat' THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS nc_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'itm' AND ph IS NOT NULL THEN sgn * (ph) ELSE 0 END) AS DOUBLE) AS ph_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'itm' AND ph IS NOT NULL THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS nph_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'itm' AND wg IS NOT NULL THEN sgn * (wg) ELSE 0 END) AS DOUBLE) AS wg_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'itm' AND wg IS NOT NULL THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS nwg_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'itm' AND vl IS NOT NULL THEN sgn * (vl) ELSE 0 END) AS DOUBLE) AS vl_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'itm' AND vl IS NOT NULL THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS nvl_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'itm' AND rp IS NOT NULL THEN sgn * (rp) ELSE 0 END) AS DOUBLE) AS rp_{w},
-    CAST(sum(CASE WHEN w = {w} AND kind = 'itm' AND rp IS NOT NULL THEN sgn * (1) ELSE 0 END) AS DOUBLE) AS nrp_{w},
-    -- @end
-    -- spine: items in the longest window
-    sum(CASE WHEN w = {max_w} AND kind = 'itm' THEN sgn ELSE 0 END) AS n_act,
-
-  FROM x
-  GROUP BY seller_id, day
-),
-c AS (
-  SELECT
-    seller_id,
-    day,
-    lead(day) OVER (PARTITION BY seller_id ORDER BY day) AS next_day,
-    -- @for w in windows
-    sum(np_{w}) OVER cum AS np_{w},
-    sum(nc_{w}) OVER cum AS nc_{w},
-    sum(ph_{w}) OVER cum AS ph_{w},
-    sum(nph_{w}) OVER cum AS nph_{w},
-    sum(wg_{w}) OVER cum AS wg_{w},
-    sum(nwg_{w}) OVER cum AS nwg_{w},
-    sum(vl_{w}) OVER cum AS vl_{w},
-    sum(nvl_{w}) OVER cum AS nvl_{w},
-    sum(rp_{w}) OVER cum AS rp_{w},
-    sum(nrp_{w}) OVER cum AS nrp_{w},
-    -- @end
-    sum(n_act) OVER cum AS n_act,
-
-  FROM d
-  WINDOW cum AS (PARTITION BY seller_id ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-),
--- @include _explode_to_dt_refs spine=n_act
+{% include "_window_deltas.sql" %}
+{{ running_sums([
+    ("np", "kind = 'prd'", "1"),
+    ("nc", "kind = 'cat'", "1"),
+    ("ph", "kind = 'itm' AND ph IS NOT NULL", "ph"),
+    ("nph", "kind = 'itm' AND ph IS NOT NULL", "1"),
+    ("wg", "kind = 'itm' AND wg IS NOT NULL", "wg"),
+    ("nwg", "kind = 'itm' AND wg IS NOT NULL", "1"),
+    ("vl", "kind = 'itm' AND vl IS NOT NULL", "vl"),
+    ("nvl", "kind = 'itm' AND vl IS NOT NULL", "1"),
+    ("rp", "kind = 'itm' AND rp IS NOT NULL", "rp"),
+    ("nrp", "kind = 'itm' AND rp IS NOT NULL", "1"),
+  ], longest=[("n_act", "kind = 'itm'", "1")], spine="n_act") }}
 SELECT
   c.dt_ref,
   c.seller_id,
-  -- @for w in windows
-  CAST(c.np_{w} AS BIGINT) AS n_products_{w}d,
-  CAST(c.nc_{w} AS BIGINT) AS n_categories_{w}d,
-  c.ph_{w} / NULLIF(c.nph_{w}, 0) AS avg_photos_{w}d,
-  c.wg_{w} / 100 / NULLIF(c.nwg_{w}, 0) AS avg_weight_g_{w}d,
-  c.vl_{w} / 100 / NULLIF(c.nvl_{w}, 0) AS avg_volume_cm3_{w}d,
-  c.rp_{w} / 1000000 / NULLIF(c.nrp_{w}, 0) AS price_vs_category_median_{w}d,
-  -- @end
+  {% for w in windows %}
+  CAST(c.np_{{ w }} AS BIGINT) AS n_products_{{ w }}d,
+  CAST(c.nc_{{ w }} AS BIGINT) AS n_categories_{{ w }}d,
+  c.ph_{{ w }} / NULLIF(c.nph_{{ w }}, 0) AS avg_photos_{{ w }}d,
+  c.wg_{{ w }} / 100 / NULLIF(c.nwg_{{ w }}, 0) AS avg_weight_g_{{ w }}d,
+  c.vl_{{ w }} / 100 / NULLIF(c.nvl_{{ w }}, 0) AS avg_volume_cm3_{{ w }}d,
+  c.rp_{{ w }} / 1000000 / NULLIF(c.nrp_{{ w }}, 0) AS price_vs_category_median_{{ w }}d,
+  {% endfor %}
 FROM r c

@@ -1,7 +1,7 @@
 -- grain: (dt_ref, seller_id)
 -- fs_seller_sales: volume, value, prices, regularity, recency, tenure and trend of a seller's sales.
 -- Facts: the seller's orders at their purchase time, any status. Windows: [dt_ref - w days, dt_ref).
--- Rows: fs_spine (the seller has an order in [dt_ref - {max_w}d, dt_ref)).
+-- Rows: fs_spine (the seller has an order in [dt_ref - {{ max_w }}d, dt_ref)).
 --
 -- Set-based over all dt_refs at once: a fact that counts in a window for the dt_refs a..b emits
 -- +x on day a and -x on day b+1 (a delta); the running sum of a seller's deltas up to and
@@ -38,96 +38,60 @@ iv AS (
       ELSE 2000000000
     END AS b
   FROM (SELECT sd.*, lag(pdn) OVER (PARTITION BY seller_id ORDER BY pdn) AS prev_pdn FROM sd) e
-  CROSS JOIN {windows}
+  CROSS JOIN {{ windows_table }}
   CROSS JOIN (VALUES ('win'), ('gap'), ('prev'), ('life')) AS kd(kind)
-  WHERE (kd.kind <> 'prev' OR 2 * wn.w <= {max_w})
-    AND (kd.kind <> 'life' OR wn.w = {max_w})
+  WHERE (kd.kind <> 'prev' OR 2 * wn.w <= {{ max_w }})
+    AND (kd.kind <> 'life' OR wn.w = {{ max_w }})
     AND (kd.kind <> 'gap' OR e.prev_pdn IS NOT NULL)
 ),
 x AS (
   SELECT iv.*, sg.sgn, greatest(CASE WHEN sg.sgn = 1 THEN iv.a ELSE iv.b + 1 END, (SELECT min(dn) FROM fs_dates) - 1) AS day
   FROM iv
-  CROSS JOIN (VALUES (1), (-1)) AS sg(sgn)
+  CROSS JOIN (VALUES (CAST(1 AS DOUBLE)), (CAST(-1 AS DOUBLE))) AS sg(sgn)
   WHERE iv.a <= iv.b
     AND iv.b >= (SELECT min(dn) FROM fs_dates)
     AND iv.a <= (SELECT max(dn) FROM fs_dates)
     AND (sg.sgn = 1 OR iv.kind <> 'life')
     AND (sg.sgn = 1 OR iv.b + 1 <= (SELECT max(dn) FROM fs_dates))
 ),
-d AS (
-  SELECT
-    seller_id,
-    day,
-    -- @for w in windows
-    sum(CASE WHEN kind = 'win' AND w = {w} THEN sgn * n_orders ELSE 0.0 END) AS o_{w},
-    sum(CASE WHEN kind = 'win' AND w = {w} THEN sgn * n_items ELSE 0.0 END) AS i_{w},
-    sum(CASE WHEN kind = 'win' AND w = {w} THEN CAST(sgn AS DOUBLE) ELSE 0.0 END) AS d_{w},
-    sum(CASE WHEN kind = 'win' AND w = {w} THEN sgn * gmv ELSE 0.0 END) AS g_{w},
-    sum(CASE WHEN kind = 'win' AND w = {w} THEN sgn * price_sq ELSE 0.0 END) AS q_{w},
-    sum(CASE WHEN kind = 'gap' AND w = {w} THEN CAST(sgn * (pdn - prev_pdn) AS DOUBLE) ELSE 0.0 END) AS sg_{w},
-    -- @end
-    -- @for w in trend_windows
-    sum(CASE WHEN kind = 'prev' AND w = {w} THEN sgn * n_orders ELSE 0.0 END) AS po_{w},
-    sum(CASE WHEN kind = 'prev' AND w = {w} THEN sgn * gmv ELSE 0.0 END) AS pg_{w},
-    -- @end
-    sum(CASE WHEN kind = 'life' THEN n_orders ELSE 0.0 END) AS lt_o,
-    sum(CASE WHEN kind = 'life' THEN n_items ELSE 0.0 END) AS lt_i,
-    sum(CASE WHEN kind = 'life' THEN gmv ELSE 0.0 END) AS lt_g,
-    sum(CASE WHEN kind = 'life' THEN 1.0 ELSE 0.0 END) AS lt_d,
-    max(CASE WHEN kind = 'life' THEN pdn END) AS last_p,
-    min(CASE WHEN kind = 'life' THEN pdn END) AS first_p
-  FROM x
-  GROUP BY seller_id, day
-),
-c AS (
-  -- running sums of the deltas per seller (DOUBLE holding integers: exact in any order); a row
-  -- holds for the days [day, next_day) up to the next delta day of the seller
-  SELECT
-    seller_id,
-    day,
-    lead(day) OVER (PARTITION BY seller_id ORDER BY day) AS next_day,
-    -- @for w in windows
-    sum(o_{w}) OVER cum AS o_{w},
-    sum(i_{w}) OVER cum AS i_{w},
-    sum(d_{w}) OVER cum AS d_{w},
-    sum(g_{w}) OVER cum AS g_{w},
-    sum(q_{w}) OVER cum AS q_{w},
-    sum(sg_{w}) OVER cum AS sg_{w},
-    -- @end
-    -- @for w in trend_windows
-    sum(po_{w}) OVER cum AS po_{w},
-    sum(pg_{w}) OVER cum AS pg_{w},
-    -- @end
-    sum(lt_o) OVER cum AS lt_o,
-    sum(lt_i) OVER cum AS lt_i,
-    sum(lt_g) OVER cum AS lt_g,
-    sum(lt_d) OVER cum AS lt_d,
-    max(last_p) OVER cum AS last_p,
-    min(first_p) OVER cum AS first_p
-  FROM d
-  WINDOW cum AS (PARTITION BY seller_id ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-),
--- @include _explode_to_dt_refs spine=o_{max_w}
+{{ running_sums([
+    ("o", "kind = 'win'", "n_orders"),
+    ("i", "kind = 'win'", "n_items"),
+    ("d", "kind = 'win'", "1"),
+    ("g", "kind = 'win'", "gmv"),
+    ("q", "kind = 'win'", "price_sq"),
+    ("sg", "kind = 'gap'", "pdn - prev_pdn"),
+  ], per_trend=[
+    ("po", "kind = 'prev'", "n_orders"),
+    ("pg", "kind = 'prev'", "gmv"),
+  ], lifetime=[
+    ("lt_o", "kind = 'life'", "n_orders"),
+    ("lt_i", "kind = 'life'", "n_items"),
+    ("lt_g", "kind = 'life'", "gmv"),
+    ("lt_d", "kind = 'life'", "1"),
+    ("last_p", "kind = 'life'", "pdn", "max"),
+    ("first_p", "kind = 'life'", "pdn", "min"),
+  ], spine="o_" ~ max_w) }}
 SELECT
   dt_ref,
   seller_id,
-  -- @for w in windows
-  CAST(o_{w} AS BIGINT) AS n_orders_{w}d,
-  CAST(i_{w} AS BIGINT) AS n_items_{w}d,
-  CAST(d_{w} AS BIGINT) AS n_sale_days_{w}d,
-  g_{w} / 100 AS gmv_{w}d,
-  g_{w} / 100 / NULLIF(o_{w}, 0) AS avg_ticket_{w}d,
-  g_{w} / 100 / NULLIF(i_{w}, 0) AS avg_item_price_{w}d,
-  CASE WHEN i_{w} > 1 THEN sqrt(greatest(
-    (i_{w} * q_{w} - g_{w} * g_{w}) / (i_{w} * (i_{w} - 1)), 0.0)) / 100 END AS std_item_price_{w}d,
-  i_{w} / NULLIF(o_{w}, 0) AS items_per_order_{w}d,
+  {% for w in windows %}
+  CAST(o_{{ w }} AS BIGINT) AS n_orders_{{ w }}d,
+  CAST(i_{{ w }} AS BIGINT) AS n_items_{{ w }}d,
+  CAST(d_{{ w }} AS BIGINT) AS n_sale_days_{{ w }}d,
+  g_{{ w }} / 100 AS gmv_{{ w }}d,
+  g_{{ w }} / 100 / NULLIF(o_{{ w }}, 0) AS avg_ticket_{{ w }}d,
+  g_{{ w }} / 100 / NULLIF(i_{{ w }}, 0) AS avg_item_price_{{ w }}d,
+  CASE WHEN i_{{ w }} > 1 THEN sqrt(greatest(
+    (i_{{ w }} * q_{{ w }} - g_{{ w }} * g_{{ w }}) / (i_{{ w }} * (i_{{ w }} - 1)), 0.0)) / 100 END AS std_item_price_{{ w }}d,
+  i_{{ w }} / NULLIF(o_{{ w }}, 0) AS items_per_order_{{ w }}d,
   -- consecutive sale days inside the window: n_sale_days - 1
-  CASE WHEN d_{w} > 1 THEN sg_{w} / (d_{w} - 1) END AS avg_days_between_sales_{w}d,
-  -- @end
-  -- @for w in trend_windows
-  (o_{w} - po_{w}) / NULLIF(o_{w} + po_{w}, 0) AS orders_trend_{w}d,
-  (g_{w} - pg_{w}) / NULLIF(g_{w} + pg_{w}, 0) AS gmv_trend_{w}d,
-  -- @end
+  CASE WHEN d_{{ w }} > 1 THEN sg_{{ w }} / (d_{{ w }} - 1) END AS avg_days_between_sales_{{ w }}d,
+  {% endfor %}
+  {% for w in trend_windows %}
+  (o_{{ w }} - po_{{ w }}) / NULLIF(o_{{ w }} + po_{{ w }}, 0) AS orders_trend_{{ w }}d,
+  (g_{{ w }} - pg_{{ w }}) / NULLIF(g_{{ w }} + pg_{{ w }}, 0) AS gmv_trend_{{ w }}d,
+  {% endfor %}
   CAST(lt_o AS BIGINT) AS n_orders_lifetime,
   CAST(lt_i AS BIGINT) AS n_items_lifetime,
   lt_g / 100 AS gmv_lifetime,

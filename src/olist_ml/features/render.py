@@ -1,21 +1,31 @@
-"""Tiny template + dialect layer for the feature SQL (no third-party SQL translator needed).
+"""Templates + dialect layer for the feature SQL (no third-party SQL translator needed).
 
 The `.sql` files in this package are written in the subset of SQL that DuckDB 2 and Spark 4
-both run. Two things cannot be written portably, so the files use a small template language:
+both run, as Jinja templates (`render`):
 
-* window blocks: lines between ``-- @for w in windows`` and ``-- @end`` are repeated once per
-  feature window (``Settings.feature_windows``); inside a block ``{w}`` is the window in days
-  and ``{w2}`` twice that. ``{windows}`` is a one-column VALUES table ``wn(w)`` of the windows. ``trend_windows`` are the windows whose previous window (``[dt_ref-2w,
-  dt_ref-w)``) still fits in the longest window. ``{max_w}`` is the longest window anywhere;
-* macros: ``DAYNUM(expr)`` = whole days from 1970-01-01 to the DATE of ``expr`` (DuckDB and
+* context: ``windows`` (the feature windows, ``Settings.feature_windows``, sorted), ``trend_windows``
+  (those whose previous window ``[dt_ref-2w, dt_ref-w)`` still fits in the longest one), ``max_w``
+  (the longest window) and ``windows_table`` (a one-column VALUES table ``wn(w)`` of the windows);
+  loops are ``{% for w in windows %} ... {{ w }} ... {% endfor %}``;
+* partials: ``{% include "_window_deltas.sql" %}`` (facts -> +/- deltas per window, the CTE ``x``);
+* ``running_sums(...)`` (a Python macro, below): the running-sum shape every table shares - the
+  per-day deltas ``d``, their running sums ``c`` and the copy of each running-sum row to the dt_refs it
+  holds for (``e``, ``r``, from ``_explode_to_dt_refs.sql``). A table declares each running sum ONCE
+  (name, condition, value) and reads it in its final SELECT as ``c.<name>_<w>``;
+* dialect functions: ``DAYNUM(expr)`` = whole days from 1970-01-01 to the DATE of ``expr`` (DuckDB and
   Spark spell date differences differently and disagree on TIMESTAMP differences);
-  ``EXPLODE_RANGE(a, b)`` in a select list = one output row per integer in [a, b) (the caller
-  keeps only rows with a < b: Spark's ``sequence`` would count down otherwise).
+  ``EXPLODE_RANGE(a, b)`` in a select list = one output row per integer in [a, b) (the caller keeps
+  only rows with a < b: Spark's ``sequence`` would count down otherwise). They are SQL-shaped calls
+  mapped per engine after the template is rendered, so the templates read as SQL.
 
-A line ``-- @include NAME [k=v ...]`` is replaced by the file ``NAME.sql`` of this package,
-with ``{k}`` replaced by ``v`` (the shared window-delta CTE lives in ``_window_deltas.sql``, the
-explosion of day lines to dt_refs in ``_explode_to_dt_refs.sql``). A comma left dangling before ``FROM`` by the
-last repeated line is removed.
+A comma left dangling before ``FROM`` by the last line of a loop is removed.
+
+Why Jinja and not the former ``-- @for`` / ``-- @include`` comment layer: the repeated shape needed
+macros with arguments (one declaration of a running sum expands into the ``d`` and ``c`` CTEs at every
+window), which that layer could only gain by growing a parser of its own; Jinja is the language dbt
+uses for exactly this (models plus macros for repeated SQL shapes), undefined names fail loudly
+(``StrictUndefined``), and templates are compiled once per process. The rendered SQL is the same query
+as before (tests/test_features.py oracles, tests/test_features_spark.py parity, the feature benchmark).
 """
 
 from __future__ import annotations
@@ -24,10 +34,10 @@ import re
 from functools import lru_cache
 from importlib import resources
 
+import jinja2
+
 ENGINES = ("duckdb", "spark")
 
-_BLOCK = re.compile(r"^[ \t]*--[ \t]*@for[ \t]+(\w+)[ \t]+in[ \t]+(\w+)[ \t]*\n(.*?)^[ \t]*--[ \t]*@end[ \t]*\n", re.M | re.S)
-_INCLUDE = re.compile(r"^[ \t]*--[ \t]*@include[ \t]+(\w+)((?:[ \t]+\w+=\S+)*)[ \t]*\n", re.M)
 _DANGLING = re.compile(r",(\s*(?:--[^\n]*\n\s*)*)(FROM\b)")
 
 
@@ -36,35 +46,96 @@ def read_sql(name: str) -> str:
     return resources.files(__package__).joinpath(f"{name}.sql").read_text(encoding="utf-8")
 
 
-def _include(m: re.Match) -> str:
-    """`-- @include NAME k=v ...` -> NAME.sql with every `{k}` replaced by v."""
-    sql = read_sql(m.group(1))
-    for kv in m.group(2).split():
-        k, v = kv.split("=", 1)
-        sql = sql.replace("{" + k + "}", v)
-    return sql
-
-
 def trend_windows(windows: tuple[int, ...]) -> tuple[int, ...]:
     m = max(windows)
     return tuple(w for w in windows if 2 * w <= m)
 
 
-def _expand_blocks(sql: str, windows: tuple[int, ...]) -> str:
-    lists = {"windows": windows, "trend_windows": trend_windows(windows)}
-
-    def repl(m: re.Match) -> str:
-        var, lst, body = m.group(1), m.group(2), m.group(3)
-        if lst not in lists:
-            raise ValueError(f"unknown template list {lst!r}")
-        out = []
-        for w in lists[lst]:
-            out.append(body.replace("{" + var + "2}", str(2 * w)).replace("{" + var + "}", str(w)))
-        return "".join(out)
-
-    return _BLOCK.sub(repl, sql)
+# ---- the running-sum shape ---------------------------------------------------------------------------
+def _sum(name: str, cond: str, value: str, w: int | None = None) -> str:
+    if w is None:  # a lifetime fact enters once (sgn = +1) and never leaves
+        return f"CAST(sum(CASE WHEN {cond} THEN {value} ELSE 0 END) AS DOUBLE) AS {name}"
+    return f"CAST(sum(CASE WHEN w = {w} AND {cond} THEN sgn * ({value}) ELSE 0 END) AS DOUBLE) AS {name}"
 
 
+@jinja2.pass_context
+def running_sums(ctx, per_window=(), *, per_trend=(), longest=(), lifetime=(), spine: str) -> str:
+    """The CTEs d, c, e, r shared by every fs_seller_* query (the rows of `x`: seller_id, day, w, sgn, ...).
+
+    per_window: (name, condition, value) -> column `<name>_<w>` for every feature window w: the running
+        sum of sgn * value over the deltas of window w whose row matches `condition`;
+    per_trend: the same for every trend window;
+    longest: (name, condition, value) -> `<name>`: the same at the longest window only (e.g. a spine);
+    lifetime: (name, condition, value[, agg]) -> `<name>`: the running sum of value over the lifetime
+        facts matching `condition` (they enter once, sgn = +1, and never leave), or with agg "max" / "min"
+        the running max / min of value;
+    spine: the running column that is > 0 while the seller is active (the table's rows).
+    d holds each (seller, delta day)'s deltas, c their running sums per seller: a row of c holds for the
+    days [day, next_day); e/r copy it to each requested dt_ref in that span (`_explode_to_dt_refs.sql`).
+    """
+    windows, trend, max_w = ctx["windows"], ctx["trend_windows"], ctx["max_w"]
+    day: list[str] = []
+    cum: list[str] = []
+    for ws, decl in ((windows, per_window), (trend, per_trend)):
+        for w in ws:
+            for name, cond, value in decl:
+                day.append(_sum(f"{name}_{w}", cond, value, w))
+                cum.append(f"sum({name}_{w}) OVER cum AS {name}_{w}")
+    for name, cond, value in longest:
+        day.append(_sum(name, cond, value, max_w))
+        cum.append(f"sum({name}) OVER cum AS {name}")
+    for name, cond, value, *agg in lifetime:
+        fn = agg[0] if agg else "sum"
+        day.append(_sum(name, cond, value) if fn == "sum" else f"{fn}(CASE WHEN {cond} THEN {value} END) AS {name}")
+        cum.append(f"{fn}({name}) OVER cum AS {name}")
+    sep = ",\n    "
+    explode = _ENV.get_template("_explode_to_dt_refs").render(spine=spine).strip()
+    return (
+        "d AS (\n"
+        "  -- one row per (seller, delta day): the deltas of every running sum on that day\n"
+        "  SELECT\n"
+        "    seller_id,\n"
+        "    day,\n"
+        f"    {sep.join(day)}\n"
+        "  FROM x\n"
+        "  GROUP BY seller_id, day\n"
+        "),\n"
+        "c AS (\n"
+        "  -- running sums of the deltas per seller (DOUBLE holding integers: exact in any order); a row\n"
+        "  -- holds for the days [day, next_day) up to the next delta day of the seller\n"
+        "  SELECT\n"
+        "    seller_id,\n"
+        "    day,\n"
+        "    lead(day) OVER (PARTITION BY seller_id ORDER BY day) AS next_day,\n"
+        f"    {sep.join(cum)}\n"
+        "  FROM d\n"
+        "  WINDOW cum AS (PARTITION BY seller_id ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)\n"
+        "),\n"
+        f"{explode}"
+    )
+
+
+def _load(name: str) -> str:
+    return read_sql(name[:-4] if name.endswith(".sql") else name)
+
+
+_ENV = jinja2.Environment(loader=jinja2.FunctionLoader(_load), undefined=jinja2.StrictUndefined,
+                          trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+_ENV.globals["running_sums"] = running_sums
+
+
+def render_text(template: str, **context) -> str:
+    """Render a Jinja SQL template given as text (e.g. a problem's ABT SQL) with the same rules as the
+    feature SQL (undefined names fail, block lines leave no blank lines). No dialect mapping."""
+    return _compiled(template).render(**context)
+
+
+@lru_cache(maxsize=32)
+def _compiled(template: str) -> jinja2.Template:
+    return _ENV.from_string(template)
+
+
+# ---- dialect functions ---------------------------------------------------------------------------------
 def _split_args(s: str, start: int) -> tuple[list[str], int]:
     """Arguments of a call whose '(' is at s[start]; returns (args, index after ')')."""
     depth, args, cur, i = 0, [], [], start
@@ -139,15 +210,18 @@ def expand_macros(sql: str, engine: str) -> str:
         sql = sql[: m.start()] + macros[m.group(1)](args) + sql[end:]
 
 
+def context(windows: tuple[int, ...]) -> dict:
+    """The template context of the feature windows `windows`."""
+    windows = tuple(sorted(set(int(w) for w in windows)))
+    return {"windows": windows, "trend_windows": trend_windows(windows), "max_w": max(windows),
+            "windows_table": "(VALUES " + ", ".join(f"({w})" for w in windows) + ") AS wn(w)"}
+
+
 def render(name: str, windows: tuple[int, ...], engine: str = "duckdb") -> str:
     """The SQL of one feature file (or the `_events` prelude) for the given windows and engine."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}")
-    windows = tuple(sorted(set(int(w) for w in windows)))
-    sql = _INCLUDE.sub(_include, read_sql(name))
-    sql = _expand_blocks(sql, windows)
-    sql = sql.replace("{max_w}", str(max(windows)))
-    sql = sql.replace("{windows}", "(VALUES " + ", ".join(f"({w})" for w in windows) + ") AS wn(w)")
+    sql = _ENV.get_template(name).render(**context(windows))
     sql = _DANGLING.sub(r"\1\2", sql)
     return expand_macros(sql, engine)
 

@@ -1,7 +1,10 @@
 """Candidate model recipes: preprocessing + estimator + Optuna search space.
 
 Every candidate is a scikit-learn `Pipeline` whose first step casts a raw frame (as the ABT or
-the scoring frame gives it) to the declared columns, so the logged model takes raw rows.
+the scoring frame gives it) to the declared columns, so the logged model takes raw rows. The
+classes a fitted candidate holds are scikit-learn's, LightGBM's, XGBoost's or those of
+`olist_ml_model` (the frame caster, the hazard GLM, the signed log), which is logged with every
+model so that it loads without olist-ml (`olist_ml.ml.artefact`).
 """
 
 from __future__ import annotations
@@ -11,57 +14,30 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
+from olist_ml_model import FrameCaster, HazardGLM, MissingColumnsError, signed_log
+from olist_ml_model import cast_frame as _cast_frame
+
 from ..errors import UnknownNameError
 
-
-class FrameCaster(BaseEstimator, TransformerMixin):
-    """Select the feature columns; numerics -> float64, categoricals -> object (NaN for missing)."""
-
-    def __init__(self, categorical: list[str] | None = None, numeric: list[str] | None = None):
-        self.categorical = categorical
-        self.numeric = numeric
-
-    def fit(self, X, y=None):
-        self.feature_names_in_ = np.asarray(list(self.categorical or []) + list(self.numeric or []), dtype=object)
-        self.n_features_in_ = len(self.feature_names_in_)
-        return self
-
-    def transform(self, X):
-        return cast_frame(X, list(self.categorical or []), list(self.numeric or []))
-
-    def get_feature_names_out(self, input_features=None):
-        return self.feature_names_in_
+__all__ = ["CANDIDATES", "Candidate", "FrameCaster", "HazardGLM", "cast_frame", "importances", "resolve"]
 
 
 def cast_frame(df: pd.DataFrame, categorical: list[str], numeric: list[str]) -> pd.DataFrame:
-    missing = [c for c in categorical + numeric if c not in df.columns]
-    if missing:
-        from ..errors import InputError
+    """`olist_ml_model.cast_frame`, with a missing column as a one-line InputError."""
+    from ..errors import InputError
 
-        raise InputError(f"input frame lacks feature column(s) {', '.join(missing[:10])}"
-                         f"{' ...' if len(missing) > 10 else ''}: rebuild the features/ABT the model was trained on")
-    out = {}
-    for c in numeric:
-        out[c] = pd.to_numeric(df[c], errors="coerce").astype("float64").to_numpy()
-    for c in categorical:
-        s = df[c]
-        vals = s.astype(object).to_numpy(copy=True)
-        vals[pd.isna(s).to_numpy()] = np.nan
-        out[c] = np.array([v if isinstance(v, str) or v is np.nan else str(v) for v in vals], dtype=object)
-    frame = pd.DataFrame(out, index=df.index)
-    for c in categorical:
-        frame[c] = frame[c].astype(object)
-    return frame[categorical + numeric]
+    try:
+        return _cast_frame(df, categorical, numeric)
+    except MissingColumnsError as e:
+        raise InputError(str(e)) from None
 
 
-def _signed_log(x):
-    return np.sign(x) * np.log1p(np.abs(x))
+_signed_log = signed_log  # the name older registered models refer to
 
 
 def _linear_prep(cat: list[str], num: list[str], p: dict) -> ColumnTransformer:
@@ -69,7 +45,7 @@ def _linear_prep(cat: list[str], num: list[str], p: dict) -> ColumnTransformer:
 
     num_steps = [("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True))]
     if p.get("log_transform", True):
-        num_steps.append(("log", FunctionTransformer(_signed_log, feature_names_out="one-to-one")))
+        num_steps.append(("log", FunctionTransformer(signed_log, feature_names_out="one-to-one")))
     num_steps.append(("scale", StandardScaler()))
     parts = [("num", Pipeline(num_steps), num)]
     if cat:
@@ -182,83 +158,7 @@ def _xgb_build(cat, num, p, seed, n_jobs):
     return _wrap(cat, num, _tree_prep(cat, num), est)
 
 
-# ---- hazard GLM (survival-window targets) ------------------------------------------------------
-class HazardGLM(BaseEstimator, ClassifierMixin):
-    """Constant-hazard survival GLM for targets of the form "no event during an exposure window".
-
-    Events arrive at rate lambda = exp(X w + b) per unit of exposure; the positive class is the
-    window passing without an event, so P(y = 1) = exp(-lambda * exposure): a binomial GLM with the
-    complementary log-log link on P(event) and offset log(exposure). The exposure (e.g. churn's
-    `horizon_days_left`, 1..45 days) is the LAST column of X, raw; the other columns are the
-    prepared features. Fitted by L-BFGS on the mean negative log-likelihood plus alpha/2 * ||w||^2.
-    A logistic regression has to learn the rate x exposure interaction from data; here it is the
-    model's structure, which is what the data-generating process of a churn-by-silence target is.
-    """
-
-    def __init__(self, alpha: float = 1.0, max_iter: int = 2000):
-        self.alpha = alpha
-        self.max_iter = max_iter
-
-    def _split(self, X):
-        X = np.asarray(X, dtype=float)
-        if X.ndim != 2 or X.shape[1] < 1:
-            raise ValueError("HazardGLM needs a 2-D X whose last column is the exposure")
-        expo = X[:, -1].copy()
-        bad = ~np.isfinite(expo) | (expo <= 0)
-        if bad.any():
-            expo[bad] = getattr(self, "exposure_median_", 1.0)
-        return X[:, :-1], np.log(expo)
-
-    def fit(self, X, y):
-        from scipy.optimize import minimize
-
-        y = np.asarray(y).astype(int)
-        self.classes_ = np.array([0, 1])
-        raw = np.asarray(X, dtype=float)[:, -1]
-        ok = np.isfinite(raw) & (raw > 0)
-        self.exposure_median_ = float(np.median(raw[ok])) if ok.any() else 1.0
-        Z, off = self._split(X)
-        n, d = Z.shape
-        alpha = float(self.alpha)
-
-        def loss(wb):
-            w, b = wb[:-1], wb[-1]
-            mu = np.exp(np.clip(Z @ w + b + off, -30.0, 10.0))
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                nll = np.where(y == 1, mu, -np.log(-np.expm1(-mu)))
-                g = np.where(y == 1, mu, -mu / np.expm1(mu))
-            return nll.mean() + alpha * (w @ w) / 2, np.append(Z.T @ g / n + alpha * w, g.mean())
-
-        # start at the constant rate that matches the training share of event-free windows
-        p1 = min(max(y.mean(), 1e-3), 1 - 1e-3)
-        b0 = float(np.log(-np.log(p1)) - off.mean())
-        res = minimize(loss, np.append(np.zeros(d), b0), jac=True, method="L-BFGS-B",
-                       options={"maxiter": int(self.max_iter)})
-        self.coef_ = res.x[:-1].reshape(1, -1)
-        self.intercept_ = np.array([res.x[-1]])
-        self.n_iter_ = int(res.nit)
-        self.n_features_in_ = d + 1
-        return self
-
-    def log_rate(self, X) -> np.ndarray:
-        """log(events per unit of exposure) of each row."""
-        Z, _ = self._split(X)
-        return Z @ self.coef_.ravel() + self.intercept_[0]
-
-    def decision_function(self, X) -> np.ndarray:
-        # higher = more likely positive (no event): -(log rate + log exposure)
-        Z, off = self._split(X)
-        return -(Z @ self.coef_.ravel() + self.intercept_[0] + off)
-
-    def predict_proba(self, X) -> np.ndarray:
-        eta = np.clip(-self.decision_function(X), -30.0, 10.0)
-        p1 = np.clip(np.exp(-np.exp(eta)), 1e-12, 1 - 1e-12)
-        return np.column_stack([1 - p1, p1])
-
-    def predict(self, X) -> np.ndarray:
-        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
-
-
+# ---- hazard GLM (survival-window targets): `olist_ml_model.HazardGLM` ---------------------------
 def _hazard_space(t):
     return {"alpha": t.suggest_float("alpha", 1e-4, 10.0, log=True),
             "log_transform": t.suggest_categorical("log_transform", [True, False])}
@@ -342,8 +242,11 @@ def output_feature_names(pipe: Pipeline) -> list[str]:
 
 
 def importances(pipe: Pipeline) -> pd.Series:
-    """Model-native importance per transformed column (trees: gain/impurity; linear: |coef|)."""
-    est = pipe.named_steps["model"]
+    """Model-native importance per transformed column (trees: gain/impurity; linear: |coef|); a
+    calibrated last step (`olist_ml.ml.calibration`) is looked through."""
+    from .calibration import base_estimator
+
+    est = base_estimator(pipe.named_steps["model"])
     names = output_feature_names(pipe)
     if hasattr(est, "feature_importances_"):
         vals = np.asarray(est.feature_importances_, dtype=float)

@@ -60,8 +60,109 @@ def binary_metrics(y, p) -> dict[str, float]:
         "top_decile_lift": float(dec.loc[0, "lift"]),
         "top_decile_precision": float(dec.loc[0, "rate"]),
         "base_rate": float(y.mean()),
+        "mean_pred": float(p.mean()),
         "n": int(len(y)),
     }
+
+
+def expected_calibration_error(y, p, bins: int = 10) -> float:
+    """Expected calibration error: the row-weighted mean |mean predicted - observed rate| over
+    `bins` equal-width probability bins (the bins of `calibration_table`)."""
+    cal = calibration_table(y, p, bins)
+    n = cal["n"].sum()
+    return float((cal["n"] * (cal["mean_pred"] - cal["frac_pos"]).abs()).sum() / n) if n else float("nan")
+
+
+def _weighted_auc_matrix(y: np.ndarray, p: np.ndarray, W: np.ndarray, presorted: bool = False) -> np.ndarray:
+    """ROC AUC (ties count 1/2) of scores p for labels y under each row of row weights W (B x n).
+    `presorted`: y, p and W's columns are already in ascending order of p."""
+    if not presorted:
+        order = np.argsort(p, kind="stable")
+        p, y, W = p[order], y[order], W[:, order]
+    neg = W * (1 - y)
+    pos = W - neg
+    starts = np.flatnonzero(np.r_[True, p[1:] != p[:-1]])
+    if len(starts) < len(p):  # tied scores: one level per distinct score
+        pos = np.add.reduceat(pos, starts, axis=1)
+        neg = np.add.reduceat(neg, starts, axis=1)
+    below = np.cumsum(neg, axis=1)
+    below -= neg
+    below += 0.5 * neg
+    num = np.einsum("ij,ij->i", pos, below)
+    den = pos.sum(axis=1) * neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
+def _weighted_metric(metric: str, y, p, w) -> float:
+    from sklearn.metrics import average_precision_score, brier_score_loss, log_loss
+
+    if metric == "roc_auc":
+        return float(_weighted_auc_matrix(y, p, w[None, :])[0])
+    keep = w > 0
+    y, p, w = y[keep], p[keep], w[keep]
+    if metric == "pr_auc":
+        return float(average_precision_score(y, p, sample_weight=w)) if y.min() != y.max() else float("nan")
+    if metric == "log_loss":
+        return float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), sample_weight=w, labels=[0, 1]))
+    if metric == "brier":
+        return float(brier_score_loss(y, p, sample_weight=w))
+    raise ValueError(f"no bootstrap for metric {metric}")
+
+
+def bootstrap_ci(y, p, clusters=None, *, metric: str = "roc_auc", n_boot: int = 1000, level: float = 0.95,
+                 seed: int = 0) -> tuple[float, float, int]:
+    """(low, high, resamples used) of a percentile bootstrap interval of `metric` of scores p.
+
+    Clustered: whole clusters (e.g. every row of one seller) are resampled with replacement, as
+    rows of one cluster are not independent; `clusters` None -> each row is its own cluster.
+    Each resample is a vector of cluster multiplicities, i.e. row weights, so ROC AUC is computed
+    for a block of resamples at once from one sort of the scores. Resamples holding one class
+    only are skipped."""
+    y = np.asarray(y).astype(int)
+    p = np.asarray(p, dtype=float)
+    n = len(y)
+    if n == 0 or y.min() == y.max():
+        return float("nan"), float("nan"), 0
+    if clusters is None:
+        codes, k = np.arange(n), n
+    else:
+        codes, uniq = pd.factorize(pd.Series(clusters).astype(str), sort=True)
+        k = len(uniq)
+    rng = np.random.default_rng(seed)
+    order = np.argsort(p, kind="stable")
+    ys, ps, cs = y[order], p[order], codes[order]
+    stats: list[np.ndarray] = []
+    block = max(1, min(n_boot, 2_000_000 // max(n, k)))
+    done = 0
+    while done < n_boot:
+        b = min(block, n_boot - done)
+        draws = rng.integers(0, k, size=(b, k)) + (np.arange(b) * k)[:, None]
+        counts = np.bincount(draws.ravel(), minlength=b * k).reshape(b, k).astype(float)  # b x clusters
+        W = counts[:, cs]
+        if metric == "roc_auc":
+            stats.append(_weighted_auc_matrix(ys, ps, W, presorted=True))
+        else:
+            stats.append(np.array([_weighted_metric(metric, ys, ps, w) for w in W]))
+        done += b
+    vals = np.concatenate(stats)
+    vals = vals[np.isfinite(vals)]
+    if not len(vals):
+        return float("nan"), float("nan"), 0
+    a = (1 - level) / 2
+    lo, hi = np.quantile(vals, [a, 1 - a])
+    return float(lo), float(hi), int(len(vals))
+
+
+def ranking_metric(metric: str, y, s) -> float:
+    """ROC AUC or PR AUC of any score s (higher = more likely class 1), e.g. a baseline rule's."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y = np.asarray(y).astype(int)
+    if y.min() == y.max():
+        return float("nan")
+    fn = {"roc_auc": roc_auc_score, "pr_auc": average_precision_score}[metric]
+    return float(fn(y, np.asarray(s, dtype=float)))
 
 
 def cluster_metrics(X: np.ndarray, labels: np.ndarray, sample: int = 5000, seed: int = 0) -> dict[str, float]:
@@ -136,6 +237,21 @@ def binary_plots(y, p, out_dir: Path, title: str) -> list[Path]:
     ax.set(xlabel="mean predicted", ylabel="observed rate", title=f"Calibration - {title}", xlim=(0, 1), ylim=(0, 1))
     paths.append(_save(fig, out_dir / "calibration.png", plt))
     return paths
+
+
+def reliability_plot(y, p_before, p_after, out_dir: Path, title: str, bins: int = 10) -> Path:
+    """Reliability diagram of the same rows before and after calibration, with each one's ECE."""
+    plt = _plt()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "--", color="grey")
+    for label, p in (("before", p_before), ("after", p_after)):
+        cal = calibration_table(y, p, bins)
+        ax.plot(cal["mean_pred"], cal["frac_pos"], "o-",
+                label=f"{label} calibration (ECE {expected_calibration_error(y, p, bins):.3f})")
+    ax.set(xlabel="mean predicted", ylabel="observed rate", title=f"Reliability - {title}", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, out_dir / "reliability.png", plt)
 
 
 def importance_plot(imp: pd.Series, out_dir: Path, title: str, top: int = 25) -> Path | None:

@@ -10,16 +10,19 @@ import numpy as np
 import pandas as pd
 
 from ..config import Settings
-from ..errors import MissingStepError, UnknownNameError
+from ..errors import InputError, MissingStepError, UnknownNameError
 from . import tracking
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+REJECTED = "rejected"  # registered below its quality gate: no alias, never promoted by the champion rule
 
 
 @dataclass
 class Champion:
-    """A registered model version loaded for scoring."""
+    """A registered model version loaded for scoring. `model` is the fitted Pipeline inside the
+    artefact (`olist_ml.ml.artefact`): olist-ml scores with it directly, so its scores are exactly
+    those of the artefact's pyfunc `predict` without MLflow's per-call input checks."""
 
     model: Any  # the fitted sklearn Pipeline
     model_name: str
@@ -29,13 +32,23 @@ class Champion:
     kind: str  # "binary" | "cluster"
     feature_names: list[str]
     tags: dict
+    pyfunc: Any = None  # the loaded mlflow.pyfunc model (signature, metadata)
+
+    def _check(self, df: pd.DataFrame) -> None:
+        missing = [c for c in self.feature_names if c not in df.columns]
+        if missing:
+            from olist_ml_model import missing_columns_message
+
+            raise InputError(f"{self.model_name} v{self.version}: {missing_columns_message(missing)}")
 
     def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
         """P(class 1) per row (binary problems)."""
+        self._check(df)
         return np.asarray(self.model.predict_proba(df))[:, 1]
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         """Class / cluster label per row."""
+        self._check(df)
         return np.asarray(self.model.predict(df))
 
     def score(self, df: pd.DataFrame) -> np.ndarray:
@@ -60,12 +73,9 @@ def alias_version(settings: Settings, model_name: str, alias: str = CHAMPION):
 
 
 def load_version(settings: Settings, model_name: str, version: str | int, alias: str = "") -> Champion:
-    import mlflow.sklearn
-
     c = tracking.client(settings)
     mv = c.get_model_version(model_name, str(version))
-    model = mlflow.sklearn.load_model(f"models:/{model_name}/{mv.version}")
-    return _wrap(model, model_name, mv, alias)
+    return _wrap(*_load(settings, f"models:/{model_name}/{mv.version}"), model_name, mv, alias)
 
 
 def load_champion(settings: Settings, model_name: str, alias: str = CHAMPION) -> Champion:
@@ -73,19 +83,58 @@ def load_champion(settings: Settings, model_name: str, alias: str = CHAMPION) ->
     mv = alias_version(settings, model_name, alias)
     if mv is None:
         raise _missing(settings, model_name, alias)
-    import mlflow.sklearn
-
-    model = mlflow.sklearn.load_model(f"models:/{model_name}@{alias}")
-    return _wrap(model, model_name, mv, alias)
+    return _wrap(*_load(settings, f"models:/{model_name}@{alias}"), model_name, mv, alias)
 
 
-def _wrap(model, model_name, mv, alias) -> Champion:
+def _load(settings: Settings, uri: str):
+    """(fitted Pipeline, pyfunc model) at `uri`, from Settings' registry."""
+    from . import artefact
+
+    tracking.configure(settings)
+    pm, model = artefact.load(uri)
+    return model, pm
+
+
+def _wrap(model, pm, model_name, mv, alias) -> Champion:
     cast = model.named_steps.get("cast") if hasattr(model, "named_steps") else None
     names = [str(x) for x in getattr(cast, "feature_names_in_", getattr(model, "feature_names_in_", []))]
     tags = dict(mv.tags or {})
     kind = tags.get("kind") or ("binary" if hasattr(model, "predict_proba") else "cluster")
     return Champion(model=model, model_name=model_name, version=str(mv.version), run_id=mv.run_id or "",
-                    alias=alias, kind=kind, feature_names=names, tags=tags)
+                    alias=alias, kind=kind, feature_names=names, tags=tags, pyfunc=pm)
+
+
+def register(settings: Settings, model_name: str, model_uri: str, run_id: str | None, tags: dict[str, str]):
+    """A new version of `model_name` from the logged model `model_uri` (created on first use), through
+    the client API: quiet, unlike `mlflow.register_model`'s "Successfully registered model" / "Created
+    version" lines, which only `--verbose` (Settings.verbose) prints. Links the version to its logged
+    model as `mlflow.register_model` does. Returns the ModelVersion."""
+    import json
+    import sys
+
+    from mlflow.exceptions import MlflowException
+
+    c = tracking.client(settings)
+    try:
+        c.create_registered_model(model_name)
+        if settings.verbose:
+            print(f"Successfully registered model '{model_name}'.", file=sys.stderr)
+    except MlflowException as e:
+        if e.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    model_id = model_uri[len("models:/"):] if model_uri.startswith("models:/m-") else None
+    mv = c.create_model_version(model_name, model_uri, run_id=run_id or None, tags=tags, model_id=model_id)
+    if settings.verbose:
+        print(f"Created version '{mv.version}' of model '{model_name}'.", file=sys.stderr)
+    if model_id:
+        try:
+            lm = c.get_logged_model(model_id)
+            links = json.loads(lm.tags.get("mlflow.modelVersions", "[]"))
+            links.append({"name": model_name, "version": str(mv.version)})
+            c.set_logged_model_tags(model_id, {"mlflow.modelVersions": json.dumps(links)})
+        except MlflowException:  # the link is informative only (e.g. a registry in another workspace)
+            pass
+    return mv
 
 
 def champion_rule(new: float, old: float, *, label: str, champion_version: str | int, on: str,
@@ -101,9 +150,11 @@ def champion_rule(new: float, old: float, *, label: str, champion_version: str |
 
 
 def record_decision(settings: Settings, model_name: str, version: str | int, decision: str, reason: str) -> None:
-    """Point the `decision` alias (champion / challenger) at `version`; the reason goes on the version."""
+    """Point the `decision` alias (champion / challenger) at `version` (no alias for `rejected`); the
+    reason goes on the version."""
     c = tracking.client(settings)
-    c.set_registered_model_alias(model_name, decision, str(version))
+    if decision != REJECTED:
+        c.set_registered_model_alias(model_name, decision, str(version))
     c.set_model_version_tag(model_name, str(version), "decision", decision)
     c.set_model_version_tag(model_name, str(version), "decision_reason", reason)
     c.update_model_version(model_name, str(version), description=f"[train] {decision}: {reason}")

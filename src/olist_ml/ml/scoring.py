@@ -143,6 +143,8 @@ def predict(problem: Problem, settings: Settings, as_of: date | None = None, *, 
         return problem.score_fn(problem, settings, as_of, top_n=top_n)
     t0 = time.perf_counter()
     champ = registry.load_champion(settings, problem.name)
+    # a champion trained with other horizon / windows would score inputs it never saw
+    problem.check_champion(champ, settings)
     with session(settings) as con:
         purged = purge_stale_scores(con, problem, settings)
         frame = problem.scoring_frame(con, settings, as_of)

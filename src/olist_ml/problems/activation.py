@@ -1,10 +1,10 @@
 """Seller activation: will a seller won by the sales team make a first sale within 90 days?
 
 Grain: one row per closed deal (`mql_id`). `dt_ref` is the deal's won DATE in the ABT (drives
-the out-of-time split) and the scoring date in `scores_seller_activation`.
+the train | validation | test split) and the scoring date in `scores_seller_activation`.
 
 Target `activated` = 1 when the seller's first order (by purchase timestamp, any order that
-holds one of its items) falls in [won_date, won_date + Settings.activation_horizon_days).
+holds one of its items) falls in [won_date, won_date + `activation.horizon_days`) (Settings.activation, 90 by default).
 Only deals whose whole horizon lies inside the observed data are labelled:
 won_date + horizon <= `olist_ml.warehouse.observed_end(con)` (the exclusive end of the data,
 2018-08-24 on the real extract, whose last stray orders run to 2018-10-17); the others stay in
@@ -20,10 +20,12 @@ The marketing-funnel tables are optional in the warehouse: without them this pro
 `MissingStepError` naming the two files to ingest.
 
 The labelled set is small (on the real data 842 won deals, 654 labelled with the 90-day
-horizon: won_date + 90 days <= 2018-08-24, i.e. won by 2018-05-25), so `olist-ml train activation` reports the OOT ROC AUC with a
-percentile bootstrap interval: `oot_confidence` is the problem's `extra_metrics` hook, applied
-to every candidate's OOT predictions and logged as `oot_roc_auc_ci_low/high` (+ `best_oot_*`
-on the parent run). Bootstrap resamples: Settings.extra["bootstrap"] (default 2000).
+horizon: won_date + 90 days <= 2018-08-24, i.e. won by 2018-05-25), so the quality gate is the bootstrap interval of the
+test ROC AUC (one deal per cluster; `olist_ml.ml.metrics.bootstrap_ci`, `training.bootstrap`
+resamples, default 1000): a model is promoted only when its lower bound clears 0.5.
+Deal attributes the funnel fills only for later deals (declared_product_catalog_size,
+has_company, average_stock are empty for every labelled deal on the real data) are dropped by
+the generic trainer as features empty in every training row, so they cannot skew scores.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import pandas as pd
 
 from ..config import Settings
 from ..errors import MissingStepError, NotReadyError
-from ..ml.problem import Problem, SplitConfig
+from ..ml.problem import Baseline, Problem
 from ..warehouse import observed_end, require_tables, table_exists
 from ._common import as_date, read_sql, write_frame_atomically
 
@@ -64,7 +66,7 @@ def deals_sql(settings: Settings, end: date, engine: str = "duckdb") -> str:
     """The deals query (activation_deals.sql) for `engine` ("duckdb" or "spark")."""
     from ..features.render import expand_macros
 
-    sql = read_sql("activation_deals.sql").format(horizon_days=int(settings.activation_horizon_days),
+    sql = read_sql("activation_deals.sql").format(horizon_days=int(settings.activation.horizon_days),
                                                    observed_end=pd.Timestamp(end).date().isoformat())
     return expand_macros(sql, engine)
 
@@ -98,13 +100,20 @@ def scoring_frame(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dat
         return df
     end = df["observed_end"].iloc[0]
     d = pd.Timestamp(as_of) if as_of is not None else pd.Timestamp(as_date(end))
-    horizon = pd.Timedelta(days=int(settings.activation_horizon_days))
+    horizon = pd.Timedelta(days=int(settings.activation.horizon_days))
     won = pd.to_datetime(df["won_date"])
     sold = pd.to_datetime(df["first_sale_ts"])
     keep = (won < d) & (won + horizon > d) & (sold.isna() | (sold >= d))
     out = df[keep].drop(columns=["observed_end", TARGET, "label_known_at"]).copy()
     out["dt_ref"] = d.date()
     return out.reset_index(drop=True)
+
+
+def label_known_at(df: pd.DataFrame, settings: Settings) -> pd.Series:
+    """When a deal's label is known whatever it turns out to be: won_date + the horizon (a first
+    sale inside the horizon settles activated = 1 earlier, but purging on that would select on
+    the outcome)."""
+    return pd.to_datetime(df["won_date"]).dt.normalize() + pd.Timedelta(days=int(settings.activation.horizon_days))
 
 
 # ---- honest uncertainty on a small test set ----------------------------------------------------
@@ -120,76 +129,24 @@ class AucInterval:
 
 
 def bootstrap_auc(y, p, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> AucInterval:
-    """ROC AUC with a percentile bootstrap interval (rows resampled with replacement; resamples
-    holding one class only are skipped)."""
+    """ROC AUC with a percentile bootstrap interval (deals resampled with replacement; resamples
+    holding one class only are skipped): `olist_ml.ml.metrics.bootstrap_ci` with one deal per
+    cluster, the interval `train` reports for this problem."""
     from sklearn.metrics import roc_auc_score
+
+    from ..ml.metrics import bootstrap_ci
 
     y = np.asarray(y).astype(int)
     p = np.asarray(p, dtype=float)
     auc = float(roc_auc_score(y, p)) if y.min() != y.max() else float("nan")
-    rng = np.random.default_rng(seed)
-    stats = []
-    n = len(y)
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        yb = y[idx]
-        if yb.min() == yb.max():
-            continue
-        stats.append(roc_auc_score(yb, p[idx]))
-    if not stats:
-        return AucInterval(auc, float("nan"), float("nan"), n, int(y.sum()), 0, level)
-    a = (1 - level) / 2
-    lo, hi = np.quantile(stats, [a, 1 - a])
-    return AucInterval(auc, float(lo), float(hi), n, int(y.sum()), len(stats), level)
-
-
-def oot_confidence(y, p, settings: Settings) -> dict[str, float]:
-    """The problem's `extra_metrics` hook: 95% bootstrap interval of the OOT ROC AUC."""
-    n_boot = int((settings.extra or {}).get("bootstrap", 2000))
-    ci = bootstrap_auc(y, p, n_boot=n_boot, seed=settings.seed)
-    return {"roc_auc_ci_low": ci.low, "roc_auc_ci_high": ci.high, "n_positive": float(ci.n_pos),
-            "n_rows": float(ci.n)}
-
-
-def log_oot_confidence(settings: Settings, result, *, n_boot: int = 2000) -> dict[str, AucInterval]:
-    """Recompute, after `olist_ml.ml.train.train(PROBLEM, ...)`, the bootstrap interval of every
-    candidate's OOT ROC AUC with another `n_boot` and log it to its nested run (and the
-    winner's to the parent run). `train` already logs it (`oot_confidence` hook); this is for
-    re-running with another number of resamples on an existing result.
-
-    Re-creates the same OOT rows from the run's lineage (ABT rows with dt_ref in the OOT range).
-    """
-    import mlflow.sklearn
-
-    from ..ml import tracking
-    from ..warehouse import session
-
-    lin = result.lineage
-    with session(settings, read_only=True) as con:
-        oot = con.execute(
-            f"SELECT * FROM {ABT} WHERE {TARGET} IS NOT NULL AND dt_ref BETWEEN ? AND ? ORDER BY dt_ref, mql_id",
-            [lin["oot_dt_ref_min"], lin["oot_dt_ref_max"]],
-        ).df()
-    client = tracking.client(settings)
-    out: dict[str, AucInterval] = {}
-    for c in result.candidates:
-        model = mlflow.sklearn.load_model(c.model_uri)
-        p = np.asarray(model.predict_proba(oot))[:, 1]
-        ci = bootstrap_auc(oot[TARGET].to_numpy(), p, n_boot=n_boot, seed=settings.seed)
-        out[c.name] = ci
-        for k, v in (("oot_roc_auc_ci_low", ci.low), ("oot_roc_auc_ci_high", ci.high),
-                     ("oot_n_positive", ci.n_pos)):
-            client.log_metric(c.run_id, k, float(v))
-        if c.name == result.winner:
-            client.log_metric(result.parent_run_id, "best_oot_roc_auc_ci_low", ci.low)
-            client.log_metric(result.parent_run_id, "best_oot_roc_auc_ci_high", ci.high)
-    return out
+    lo, hi, used = bootstrap_ci(y, p, None, n_boot=n_boot, level=level, seed=seed)
+    return AucInterval(auc, lo, hi, len(y), int(y.sum()), used, level)
 
 
 def readiness(abt: pd.DataFrame, settings: Settings) -> str | None:
     """Why there is nothing to learn yet: no deal's whole label horizon lies inside the observed data."""
     labelled = abt[TARGET].notna()
-    h = int(settings.activation_horizon_days)
+    h = int(settings.activation.horizon_days)
     if labelled.any() or abt.empty:
         return None
     first = (pd.to_datetime(abt["won_date"]).min() + pd.Timedelta(days=h)).date()
@@ -208,14 +165,20 @@ PROBLEM = Problem(
     scoring_frame=scoring_frame,
     exclude_columns=NON_FEATURES,
     aliases=("activation", "seller-activation"),
-    description="P(a won seller makes a first sale within activation_horizon_days of won_date), at won_date",
-    # ~5 labelled months in the real data (Dec 2017 - Jun 2018): the last 2 are out of time.
-    # No purge: deals are independent and their features are fixed at won_date, so a training
-    # deal whose 90-day label resolves after the OOT start leaks nothing about OOT rows; purging
-    # the full horizon would leave ~80 training deals. (A strict deployment backtest would purge.)
-    split=SplitConfig(oot_months=2, cv_folds=3, purge_days=0),
+    description="P(a won seller makes a first sale within activation.horizon_days of won_date), at won_date",
+    # ~6 labelled months in the real data (won Dec 2017 - May 2018; 3, 73, 113, 147, 207, 122 deals):
+    # test = the last 2 (Apr-May), validation = Mar, train = Dec-Feb. Not purged: with the label known
+    # only at won_date + 90 days, no March deal is known by the test start (nor any training deal by
+    # the validation start), so a purged split has no validation rows at all. Deals are independent
+    # and their features are fixed at won_date, so an unpurged training deal whose label resolves
+    # later leaks no fact about later deals; what it does not reproduce is the label delay of a
+    # deployment (a model at the test start could not have known the last 90 days' outcomes).
+    # The split and the horizon: Settings.activation (olist_ml.config.ActivationSettings).
+    settings_of=lambda s: s.activation,
     build_step="ingest SOURCE",
     event_time_column="won_date",
-    extra_metrics=oot_confidence,
     readiness=readiness,
+    label_known_fn=label_known_at,
+    baseline=Baseline("chance: the test ROC AUC 95 % CI must lie above 0.5", ci_floor=0.5),
+    ci_cluster_column="mql_id",  # one deal per row: the deals are the clusters
 )

@@ -1,16 +1,20 @@
-"""Seller churn: will an active seller go `churn_horizon_days` days without a sale?
+"""Seller churn: will an active seller go `churn.horizon_days` days without a sale?
+
+Settings: `Settings.churn` (`olist_ml.config.ChurnSettings`: horizon_days, eligibility_days, cadence,
+the split), recorded with every model version and checked when it scores or serves.
 
 Population at each reference date dt_ref: sellers with >= 1 sale in the
-`churn_eligibility_days` days before dt_ref. Target (the reference project's definition):
+`churn.eligibility_days` days before dt_ref. Target (the reference project's definition):
 churn = 1 when the seller makes no sale from dt_ref through (its last sale date before
-dt_ref) + `churn_horizon_days` days. Labelled only where dt_ref + horizon <= the exclusive
+dt_ref) + `churn.horizon_days` days. Labelled only where dt_ref + horizon <= the exclusive
 observed end of the data (`warehouse.observed_end`, robust to the real extract's thin tail).
 Features: every feature-store column at dt_ref plus churn-specific point-in-time columns
-(`CHURN_COLUMNS`, documented one line each in the SQL header). The ABT SQL is
+(`churn_columns(windows)`, documented one line each in the SQL header; the sale-day rates
+`exp_sale_days_in_horizon_<w>d` follow the feature windows). The ABT SQL is the Jinja template
 `sql/abt_seller_churn.sql` (set-based: all dt_refs in one query).
 
-Reference dates come from the feature store, filtered by cadence (Settings.extra
-["churn_cadence"]: monthly (default, first of month) | weekly (Mondays) | daily (all)).
+Reference dates come from the feature store, filtered by `churn.cadence`: monthly (default,
+first of month) | weekly (Mondays) | daily (all).
 """
 
 from __future__ import annotations
@@ -19,17 +23,20 @@ from datetime import date
 from importlib.resources import files
 
 import duckdb
+import numpy as np
 import pandas as pd
 
-from ..config import Settings
-from ..errors import MissingStepError, UnknownNameError
-from ..ml.problem import Problem, SplitConfig
+from ..config import CHURN_CADENCES, Settings
+from ..errors import MissingStepError
+from ..features.catalog import F
+from ..features.render import render_text
+from ..ml.problem import Baseline, Problem
 from ..warehouse import observed_end as data_observed_end
 from ..warehouse import replace_table_atomically, require_tables
 
 ABT = "abt_seller_churn"
 FEATURES_STEP = "features"  # `olist-ml features ...` builds the feature store
-CADENCES = ("monthly", "weekly", "daily")
+CADENCES = CHURN_CADENCES
 # a marketplace-wide silence this long (no order at all) is a hole in the extract, not quiet trade
 SILENCE_DAYS = 14
 GP_PRIOR_DAYS = 30  # Gamma-Poisson prior: one sale day per 30 days of exposure
@@ -61,10 +68,7 @@ def _available(con) -> list[date]:
 
 
 def cadence_of(settings: Settings) -> str:
-    c = str((settings.extra or {}).get("churn_cadence", "monthly")).lower()
-    if c not in CADENCES:
-        raise UnknownNameError(f"unknown churn cadence '{c}': choose from {', '.join(CADENCES)}")
-    return c
+    return settings.churn.cadence  # validated by ChurnSettings
 
 
 def reference_dates(con, settings: Settings) -> list[date]:
@@ -80,19 +84,32 @@ def reference_dates(con, settings: Settings) -> list[date]:
     return dts
 
 
-CHURN_COLUMNS = ("horizon_days_left", "exp_sale_days_in_horizon_30d", "exp_sale_days_in_horizon_90d",
-                 "exp_sale_days_in_horizon_180d", "exp_sale_days_in_horizon_lifetime", "median_gap_days",
-                 "p90_gap_days", "max_gap_days", "pct_gaps_over_horizon", "recency_over_median_gap",
-                 "n_active_weeks_84d", "n_sale_days_7d", "n_sale_days_14d", "n_sale_days_28d", "n_orders_7d",
-                 "n_orders_14d", "sale_rate_accel_7_28d", "sale_rate_accel_28_90d", "p_no_sale_poisson_14d",
-                 "p_no_sale_poisson_28d", "p_no_sale_poisson_90d", "p_no_sale_poisson_lifetime",
-                 "p_gap_over_horizon_given_recency", "days_since_2nd_last_sale_day", "days_since_3rd_last_sale_day",
-                 "days_since_5th_last_sale_day", "avg_last5_gaps_days", "last_gap_days", "recency_over_tenure",
-                 "share_sale_days_last_90d", "n_orders_awaiting_carrier", "n_orders_in_flight",
-                 "n_orders_due_after_dt_ref", "n_orders_overdue_handover", "pct_orders_overdue_handover",
-                 "neg_log_p_no_sale_gamma_poisson", "neg_log_p_no_sale_gamma_poisson_90d", "n_products_lifetime",
-                 "top_product_share_90d", "product_hhi_90d",
-                 "mkt_orders_ratio_30d", "mkt_share_orders_30d", "mkt_share_orders_ratio")
+# the churn-specific columns; exp_sale_days_in_horizon_<w>d for every feature window w
+_CHURN_COLUMNS = ("horizon_days_left", "exp_sale_days_in_horizon_{w}d", "exp_sale_days_in_horizon_lifetime",
+                  "median_gap_days", "p90_gap_days", "max_gap_days", "pct_gaps_over_horizon", "recency_over_median_gap",
+                  "n_active_weeks_84d", "n_sale_days_7d", "n_sale_days_14d", "n_sale_days_28d", "n_orders_7d",
+                  "n_orders_14d", "sale_rate_accel_7_28d", "sale_rate_accel_28_90d", "p_no_sale_poisson_14d",
+                  "p_no_sale_poisson_28d", "p_no_sale_poisson_90d", "p_no_sale_poisson_lifetime",
+                  "p_gap_over_horizon_given_recency", "days_since_2nd_last_sale_day", "days_since_3rd_last_sale_day",
+                  "days_since_5th_last_sale_day", "avg_last5_gaps_days", "last_gap_days", "recency_over_tenure",
+                  "share_sale_days_last_90d", "n_orders_awaiting_carrier", "n_orders_in_flight",
+                  "n_orders_due_after_dt_ref", "n_orders_overdue_handover", "pct_orders_overdue_handover",
+                  "neg_log_p_no_sale_gamma_poisson", "neg_log_p_no_sale_gamma_poisson_90d", "n_products_lifetime",
+                  "top_product_share_90d", "product_hhi_90d",
+                  "mkt_orders_ratio_30d", "mkt_share_orders_30d", "mkt_share_orders_ratio")
+# the sale-day counts the churn columns read besides the feature windows' (7/14/28/90 days)
+_SALE_DAY_WINDOWS = (7, 14, 28, 90)
+
+
+def churn_columns(windows: tuple[int, ...]) -> tuple[str, ...]:
+    """The churn-specific columns of the ABT for the feature windows `windows`."""
+    out: list[str] = []
+    for c in _CHURN_COLUMNS:
+        out += [c.format(w=w) for w in sorted(set(windows))] if "{w}" in c else [c]
+    return tuple(out)
+
+
+CHURN_COLUMNS = churn_columns(Settings().feature_windows)  # at the default windows
 
 
 def abt_sql(settings: Settings, dts: list[date], *, labelled: bool = True, observed_end: date | None = None,
@@ -110,14 +127,19 @@ def abt_sql(settings: Settings, dts: list[date], *, labelled: bool = True, obser
         raise ValueError("abt_sql(labelled=True) needs observed_end (olist_ml.warehouse.observed_end(con))")
     end_sql = f"DATE '{pd.Timestamp(observed_end).date().isoformat()}'" if observed_end is not None else "NULL"
     values = ", ".join(f"(DATE '{d.isoformat()}')" for d in dts)
+    windows = tuple(sorted(set(settings.feature_windows)))
     clash = set(feature_names)
-    sql = _sql_template().format(
-        churn_columns=", ".join(f"c.{c}" for c in CHURN_COLUMNS if c not in clash),
-        horizon_plus_one=int(settings.churn_horizon_days) + 1,
+    cfg = settings.churn
+    sql = render_text(
+        _sql_template(),
+        # explicit column list (not DuckDB's `c.* EXCLUDE`): the same text runs on Spark
+        churn_select=", ".join(f"c.{c}" for c in churn_columns(windows) if c not in clash),
         dates_sql=f"SELECT CAST(d AS DATE) AS dt_ref FROM (VALUES {values}) AS t(d)",
         features_sql=features_sql if features_sql is not None else _features().feature_frame_sql(),
-        eligibility_days=int(settings.churn_eligibility_days),
-        horizon_days=int(settings.churn_horizon_days),
+        eligibility_days=int(cfg.eligibility_days),
+        horizon_days=int(cfg.horizon_days),
+        windows=windows,
+        sale_day_windows=sorted(set(windows) | set(_SALE_DAY_WINDOWS)),
         labelled="TRUE" if labelled else "FALSE",
         observed_end=end_sql,
         silence_days=SILENCE_DAYS,
@@ -148,6 +170,62 @@ def scoring_frame(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dat
     return df.drop(columns=["churn", LABEL_KNOWN_AT])
 
 
+def label_known_at(df: pd.DataFrame, settings: Settings) -> pd.Series:
+    """When a row's churn label is known whatever it turns out to be: the end of its no-sale
+    window, dt_ref + horizon_days_left days (the window runs through the last sale date + horizon;
+    a sale inside it would settle churn = 0 earlier, but purging on that would select on the
+    outcome). Without horizon_days_left: dt_ref + the full horizon."""
+    t = pd.to_datetime(df["dt_ref"])
+    horizon = int(settings.churn.horizon_days)
+    if "horizon_days_left" in df.columns:
+        left = pd.to_numeric(df["horizon_days_left"], errors="coerce").fillna(horizon).clip(upper=horizon)
+        return t + pd.to_timedelta(left, unit="D")
+    return t + pd.Timedelta(days=horizon)
+
+
+def recency(df: pd.DataFrame) -> np.ndarray:
+    """The baseline: days since the seller's last sale (longer silence, more likely churn)."""
+    return pd.to_numeric(df[RECENCY], errors="coerce").to_numpy(dtype=float)
+
+
+RECENCY = F.days_since_last_sale.column()
+RECENT_SALE_DAYS = 14
+
+
+def horizon_buckets(horizon_days: int) -> tuple[tuple[int, int], ...]:
+    """Thirds of the no-sale window by days left: (1, 15), (16, 30), (31, 45) for 45 days."""
+    h = int(horizon_days)
+    cuts = [0, round(h / 3), round(2 * h / 3), h]
+    return tuple((cuts[i] + 1, cuts[i + 1]) for i in range(3) if cuts[i + 1] > cuts[i])
+
+
+HORIZON_BUCKETS = horizon_buckets(Settings().churn.horizon_days)  # at the default horizon
+
+
+def actionable_metrics(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, settings: Settings) -> dict[str, float]:
+    """The problem's extra metrics: how well the model ranks sellers one can still act on.
+
+    The no-sale window shrinks with recency (horizon - days since the last sale), so a seller with few
+    days left is mostly already silent: ROC AUC per third of the window by days left (<= 15, 16-30,
+    31-45 for the default 45 days) and for sellers who sold in the last 14 days (`roc_auc_sold_14d`),
+    with row counts and churn rates."""
+    from ..ml.metrics import ranking_metric
+
+    out: dict[str, float] = {}
+    left = pd.to_numeric(frame["horizon_days_left"], errors="coerce").to_numpy(dtype=float) \
+        if "horizon_days_left" in frame.columns else np.full(len(y), np.nan)
+    rec = pd.to_numeric(frame[RECENCY], errors="coerce").to_numpy(dtype=float) \
+        if RECENCY in frame.columns else np.full(len(y), np.nan)
+    buckets = horizon_buckets(settings.churn.horizon_days)
+    groups = [(f"left_{lo}_{hi}d", (left >= lo) & (left <= hi)) for lo, hi in buckets]
+    groups.append((f"sold_{RECENT_SALE_DAYS}d", rec <= RECENT_SALE_DAYS))
+    for name, m in groups:
+        out[f"roc_auc_{name}"] = ranking_metric("roc_auc", y[m], p[m]) if m.sum() > 1 else float("nan")
+        out[f"n_{name}"] = float(m.sum())
+        out[f"churn_rate_{name}"] = float(y[m].mean()) if m.any() else float("nan")
+    return out
+
+
 PROBLEM = Problem(
     name="seller_churn",
     kind="binary",
@@ -159,9 +237,15 @@ PROBLEM = Problem(
     build_abt=build_abt,
     scoring_frame=scoring_frame,
     aliases=("churn",),
-    description="P(an active seller completes churn_horizon_days days without a sale)",
-    split=SplitConfig(oot_months=None, cv_folds=3, purge_days="churn_horizon_days"),
+    description="P(an active seller completes churn.horizon_days days without a sale)",
+    # split (test: the last 3 labelled months; validation: the 3 before; purged by label_known_at),
+    # horizon, eligibility and cadence: Settings.churn (olist_ml.config.ChurnSettings)
+    settings_of=lambda s: s.churn,
+    uses_features=(F.days_since_last_sale,),
     build_step=f"{FEATURES_STEP} build",
     exposure_column="horizon_days_left",  # churn = no sale during these days: the hazard_glm candidate
     exclude_columns=(LABEL_KNOWN_AT,),
+    label_known_fn=label_known_at,
+    baseline=Baseline("recency alone (days_since_last_sale as the score)", score=recency),
+    extra_metrics=actionable_metrics,
 )

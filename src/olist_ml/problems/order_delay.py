@@ -47,9 +47,9 @@ import duckdb
 import pandas as pd
 
 from .. import geo
-from ..config import Settings
+from ..config import DelaySettings, Settings
 from ..errors import MissingStepError
-from ..ml.problem import Problem, SplitConfig
+from ..ml.problem import Baseline, Problem
 from ..warehouse import require_tables
 from ._common import as_date, read_sql, seller_features_as_of, write_frame_atomically
 
@@ -66,7 +66,7 @@ NON_FEATURES = ("customer_id", "order_status", "label_known_at")
 # rounded up: a training row bought >= 52 days before the evaluation period has its label known
 # before that period starts with probability 0.999. (With label = delivery date for late orders
 # the p99.9 would be 85 days; but a late label is known at the end of the estimated date.)
-LABEL_PURGE_DAYS = 52
+LABEL_PURGE_DAYS = DelaySettings.purge_days  # 52, declared in olist_ml.config.DelaySettings
 
 
 def base_sql() -> str:
@@ -340,6 +340,21 @@ def request_frame(con: duckdb.DuckDBPyConnection, settings: Settings, orders: pd
     return df.drop(columns=["approved_at", "_features_ts"], errors="ignore")
 
 
+def label_known_at(df: pd.DataFrame, settings: Settings) -> pd.Series:
+    """When an order's label is known whatever it turns out to be: the day after its promised
+    (estimated) date. A delivery on or before that day settles is_late = 0 (earlier, at delivery);
+    none by then settles is_late = 1. Purging on the delivery time would select on the outcome."""
+    return pd.to_datetime(df["estimated_at"]).dt.normalize() + pd.Timedelta(days=1)
+
+
+def promise_slack_rule(df: pd.DataFrame):
+    """The baseline: the fewer days the promise leaves beyond the route's recent average delivery
+    time (`promise_slack_days`), the more likely late. Chosen on the VALIDATION months of the real
+    data among the rules named in the issue: promise slack 0.694 ROC AUC, route late rate
+    (`route_pct_late_90d`) 0.650, promised days 0.467 (`benchmarks/bench_problems.py --baselines`)."""
+    return -pd.to_numeric(df["promise_slack_days"], errors="coerce").to_numpy(dtype=float)
+
+
 PROBLEM = Problem(
     name=NAME,
     kind="binary",
@@ -350,11 +365,26 @@ PROBLEM = Problem(
     target=TARGET,
     build_abt=build_abt,
     scoring_frame=scoring_frame,
-    exclude_columns=NON_FEATURES,
+    # the seller's short-window feature-store columns (104 of 209 numeric features) add nothing on the
+    # real data's validation months (logreg ROC AUC 0.7884 without them, 0.7868 with) and cost a third
+    # of the fit time: only the longest window (180 d) and the unwindowed ones are kept
+    exclude_columns=NON_FEATURES + ("seller_*_30d", "seller_*_90d"),
     aliases=("delay", "order-delay", "delivery_delay"),
     description="P(an approved order is not delivered by its estimated delivery date), at approval",
-    # a training order's label is known at label_known_at: p99.9 of (label_known_at - purchase) is 52 days
-    split=SplitConfig(cv_folds=3, purge_days=LABEL_PURGE_DAYS),
+    # a training order's label is known at label_known_at: p99.9 of (label_known_at - purchase) is 52 days.
+    # test: the last 3 labelled months; validation: the 2 before (the later one mostly purged: its
+    # orders' promises run past the test start); a label is known the day after the promised date
+    # at the latest (`label_known_at`; promises are ~24 days, p95 ~40). Tuning on a time-stratified
+    # sample of 20,000 training rows (of ~58,000 on the real data). All in Settings.delay
+    # (olist_ml.config.DelaySettings: test/validation months, purge_days = LABEL_PURGE_DAYS, tune_rows).
+    settings_of=lambda s: s.delay,
+    # measured on the real data (validation ROC AUC; tuning + fit time under `olist-ml run`'s budget,
+    # relative to logreg): logreg 0.816 (1x), LightGBM 0.753 (7x), XGBoost 0.754 (4x), random forest
+    # 0.726 (18x): the two slowest never win here; LightGBM stays as the non-linear candidate
+    candidates=("logreg", "lightgbm"),
+    label_known_fn=label_known_at,
+    baseline=Baseline("promise slack alone (-promise_slack_days as the score)", score=promise_slack_rule),
+    ci_cluster_column="order_id",
     build_step="features build",
     event_time_column="purchase_ts",  # dt_ref: purchase date in the ABT, scoring date when scored
 )

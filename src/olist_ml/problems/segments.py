@@ -4,12 +4,14 @@ Population at dt_ref: sellers with at least one order in the largest feature win
 dt_ref (`n_orders_<W>d > 0`, W = max(Settings.feature_windows)).
 
 Features: a curated, interpretable subset of `fs_seller_*` (volume, ticket, tenure, recency,
-ratings, lateness, delivery time, assortment, repeat customers, freight share) at window W;
-whichever are present are used (all numeric features if fewer than 4 are).
+ratings, lateness, delivery time, assortment, repeat customers, freight share) at window W,
+named through the feature catalog (`CURATED`: `olist_ml.features.catalog.F` entries; an unknown
+name fails at import, a feature store lacking one is a `MissingStepError`). Settings:
+`Settings.segments` (k_range, stability_runs).
 
 Model (`segment_pipeline`): median imputation -> signed log1p on heavy-tailed (skewed,
 non-negative) columns -> RobustScaler (median/IQR) -> clip to [-5, 5] -> KMeans. k is chosen
-by silhouette over `k_range` (default 3..8). Stability: the chosen k is refitted on bootstrap
+by silhouette over `segments.k_range` (default 3..8). Stability: the chosen k is refitted on bootstrap
 subsamples (80%) with other seeds, and the adjusted Rand index of their assignments of the
 whole population against the reference model is reported (mean/min).
 
@@ -31,7 +33,9 @@ population the segmentation is fitted on (its content hash is the run's lineage)
 lineage; metrics silhouette, davies_bouldin, calinski_harabasz, stability_ari_mean/min,
 silhouette_by_k; artifacts segments/segment_profile.csv+html, segment_names.json,
 silhouette_by_k.csv, stability_ari.csv, segments_pca.png; the model), registers it as
-`seller_segments` (tags: segment_names JSON, dt_ref, k) and applies the clustering champion rule:
+`seller_segments` (tags: segment_names JSON, dt_ref, k, silhouette, trained_until = dt_ref: no
+labels, so no validation / test periods, calibration or baseline; the silhouette is in-sample)
+and applies the clustering champion rule:
 
   * no champion yet -> champion;
   * the champion cannot segment this population (its feature list differs from the new one:
@@ -62,15 +66,16 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.cluster import KMeans
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import RobustScaler
+
+from olist_ml_model import CLIP, HeavyTailScaler  # noqa: F401  (earlier pickles refer to segments.HeavyTailScaler)
 
 from ..config import Settings
 from ..errors import InputError, MissingStepError
-from ..ml.problem import Problem, SplitConfig
+from ..features.catalog import F
+from ..ml.problem import Problem
 from ..warehouse import observed_end, replace_table_atomically, require_tables, session, table_exists, transaction
 from ._common import as_date
 
@@ -78,23 +83,23 @@ NAME = "seller_segments"
 ABT = "abt_seller_segments"
 TABLE = "seller_segments"
 CANDIDATE = "kmeans_robust"
-CLIP = 5.0
 
-# curated features: (template, role used for naming)
+# curated features at the longest window: (catalog entry, role used for naming)
 CURATED = (
-    ("gmv_{w}d", "volume"),
-    ("n_orders_{w}d", "volume"),
-    ("avg_ticket_{w}d", "ticket"),
-    ("days_since_first_sale", "tenure"),
-    ("days_since_last_sale", "recency"),
-    ("avg_review_score_{w}d", "rating"),
-    ("pct_reviews_low_{w}d", "low_rating"),
-    ("pct_orders_late_{w}d", "late"),
-    ("avg_delivery_days_{w}d", "delivery_days"),
-    ("n_categories_{w}d", "assortment"),
-    ("pct_repeat_customers_{w}d", "loyalty"),
-    ("freight_to_price_{w}d", "freight"),
+    (F.gmv.longest, "volume"),
+    (F.n_orders.longest, "volume"),
+    (F.avg_ticket.longest, "ticket"),
+    (F.days_since_first_sale, "tenure"),
+    (F.days_since_last_sale, "recency"),
+    (F.avg_review_score.longest, "rating"),
+    (F.pct_reviews_low.longest, "low_rating"),
+    (F.pct_orders_late.longest, "late"),
+    (F.avg_delivery_days.longest, "delivery_days"),
+    (F.n_categories.longest, "assortment"),
+    (F.pct_orders_repeat_customer.longest, "loyalty"),
+    (F.freight_to_price.longest, "freight"),
 )
+ACTIVE = F.n_orders.longest  # the population: an order in the longest window
 
 
 def _features():
@@ -107,15 +112,24 @@ def window(settings: Settings) -> int:
     return max(settings.feature_windows)
 
 
-def curated_features(available: list[str], settings: Settings) -> list[str]:
-    w = window(settings)
-    cols = [t.format(w=w) for t, _ in CURATED if t.format(w=w) in available]
-    return cols if len(cols) >= 4 else list(available)
+def _column(ref, settings: Settings) -> str:
+    return ref.columns(tuple(settings.feature_windows))[0]
+
+
+def curated_features(settings: Settings, available: list[str] | None = None) -> list[str]:
+    """The curated feature columns at the settings' windows; with `available` (the feature store's
+    columns) a `MissingStepError` names any the store lacks (never silently dropped)."""
+    cols = [_column(ref, settings) for ref, _ in CURATED]
+    if available is not None:
+        missing = [c for c in cols if c not in set(available)]
+        if missing:
+            raise MissingStepError(f"the feature store lacks {', '.join(missing)} used by {NAME}: run "
+                                   "`olist-ml features build` (with the current OLIST_ML_FEATURE_WINDOWS)")
+    return cols
 
 
 def _roles(settings: Settings) -> dict[str, str]:
-    w = window(settings)
-    return {t.format(w=w): r for t, r in CURATED}
+    return {_column(ref, settings): r for ref, r in CURATED}
 
 
 # ---- data ----------------------------------------------------------------------------------------
@@ -147,7 +161,7 @@ def population(con: duckdb.DuckDBPyConnection, settings: Settings, dt_ref: date 
     d = as_date(dt_ref) or default_dt_ref(con)
     if d not in set(dts):
         raise MissingStepError(f"the feature store has no dt_ref {d}: run `olist-ml features build --start {d} --end {d}`")
-    active = f"n_orders_{window(settings)}d"
+    active = _column(ACTIVE, settings)
     cols = fs.feature_columns(con)
     cond = f"AND coalesce(f.{active}, 0) > 0" if active in cols else ""
     df = con.execute(
@@ -158,28 +172,8 @@ def population(con: duckdb.DuckDBPyConnection, settings: Settings, dt_ref: date 
 
 
 # ---- model ---------------------------------------------------------------------------------------
-class HeavyTailScaler(BaseEstimator, TransformerMixin):
-    """Signed log1p on skewed non-negative columns, then RobustScaler, then clip to [-clip, clip]."""
-
-    def __init__(self, skew_threshold: float = 1.0, clip: float = CLIP):
-        self.skew_threshold = skew_threshold
-        self.clip = clip
-
-    def fit(self, X, y=None):
-        X = np.asarray(X, dtype=float)
-        skew = pd.DataFrame(X).skew().fillna(0).to_numpy()
-        self.log_cols_ = (skew > self.skew_threshold) & (np.nanmin(X, axis=0) >= 0)
-        self.scaler_ = RobustScaler(quantile_range=(10.0, 90.0)).fit(self._log(X))
-        # a constant column has IQR 0: RobustScaler keeps scale 1, so it contributes 0 after centring
-        return self
-
-    def _log(self, X):
-        X = np.array(X, dtype=float, copy=True)
-        X[:, self.log_cols_] = np.log1p(X[:, self.log_cols_])
-        return X
-
-    def transform(self, X):
-        return np.clip(self.scaler_.transform(self._log(np.asarray(X, dtype=float))), -self.clip, self.clip)
+# HeavyTailScaler (signed log1p on skewed columns, RobustScaler, clip) lives in `olist_ml_model`, the code
+# logged with the registered model (`olist_ml.ml.artefact`); imported above under its old name here.
 
 
 def segment_pipeline(features: list[str], k: int, seed: int) -> Pipeline:
@@ -408,7 +402,7 @@ def _pca_png(X: np.ndarray, labels, names: dict[int, str], path: Path, title: st
 
 
 def _population_sql(settings: Settings, feats: list[str], cols: list[str]) -> str:
-    active = f"n_orders_{window(settings)}d"
+    active = _column(ACTIVE, settings)
     cond = f"AND coalesce(f.{active}, 0) > 0" if active in cols else ""
     return (f"SELECT CAST(f.dt_ref AS DATE) AS dt_ref, f.seller_id, {', '.join('f.' + c for c in feats)} "
             f"FROM ({_features().feature_frame_sql()}) f WHERE f.dt_ref = $d {cond}")
@@ -419,7 +413,7 @@ def write_abt(con: duckdb.DuckDBPyConnection, settings: Settings, dt_ref: date |
     sellers at `dt_ref` (default: `default_dt_ref`) with the curated features."""
     _require(con)
     cols = list(_features().feature_columns(con))
-    feats = curated_features(cols, settings)
+    feats = curated_features(settings, cols)
     d = as_date(dt_ref) or default_dt_ref(con)
     if d not in {pd.Timestamp(x).date() for x in _features().available_dt_refs(con)}:
         raise MissingStepError(f"the feature store has no dt_ref {d}: run `olist-ml features build --start {d} --end {d}`")
@@ -433,13 +427,8 @@ def build_abt(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
 
 
 def _k_range(settings: Settings, k_range) -> tuple[int, int]:
-    if k_range is not None:
-        return int(k_range[0]), int(k_range[1])
-    raw = (settings.extra or {}).get("k_range")
-    if raw:
-        lo, hi = str(raw).replace("..", "-").split("-")
-        return int(lo), int(hi)
-    return 3, 8
+    lo, hi = k_range if k_range is not None else settings.segments.k_range
+    return int(lo), int(hi)
 
 
 def fit_segments(settings: Settings, dt_ref: date | None = None, *, k_range: tuple[int, int] | None = None,
@@ -451,15 +440,14 @@ def fit_segments(settings: Settings, dt_ref: date | None = None, *, k_range: tup
     `scores_seller_segments`) for the fitted dt_ref.
 
     build_abt=False fits on the existing `abt_seller_segments` (the pipeline builds it first and
-    hashes it). k_range default: Settings.extra["k_range"] ("3-8") or 3..8; stability runs:
-    Settings.extra["stability_runs"] or 5.
+    hashes it). k_range default: `segments.k_range` (3..8); stability runs: `segments.stability_runs` (5).
     """
     from ..ml import metrics as M
     from ..ml.data import content_hash, load_abt
 
     seed = settings.seed
     k_range = _k_range(settings, k_range)
-    n_stability = int(n_stability if n_stability is not None else (settings.extra or {}).get("stability_runs", 5))
+    n_stability = int(n_stability if n_stability is not None else settings.segments.stability_runs)
     t0 = time.perf_counter()
     with session(settings) as con:
         if build_abt or not table_exists(con, ABT):
@@ -477,7 +465,7 @@ def fit_segments(settings: Settings, dt_ref: date | None = None, *, k_range: tup
     labels = pipe[-1].labels_
     X = _space(pipe, df)
     aris = stability(df, feats, k, labels, seed, n_runs=n_stability)
-    gmv = f"gmv_{window(settings)}d"
+    gmv = _column(F.gmv.longest, settings)
     prof = profile(df, labels, feats, X, gmv if gmv in df.columns else None)
     names = name_segments(prof, feats, settings)
     prof.insert(1, "segment_name", prof["segment"].map(names))
@@ -488,8 +476,7 @@ def fit_segments(settings: Settings, dt_ref: date | None = None, *, k_range: tup
     res.lineage = {"abt_table": ABT, "abt_rows": len(df), "abt_labelled_rows": len(df),
                    "abt_dt_ref_min": str(d), "abt_dt_ref_max": str(d), "abt_content_hash": abt_hash,
                    "train_rows": len(df), "train_dt_ref_min": str(d), "train_dt_ref_max": str(d),
-                   "oot_rows": len(df), "oot_dt_ref_min": str(d), "oot_dt_ref_max": str(d),
-                   "n_features": len(feats), "features": feats}
+                   "trained_until": str(d), "n_features": len(feats), "features": feats}
     res.fit_seconds = time.perf_counter() - t0
     if log:
         _log_run(settings, res, pipe, df, X, labels, register, min_delta)
@@ -506,7 +493,7 @@ def fit_segments(settings: Settings, dt_ref: date | None = None, *, k_range: tup
 
 def _log_run(settings: Settings, res: SegmentsResult, pipe, df, X, labels, register: bool, min_delta: float) -> None:
     from ..ml import tracking
-    from ..ml.train import pip_requirements
+    from ..ml.train import log_settings
 
     mlflow = tracking.configure(settings)
     exp = tracking.experiment_id(settings, NAME)
@@ -516,6 +503,7 @@ def _log_run(settings: Settings, res: SegmentsResult, pipe, df, X, labels, regis
                           tags=tracking.owner_tags()) as run:
         mlflow.set_tags({"problem": NAME, "kind": "cluster", "role": "parent", "candidate": CANDIDATE,
                          "abt_content_hash": lin["abt_content_hash"]})
+        log_settings(mlflow, PROBLEM, settings)
         mlflow.log_params({k: v for k, v in lin.items() if not isinstance(v, list)})
         mlflow.log_params({"dt_ref": str(res.dt_ref), "n_sellers": res.n_sellers, "k": res.k,
                            "k_range": f"{min(res.silhouette_by_k)}..{max(res.silhouette_by_k)}",
@@ -524,8 +512,7 @@ def _log_run(settings: Settings, res: SegmentsResult, pipe, df, X, labels, regis
                            "metric": "silhouette"})
         mlflow.log_dict({**lin, "notes": res.notes}, "lineage.json")
         mlflow.log_metrics({k: float(v) for k, v in res.metrics.items()})
-        mlflow.log_metrics({f"oot_{k}": float(v) for k, v in res.metrics.items()})
-        mlflow.log_metric("best_oot_silhouette", res.silhouette)
+        mlflow.set_tags({"trained_until": str(res.dt_ref)})
         mlflow.log_metric("fit_seconds", res.fit_seconds)
         for k, v in res.silhouette_by_k.items():
             mlflow.log_metric("silhouette_by_k", v, step=int(k))
@@ -540,14 +527,9 @@ def _log_run(settings: Settings, res: SegmentsResult, pipe, df, X, labels, regis
                 t / "stability_ari.csv", index=False)
             _pca_png(X, labels, res.names, t / "segments_pca.png", f"{NAME} at {res.dt_ref} (k={res.k})")
             mlflow.log_artifacts(tmp, artifact_path="segments")
-        from mlflow.models import infer_signature
+        from ..ml import artefact
 
-        import mlflow.sklearn
-
-        ex = df[res.features].head(5).astype("float64")
-        info = mlflow.sklearn.log_model(pipe, name="model", signature=infer_signature(ex, pipe.predict(ex)),
-                                        input_example=ex, pip_requirements=pip_requirements(),
-                                        serialization_format="cloudpickle", pyfunc_predict_fn="predict")
+        info = artefact.log_model(mlflow, pipe, "cluster", df)
         res.run_id = run.info.run_id
         res.model_uri = info.model_uri
         if register:
@@ -571,16 +553,17 @@ def _champion_silhouette(champ, df: pd.DataFrame, features: list[str], seed: int
 
 def _register(settings: Settings, res: SegmentsResult, df: pd.DataFrame, min_delta: float) -> None:
     """Register the fitted model and apply the clustering champion rule (module docstring)."""
-    import mlflow
-
     from ..ml import registry, tracking
+    from ..ml.problem import SETTINGS_TAG
 
     c = tracking.client(settings)
-    mv = mlflow.register_model(res.model_uri, NAME, tags={"kind": "cluster", "candidate": CANDIDATE})
+    mv = registry.register(settings, NAME, res.model_uri, res.run_id, {"kind": "cluster", "candidate": CANDIDATE})
     v = res.model_version = str(mv.version)
     for key, val in (("segment_names", json.dumps({str(k): n for k, n in res.names.items()})),
-                     ("run_id", res.run_id), ("oot_silhouette", f"{res.silhouette:.6f}"),
-                     ("stability_ari_mean", f"{res.ari_mean:.4f}"), ("dt_ref", str(res.dt_ref)), ("k", str(res.k))):
+                     ("run_id", res.run_id), ("silhouette", f"{res.silhouette:.6f}"),
+                     ("stability_ari_mean", f"{res.ari_mean:.4f}"), ("dt_ref", str(res.dt_ref)), ("k", str(res.k)),
+                     # no labels: no validation / test periods; the one population it was fitted on
+                     ("trained_until", str(res.dt_ref)), (SETTINGS_TAG, PROBLEM.settings_json(settings))):
         c.set_model_version_tag(NAME, v, key, val)
     current = registry.alias_version(settings, NAME, registry.CHAMPION)
     res.previous_champion = str(current.version) if current else None
@@ -623,12 +606,13 @@ def assign_segments(settings: Settings, dt_ref: date | None = None) -> int:
 
 # ---- hooks on the generic machinery ---------------------------------------------------------------
 def train_segments(problem: Problem, settings: Settings, *, build_abt: bool = True, register: bool = True,
-                   min_delta: float = 0.0, oot_end: date | None = None, **_budget):
-    """`Problem.train_fn`: `olist_ml.ml.train.train(PROBLEM, ...)` lands here. `oot_end` (the CLI's
-    --oot-end) picks the population date; the Optuna budget does not apply (k is searched)."""
+                   min_delta: float = 0.0, test_end: date | None = None, **_budget):
+    """`Problem.train_fn`: `olist_ml.ml.train.train(PROBLEM, ...)` lands here. `test_end` (the CLI's
+    --test-end) picks the population date; the Optuna budget and the train | validation | test
+    split do not apply (no labels: k is searched on the one population)."""
     from ..ml.train import CandidateResult, TrainResult
 
-    res = fit_segments(settings, oot_end, build_abt=build_abt, register=register, min_delta=min_delta)
+    res = fit_segments(settings, test_end, build_abt=build_abt, register=register, min_delta=min_delta)
     params = {"k": res.k, "k_range": f"{min(res.silhouette_by_k)}..{max(res.silhouette_by_k)}", "n_init": 10}
     cand = CandidateResult(CANDIDATE, params, res.silhouette, len(res.silhouette_by_k), res.metrics,
                            res.run_id or "", res.model_uri or "", res.fit_seconds)
@@ -652,6 +636,7 @@ def score_segments(problem: Problem, settings: Settings, as_of: date | None = No
 
     t0 = time.perf_counter()
     names, champ = champion_names(settings)
+    PROBLEM.check_champion(champ, settings)
     with session(settings) as con:
         df = population(con, settings, as_of)
         if df.empty:
@@ -677,7 +662,7 @@ def score_segments(problem: Problem, settings: Settings, as_of: date | None = No
 # ---- declaration on the generic machinery ---------------------------------------------------------
 def scoring_frame(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date | None = None) -> pd.DataFrame:
     df = population(con, settings, as_of)
-    feats = curated_features(list(_features().feature_columns(con)), settings)
+    feats = curated_features(settings, list(_features().feature_columns(con)))
     return df[["dt_ref", "seller_id"] + feats]
 
 
@@ -692,7 +677,8 @@ PROBLEM = Problem(
     scoring_frame=scoring_frame,
     aliases=("segments", "segmentation"),
     description="Segments of active sellers (k-means on robust-scaled feature-store features), named from profiles",
-    split=SplitConfig(oot_months=1, cv_folds=2),
+    settings_of=lambda s: s.segments,  # k_range, stability_runs (no labels: the split is unused)
+    uses_features=tuple(ref for ref, _ in CURATED) + (ACTIVE,),
     build_step="features build",
     train_fn=train_segments,
     score_fn=score_segments,

@@ -243,6 +243,7 @@ def monitor(problem, settings: Settings, *, log_to_mlflow: bool = True) -> Monit
 
     problem = _problem(problem)
     champ = registry.load_champion(settings, problem.name)
+    problem.check_champion(champ, settings)  # it scores the current population: same settings as trained
     ref_start, ref_end = training_range(settings, champ)
     run_ts = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
     t = problem.time_column

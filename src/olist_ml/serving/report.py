@@ -3,8 +3,9 @@
 The file has no external reference at all (no scripts, fonts, stylesheets or links): plots are
 PNG images embedded as base64 `data:` URIs, styles are inline. Sections:
 
-1. Champion vs challengers: every registered version (aliases, candidate, OOT metrics) and the
-   candidates of the champion's training run (from MLflow).
+1. Champion vs challengers: every registered version (aliases, candidate, trained_until, test
+   period and test metrics with their 95 % CI, the baseline's test metric, validation metric) and
+   the candidates of the champion's training run with their validation metrics (from MLflow).
 2. Evaluation plots of the champion (ROC, precision-recall, lift, calibration; clusters for a
    clustering problem): the PNG artifacts its training run logged under `evaluation/`.
 3. Top features: the champion run's `evaluation/feature_importance.csv` (+ its plot).
@@ -38,9 +39,15 @@ td.l,th.l{text-align:left}.champion{background:#e8f7e8}.flag{color:#b00;font-wei
 .plots img{max-width:48%;margin:4px;border:1px solid #ddd}.note{color:#666;font-style:italic}
 """
 
-_CANDIDATE_METRICS = ("oot_roc_auc", "oot_pr_auc", "oot_top_decile_lift", "oot_brier", "oot_log_loss", "oot_ks",
-                      "oot_silhouette", "oot_davies_bouldin", "fit_seconds")
-_PLOT_ORDER = ("roc.png", "pr.png", "lift.png", "calibration.png", "clusters.png", "feature_importance.png")
+_CANDIDATE_METRICS = ("validation_roc_auc", "validation_pr_auc", "validation_top_decile_lift", "validation_brier",
+                      "validation_log_loss", "validation_ks", "validation_silhouette", "validation_davies_bouldin",
+                      "test_roc_auc", "test_silhouette", "fit_seconds")
+# metrics of a registered version's run (the refit run of the generic trainer; segments' own run)
+_VERSION_METRICS = ("test_roc_auc", "test_roc_auc_ci_low", "test_roc_auc_ci_high", "baseline_test_roc_auc",
+                    "validation_roc_auc", "test_pr_auc", "test_top_decile_lift", "test_brier", "test_log_loss",
+                    "test_ece", "test_silhouette", "silhouette", "davies_bouldin")
+_PLOT_ORDER = ("roc.png", "pr.png", "lift.png", "calibration.png", "reliability.png", "clusters.png",
+               "feature_importance.png")
 
 
 def _e(x) -> str:
@@ -113,9 +120,10 @@ def _versions(client, name: str) -> pd.DataFrame:
             "alias": ", ".join(sorted(aliases.get(str(mv.version), []))),
             "candidate": (mv.tags or {}).get("candidate", ""),
             "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M"),
+            "trained_until": (mv.tags or {}).get("trained_until", ""),
+            "test period": "..".join(x for x in ((mv.tags or {}).get("test_start"), (mv.tags or {}).get("test_end")) if x),
         }
-        for k in ("oot_roc_auc", "oot_pr_auc", "oot_top_decile_lift", "oot_brier", "oot_log_loss", "oot_silhouette",
-                  "oot_davies_bouldin"):
+        for k in _VERSION_METRICS:
             if k in metrics:
                 row[k] = float(metrics[k])
         row["decision"] = (mv.tags or {}).get("decision_reason", "")
@@ -246,17 +254,19 @@ def build_html(problem, settings: Settings) -> str:
     # 1. champion vs challengers
     parts.append("<h2>Champion vs challengers</h2><h3>Registered versions</h3>")
     versions = _versions(client, problem.name)
-    parts.append(_table(versions, left=("alias", "candidate", "created", "decision"),
+    parts.append(_table(versions, left=("alias", "candidate", "created", "trained_until", "test period", "decision"),
                         row_class=lambda r: "champion" if "champion" in str(r.get("alias", "")) else ""))
     art: dict[str, bytes] = {}
     if champ_mv is not None and champ_mv.run_id:
-        parts.append("<h3>Candidates of the champion's training run (out-of-time metrics)</h3>")
+        parts.append("<h3>Candidates of the champion's training run (validation metrics; the refit row is the "
+                     "registered artefact, with the test metrics of its spec fitted before the test period)</h3>")
         parts.append(_table(_candidates_of(client, champ_mv.run_id), left=("candidate", "champion run"),
                             row_class=lambda r: "champion" if r.get("champion run") else ""))
         art = _artifacts(client, champ_mv.run_id)
 
     # 2. plots
-    parts.append("<h2>Evaluation of the champion (out-of-time)</h2>")
+    parts.append("<h2>Evaluation of the champion (test period, fitted before it; reliability before/after "
+                 "calibration)</h2>")
     pngs = [n for n in _PLOT_ORDER if n in art and n != "feature_importance.png"]
     if pngs:
         parts.append('<div class="plots">' + "".join(_img(art[n], n[:-4]) for n in pngs) + "</div>")

@@ -3,7 +3,8 @@
 * `ChampionSlot` keeps one problem's champion. A background poller asks the registry which
   version the `champion` alias points at (one cheap query) at most every `poll_seconds`;
   when it moved, the new version is loaded aside and swapped in (no restart, no request
-  ever sees a half-loaded model).
+  ever sees a half-loaded model). A version trained with other settings than the server's
+  (churn horizon, feature windows: its `settings` tag) is refused: `/ready` is 503 naming both values.
 * `FeatureSnapshot` holds the feature rows of the latest dt_ref, indexed by seller, and the
   churn champion's score of every seller (scored once per (model version, dt_ref), so a
   request is a dictionary lookup). The warehouse is opened read-only and only for the time of
@@ -143,6 +144,20 @@ def load_champion(settings: Settings, model_name: str):
     from ..ml.registry import load_champion as _load
 
     return _load(settings, model_name)
+
+
+def check_settings(model_name: str, champion, settings: Settings) -> None:
+    """`SettingsMismatchError` (one line naming both values) when the champion was trained with other
+    settings that shape its inputs (churn horizon, feature windows, ...) than this server's
+    (`Problem.check_settings`); a name that is no declared problem is not checked."""
+    from ..errors import UnknownNameError
+    from ..problems import get as get_problem
+
+    try:
+        problem = get_problem(model_name)
+    except UnknownNameError:
+        return
+    problem.check_champion(champion, settings)
 
 
 def positive_scores(champion, frame: pd.DataFrame) -> np.ndarray:
@@ -408,6 +423,7 @@ class ServingState:
                 slot.error = slot.fault = None
                 return
             champ = load_champion(self.settings, name)
+            check_settings(name, champ, self.settings)  # trained with other horizon / windows: not served
             new_version = str(getattr(champ, "version", version))
             self.slots[name] = ChampionSlot(name, champ, new_version, time.time(), None)
             log.info("loaded %s champion version %s", name, new_version)

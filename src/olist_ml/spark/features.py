@@ -31,7 +31,6 @@ from ..features.build import (
     REQUIRED_STG,
     BuildReport,
     TableBuild,
-    _progress,
     check_cadence,
     expected_columns,
     plan_dates,
@@ -39,6 +38,7 @@ from ..features.build import (
     resolve_tables,
     table_config_fp,
 )
+from ..features.progress import table_progress
 from ..features.render import render, statements
 from . import lineage
 from .lake import Lake
@@ -130,7 +130,7 @@ def build_spark(settings: Settings, *, start=None, end=None, cadence: str = "dai
     cached: list = []
     dirty = False
     try:
-        with _progress(progress, len(names)) as advance:
+        with table_progress(progress, len(names)) as advance:
             for name in names:
                 t1 = time.perf_counter()
                 reshaped = _drop_if_reshaped(lake, name, windows)

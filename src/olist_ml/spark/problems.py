@@ -166,7 +166,7 @@ def activation_scoring_frame(env: SparkEnv, settings: Settings, as_of: dt.date |
     from ..problems import activation
 
     d = pd.Timestamp(as_of).date() if as_of is not None else env.observed_end()
-    h = int(settings.activation_horizon_days)
+    h = int(settings.activation.horizon_days)
     day = F.lit(d.isoformat()).cast("timestamp_ntz")
     df = _deals(env, settings)
     keep = ((F.col("won_date") < day) & (F.col("won_date") + F.expr(f"INTERVAL {h} DAY") > day)

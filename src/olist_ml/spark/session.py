@@ -18,7 +18,7 @@ import os
 import sys
 
 from ..config import Settings
-from ..errors import MissingStepError
+from ..errors import InputError, MissingStepError
 
 _SESSION = None
 
@@ -63,8 +63,11 @@ def get_spark(settings: Settings | None = None):
         b = b.config(k, v)
     for k, v in _sql_conf(settings).items():
         b = b.config(k, v)
-    for k, v in settings.spark_conf:
-        b = b.config(k, v)
+    for kv in settings.spark_conf:  # "spark.k=v" items (OLIST_ML_SPARK_CONF)
+        k, sep, v = kv.partition("=")
+        if not sep:
+            raise InputError(f"OLIST_ML_SPARK_CONF item {kv!r}: write key=value, e.g. spark.executor.memory=4g")
+        b = b.config(k.strip(), v.strip())
     _SESSION = b.getOrCreate()
     _SESSION.sparkContext.setLogLevel("ERROR")
     return _SESSION

@@ -1,7 +1,7 @@
 -- activation_deals: one row per won deal with the facts known at won_date and its label.
 -- grain: (mql_id)
 -- reads: stg_closed_deals, stg_marketing_qualified_leads, stg_order_items, stg_orders
--- {horizon_days}: Settings.activation_horizon_days (rendered by activation.deals_sql, like the DuckDB/Spark
+-- {horizon_days}: Settings.activation.horizon_days (rendered by activation.deals_sql, like the DuckDB/Spark
 --   macros of olist_ml.features.render)
 -- {observed_end}: olist_ml.warehouse.observed_end(con), the EXCLUSIVE end of the
 --   observed data (a DATE: facts before its 00:00 are observed; robust to the real extract's
