@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import time
 import uuid
 from datetime import datetime, timezone
@@ -221,6 +222,11 @@ def _with_lines(typed, bad):
     return out.select("_rec", "line", "col", reason.alias("reason"), "raw_value")
 
 
+def _missing(v) -> bool:
+    """None or a pandas missing value (a null string can come back from toPandas as NaN)."""
+    return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA
+
+
 # ---- one table ---------------------------------------------------------------------------------
 class _TableLoad:
     """One table: read, typed, checked; its clean rows staged as a lake table."""
@@ -255,7 +261,7 @@ class _TableLoad:
                 raise InputError(f"{self.shown}: cannot read as CSV ({I._first_line(e)[:300]})") from None
             recs = sorted(set(q["_rec"].astype(int)))
             if recs:  # line numbers: one window over the file, only when something is quarantined
-                rows = [(int(r[0]), r[1], r[2], None if r[3] is None else str(r[3]),
+                rows = [(int(r[0]), r[1], r[2], None if _missing(r[3]) else str(r[3]),
                          None if pd.isna(r[4]) else int(r[4]))
                         for r in q[["_rec", "col", "reason", "raw_value", "ref_rec"]].itertuples(index=False)]
                 small = spark.createDataFrame(rows, "_rec BIGINT, col STRING, reason STRING, raw_value STRING, "
@@ -280,12 +286,19 @@ class _TableLoad:
             self.quarantine = pd.DataFrame({
                 "file": self.rep.file, "line": q["line"].astype("Int64") if recs else pd.Series(dtype="Int64"),
                 "column": q["col"], "reason": q["reason"],
-                "raw_value": q["raw_value"].map(lambda v: None if v is None else str(v)[:I._MAX_RAW]),
+                "raw_value": q["raw_value"].map(lambda v: None if _missing(v) else str(v)[:I._MAX_RAW]),
             })
-            if recs:
-                first = q.iloc[0]
-                self.rep.warnings.append(f"{self.shown}: {len(recs)} row(s) quarantined (first: line "
-                                         f"{int(first['line'])}, column {first['col']}: {first['reason']})")
+            if recs:  # as DuckDB words it: malformed records first, then the other quarantined rows
+                mal = q["reason"].str.startswith("malformed")
+                if mal.any():
+                    self.rep.warnings.append(f"{self.shown}: {int(mal.sum())} malformed CSV record(s) quarantined "
+                                             f"(first at line {int(q.loc[mal, 'line'].min())})")
+                rest = q[~mal]
+                if len(rest):
+                    first = rest.iloc[0]
+                    n = len(set(recs) - set(q.loc[mal, "_rec"].astype(int)))
+                    self.rep.warnings.append(f"{self.shown}: {n} row(s) quarantined (first: line "
+                                             f"{int(first['line'])}, column {first['col']}: {first['reason']})")
             hit = [(c, int(agg[c] or 0)) for c in dates if agg[c]]
             if hit:
                 self.rep.warnings.append(
