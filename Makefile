@@ -7,18 +7,24 @@ export UV_PYTHON_DOWNLOADS := never
 export MLFLOW_DISABLE_TELEMETRY := true
 PYTEST_ARGS ?=
 
-.PHONY: install browser run test bench clean
+.PHONY: install install-run browser run test bench clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-# one environment for running and testing (uv sync is exact: same extras everywhere)
+# the development environment: the package, the `spark` extra (PySpark, ~490 MB) and the test tools;
+# what `make test`, `make bench` and CI use (uv sync is exact: it removes what is not listed here)
 install: $(UV)
-	$(UV) sync --frozen --python $(PYTHON) --all-extras
+	$(UV) sync --frozen --python $(PYTHON) --extra spark --extra dev
+
+# the runtime only (no PySpark, no test tools): what `make run` installs in a fresh clone; --inexact keeps
+# extras an existing development environment already has
+install-run: $(UV)
+	$(UV) sync --frozen --python $(PYTHON) --inexact
 
 # the whole pipeline; synthetic data unless DATA=<folder or zip of the Olist CSVs>
-run: install
+run: install-run
 	.venv/bin/olist-ml run $(if $(DATA),--data $(DATA))
 
 # headless Chromium for the report-rendering test (Debian package; needs root/sudo, else that test skips)

@@ -52,3 +52,17 @@ def test_cli_rejects_an_unknown_engine(tmp_path: Path, capsys) -> None:
     rc = main(["--home", str(tmp_path / "h"), "--engine", "flink", "features", "list"])
     assert rc == 2
     assert "unknown engine 'flink'" in capsys.readouterr().err
+
+
+def test_spark_engine_without_pyspark_is_one_line_saying_how_to_install(tmp_path: Path, capsys, monkeypatch) -> None:
+    import sys
+
+    from olist_ml.cli import main
+
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # as if the `spark` extra were not installed
+    rc = main(["--home", str(tmp_path / "h"), "--engine", "spark", "run", "-p", "churn"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("error: the spark engine needs PySpark") and "olist-ml[spark]" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "h" / "synthetic").exists()  # stopped before generating anything

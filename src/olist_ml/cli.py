@@ -69,6 +69,10 @@ def _global(
         from .errors import UnknownNameError
 
         raise UnknownNameError(f"unknown engine {ctx.obj.engine!r}: valid engines are duckdb, spark")
+    if ctx.obj.engine == "spark":  # PySpark is an extra: say how to install it before doing anything
+        from .spark.session import require_pyspark
+
+        require_pyspark()
     ctx.meta["olist_ml.wait"] = wait
     check_paths(ctx.obj)
 

@@ -27,6 +27,19 @@ def _local(master: str) -> bool:
     return master.startswith("local")
 
 
+INSTALL_HINT = ("the spark engine needs PySpark, which is not installed: install the extra with "
+                "`pip install 'olist-ml[spark]'` (in a clone: `make install`, or "
+                "`uv sync --extra spark`), or use --engine duckdb")
+
+
+def require_pyspark() -> None:
+    """One line (MissingStepError) when PySpark is absent: checked before any work on the spark engine."""
+    import importlib.util
+
+    if importlib.util.find_spec("pyspark") is None:
+        raise MissingStepError(INSTALL_HINT)
+
+
 def get_spark(settings: Settings | None = None):
     """The shared SparkSession (created on first use; ~10 s for a local JVM)."""
     global _SESSION
@@ -34,9 +47,8 @@ def get_spark(settings: Settings | None = None):
         return _SESSION
     try:
         from pyspark.sql import SparkSession
-    except ImportError as e:
-        raise MissingStepError("the spark engine needs PySpark: install the extra with "
-                               "`pip install 'olist-ml[spark]'` (or `make test`, which installs it)") from e
+    except ImportError:
+        raise MissingStepError(INSTALL_HINT) from None
     active = SparkSession.getActiveSession()
     if active is not None:  # a platform's session (Databricks, spark-submit): use it as configured
         _SESSION = active
