@@ -7,7 +7,7 @@ export UV_PYTHON_DOWNLOADS := never
 export MLFLOW_DISABLE_TELEMETRY := true
 PYTEST_ARGS ?=
 
-.PHONY: install install-run browser run test bench clean
+.PHONY: install install-run browser run test test-spark-cluster bench clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -34,6 +34,11 @@ browser:
 # the default suite (the one .ci/run runs)
 test: install browser
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+# the Spark tests once more with separate executor JVMs on this machine (local-cluster: 2 workers, 1 core,
+# 1 GiB each; works with the pip PySpark); not part of `make test` (it doubles the Spark tests' time)
+test-spark-cluster: install
+	SPARK_TEST_MASTER='local-cluster[2,1,1024]' .venv/bin/python -m pytest -m spark $(PYTEST_ARGS)
 
 # every benchmark (most need OLIST_DATA_DIR=<folder of the real Olist CSVs>)
 bench: install

@@ -1,6 +1,7 @@
 """Shared by the Spark tests: ONE SparkSession per test run (starting one costs ~10 s), its master
-chosen by SPARK_TEST_MASTER (default local[2]; `make test` runs the Spark tests a second time on
-local-cluster[2,1,1024], separate executor JVMs)."""
+chosen by SPARK_TEST_MASTER (default local[2]; `make test-spark-cluster` runs the Spark tests again on
+local-cluster[2,1,1024]: separate executor JVMs and Python workers, so the model that spark_udf ships and
+the lake files are really read by other processes)."""
 
 from __future__ import annotations
 

@@ -26,7 +26,6 @@ pytestmark = pytest.mark.spark
 pytest.importorskip("pyspark")
 
 BUDGET = {"n_trials": 0, "candidates": "logreg"}
-PROBLEMS = ["churn", "activation", "segments"]
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +38,21 @@ def runs(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("engines")
     raw = root / "raw"
     synth.generate(raw, seed=3, scale=0.05)
-    duck = Settings(home=root / "duck")
-    lake = spark_settings(root / "spark")
-    rd = run_pipeline(duck, data=raw, problems=PROBLEMS, cadence="weekly", **BUDGET)
-    rs = run_pipeline(lake, data=raw, problems=PROBLEMS, cadence="weekly", **BUDGET)
+    # weekly churn dt_refs (the protocol needs 3 labelled months), a small bootstrap: the test compares engines
+    kw = {"churn__cadence": "weekly", "training__bootstrap": 50}
+    duck = Settings(home=root / "duck").with_(**kw)
+    lake = spark_settings(root / "spark").with_(**kw)
+    rd = run_pipeline(duck, data=raw, problems=["churn"], cadence="weekly", **BUDGET)
+    rs = run_pipeline(lake, data=raw, problems=["churn"], cadence="weekly", **BUDGET)
+    return duck, lake, rd, rs, raw
+
+
+@pytest.fixture(scope="module")
+def more_runs(runs):
+    """activation and segments on the same homes (ingest and features already current)."""
+    duck, lake, _, _, raw = runs
+    rd = run_pipeline(duck, data=raw, problems=["activation", "segments"], cadence="weekly", **BUDGET)
+    rs = run_pipeline(lake, data=raw, problems=["activation", "segments"], cadence="weekly", **BUDGET)
     return duck, lake, rd, rs, raw
 
 
@@ -108,8 +118,9 @@ def test_run_churn_equal_on_both_engines(runs) -> None:
     assert_same(a, b, ["dt_ref", "seller_id"], "scores_seller_churn", skip=("scored_at", "run_id"))
 
 
-def test_activation_and_segments_run_end_to_end_on_spark_like_on_duckdb(runs) -> None:
-    duck, lake, rd, rs, _ = runs
+@pytest.mark.slow
+def test_activation_and_segments_run_end_to_end_on_spark_like_on_duckdb(more_runs) -> None:
+    duck, lake, rd, rs, _ = more_runs
     sd = {s.step: (s.status, s.detail) for s in rd.steps}
     ss = {s.step.replace(" (spark)", ""): (s.status, s.detail) for s in rs.steps}
     for name in ("seller_activation", "seller_segments"):
@@ -166,6 +177,7 @@ def test_training_sample_is_time_stratified(runs) -> None:
         <= set(got.loc[got.dt_ref == last, "seller_id"]) | set(full.loc[full.dt_ref == first, "seller_id"])
 
 
+@pytest.mark.slow
 def test_features_incremental_on_spark_recompute_what_duckdb_recomputes(spark, tmp_path: Path) -> None:
     """Lineage on the lake: an appended day of orders makes exactly the dt_refs after it stale (and
     nothing before), on both engines; a rebuild then equals the DuckDB rebuild."""

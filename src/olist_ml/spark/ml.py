@@ -256,7 +256,6 @@ def predict_spark(problem: Problem, settings: Settings, as_of: dt.date | None = 
     import mlflow.pyfunc
     from pyspark.sql import Window
     from pyspark.sql import functions as F
-    from pyspark.sql.types import ArrayType, DoubleType
 
     from ..ml import registry, scoring, tracking
 
@@ -286,11 +285,11 @@ def predict_spark(problem: Problem, settings: Settings, as_of: dt.date | None = 
         raise MissingStepError(f"the scoring frame lacks {', '.join(missing[:3])} used by {problem.name} "
                                f"v{mv.version}: run `olist-ml --engine spark train {problem.name}` again")
     binary = problem.kind == "binary"
-    udf = mlflow.pyfunc.spark_udf(env.spark, uri, result_type=ArrayType(DoubleType()) if binary else "long",
-                                  env_manager="local")
+    # the champion (olist_ml_model.ChampionModel) returns one score per row: P(class 1) or the cluster id
+    udf = mlflow.pyfunc.spark_udf(env.spark, uri, result_type="double" if binary else "long", env_manager="local")
     args = F.struct(*[(F.col(c).cast(ty) if ty else F.col(c)).alias(c) for c, ty in cols])
     pred = udf(args)
-    score = pred.getItem(1) if binary else pred.cast("int")
+    score = pred if binary else pred.cast("int")
     keys = [k for k in problem.key_columns if k != t]
     scored = frame.select(*[F.col(k) for k in keys], F.lit(d).cast("date").alias(t), score.alias("score"),
                           *[F.expr(e).alias(f"_o{i}") for i, e in enumerate(sp.frame_order)]).cache()

@@ -20,6 +20,7 @@ from ..pipeline import (
     PIPELINE_TIMEOUT_S,
     PIPELINE_TRIALS,
     PipelineReport,
+    _decision_of,
     _trained_on,
     console,
     ensure_synthetic,
@@ -83,8 +84,13 @@ def run_problem_spark(problem, settings: Settings, report: PipelineReport, *, fo
             console.print(f"        {problem.name}: {len(reaped)} run(s) left RUNNING by a dead process marked FAILED")
         has_champion = registry.alias_version(settings, problem.name) is not None
         earlier = None if force_train else _trained_on(settings, problem, abt_hash)
-        if earlier and has_champion:
+        rejected = bool(earlier) and not has_champion and _decision_of(settings, earlier) == registry.REJECTED
+        if earlier and (has_champion or rejected):  # as on DuckDB: not retrained on the same ABT
             report.add(f"{problem.name}: train", "skipped", t0, f"already trained on this ABT (run {earlier[:8]})")
+            if rejected:
+                report.add(f"{problem.name}: score", "skipped", time.perf_counter(),
+                           "no champion: the model trained on this ABT is below its quality gate")
+                return
         else:
             res = train(problem, s2, build_abt=False, **budget)
             if problem.name == "seller_segments":
@@ -92,10 +98,14 @@ def run_problem_spark(problem, settings: Settings, report: PipelineReport, *, fo
             if note and res.parent_run_id:
                 tracking.client(settings).set_tag(res.parent_run_id, SM.SAMPLE_TAG, note)
             best = next(c for c in res.candidates if c.name == res.winner)
-            metric = best.oot.get(res.metric, float("nan"))
+            part, metric = ("test", res.test[res.metric]) if res.metric in res.test else \
+                ("", best.validation.get(res.metric, float("nan")))
             report.add(f"{problem.name}: train", "done", t0,
-                       f"winner {res.winner} OOT {res.metric}={metric:.3f} -> v{res.model_version} {res.decision}"
-                       + (" (sampled ABT)" if note else ""))
+                       f"winner {res.winner} {part + ' ' if part else ''}{res.metric}={metric:.3f} -> "
+                       f"v{res.model_version} {res.decision}" + (" (sampled ABT)" if note else ""))
+            if res.decision == registry.REJECTED and not has_champion:
+                report.add(f"{problem.name}: score", "skipped", time.perf_counter(), f"no champion: {res.reason}")
+                return
 
     t0 = time.perf_counter()
     sr = SM.predict_spark(problem, settings, env=env)

@@ -205,8 +205,8 @@ def segments_abt(env: SparkEnv, settings: Settings):
 
 
 def order_delay_abt(env: SparkEnv, settings: Settings):
-    raise UnknownNameError("order_delay does not run on the spark engine yet (its ABT is being reshaped): "
-                           "run it with `--engine duckdb`")
+    raise NotReadyError("order_delay does not run on the spark engine yet (its ABT SQL is DuckDB-only): "
+                        "run it with `--engine duckdb`")
 
 
 SPARK_PROBLEMS: dict[str, SparkProblem] = {
