@@ -83,6 +83,13 @@ def _value(v):
     return v
 
 
+def _isna(v) -> bool:
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
 def assert_same(a: pd.DataFrame, b: pd.DataFrame, keys: list[str], what: str, tol: float = 1e-6,
                 skip: tuple[str, ...] = ()) -> None:
     cols = [c for c in a.columns if c not in skip]
@@ -94,7 +101,9 @@ def assert_same(a: pd.DataFrame, b: pd.DataFrame, keys: list[str], what: str, to
     b = b.sort_values(keys, key=lambda s: s.astype(str)).reset_index(drop=True)
     for c in cols:
         for i, (x, y) in enumerate(zip(a[c].tolist(), b[c].tolist())):
-            if isinstance(x, (int, float)) and isinstance(y, (int, float)) and not isinstance(x, bool):
+            if _isna(x) or _isna(y):  # None / NaN / NaT: missing on both sides
+                assert _isna(x) and _isna(y), (what, c, i, x, y)
+            elif isinstance(x, (int, float)) and isinstance(y, (int, float)) and not isinstance(x, bool):
                 assert math.isclose(float(x), float(y), rel_tol=tol, abs_tol=tol), (what, c, i, x, y)
             else:
                 assert x == y, (what, c, i, x, y)

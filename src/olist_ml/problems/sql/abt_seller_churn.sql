@@ -109,7 +109,7 @@ history AS (
     median(h.gap) AS median_gap_days,
     QUANTILE_CONT(h.gap, 0.9) AS p90_gap_days,
     max(h.gap) AS max_gap_days,
-    avg(CASE WHEN h.gap > {{ horizon_days }} THEN 1.0 WHEN h.gap IS NOT NULL THEN 0.0 END) AS pct_gaps_over_horizon,
+    avg(CASE WHEN h.gap > {{ horizon_days }} THEN CAST(1 AS DOUBLE) WHEN h.gap IS NOT NULL THEN CAST(0 AS DOUBLE) END) AS pct_gaps_over_horizon,
     count(*) FILTER (WHERE h.gap > {{ horizon_days }}) AS n_gaps_over,
     count(*) FILTER (WHERE h.gap >= DATEDIFF_DAYS(e.last_sale_date, e.dt_ref)) AS n_gaps_ge_recency,
     LIST_DESC(h.day, h.day, TRUE) AS days_desc,
