@@ -23,6 +23,10 @@ from collections.abc import Iterable
 from ..errors import EnvironmentFault, MissingStepError
 
 
+# partition columns whose type Spark's partition discovery would guess wrong (as the DuckDB tables type them)
+_PARTITION_TYPES = {"model_version": "string"}
+
+
 class Lake:
     """The tables of one lake root (see the module docstring)."""
 
@@ -97,7 +101,11 @@ class Lake:
         if not self.exists(name):
             hint = f": run `olist-ml --engine spark {step}` first" if step else ""
             raise MissingStepError(f"lake {self.root} has no table {name}{hint}")
-        return self.spark.read.parquet(self.uri(name))
+        df = self.spark.read.parquet(self.uri(name))
+        for c, ty in _PARTITION_TYPES.items():  # partition discovery would infer model_version "1" as an int
+            if c in df.columns:
+                df = df.withColumn(c, df[c].cast(ty))
+        return df
 
     def columns(self, name: str) -> list[str]:
         return list(self.read(name).columns)
