@@ -36,7 +36,8 @@ test: install browser
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
 # the Spark tests once more with separate executor JVMs on this machine (local-cluster: 2 workers, 1 core,
-# 1 GiB each; works with the pip PySpark); not part of `make test` (it doubles the Spark tests' time)
+# 1 GiB each; works with the pip PySpark; its workers log under the installed pyspark's work/ folder); not part
+# of `make test` (it doubles the Spark tests' time)
 test-spark-cluster: install
 	SPARK_TEST_MASTER='local-cluster[2,1,1024]' .venv/bin/python -m pytest -m spark $(PYTEST_ARGS)
 

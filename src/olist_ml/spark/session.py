@@ -58,10 +58,6 @@ def get_spark(settings: Settings | None = None):
     master = settings.spark_master
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # executors run this interpreter (same packages)
     b = SparkSession.builder.master(master).appName("olist-ml")
-    if master.startswith("local-cluster"):  # worker JVMs write their logs here, not into the installed pyspark
-        import tempfile
-
-        os.environ.setdefault("SPARK_WORKER_DIR", os.path.join(tempfile.gettempdir(), "olist-ml-spark-work"))
     if _local(master):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         b = b.config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
