@@ -7,18 +7,24 @@ export UV_PYTHON_DOWNLOADS := never
 export MLFLOW_DISABLE_TELEMETRY := true
 PYTEST_ARGS ?=
 
-.PHONY: install browser run test bench clean
+.PHONY: install install-run browser run test test-spark-cluster bench clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-# one environment for running and testing (uv sync is exact: same extras everywhere)
+# the development environment: the package, the `spark` extra (PySpark, ~490 MB) and the test tools;
+# what `make test`, `make bench` and CI use (uv sync is exact: it removes what is not listed here)
 install: $(UV)
-	$(UV) sync --frozen --python $(PYTHON) --all-extras
+	$(UV) sync --frozen --python $(PYTHON) --extra spark --extra dev
+
+# the runtime only (no PySpark, no test tools): what `make run` installs in a fresh clone; --inexact keeps
+# extras an existing development environment already has
+install-run: $(UV)
+	$(UV) sync --frozen --python $(PYTHON) --inexact
 
 # the whole pipeline; synthetic data unless DATA=<folder or zip of the Olist CSVs>
-run: install
+run: install-run
 	.venv/bin/olist-ml run $(if $(DATA),--data $(DATA))
 
 # headless Chromium for the report-rendering test (Debian package; needs root/sudo, else that test skips)
@@ -28,6 +34,12 @@ browser:
 # the default suite (the one .ci/run runs)
 test: install browser
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+# the Spark tests once more with separate executor JVMs on this machine (local-cluster: 2 workers, 1 core,
+# 1 GiB each; works with the pip PySpark; its workers log under the installed pyspark's work/ folder); not part
+# of `make test` (it doubles the Spark tests' time)
+test-spark-cluster: install
+	SPARK_TEST_MASTER='local-cluster[2,1,1024]' .venv/bin/python -m pytest -m spark $(PYTEST_ARGS)
 
 # every benchmark (most need OLIST_DATA_DIR=<folder of the real Olist CSVs>)
 bench: install

@@ -44,7 +44,11 @@ def _global(
     tracking_uri: Optional[str] = typer.Option(
         None, "--tracking-uri", help="MLflow tracking URI (env MLFLOW_TRACKING_URI; default sqlite under --home)."
     ),
-    engine: Optional[str] = typer.Option(None, "--engine", help="Feature engine: duckdb (default) or spark."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="duckdb (default) or spark (env OLIST_ML_ENGINE): "
+                                                              "spark keeps every table in the lake (--lake)."),
+    lake: Optional[str] = typer.Option(None, "--lake", help="Spark engine's table root: a URI (s3a://, abfss://, "
+                                                           "dbfs:/, file://) or folder (env OLIST_ML_LAKE; "
+                                                           "default <home>/lake)."),
     registry_uri: Optional[str] = typer.Option(
         None, "--registry-uri", help="MLflow model registry URI (env MLFLOW_REGISTRY_URI; default the tracking URI)."
     ),
@@ -59,7 +63,16 @@ def _global(
     from .home import check_paths
 
     ctx.obj = Settings.from_env(sets=sets, home=home, warehouse_path=warehouse, tracking_uri=tracking_uri,
-                                engine=engine, registry_uri=registry_uri, verbose=verbose or None)
+                                engine=engine.strip().lower() if engine else None,
+                                registry_uri=registry_uri, verbose=verbose or None, spark_dir=lake)
+    if ctx.obj.engine not in ("duckdb", "spark"):
+        from .errors import UnknownNameError
+
+        raise UnknownNameError(f"unknown engine {ctx.obj.engine!r}: valid engines are duckdb, spark")
+    if ctx.obj.engine == "spark":  # PySpark is an extra: say how to install it before doing anything
+        from .spark.session import require_pyspark
+
+        require_pyspark()
     ctx.meta["olist_ml.wait"] = wait
     check_paths(ctx.obj)
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -40,6 +41,14 @@ from .errors import InputError, UnknownNameError
 ENV_PREFIX = "OLIST_ML_"
 INPUTS = "inputs"  # shapes what a model scores: checked at scoring / serving, in the lineage
 ABT = "abt"  # shapes which rows an ABT holds: in the lineage
+
+# "scheme:..." with a scheme of 2+ characters (file:, s3a:, abfss:, dbfs:, hdfs:, gs:): a URI that is handed
+# to Spark/Hadoop untouched. One letter (C:) is a Windows drive, i.e. a local path.
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
+
+
+def is_uri(value: str) -> bool:
+    return bool(_URI.match(str(value)))
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -274,8 +283,15 @@ class Settings:
     registry_uri: str | None = None  # default: the tracking URI (e.g. "databricks-uc" for Unity Catalog)
     artifact_root: Path | None = None  # default: <home>/mlartifacts
     engine: str = "duckdb"  # "duckdb" | "spark"
-    spark_dir: Path | None = None  # parquet feature store for the Spark engine: <home>/spark
+    # ---- Spark engine (olist_ml.spark) ----
+    # lake: where the Spark engine keeps its tables (Parquet): a URI handed to Spark/Hadoop untouched
+    # (file://..., s3a://bucket/prefix, abfss://..., dbfs:/..., hdfs://...) or a local folder; default <home>/lake
+    spark_dir: str | None = None
     spark_master: str = "local[2]"
+    spark_shuffle_partitions: int = 4  # spark.sql.shuffle.partitions (AQE coalesces them further)
+    spark_driver_memory: str = "2g"  # local modes: the executors live in the driver JVM
+    spark_conf: tuple[str, ...] = ()  # extra "spark.k=v" settings (OLIST_ML_SPARK_CONF="k=v,k=v")
+    spark_train_max_rows: int = 2_000_000  # an ABT above this is sampled (time-stratified) for training
     feature_windows: tuple[int, ...] = _f((30, 90, 180), shapes=INPUTS, doc="feature windows in days")
     feature_chunk_rows: int = 2_000_000  # rows per batch of dt_refs in a feature build (bounded memory)
     oot_months: int = 6  # test months of a problem that declares none
@@ -314,8 +330,13 @@ class Settings:
         return (self.artifact_root or self.home / "mlartifacts").absolute()
 
     @property
-    def spark_path(self) -> Path:
-        return (self.spark_dir or self.home / "spark").absolute()
+    def lake_uri(self) -> str:
+        """The Spark engine's table root as a URI, never a `Path` (`s3a://b/x` stays exactly that)."""
+        raw = self.spark_dir
+        if raw is not None and is_uri(str(raw)):
+            return str(raw).rstrip("/")
+        folder = Path(raw) if raw is not None else self.home / "lake"
+        return folder.absolute().as_uri()
 
     @property
     def synthetic_dir(self) -> Path:
@@ -371,8 +392,12 @@ class Settings:
             "registry_uri": _env("OLIST_ML_REGISTRY_URI", _env("MLFLOW_REGISTRY_URI")),
             "artifact_root": _env("OLIST_ML_ARTIFACT_ROOT"),
             "engine": _env("OLIST_ML_ENGINE"),
-            "spark_dir": _env("OLIST_ML_SPARK_DIR"),
+            "spark_dir": _env("OLIST_ML_LAKE", _env("OLIST_ML_SPARK_DIR")),
             "spark_master": _env("OLIST_ML_SPARK_MASTER"),
+            "spark_shuffle_partitions": _env("OLIST_ML_SPARK_SHUFFLE_PARTITIONS"),
+            "spark_driver_memory": _env("OLIST_ML_SPARK_DRIVER_MEMORY"),
+            "spark_train_max_rows": _env("OLIST_ML_SPARK_TRAIN_MAX_ROWS"),
+            "spark_conf": _env("OLIST_ML_SPARK_CONF"),
             "threads": _env("OLIST_ML_THREADS"),
             "memory_limit": _env("OLIST_ML_MEMORY_LIMIT"),
             "verbose": _env("OLIST_ML_VERBOSE"),
@@ -382,7 +407,7 @@ class Settings:
             "feature_chunk_rows": _env("OLIST_ML_FEATURE_CHUNK_ROWS"),
         }
         env_names = {"tracking_uri": "OLIST_ML_TRACKING_URI", "registry_uri": "OLIST_ML_REGISTRY_URI",
-                     "warehouse_path": "OLIST_ML_WAREHOUSE", "home": "OLIST_ML_HOME", "spark_dir": "OLIST_ML_SPARK_DIR",
+                     "warehouse_path": "OLIST_ML_WAREHOUSE", "home": "OLIST_ML_HOME", "spark_dir": "OLIST_ML_LAKE",
                      "artifact_root": "OLIST_ML_ARTIFACT_ROOT"}
         hints = _hints(cls)
         vals: dict[str, Any] = {k: _convert(v, hints[k], env_names.get(k, f"{ENV_PREFIX}{k.upper()}"))
@@ -390,6 +415,8 @@ class Settings:
         sections: dict[str, Any] = {}
         if "feature_windows" in vals:
             vals["feature_windows"] = tuple(sorted(set(vals["feature_windows"])))
+        if "engine" in vals:
+            vals["engine"] = vals["engine"].lower()
         for sec, scls in SECTIONS.items():
             sh = _hints(scls)
             for f in fields(scls):

@@ -566,42 +566,90 @@ def _date_window(con: duckdb.DuckDBPyConnection, typed: str, col: str) -> tuple[
     """Plausible dates: [Q1 - max(2 y, 2 IQR), Q3 + max(5 y, 2 IQR)] of the anchor column (see module doc)."""
     c = _q(col)
     row = con.execute(
-        f"""WITH q AS (SELECT quantile_disc({c}, 0.25) AS q1, quantile_disc({c}, 0.75) AS q3
-                       FROM {typed} WHERE isfinite({c})),
-                 m AS (SELECT q1, q3, CAST({DATE_IQR_FACTOR} * datediff('day', q1, q3) AS INTEGER) AS spread FROM q)
-            SELECT CAST(CAST(q1 AS DATE) - greatest({DATE_PAST_MARGIN_DAYS}, spread) AS VARCHAR),
-                   CAST(CAST(q3 AS DATE) + greatest({DATE_FUTURE_MARGIN_DAYS}, spread) AS VARCHAR)
-            FROM m WHERE q1 IS NOT NULL"""
+        f"SELECT quantile_disc({c}, 0.25), quantile_disc({c}, 0.75) FROM {typed} WHERE isfinite({c})"
     ).fetchall()
-    return (row[0][0], row[0][1]) if row else None
+    return window_from_quartiles(row[0][0], row[0][1]) if row and row[0][0] is not None else None
+
+
+# --------------------------------------------------------------------------------------------
+# The value rules of the contract, shared by the DuckDB ingest (here) and the Spark ingest
+# (olist_ml.spark.ingest): each engine turns a rule into its own condition; the rules, their
+# order (the first that applies names the reason) and the reasons' text live only here.
+# --------------------------------------------------------------------------------------------
+def window_from_quartiles(q1, q3) -> tuple[str, str]:
+    """The plausible-date window from the anchor's quartiles (DATE_* constants; whole days)."""
+    import datetime as _dt
+
+    d1, d3 = _dt.date(q1.year, q1.month, q1.day), _dt.date(q3.year, q3.month, q3.day)
+    spread = DATE_IQR_FACTOR * (d3 - d1).days
+    try:
+        lo = d1 - _dt.timedelta(days=max(DATE_PAST_MARGIN_DAYS, spread))
+    except OverflowError:
+        lo = _dt.date.min
+    try:
+        hi = d3 + _dt.timedelta(days=max(DATE_FUTURE_MARGIN_DAYS, spread))
+    except OverflowError:
+        hi = _dt.date.max
+    return lo.isoformat(), hi.isoformat()
+
+
+@dataclass(frozen=True)
+class ValueRule:
+    """One check of one column. kind: missing | zone | cast | nonfinite | min | max | window;
+    bound: the limit of min/max, the (lo, hi) ISO days of window."""
+
+    kind: str
+    reason: str
+    bound: object = None
+
+
+def value_rules(c: Column, window: tuple[str, str] | None, tz_ok: bool = True) -> list[ValueRule]:
+    """The checks of one column, in the order the reason is chosen."""
+    out = []
+    if not c.nullable:
+        out.append(ValueRule("missing", "missing value in non-nullable column"))
+    if c.type == "VARCHAR":
+        return out
+    if c.type in ("TIMESTAMP", "DATE"):
+        out.append(ValueRule("zone", f"cannot convert the time zone to {LOCAL_TZ} local time" if tz_ok else
+                             f"has a time zone, and DuckDB's time-zone support (ICU) is not available to convert "
+                             f"it to {LOCAL_TZ}"))
+    out.append(ValueRule("cast", f"cannot cast to {c.type}"))
+    if c.type == "DOUBLE":
+        out.append(ValueRule("nonfinite", "not a finite number (NaN or infinity)"))
+    if c.min_value is not None:
+        why = "negative value (must be >= 0)" if c.min_value == 0 else f"below the minimum {_num(c.min_value)}"
+        out.append(ValueRule("min", why, c.min_value))
+    if c.max_value is not None:
+        out.append(ValueRule("max", f"above the maximum {_num(c.max_value)}", c.max_value))
+    if c.type in ("TIMESTAMP", "DATE") and window:
+        out.append(ValueRule("window", f"date outside the plausible window {window[0]}..{window[1]}", window))
+    return out
 
 
 def _value_checks(c: Column, rules: _Rules) -> list[tuple[str, str]]:
-    """(condition, reason) pairs for one column, in the order the reason is chosen."""
+    """(condition, reason) pairs for one column, in the order the reason is chosen (DuckDB SQL)."""
     v = _q(c.name)
     rawc = v if c.type == "VARCHAR" else _q("_raw_" + c.name)
-    out = []
-    if not c.nullable:
-        out.append((f"{rawc} IS NULL", "'missing value in non-nullable column'"))
-    if c.type == "VARCHAR":
-        return out
     cast_fail = f"{rawc} IS NOT NULL AND {v} IS NULL"
-    if c.type in ("TIMESTAMP", "DATE"):
-        why = (f"cannot convert the time zone to {LOCAL_TZ} local time" if rules.tz_ok else
-               f"has a time zone, and DuckDB's time-zone support (ICU) is not available to convert it to {LOCAL_TZ}")
-        out.append((f"{cast_fail} AND {_q('_tz_' + c.name)}", _lit(why)))
-    out.append((cast_fail, _lit(f"cannot cast to {c.type}")))
-    if c.type == "DOUBLE":
-        out.append((f"NOT isfinite({v})", "'not a finite number (NaN or infinity)'"))
-    if c.min_value is not None:
-        why = "negative value (must be >= 0)" if c.min_value == 0 else f"below the minimum {_num(c.min_value)}"
-        out.append((f"{v} < {c.min_value!r}", _lit(why)))
-    if c.max_value is not None:
-        out.append((f"{v} > {c.max_value!r}", _lit(f"above the maximum {_num(c.max_value)}")))
-    if c.type in ("TIMESTAMP", "DATE") and rules.window:
-        lo, hi = rules.window
-        out.append((f"({v} < CAST({_lit(lo)} AS DATE) OR {v} >= CAST({_lit(hi)} AS DATE) + 1)",
-                    _lit(f"date outside the plausible window {lo}..{hi}")))
+    out = []
+    for r in value_rules(c, rules.window, rules.tz_ok):
+        if r.kind == "missing":
+            cond = f"{rawc} IS NULL"
+        elif r.kind == "zone":
+            cond = f"{cast_fail} AND {_q('_tz_' + c.name)}"
+        elif r.kind == "cast":
+            cond = cast_fail
+        elif r.kind == "nonfinite":
+            cond = f"NOT isfinite({v})"
+        elif r.kind == "min":
+            cond = f"{v} < {r.bound!r}"
+        elif r.kind == "max":
+            cond = f"{v} > {r.bound!r}"
+        else:
+            lo, hi = r.bound
+            cond = f"({v} < CAST({_lit(lo)} AS DATE) OR {v} >= CAST({_lit(hi)} AS DATE) + 1)"
+        out.append((cond, _lit(r.reason)))
     return out
 
 
@@ -816,10 +864,13 @@ _TS_ORDER_CHECKS = (
 
 
 def _cross_checks(con: duckdb.DuckDBPyConnection, reps: dict[str, TableReport]) -> dict[str, int]:
-    checks: dict[str, int] = {}
+    return cross_checks(lambda sql: int(con.execute(sql).fetchall()[0][0]), reps)
 
-    def count(sql: str) -> int:
-        return int(con.execute(sql).fetchall()[0][0])
+
+def cross_checks(count, reps: dict[str, TableReport], anti: str = "ANTI JOIN") -> dict[str, int]:
+    """The cross-table checks for any engine: `count(sql) -> int` runs a query over the stg tables;
+    `anti` is the engine's anti-join keyword (Spark: LEFT ANTI JOIN). Warnings go to `reps`."""
+    checks: dict[str, int] = {}
 
     def warn(key: str, msg: str) -> None:
         reps[key].warnings.append(f"{reps[key].file}: {msg}")
@@ -830,25 +881,25 @@ def _cross_checks(con: duckdb.DuckDBPyConnection, reps: dict[str, TableReport]) 
         c, p = SOURCES_BY_KEY[child], SOURCES_BY_KEY[parent]
         on = " AND ".join(f"c.{_q(a)} = p.{_q(b)}" for a, b in zip(ccols, pcols))
         notnull = " AND ".join(f"c.{_q(a)} IS NOT NULL" for a in ccols)
-        n = count(f"SELECT count(*) FROM {c.stg} c ANTI JOIN {p.stg} p ON {on} WHERE {notnull}")
+        n = count(f"SELECT count(*) FROM {c.stg} c {anti} {p.stg} p ON {on} WHERE {notnull}")
         name = f"fk_{child}_{'_'.join(ccols)}_not_in_{parent}"
         checks[name] = n
         if n:
             warn(child, f"{n} row(s) whose {','.join(ccols)} is not in {p.stg} (kept)")
     if "order_reviews" in reps:
         n = count(
-            "SELECT count(*) FROM (SELECT review_id FROM stg_order_reviews GROUP BY review_id HAVING count(*) > 1)"
+            "SELECT count(*) FROM (SELECT review_id FROM stg_order_reviews GROUP BY review_id HAVING count(*) > 1) x"
         )
         checks["duplicate_review_ids"] = n
         if n:
             warn("order_reviews", f"{n} review_id(s) appear on more than one order (kept; key is review_id, order_id)")
     if "orders" in reps and "order_items" in reps:
-        n = count("SELECT count(*) FROM stg_orders o ANTI JOIN stg_order_items i ON i.order_id = o.order_id")
+        n = count(f"SELECT count(*) FROM stg_orders o {anti} stg_order_items i ON i.order_id = o.order_id")
         checks["orders_without_items"] = n
         if n:
             warn("orders", f"{n} order(s) without items (kept)")
     if "orders" in reps and "order_payments" in reps:
-        n = count("SELECT count(*) FROM stg_orders o ANTI JOIN stg_order_payments p ON p.order_id = o.order_id")
+        n = count(f"SELECT count(*) FROM stg_orders o {anti} stg_order_payments p ON p.order_id = o.order_id")
         checks["orders_without_payment"] = n
         if n:
             warn("orders", f"{n} order(s) without payment (kept)")

@@ -204,6 +204,11 @@ def run_pipeline(
     **budget,
 ) -> PipelineReport:
     """ingest -> features -> (ABT -> train -> champion -> score) per problem; incremental."""
+    if (settings.engine or "duckdb").lower() == "spark":  # engine dispatch: every table in the lake (olist_ml.spark)
+        from .spark.pipeline import run_pipeline_spark
+
+        return run_pipeline_spark(settings, data=data, problems=problems, seed=seed, scale=scale, cadence=cadence,
+                                  force_train=force_train, progress=progress, **budget)
     from . import features, ingest
     from . import problems as P
     from .errors import NotReadyError, OlistMLError

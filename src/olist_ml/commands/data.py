@@ -25,6 +25,8 @@ def register(app: typer.Typer) -> None:
 
         settings = writer(ctx, f"ingest {source}")
         console = Console(stderr=False)
+        if settings.engine == "spark":  # engine dispatch: stg_* lake tables written by Spark
+            from ..spark.ingest import ingest_spark as ingest
         report = ingest(source, settings, strict=strict, progress=progress and not as_json and console.is_terminal)
         if as_json:
             typer.echo(json.dumps(report.to_dict(), indent=2, default=str))

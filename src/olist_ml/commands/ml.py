@@ -103,6 +103,8 @@ def register(app: typer.Typer) -> None:
 
         s = writer(ctx, f"train {problem}")
         p = get(problem)
+        if s.engine == "spark":  # engine dispatch: the lake's ABT, trained on the driver (olist_ml.spark.ml)
+            from ..spark.ml import train_spark as train
         res = train(p, s, n_trials=trials, timeout=timeout, candidates=candidates, cv_folds=cv_folds,
                     test_months=test_months, validation_months=validation_months,
                     test_start=_date(test_start, "--test-start"), test_end=_date(test_end, "--test-end"),
@@ -124,6 +126,8 @@ def register(app: typer.Typer) -> None:
 
         s = writer(ctx, f"predict {problem}")
         p = get(problem)
+        if s.engine == "spark":  # engine dispatch: mlflow.pyfunc.spark_udf over the lake (olist_ml.spark.ml)
+            from ..spark.ml import predict_spark as predict
         r = predict(p, s, _date(dt_ref, "--dt-ref"), top_n=top)
         typer.echo(f"{r.problem}: scored {r.n_scored} rows at dt_ref {r.dt_ref} with {r.model_name} v{r.model_version} "
                    f"(run {r.run_id}) -> {r.table} in {r.seconds:.1f}s")

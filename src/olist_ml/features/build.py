@@ -27,6 +27,7 @@ from ..config import Settings
 from ..errors import InputError, MissingStepError, UnknownNameError
 from ..warehouse import connect, table_exists, transaction
 from .catalog import FEATURE_TABLES, KEY_COLUMNS, catalog
+from .progress import table_progress
 from .render import render, statements
 
 CADENCES = ("daily", "weekly", "monthly")
@@ -139,9 +140,15 @@ def resolve_range(con, start=None, end=None, cadence: str = "daily") -> tuple[dt
     from ..warehouse import observed_end
 
     lo, hi = data_range(con)
+    return range_of(lo, hi, lambda: observed_end(con), start, end, cadence)
+
+
+def range_of(lo: dt.datetime, hi: dt.datetime, obs_end, start=None, end=None,
+             cadence: str = "daily") -> tuple[dt.date, dt.date, list[dt.date]]:
+    """`resolve_range` for any engine: the data's first/last purchase, `obs_end()` its observed end."""
     first, last = lo.date().replace(day=1), hi.date() + dt.timedelta(days=1)
     start = _as_date(start) or first
-    end = _as_date(end) or min(observed_end(con), last)
+    end = _as_date(end) or min(obs_end(), last)
     if start > end:
         raise InputError(f"--start {start} is after --end {end}")
     if start < first or end > last:
@@ -327,11 +334,16 @@ class _Plan:
 def _plan(con, name: str, dates: list[dt.date], windows, full: bool, asof: dict[dt.date, str]) -> _Plan:
     """Which dt_refs of `name` to compute: missing ones, and built ones whose lineage (data as known at
     the dt_ref, SQL/windows) changed; `full` recomputes the whole range."""
+    reshaped = _drop_if_reshaped(con, name, windows)
+    return plan_dates(dates, logged_lineage(con, name), asof, table_config_fp(name, windows), full, reshaped)
+
+
+def plan_dates(dates: list[dt.date], logged: dict[dt.date, tuple], asof: dict[dt.date, str], cfg: str, full: bool,
+               reshaped: bool = False) -> _Plan:
+    """The incremental plan of one table for any engine: `logged` {dt_ref: (data_fp, config_fp)} as
+    built, `asof` {dt_ref: data fingerprint now}, `cfg` the table's config fingerprint now."""
     from ..lineage import why
 
-    reshaped = _drop_if_reshaped(con, name, windows)
-    cfg = table_config_fp(name, windows)
-    logged = logged_lineage(con, name)
     wanted = set(dates)
     reasons = {d: why(logged[d], asof[d], cfg) for d in logged}
     todo = [d for d in dates if full or d not in logged or reasons[d]]
@@ -357,8 +369,8 @@ def build(
     """Build the feature tables for every `cadence` dt_ref in [start, end] (default: the data's range).
 
     Incremental by default (only dt_refs not built yet); `full=True` recomputes the range.
-    `settings.engine == "spark"` runs the same SQL on PySpark and writes parquet under
-    `settings.spark_path` partitioned by dt_ref.
+    `settings.engine == "spark"` runs the same SQL on PySpark over the lake's tables
+    (`olist_ml.spark.features`: Parquet partitioned by dt_ref under `settings.lake_uri`).
     """
     t0 = time.perf_counter()
     check_cadence(cadence)
@@ -366,70 +378,44 @@ def build(
     engine = (settings.engine or "duckdb").lower()
     if engine not in ENGINES:
         raise UnknownNameError(f"unknown engine {settings.engine!r}: valid engines are {', '.join(ENGINES)}")
+    if engine == "spark":  # engine dispatch: the lake tables on Spark (olist_ml.spark.features)
+        from ..spark.features import build_spark
+
+        return build_spark(settings, start=start, end=end, cadence=cadence, tables=names, full=full,
+                           progress=progress)
     windows = tuple(sorted(set(settings.feature_windows)))
     con = connect(settings)
     try:
         start_d, end_d, dates = resolve_range(con, start, end, cadence)
         report = BuildReport(engine=engine, cadence=cadence, start=start_d, end=end_d)
-        if engine == "spark":
-            from .spark_engine import build_spark
+        from ..lineage import asof_fingerprints
 
-            report.tables = build_spark(settings, con, names, dates, windows, full=full, progress=progress)
-        else:
-            from ..lineage import asof_fingerprints
-
-            _ensure_log(con)
-            _configure(con, settings)
-            chunk_rows = int(settings.feature_chunk_rows)
-            prepared = False
-            logged = set().union(*(built_dt_refs(con, n) for n in names))
-            asof = asof_fingerprints(con, set(dates) | logged)
-            with _progress(progress, len(names)) as advance:
-                for name in names:
-                    t1 = time.perf_counter()
-                    plan = _plan(con, name, dates, windows, full, asof)
-                    if plan.drop:
-                        _drop_dt_refs(con, name, plan.drop)
-                    rows = 0
-                    if plan.todo:
-                        if not prepared:
-                            prepare(con, dates, windows)
-                            sizes = dict(zip(sorted(dates), active_sellers(con, dates, windows)))
-                            prepared = True
-                        cfg = table_config_fp(name, windows)
-                        for batch in _batches(plan.todo, [sizes[d] for d in sorted(plan.todo)], chunk_rows):
-                            rows += _write_duckdb(con, name, batch, windows, asof, cfg)
-                    report.tables.append(TableBuild(
-                        name, len(plan.todo), rows, time.perf_counter() - t1, skipped=len(dates) - len(plan.todo),
-                        stale=plan.stale, dropped=len(plan.drop), reason=plan.reason))
-                    advance(name)
+        _ensure_log(con)
+        _configure(con, settings)
+        chunk_rows = int(settings.feature_chunk_rows)
+        prepared = False
+        logged = set().union(*(built_dt_refs(con, n) for n in names))
+        asof = asof_fingerprints(con, set(dates) | logged)
+        with table_progress(progress, len(names)) as advance:
+            for name in names:
+                t1 = time.perf_counter()
+                plan = _plan(con, name, dates, windows, full, asof)
+                if plan.drop:
+                    _drop_dt_refs(con, name, plan.drop)
+                rows = 0
+                if plan.todo:
+                    if not prepared:
+                        prepare(con, dates, windows)
+                        sizes = dict(zip(sorted(dates), active_sellers(con, dates, windows)))
+                        prepared = True
+                    cfg = table_config_fp(name, windows)
+                    for batch in _batches(plan.todo, [sizes[d] for d in sorted(plan.todo)], chunk_rows):
+                        rows += _write_duckdb(con, name, batch, windows, asof, cfg)
+                report.tables.append(TableBuild(
+                    name, len(plan.todo), rows, time.perf_counter() - t1, skipped=len(dates) - len(plan.todo),
+                    stale=plan.stale, dropped=len(plan.drop), reason=plan.reason))
+                advance(name)
     finally:
         con.close()
     report.seconds = time.perf_counter() - t0
     return report
-
-
-class _progress:
-    """A rich progress bar over tables (no-op when disabled)."""
-
-    def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total = enabled, total
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda name: None
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._p = Progress(TextColumn("[bold]features[/] {task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
-        self._p.start()
-        task = self._p.add_task("", total=self.total)
-
-        def advance(name: str) -> None:
-            self._p.update(task, advance=1, description=name)
-
-        return advance
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self._p.stop()
-        return False

@@ -162,19 +162,45 @@ def _split_args(s: str, start: int) -> tuple[list[str], int]:
     raise ValueError("unbalanced parentheses in macro call")
 
 
+# Macros of the portable SQL (feature files and the ABT SQL of olist_ml.problems):
+#   DAYNUM(x)                 whole days from 1970-01-01 to the DATE of x
+#   EXPLODE_RANGE(a, b)       one row per integer in [a, b) (select list; callers keep a < b)
+#   DATEDIFF_DAYS(a, b)       whole days from DATE(a) to DATE(b) (both cast to DATE first: the engines
+#                             count TIMESTAMP differences differently)
+#   QUANTILE_CONT(x, q)       exact interpolated quantile (aggregate)
+#   LIST_DESC(v, k, cond)     aggregate: the values v of the rows where cond holds, ordered by k
+#                             descending (NULL on DuckDB / empty on Spark when no row: LIST_AT and
+#                             LIST_AVG_FIRST give NULL for both)
+#   LIST_AT(list, i)          1-based element, NULL past the end
+#   LIST_AVG_FIRST(list, n)   mean of the first n elements (NULL when empty)
 _MACROS = {
     "duckdb": {
         "DAYNUM": lambda a: f"CAST(date_diff('day', DATE '1970-01-01', CAST({a[0]} AS DATE)) AS INTEGER)",
         "EXPLODE_RANGE": lambda a: f"unnest(range({a[0]}, {a[1]}))",
+        "DATEDIFF_DAYS": lambda a: f"date_diff('day', CAST({a[0]} AS DATE), CAST({a[1]} AS DATE))",
+        "QUANTILE_CONT": lambda a: f"quantile_cont({a[0]}, {a[1]})",
+        "LIST_DESC": lambda a: f"list({a[0]} ORDER BY {a[1]} DESC) FILTER (WHERE {a[2]})",
+        "LIST_AT": lambda a: f"({a[0]})[{a[1]}]",
+        "LIST_AVG_FIRST": lambda a: f"list_avg(({a[0]})[1:{a[1]}])",
     },
     "spark": {
         "DAYNUM": lambda a: f"datediff(CAST({a[0]} AS DATE), DATE '1970-01-01')",
         "EXPLODE_RANGE": lambda a: f"explode(sequence({a[0]}, ({a[1]}) - 1))",
+        "DATEDIFF_DAYS": lambda a: f"datediff(CAST({a[1]} AS DATE), CAST({a[0]} AS DATE))",
+        "QUANTILE_CONT": lambda a: f"percentile({a[0]}, {a[1]})",
+        "LIST_DESC": lambda a: (f"transform(sort_array(collect_list(struct({a[1]} AS k, {a[0]} AS v)) "
+                                f"FILTER (WHERE {a[2]}), false), x -> x.v)"),
+        "LIST_AT": lambda a: f"try_element_at({a[0]}, {a[1]})",
+        "LIST_AVG_FIRST": lambda a: (f"aggregate(slice({a[0]}, 1, {a[1]}), CAST(0 AS DOUBLE), (acc, x) -> acc + x) "
+                                     f"/ NULLIF(size(slice({a[0]}, 1, {a[1]})), 0)"),
     },
 }
 
 
 def expand_macros(sql: str, engine: str) -> str:
+    """Expand the macros above for `engine` (nested calls included)."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}")
     macros = _MACROS[engine]
     pat = re.compile(r"\b(" + "|".join(macros) + r")\s*\(")
     while True:

@@ -62,8 +62,13 @@ def _require(con: duckdb.DuckDBPyConnection) -> None:
     require_tables(con, ["stg_orders", "stg_order_items"], "ingest SOURCE")
 
 
-def deals_sql() -> str:
-    return read_sql("activation_deals.sql")
+def deals_sql(settings: Settings, end: date, engine: str = "duckdb") -> str:
+    """The deals query (activation_deals.sql) for `engine` ("duckdb" or "spark")."""
+    from ..features.render import expand_macros
+
+    sql = read_sql("activation_deals.sql").format(horizon_days=int(settings.activation.horizon_days),
+                                                   observed_end=pd.Timestamp(end).date().isoformat())
+    return expand_macros(sql, engine)
 
 
 def _deals(con: duckdb.DuckDBPyConnection, settings: Settings) -> pd.DataFrame:
@@ -71,8 +76,7 @@ def _deals(con: duckdb.DuckDBPyConnection, settings: Settings) -> pd.DataFrame:
     end = observed_end(con)
     if end is None:
         raise MissingStepError("stg_orders is empty: run `olist-ml ingest SOURCE` first")
-    return con.execute(deals_sql() + " ORDER BY dt_ref, mql_id",
-                       {"horizon_days": int(settings.activation.horizon_days), "observed_end": end}).df()
+    return con.execute(deals_sql(settings, end) + " ORDER BY dt_ref, mql_id").df()
 
 
 def build_abt(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:

@@ -113,23 +113,27 @@ CHURN_COLUMNS = churn_columns(Settings().feature_windows)  # at the default wind
 
 
 def abt_sql(settings: Settings, dts: list[date], *, labelled: bool = True, observed_end: date | None = None,
-            feature_names: list[str] = (), features_sql: str | None = None) -> str:
+            feature_names: list[str] = (), features_sql: str | None = None, engine: str = "duckdb") -> str:
     """The ABT query for reference dates `dts`. Churn-specific columns whose name the feature
     store already uses are left out (the feature store's column wins). `features_sql` (default:
     the feature store's `feature_frame_sql()`) must yield dt_ref, seller_id, <features>.
 
     `observed_end` is the exclusive end of the observed data (`warehouse.observed_end`): a dt_ref
-    is labelled iff dt_ref + horizon days <= observed_end. Required when `labelled`."""
+    is labelled iff dt_ref + horizon days <= observed_end. Required when `labelled`.
+    `engine`: the SQL dialect ("duckdb" or "spark"; `olist_ml.features.render` macros)."""
+    from ..features.render import expand_macros
+
     if labelled and observed_end is None:
         raise ValueError("abt_sql(labelled=True) needs observed_end (olist_ml.warehouse.observed_end(con))")
     end_sql = f"DATE '{pd.Timestamp(observed_end).date().isoformat()}'" if observed_end is not None else "NULL"
     values = ", ".join(f"(DATE '{d.isoformat()}')" for d in dts)
     windows = tuple(sorted(set(settings.feature_windows)))
-    clash = [c for c in churn_columns(windows) if c in set(feature_names)]
+    clash = set(feature_names)
     cfg = settings.churn
-    return render_text(
+    sql = render_text(
         _sql_template(),
-        churn_exclude="".join(f", {c}" for c in clash),
+        # explicit column list (not DuckDB's `c.* EXCLUDE`): the same text runs on Spark
+        churn_select=", ".join(f"c.{c}" for c in churn_columns(windows) if c not in clash),
         dates_sql=f"SELECT CAST(d AS DATE) AS dt_ref FROM (VALUES {values}) AS t(d)",
         features_sql=features_sql if features_sql is not None else _features().feature_frame_sql(),
         eligibility_days=int(cfg.eligibility_days),
@@ -141,6 +145,7 @@ def abt_sql(settings: Settings, dts: list[date], *, labelled: bool = True, obser
         silence_days=SILENCE_DAYS,
         gp_prior_days=GP_PRIOR_DAYS,
     )
+    return expand_macros(sql, engine)
 
 
 def build_abt(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:

@@ -80,7 +80,7 @@ holes AS (
   SELECT CAST(prev_day + INTERVAL 1 DAY AS DATE) AS hole_start, day AS hole_end
   FROM (SELECT day, lag(day) OVER (ORDER BY day) AS prev_day
         FROM (SELECT DISTINCT CAST(order_purchase_timestamp AS DATE) AS day FROM stg_orders) x) y
-  WHERE date_diff('day', prev_day, day) > {{ silence_days }}
+  WHERE DATEDIFF_DAYS(prev_day, day) > {{ silence_days }}
 ),
 unobserved AS (
   SELECT DISTINCT d.dt_ref
@@ -91,29 +91,29 @@ unobserved AS (
 sale_days AS (
   -- one row per (seller, sale day) with the gap to the seller's previous sale day (known on that day)
   SELECT seller_id, day,
-         date_diff('day', lag(day) OVER (PARTITION BY seller_id ORDER BY day), day) AS gap
+         DATEDIFF_DAYS(lag(day) OVER (PARTITION BY seller_id ORDER BY day), day) AS gap
   FROM (SELECT DISTINCT seller_id, CAST(ts AS DATE) AS day FROM sales) x
 ),
 history AS (
   SELECT
     e.dt_ref,
     e.seller_id,
-    date_diff('day', e.dt_ref, e.last_sale_date) + {{ horizon_days }} + 1 AS horizon_days_left,
-    date_diff('day', e.last_sale_date, e.dt_ref) AS recency_days,
-    date_diff('day', min(h.day), e.dt_ref) AS tenure_days,
+    DATEDIFF_DAYS(e.dt_ref, e.last_sale_date) + {{ horizon_days }} + 1 AS horizon_days_left,
+    DATEDIFF_DAYS(e.last_sale_date, e.dt_ref) AS recency_days,
+    DATEDIFF_DAYS(min(h.day), e.dt_ref) AS tenure_days,
     {% for w in sale_day_windows %}
     count(*) FILTER (WHERE h.day >= e.dt_ref - INTERVAL {{ w }} DAY) AS sd_{{ w }},
     {% endfor %}
     count(*) AS sd_lt,
     count(DISTINCT date_trunc('week', h.day)) FILTER (WHERE h.day >= e.dt_ref - INTERVAL 84 DAY) AS n_active_weeks_84d,
     median(h.gap) AS median_gap_days,
-    quantile_cont(h.gap, 0.9) AS p90_gap_days,
+    QUANTILE_CONT(h.gap, 0.9) AS p90_gap_days,
     max(h.gap) AS max_gap_days,
-    avg(CASE WHEN h.gap > {{ horizon_days }} THEN 1.0 WHEN h.gap IS NOT NULL THEN 0.0 END) AS pct_gaps_over_horizon,
+    avg(CASE WHEN h.gap > {{ horizon_days }} THEN CAST(1 AS DOUBLE) WHEN h.gap IS NOT NULL THEN CAST(0 AS DOUBLE) END) AS pct_gaps_over_horizon,
     count(*) FILTER (WHERE h.gap > {{ horizon_days }}) AS n_gaps_over,
-    count(*) FILTER (WHERE h.gap >= date_diff('day', e.last_sale_date, e.dt_ref)) AS n_gaps_ge_recency,
-    list(h.day ORDER BY h.day DESC) AS days_desc,
-    list(h.gap ORDER BY h.day DESC) FILTER (WHERE h.gap IS NOT NULL) AS gaps_desc
+    count(*) FILTER (WHERE h.gap >= DATEDIFF_DAYS(e.last_sale_date, e.dt_ref)) AS n_gaps_ge_recency,
+    LIST_DESC(h.day, h.day, TRUE) AS days_desc,
+    LIST_DESC(h.gap, h.day, h.gap IS NOT NULL) AS gaps_desc
   FROM eligible e
   JOIN sale_days h ON h.seller_id = e.seller_id AND h.day < e.dt_ref
   GROUP BY e.dt_ref, e.seller_id, e.last_sale_date
@@ -203,11 +203,11 @@ churn_cols AS (
     exp(-CAST(h.sd_90 AS DOUBLE) / least(90, greatest(h.tenure_days, 1)) * h.horizon_days_left) AS p_no_sale_poisson_90d,
     exp(-CAST(h.sd_lt AS DOUBLE) / greatest(h.tenure_days, 1) * h.horizon_days_left) AS p_no_sale_poisson_lifetime,
     (CAST(h.n_gaps_over AS DOUBLE) + 1) / (h.n_gaps_ge_recency + 2) AS p_gap_over_horizon_given_recency,
-    CAST(date_diff('day', h.days_desc[2], h.dt_ref) AS INTEGER) AS days_since_2nd_last_sale_day,
-    CAST(date_diff('day', h.days_desc[3], h.dt_ref) AS INTEGER) AS days_since_3rd_last_sale_day,
-    CAST(date_diff('day', h.days_desc[5], h.dt_ref) AS INTEGER) AS days_since_5th_last_sale_day,
-    CAST(list_avg(h.gaps_desc[1:5]) AS DOUBLE) AS avg_last5_gaps_days,
-    CAST(h.gaps_desc[1] AS DOUBLE) AS last_gap_days,
+    CAST(DATEDIFF_DAYS(LIST_AT(h.days_desc, 2), h.dt_ref) AS INTEGER) AS days_since_2nd_last_sale_day,
+    CAST(DATEDIFF_DAYS(LIST_AT(h.days_desc, 3), h.dt_ref) AS INTEGER) AS days_since_3rd_last_sale_day,
+    CAST(DATEDIFF_DAYS(LIST_AT(h.days_desc, 5), h.dt_ref) AS INTEGER) AS days_since_5th_last_sale_day,
+    CAST(LIST_AVG_FIRST(h.gaps_desc, 5) AS DOUBLE) AS avg_last5_gaps_days,
+    CAST(LIST_AT(h.gaps_desc, 1) AS DOUBLE) AS last_gap_days,
     CAST(h.recency_days AS DOUBLE) / greatest(h.tenure_days, 1) AS recency_over_tenure,
     CAST(h.sd_90 AS DOUBLE) / h.sd_lt AS share_sale_days_last_90d,
     CAST(coalesce(r.n_orders_awaiting_carrier, 0) AS INTEGER) AS n_orders_awaiting_carrier,
@@ -223,7 +223,7 @@ churn_cols AS (
     c.top_product_share_90d,
     c.product_hhi_90d,
     CAST(m.mkt_30 AS DOUBLE) / NULLIF(m.mkt_prev_30, 0) AS mkt_orders_ratio_30d,
-    1000.0 * coalesce(r.n_orders_30d, 0) / NULLIF(m.mkt_30, 0) AS mkt_share_orders_30d,
+    1000.0 * CAST(coalesce(r.n_orders_30d, 0) AS DOUBLE) / NULLIF(m.mkt_30, 0) AS mkt_share_orders_30d,
     (CAST(coalesce(r.n_orders_30d, 0) AS DOUBLE) / NULLIF(m.mkt_30, 0))
       / NULLIF(CAST(coalesce(r.n_orders_prev_30d, 0) AS DOUBLE) / NULLIF(m.mkt_prev_30, 0), 0) AS mkt_share_orders_ratio
   FROM history h
@@ -238,28 +238,29 @@ future AS (
   LEFT JOIN sales s
     ON s.seller_id = e.seller_id
    AND s.ts >= e.dt_ref
-   AND s.ts < e.last_sale_date + INTERVAL ({{ horizon_days }} + 1) DAY
+   AND s.ts < e.last_sale_date + INTERVAL {{ horizon_days + 1 }} DAY
   GROUP BY e.dt_ref, e.seller_id
 ),
 target AS (
   SELECT e.dt_ref, e.seller_id, e.last_sale_date, u.first_future_sale_ts,
-    CASE
+    CAST(CASE
       WHEN NOT {{ labelled }} THEN NULL
       WHEN e.dt_ref + INTERVAL {{ horizon_days }} DAY > {{ observed_end }} THEN NULL
-      WHEN e.dt_ref IN (SELECT dt_ref FROM unobserved) THEN NULL
+      WHEN un.dt_ref IS NOT NULL THEN NULL
       WHEN u.n_future_sales = 0 THEN 1
       ELSE 0
-    END::INTEGER AS churn
+    END AS INTEGER) AS churn
   FROM eligible e
   JOIN future u ON u.dt_ref = e.dt_ref AND u.seller_id = e.seller_id
+  LEFT JOIN unobserved un ON un.dt_ref = e.dt_ref
 ),
 feats AS (
   {{ features_sql }}
 )
 SELECT
   f.*,
-  c.* EXCLUDE (dt_ref, seller_id{{ churn_exclude }}),
-  CASE WHEN t.churn = 1 THEN CAST(t.last_sale_date + INTERVAL ({{ horizon_days }} + 1) DAY AS TIMESTAMP)
+  {{ churn_select }},
+  CASE WHEN t.churn = 1 THEN CAST(t.last_sale_date + INTERVAL {{ horizon_days + 1 }} DAY AS TIMESTAMP)
        WHEN t.churn = 0 THEN CAST(t.first_future_sale_ts AS TIMESTAMP) END AS label_known_at,
   t.churn
 FROM target t

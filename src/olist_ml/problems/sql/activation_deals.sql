@@ -1,8 +1,9 @@
 -- activation_deals: one row per won deal with the facts known at won_date and its label.
 -- grain: (mql_id)
 -- reads: stg_closed_deals, stg_marketing_qualified_leads, stg_order_items, stg_orders
--- parameter $horizon_days: Settings.activation.horizon_days
--- parameter $observed_end: olist_ml.warehouse.observed_end(con), the EXCLUSIVE end of the
+-- {horizon_days}: Settings.activation.horizon_days (rendered by activation.deals_sql, like the DuckDB/Spark
+--   macros of olist_ml.features.render)
+-- {observed_end}: olist_ml.warehouse.observed_end(con), the EXCLUSIVE end of the
 --   observed data (a DATE: facts before its 00:00 are observed; robust to the real extract's
 --   thin tail of stray orders after 2018-08-29, unlike max(order_purchase_timestamp)).
 --
@@ -25,11 +26,11 @@ SELECT CAST(d.won_date AS DATE) AS dt_ref,
        d.seller_id,
        d.won_date,
        fs.first_sale_ts,
-       CAST($observed_end AS DATE) AS observed_end,
+       DATE '{observed_end}' AS observed_end,
        -- lead (marketing qualified lead) attributes
        m.origin,
        m.landing_page_id,
-       date_diff('day', CAST(m.first_contact_date AS DATE), CAST(d.won_date AS DATE)) AS days_first_contact_to_win,
+       DATEDIFF_DAYS(m.first_contact_date, d.won_date) AS days_first_contact_to_win,
        -- deal attributes declared at closing
        d.business_segment,
        d.lead_type,
@@ -37,17 +38,17 @@ SELECT CAST(d.won_date AS DATE) AS dt_ref,
        d.business_type,
        d.declared_product_catalog_size,
        d.declared_monthly_revenue,
-       CAST(d.has_company AS VARCHAR) AS has_company,
-       CAST(d.has_gtin AS VARCHAR) AS has_gtin,
+       CAST(d.has_company AS STRING) AS has_company,
+       CAST(d.has_gtin AS STRING) AS has_gtin,
        d.average_stock,
        d.sdr_id,
        d.sr_id,
        month(d.won_date) AS won_month,
-       CAST(CASE WHEN d.won_date + to_days(CAST($horizon_days AS INTEGER)) > CAST($observed_end AS DATE) THEN NULL
-            WHEN fs.first_sale_ts < d.won_date + to_days(CAST($horizon_days AS INTEGER)) THEN fs.first_sale_ts
-            ELSE d.won_date + to_days(CAST($horizon_days AS INTEGER)) END AS TIMESTAMP) AS label_known_at,
-       CASE WHEN d.won_date + to_days(CAST($horizon_days AS INTEGER)) > CAST($observed_end AS DATE) THEN NULL
-            WHEN fs.first_sale_ts < d.won_date + to_days(CAST($horizon_days AS INTEGER)) THEN 1
+       CAST(CASE WHEN d.won_date + INTERVAL {horizon_days} DAY > DATE '{observed_end}' THEN NULL
+            WHEN fs.first_sale_ts < d.won_date + INTERVAL {horizon_days} DAY THEN fs.first_sale_ts
+            ELSE d.won_date + INTERVAL {horizon_days} DAY END AS TIMESTAMP) AS label_known_at,
+       CASE WHEN d.won_date + INTERVAL {horizon_days} DAY > DATE '{observed_end}' THEN NULL
+            WHEN fs.first_sale_ts < d.won_date + INTERVAL {horizon_days} DAY THEN 1
             ELSE 0 END AS activated
 FROM stg_closed_deals d
 LEFT JOIN stg_marketing_qualified_leads m ON m.mql_id = d.mql_id

@@ -1,4 +1,5 @@
-"""Engine parity: every feature query gives the same rows on DuckDB and on Spark (local mode)."""
+"""Engine parity: every feature query gives the same rows on DuckDB and on Spark (the lake engine,
+`olist_ml.spark.features`) over the hand-written edge-case fixture of test_features.py."""
 
 from __future__ import annotations
 
@@ -10,40 +11,58 @@ import pandas as pd
 import pytest
 from test_features import DT_REFS, make_rows, write_warehouse  # noqa: E402
 
+from _spark_helpers import session, spark_settings
 from olist_ml.features import FEATURE_TABLES, build, compute
+from olist_ml.schema import SOURCES
 
 pytestmark = pytest.mark.spark
-pyspark = pytest.importorskip("pyspark")
+pytest.importorskip("pyspark")
 
 
 @pytest.fixture(scope="module")
 def spark():
-    from olist_ml.features.spark_engine import get_spark
-
-    return get_spark()
+    return session()
 
 
 def _norm(df: pd.DataFrame) -> pd.DataFrame:
-    df = df.copy()
+    df = df.drop(columns=[c for c in ("dt_month",) if c in df.columns])
     df["dt_ref"] = pd.to_datetime(df["dt_ref"]).dt.date
     return df.sort_values(["dt_ref", "seller_id"]).reset_index(drop=True)
 
 
-def test_every_feature_query_same_on_duckdb_and_spark(spark, tmp_path, settings):
-    from olist_ml.features.spark_engine import compute_spark, export_stg, register
-
+def _fixture_lake(settings, tmp_path):
+    """The fixture as a DuckDB warehouse and as a lake (its stg tables copied as Parquet)."""
     settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
     write_warehouse(settings.warehouse, make_rows())
+    s = spark_settings(tmp_path / "spark_home")
+    lake = tmp_path / "spark_home" / "lake"
+    con = duckdb.connect(str(settings.warehouse))
+    try:
+        for src in SOURCES:
+            if con.execute(f"SELECT count(*) FROM information_schema.tables WHERE table_name = '{src.stg}'").fetchall()[0][0]:
+                (lake / src.stg).mkdir(parents=True)
+                con.execute(f"COPY {src.stg} TO '{lake / src.stg / 'part-0.parquet'}' (FORMAT parquet)")
+    finally:
+        con.close()
+    return s
+
+
+def test_every_feature_query_same_on_duckdb_and_spark(spark, tmp_path, settings):
+    from olist_ml.spark.features import compute_spark, lake_of, register_dates, register_events
+    from olist_ml.spark.warehouse import register_stg
+
+    s = _fixture_lake(settings, tmp_path)
     windows = tuple(settings.feature_windows)
     con = duckdb.connect(str(settings.warehouse))
     try:
         duck = {t: _norm(compute(con, t, DT_REFS, windows)) for t in FEATURE_TABLES}
-        stg = export_stg(con, tmp_path / "stg")
     finally:
         con.close()
-    register(spark, stg, DT_REFS, windows)
+    register_stg(lake_of(s))
+    register_dates(spark, DT_REFS)
+    register_events(spark, windows, cache=False)
     for t in FEATURE_TABLES:
-        sp = _norm(compute_spark(spark, t, windows).toPandas())
+        sp = _norm(compute_spark(spark, t, windows, DT_REFS).toPandas())
         d = duck[t]
         assert list(sp.columns) == list(d.columns), t
         assert len(d) > 50 and len(sp) == len(d), t
@@ -57,18 +76,14 @@ def test_every_feature_query_same_on_duckdb_and_spark(spark, tmp_path, settings)
                     assert math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9), (t, c, a, b)
 
 
-def test_spark_build_writes_dt_ref_partitions_incrementally(spark, settings):
-    settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
-    write_warehouse(settings.warehouse, make_rows())
-    s = settings.with_(engine="spark")
+def test_spark_build_writes_month_partitions_incrementally(spark, tmp_path, settings):
+    s = _fixture_lake(settings, tmp_path)
     r = build(s, start="2017-05-01", end="2017-05-03", tables=["sales"])
     assert r.engine == "spark" and r.tables[0].dt_refs == 3 and r.tables[0].rows > 0
     r = build(s, start="2017-05-01", end="2017-05-04", tables=["sales"])
     assert r.tables[0].dt_refs == 1 and r.tables[0].skipped == 3
-    path = s.spark_path / "fs_seller_sales"
-    assert sorted(p.name for p in path.iterdir() if p.name.startswith("dt_ref=")) == [
-        f"dt_ref=2017-05-0{i}" for i in range(1, 5)
-    ]
+    path = tmp_path / "spark_home" / "lake" / "fs_seller_sales"
+    assert sorted(p.name for p in path.iterdir() if p.name.startswith("dt_month=")) == ["dt_month=2017-05-01"]
     got = _norm(pd.read_parquet(path))
     con = duckdb.connect(str(settings.warehouse))
     try:

@@ -1,0 +1,172 @@
+"""The whole pipeline on Spark (`olist-ml --engine spark run`): the same steps and the same
+incremental rules as `olist_ml.pipeline`, every table in the lake.
+
+    source (folder/zip, or synthetic) -> Spark ingest -> feature store (lake) -> per problem:
+    ABT (lake) -> train on the driver (MLflow, champion rule) -> batch scores with spark_udf (lake)
+
+Skipped when current: ingest when the source is unchanged since the lake's last ingest from this
+pipeline; feature dt_refs whose lineage is current; an ABT whose lineage is current; training when
+a finished run of this problem already trained on exactly this ABT content and a champion exists.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..config import Settings
+from ..pipeline import (
+    PIPELINE_TIMEOUT_S,
+    PIPELINE_TRIALS,
+    PipelineReport,
+    _decision_of,
+    _trained_on,
+    console,
+    ensure_synthetic,
+    source_fingerprint,
+)
+
+
+def _state_file(settings: Settings) -> Path:
+    return settings.home.absolute() / "pipeline_state.spark.json"
+
+
+def _source_is_current(settings: Settings, source: Path) -> bool:
+    from .ingest import last_run
+
+    f = _state_file(settings)
+    if not f.exists():
+        return False
+    try:
+        state = json.loads(f.read_text())
+    except ValueError:
+        return False
+    if state.get("lake") != settings.lake_uri or state.get("source") != str(Path(source).absolute()):
+        return False
+    last = last_run(settings)
+    return (state.get("fingerprint") == source_fingerprint(source) and last is not None
+            and state.get("ingest_run_id") == last.get("run_id"))
+
+
+def _remember_source(settings: Settings, source: Path, run_id: str) -> None:
+    f = _state_file(settings)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text(json.dumps({"lake": settings.lake_uri, "source": str(Path(source).absolute()),
+                             "fingerprint": source_fingerprint(source), "ingest_run_id": run_id}))
+
+
+def run_problem_spark(problem, settings: Settings, report: PipelineReport, *, force_train: bool = False,
+                      env=None, **budget) -> None:
+    """ABT (unless current) -> train on the driver (unless already trained on this ABT) -> score with spark_udf."""
+    from ..ml import registry, tracking
+    from ..ml.data import content_hash, load_abt
+    from ..ml.train import train
+    from ..warehouse import session
+    from . import ml as SM
+    from .problems import SparkEnv, spark_problem
+
+    t0 = time.perf_counter()
+    env = env or SparkEnv.open(settings, features=spark_problem(problem.name).needs_features)
+    ref = SM.refresh_abt(env, problem, settings)
+    table, note = SM.abt_to_driver(env, problem, settings)
+    if ref.rebuilt:
+        report.add(f"{problem.name}: ABT", "done", t0, f"{problem.abt_table}: {ref.rows} rows ({ref.reason})")
+    else:
+        report.add(f"{problem.name}: ABT", "skipped", t0, f"{problem.abt_table}: current ({table.num_rows} rows)")
+
+    t0 = time.perf_counter()
+    with SM.scratch_warehouse(settings, problem, table) as s2:
+        with session(s2, read_only=True) as con:
+            abt_hash = content_hash(load_abt(con, problem))
+        reaped = tracking.reap_dead_runs(settings, problem.name)
+        if reaped:
+            console.print(f"        {problem.name}: {len(reaped)} run(s) left RUNNING by a dead process marked FAILED")
+        has_champion = registry.alias_version(settings, problem.name) is not None
+        earlier = None if force_train else _trained_on(settings, problem, abt_hash)
+        rejected = bool(earlier) and not has_champion and _decision_of(settings, earlier) == registry.REJECTED
+        if earlier and (has_champion or rejected):  # as on DuckDB: not retrained on the same ABT
+            report.add(f"{problem.name}: train", "skipped", t0, f"already trained on this ABT (run {earlier[:8]})")
+            if rejected:
+                report.add(f"{problem.name}: score", "skipped", time.perf_counter(),
+                           "no champion: the model trained on this ABT is below its quality gate")
+                return
+        else:
+            res = train(problem, s2, build_abt=False, **budget)
+            if problem.name == "seller_segments":
+                SM._copy_segment_outputs(env, problem, s2, settings)
+            if note and res.parent_run_id:
+                tracking.client(settings).set_tag(res.parent_run_id, SM.SAMPLE_TAG, note)
+            best = next(c for c in res.candidates if c.name == res.winner)
+            part, metric = ("test", res.test[res.metric]) if res.metric in res.test else \
+                ("", best.validation.get(res.metric, float("nan")))
+            report.add(f"{problem.name}: train", "done", t0,
+                       f"winner {res.winner} {part + ' ' if part else ''}{res.metric}={metric:.3f} -> "
+                       f"v{res.model_version} {res.decision}" + (" (sampled ABT)" if note else ""))
+            if res.decision == registry.REJECTED and not has_champion:
+                report.add(f"{problem.name}: score", "skipped", time.perf_counter(), f"no champion: {res.reason}")
+                return
+
+    t0 = time.perf_counter()
+    sr = SM.predict_spark(problem, settings, env=env)
+    purged = f"; {sr.purged}" if sr.purged else ""
+    report.add(f"{problem.name}: score", "done", t0,
+               f"{sr.n_scored} rows at {sr.dt_ref} -> {sr.table} (v{sr.model_version}, spark_udf){purged}")
+
+
+def run_pipeline_spark(settings: Settings, *, data: Path | None = None, problems: list[str] | None = None,
+                       seed: int = 42, scale: float = 0.3, cadence: str = "daily", force_train: bool = False,
+                       progress: bool = False, **budget) -> PipelineReport:
+    """`olist_ml.pipeline.run_pipeline` with every table in the lake (module docstring)."""
+    from .. import problems as P
+    from ..errors import NotReadyError, OlistMLError
+    from .features import build_spark
+    from .ingest import ingest_spark
+    from .problems import SparkEnv
+
+    chosen = [P.get(p) for p in problems] if problems else list(P.REGISTRY.values())
+    budget.setdefault("n_trials", PIPELINE_TRIALS)
+    budget.setdefault("timeout", PIPELINE_TIMEOUT_S)
+    synthetic = data is None
+    console.print(f"[bold]engine: spark[/] (master {settings.spark_master}), lake {settings.lake_uri}")
+    if synthetic:
+        console.print(
+            f"[bold yellow]No --data given: running on SYNTHETIC Olist data[/] (seed={seed}, scale={scale}) "
+            f"generated into {settings.synthetic_dir}. Pass --data <folder or zip of the Olist CSVs> for the real thing."
+        )
+    report = PipelineReport(source=str(data or settings.synthetic_dir), synthetic=synthetic)
+
+    t0 = time.perf_counter()
+    if synthetic:
+        source, generated = ensure_synthetic(settings, seed, scale)
+        report.add("synthetic data", "done" if generated else "skipped", t0, str(source))
+    else:
+        source = Path(data)
+    t0 = time.perf_counter()
+    if _source_is_current(settings, source):
+        report.add("ingest (spark)", "skipped", t0, "lake already holds this source")
+    else:
+        rep = ingest_spark(source, settings, progress=progress)
+        _remember_source(settings, source, rep.run_id)
+        loaded = sum(t.loaded for t in rep.tables)
+        report.add("ingest (spark)", "done", t0, f"{loaded:,} rows ({rep.quarantined} quarantined) into {rep.warehouse}")
+
+    t0 = time.perf_counter()
+    fb = build_spark(settings, cadence=cadence, progress=progress)
+    built = sum(t.dt_refs for t in fb.tables)
+    stale = sum(t.stale for t in fb.tables)
+    why = next((t.reason for t in fb.tables if t.reason), "")
+    report.add("feature store (spark)", "done" if built else "skipped", t0,
+               f"{fb.start}..{fb.end} {cadence}: {built} table-dates computed"
+               + (f" ({stale} stale: {why})" if stale else "") + f", {fb.rows} rows")
+
+    env = SparkEnv.open(settings)
+    for problem in chosen:
+        t0 = time.perf_counter()
+        try:
+            run_problem_spark(problem, settings, report, force_train=force_train, env=env, **budget)
+        except NotReadyError as e:
+            report.add(f"{problem.name}", "skipped", t0, str(e))
+        except OlistMLError as e:
+            report.add(f"{problem.name}", "failed", t0, str(e))
+    return report
