@@ -7,7 +7,7 @@ export UV_PYTHON_DOWNLOADS := never
 export MLFLOW_DISABLE_TELEMETRY := true
 PYTEST_ARGS ?=
 
-.PHONY: install install-run browser run test test-spark-cluster bench clean
+.PHONY: install install-run browser run lint test test-slow test-spark-cluster bench clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -31,9 +31,18 @@ run: install-run
 browser:
 	@bash scripts/install-browser.sh || echo "warning: chromium not installed: the report rendering test will skip"
 
-# the default suite (the one .ci/run runs)
-test: install browser
+# ruff: lint and format (line length 120, rules in pyproject.toml); `ruff format .` fixes the layout
+lint: install
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+# the default suite (the one .ci/run runs): lint, then every test not marked slow
+test: install browser lint
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+# the tests marked slow (Spark end to end for activation and segments, incremental lineage on the lake)
+test-slow: install
+	.venv/bin/python -m pytest -m slow $(PYTEST_ARGS)
 
 # the Spark tests once more with separate executor JVMs on this machine (local-cluster: 2 workers, 1 core,
 # 1 GiB each; works with the pip PySpark; its workers log under the installed pyspark's work/ folder); not part

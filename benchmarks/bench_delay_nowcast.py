@@ -30,7 +30,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def _targets(te: dict) -> list[tuple[str, float, float, bool]]:
-    months = sorted(k[len("roc_auc_open_"):] for k in te if k.startswith("roc_auc_open_20"))
+    months = sorted(k[len("roc_auc_open_") :] for k in te if k.startswith("roc_auc_open_20"))
     rows = []
     for m in months:
         a, b = te[f"roc_auc_open_{m}"], te[f"roc_auc_open_days_left_{m}"]
@@ -72,30 +72,42 @@ def main() -> int:
     t = time.perf_counter()
     with session(s) as con:
         n = problem.build_abt(con, s)
-        per = con.execute(f"SELECT count(*) FILTER (WHERE days_in_flight = 0), count(DISTINCT order_id), "
-                          f"count(is_late) FROM {od.ABT}").fetchone()
+        per = con.execute(
+            f"SELECT count(*) FILTER (WHERE days_in_flight = 0), count(DISTINCT order_id), count(is_late) FROM {od.ABT}"
+        ).fetchone()
     t_abt = time.perf_counter() - t
-    print(f"ABT {od.ABT} (step {s.delay.step_days} d): {n} rows ({per[0]} at approval, {n - per[0]} in flight) "
-          f"of {per[1]} orders, {per[2]} labelled; built in {t_abt:.1f} s")
+    print(
+        f"ABT {od.ABT} (step {s.delay.step_days} d): {n} rows ({per[0]} at approval, {n - per[0]} in flight) "
+        f"of {per[1]} orders, {per[2]} labelled; built in {t_abt:.1f} s"
+    )
 
     t, c = time.perf_counter(), time.process_time()
     cands = a.candidates.split(",") if a.candidates else None
     r = train.train(problem, s, n_trials=a.trials, timeout=a.timeout, candidates=cands, build_abt=False)
     t_train = time.perf_counter() - t
     lin, m, te, b = r.lineage, r.metric, r.test, r.baseline
-    print(f"\ntrain: {t_train:.1f} s wall, {time.process_time() - c:.1f} s CPU (+ ABT {t_abt:.1f} s = "
-          f"{t_train + t_abt:.1f} s); weights: {problem.weight_column or 'none'}")
-    print(f"rows: train {lin['split_train_rows']} | validation {lin['validation_rows']} ({lin['validation_start']}.."
-          f"{lin['validation_end']}) | test {lin['test_rows']} ({lin['test_start']}..{lin['test_end']})")
+    print(
+        f"\ntrain: {t_train:.1f} s wall, {time.process_time() - c:.1f} s CPU (+ ABT {t_abt:.1f} s = "
+        f"{t_train + t_abt:.1f} s); weights: {problem.weight_column or 'none'}"
+    )
+    print(
+        f"rows: train {lin['split_train_rows']} | validation {lin['validation_rows']} ({lin['validation_start']}.."
+        f"{lin['validation_end']}) | test {lin['test_rows']} ({lin['test_start']}..{lin['test_end']})"
+    )
     for n_ in r.notes:
         print(f"  note: {n_}")
     for cr in r.candidates:
         v = cr.validation
-        print(f"  {cr.name:10s} validation ROC AUC {v['roc_auc']:.4f}  open-order mean "
-              f"{v.get('roc_auc_open_mean', float('nan')):.4f}  new orders {v.get('roc_auc_new_orders', float('nan')):.4f}"
-              f"  ({cr.n_trials} trials, {cr.fit_seconds:.1f} s)")
-    print(f"\nTEST, winner {r.winner} fitted before {lin['test_start']}: all rows ROC AUC {te[m]:.4f} "
-          f"(baseline {b.get('name')}: {b.get('test_' + m, float('nan')):.4f})")
+        print(
+            f"  {cr.name:10s} validation ROC AUC {v['roc_auc']:.4f}  open-order mean "
+            f"{v.get('roc_auc_open_mean', float('nan')):.4f}  new orders "
+            f"{v.get('roc_auc_new_orders', float('nan')):.4f}"
+            f"  ({cr.n_trials} trials, {cr.fit_seconds:.1f} s)"
+        )
+    print(
+        f"\nTEST, winner {r.winner} fitted before {lin['test_start']}: all rows ROC AUC {te[m]:.4f} "
+        f"(baseline {b.get('name')}: {b.get('test_' + m, float('nan')):.4f})"
+    )
     print(f"{'month start':<12} {'open orders AUC':>16} {'days-left alone':>16} {'gain':>7}  >= +0.05")
     rows = _targets(te)
     for day, x, y, ok in rows:
@@ -103,11 +115,15 @@ def main() -> int:
     mean = te.get("roc_auc_open_mean", float("nan"))
     print(f"{'mean':<12} {mean:>16.4f} {te.get('roc_auc_open_days_left_mean', float('nan')):>16.4f}")
     new = te.get("roc_auc_new_orders", float("nan"))
-    print(f"new orders (rows at approval): ROC AUC {new:.4f} (promise slack alone "
-          f"{te.get('roc_auc_new_orders_promise_slack', float('nan')):.4f})")
-    print(f"\ntargets: mean >= 0.85 {'MET' if mean >= 0.85 else 'NOT MET'}; every month >= days-left + 0.05 "
-          f"{'MET' if rows and all(ok for *_, ok in rows) else 'NOT MET'}; new orders >= 0.798 "
-          f"{'MET' if new >= 0.798 else 'NOT MET'}; training {t_train + t_abt:.1f} s (ABT + train) vs ~51 s before")
+    print(
+        f"new orders (rows at approval): ROC AUC {new:.4f} (promise slack alone "
+        f"{te.get('roc_auc_new_orders_promise_slack', float('nan')):.4f})"
+    )
+    print(
+        f"\ntargets: mean >= 0.85 {'MET' if mean >= 0.85 else 'NOT MET'}; every month >= days-left + 0.05 "
+        f"{'MET' if rows and all(ok for *_, ok in rows) else 'NOT MET'}; new orders >= 0.798 "
+        f"{'MET' if new >= 0.798 else 'NOT MET'}; training {t_train + t_abt:.1f} s (ABT + train) vs ~51 s before"
+    )
     print(f"-> v{r.model_version} {r.decision}: {r.reason}")
     print(f"total {time.perf_counter() - t0:.1f} s (home {home})")
     return 0

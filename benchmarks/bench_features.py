@@ -1,6 +1,7 @@
 """Feature-store benchmark on the real Olist data (OLIST_DATA_DIR) - prints figures and ratios.
 
-    OLIST_DATA_DIR=../shared/data/olist .venv/bin/python benchmarks/bench_features.py [--repeat 3] [--loop-sample 60] [--synth-scale 10]
+    OLIST_DATA_DIR=../shared/data/olist .venv/bin/python benchmarks/bench_features.py \
+        [--repeat 3] [--loop-sample 60] [--synth-scale 10]
 
 1. daily backfill 2017-01-01..2018-08-31 of all fs_seller_* tables (wall, peak RSS, rows);
 2. the same dt_refs for fs_seller_sales as a loop of ONE query per dt_ref (same SQL, same engine,
@@ -94,8 +95,13 @@ def step_backfill(db: str, start: str, end: str, tables: str | None, out: str = 
         db = out
     c, t = _cpu(), time.perf_counter()
     r = build(_settings(db), start=start, end=end, tables=tables.split(",") if tables else None, full=True)
-    return {"wall_s": time.perf_counter() - t, "cpu_s": _cpu() - c, "rows": r.rows, "dt_refs": r.dt_refs,
-            "per_table_s": {x.table: round(x.seconds, 3) for x in r.tables}}
+    return {
+        "wall_s": time.perf_counter() - t,
+        "cpu_s": _cpu() - c,
+        "rows": r.rows,
+        "dt_refs": r.dt_refs,
+        "per_table_s": {x.table: round(x.seconds, 3) for x in r.tables},
+    }
 
 
 def step_write(db: str, start: str, end: str, sample: str, mode: str, out: str) -> dict:
@@ -127,15 +133,24 @@ def step_write(db: str, start: str, end: str, sample: str, mode: str, out: str) 
         todo = dates
         batches = _batches(dates, sizes, CHUNK_ROWS)
     else:
-        todo = dates if not sample or sample >= len(dates) else [
-            dates[round(i * (len(dates) - 1) / (sample - 1))] for i in range(sample)]
+        todo = (
+            dates
+            if not sample or sample >= len(dates)
+            else [dates[round(i * (len(dates) - 1) / (sample - 1))] for i in range(sample)]
+        )
         batches = [[d] for d in todo]
     t = time.perf_counter()
     rows = sum(_write_duckdb(con, "fs_seller_sales", b, windows) for b in batches)
     wall = time.perf_counter() - t
     con.close()
-    return {"prepare_s": prep, "wall_s": wall, "rows": rows, "dates_timed": len(todo), "calls": len(batches),
-            "extrapolated_s": wall * len(dates) / len(todo)}
+    return {
+        "prepare_s": prep,
+        "wall_s": wall,
+        "rows": rows,
+        "dates_timed": len(todo),
+        "calls": len(batches),
+        "extrapolated_s": wall * len(dates) / len(todo),
+    }
 
 
 def step_incremental(db: str, day: str) -> dict:
@@ -155,12 +170,12 @@ def step_incremental(db: str, day: str) -> dict:
 
 def child(step: str, *args) -> dict:
     code = (
-        "import json, resource, sys; sys.path.insert(0, %r); sys.path.insert(0, %r)\n"
+        "import json, resource, sys; sys.path.insert(0, {!r}); sys.path.insert(0, {!r})\n"
         "import bench_features as b\n"
         "out = getattr(b, 'step_' + sys.argv[1])(*sys.argv[2:])\n"
         "out['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
         "print('@@' + json.dumps(out))\n"
-    ) % (str(ROOT / "src"), str(ROOT / "benchmarks"))
+    ).format(str(ROOT / "src"), str(ROOT / "benchmarks"))
     p = subprocess.run([sys.executable, "-c", code, step, *map(str, args)], capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(p.stderr[-3000:])
@@ -198,8 +213,12 @@ def main() -> int:
         s, e = START.isoformat(), END.isoformat()
         built = Path(tmp) / "built.duckdb"  # db keeps only the stg tables; each backfill starts from a copy
         full, full_med = repeat(a.repeat, "backfill", db, s, e, "", built)
-        print(f"[1] daily backfill {s}..{e}, all tables: best {full['wall_s']:.2f}s / median {full_med['wall_s']:.2f}s wall "
-              f"({full['cpu_s']:.1f}s CPU), peak RSS {full['peak_rss_mb']:.0f} MB, {full['rows']:,} rows, {full['dt_refs']} dt_refs")
+        print(
+            f"[1] daily backfill {s}..{e}, all tables: best {full['wall_s']:.2f}s / median {full_med['wall_s']:.2f}s "
+            "wall "
+            f"({full['cpu_s']:.1f}s CPU), peak RSS {full['peak_rss_mb']:.0f} MB, {full['rows']:,} rows, "
+            f"{full['dt_refs']} dt_refs"
+        )
         print(f"    target <= 10 s: best {verdict(full['wall_s'], 10.0)}, median {verdict(full_med['wall_s'], 10.0)}")
         print(f"    per table (best run): {full['per_table_s']}")
         loop = child("write", db, s, e, a.loop_sample, "loop", Path(tmp) / "loop.duckdb")
@@ -208,27 +227,46 @@ def main() -> int:
         n = full["dt_refs"]
         per_date = loop["wall_s"] / loop["dates_timed"]
         prep = w_set["prepare_s"]
-        print(f"[2] fs_seller_sales written by the builder's writer (compute + DELETE/INSERT + build log per call), "
-              f"events prepared once beforehand ({prep:.2f}s):")
-        print(f"    one query per dt_ref: {loop['wall_s']:.2f}s for {loop['dates_timed']} dt_refs ({per_date * 1000:.0f} ms "
-              f"per dt_ref) -> {loop['extrapolated_s']:.1f}s for {n} (extrapolated), peak RSS {loop['peak_rss_mb']:.0f} MB")
-        print(f"    set-based, {w_set['calls']} call(s) for all {n}: best {w_set['wall_s']:.2f}s / median {w_med['wall_s']:.2f}s")
+        print(
+            f"[2] fs_seller_sales written by the builder's writer (compute + DELETE/INSERT + build log per call), "
+            f"events prepared once beforehand ({prep:.2f}s):"
+        )
+        print(
+            f"    one query per dt_ref: {loop['wall_s']:.2f}s for {loop['dates_timed']} dt_refs "
+            f"({per_date * 1000:.0f} ms "
+            f"per dt_ref) -> {loop['extrapolated_s']:.1f}s for {n} (extrapolated), peak RSS "
+            f"{loop['peak_rss_mb']:.0f} MB"
+        )
+        print(
+            f"    set-based, {w_set['calls']} call(s) for all {n}: best {w_set['wall_s']:.2f}s / median "
+            f"{w_med['wall_s']:.2f}s"
+        )
         sp_best, sp_med = loop["extrapolated_s"] / w_set["wall_s"], loop["extrapolated_s"] / w_med["wall_s"]
-        print(f"    speed-up best {sp_best:.0f}x / median {sp_med:.0f}x; target >= 50x: best {verdict(sp_best, 50.0, True)}, "
-              f"median {verdict(sp_med, 50.0, True)}")
+        print(
+            f"    speed-up best {sp_best:.0f}x / median {sp_med:.0f}x; target >= 50x: best "
+            f"{verdict(sp_best, 50.0, True)}, "
+            f"median {verdict(sp_med, 50.0, True)}"
+        )
         e2e = (loop["extrapolated_s"] + loop["prepare_s"]) / sales_set["wall_s"]
-        print(f"    counting the one-off preparation on both sides (set-based = `build(tables=[fs_seller_sales])`, best "
-              f"{sales_set['wall_s']:.2f}s / median {sales_med['wall_s']:.2f}s; loop + {loop['prepare_s']:.2f}s): {e2e:.0f}x")
+        print(
+            f"    counting the one-off preparation on both sides (set-based = `build(tables=[fs_seller_sales])`, best "
+            f"{sales_set['wall_s']:.2f}s / median {sales_med['wall_s']:.2f}s; loop + {loop['prepare_s']:.2f}s): "
+            f"{e2e:.0f}x"
+        )
         inc, inc_med = repeat(a.repeat, "incremental", built, (END + dt.timedelta(days=1)).isoformat())
-        print(f"[3] one new day (incremental, all tables): best {inc['wall_s']:.2f}s / median {inc_med['wall_s']:.2f}s "
-              f"({inc['cpu_s']:.2f}s CPU), {inc['rows']:,} rows, peak RSS {inc['peak_rss_mb']:.0f} MB")
+        print(
+            f"[3] one new day (incremental, all tables): best {inc['wall_s']:.2f}s / median {inc_med['wall_s']:.2f}s "
+            f"({inc['cpu_s']:.2f}s CPU), {inc['rows']:,} rows, peak RSS {inc['peak_rss_mb']:.0f} MB"
+        )
         print(f"    target <= 1 s: best {verdict(inc['wall_s'], 1.0)}, median {verdict(inc_med['wall_s'], 1.0)}")
         print("[4] growth with the number of dt_refs:")
         n_all = full["dt_refs"]
         for frac in (0.25, 0.5):
             e2 = START + dt.timedelta(days=int(n_all * frac) - 1)
             r = child("backfill", db, s, e2.isoformat(), "", Path(tmp) / "growth.duckdb")
-            print(f"    {r['dt_refs']:4d} dt_refs: {r['wall_s']:.2f}s ({r['wall_s'] / r['dt_refs'] * 1000:.1f} ms/dt_ref)")
+            print(
+                f"    {r['dt_refs']:4d} dt_refs: {r['wall_s']:.2f}s ({r['wall_s'] / r['dt_refs'] * 1000:.1f} ms/dt_ref)"
+            )
         print(f"    {n_all:4d} dt_refs: {full['wall_s']:.2f}s ({full['wall_s'] / n_all * 1000:.1f} ms/dt_ref)")
         if a.no_synth:
             return 0
@@ -248,18 +286,24 @@ def main() -> int:
             import duckdb
 
             c = duckdb.connect(str(sdb), read_only=True)
-            lo, hi = c.execute("SELECT min(order_purchase_timestamp), max(order_purchase_timestamp) FROM stg_orders").fetchall()[0]
+            lo, hi = c.execute(
+                "SELECT min(order_purchase_timestamp), max(order_purchase_timestamp) FROM stg_orders"
+            ).fetchall()[0]
             n_items = c.execute("SELECT count(*) FROM stg_order_items").fetchall()[0][0]
             c.close()
             st = lo.date().replace(day=1) + dt.timedelta(days=120)
             en = min(hi.date(), st + dt.timedelta(days=n_all - 1))
             r = child("backfill", sdb, st.isoformat(), en.isoformat(), "")
             res[scale] = (r, n_items)
-            print(f"[4b] synthetic scale {scale:g}: {n_items:,} items, daily backfill {st}..{en} "
-                  f"({r['dt_refs']} dt_refs, {r['rows']:,} rows): {r['wall_s']:.2f}s ({r['cpu_s']:.1f}s CPU), "
-                  f"peak RSS {r['peak_rss_mb']:.0f} MB (data generation + load {gen:.0f}s)")
+            print(
+                f"[4b] synthetic scale {scale:g}: {n_items:,} items, daily backfill {st}..{en} "
+                f"({r['dt_refs']} dt_refs, {r['rows']:,} rows): {r['wall_s']:.2f}s ({r['cpu_s']:.1f}s CPU), "
+                f"peak RSS {r['peak_rss_mb']:.0f} MB (data generation + load {gen:.0f}s)"
+            )
         (r1, n1), (r10, n10) = res[1.0], res[a.synth_scale]
-        print(f"     time ratio {r10['wall_s'] / r1['wall_s']:.1f}x for {n10 / n1:.1f}x the items (linear = same ratio)")
+        print(
+            f"     time ratio {r10['wall_s'] / r1['wall_s']:.1f}x for {n10 / n1:.1f}x the items (linear = same ratio)"
+        )
     return 0
 
 

@@ -43,8 +43,12 @@ print(json.dumps({"wall_s": time.perf_counter() - t, "rows": sum(x.loaded for x 
 
 def run_child(src: Path, home: Path, threads: int) -> dict:
     t = time.perf_counter()
-    p = subprocess.Popen([sys.executable, "-c", CHILD, str(src), str(home), str(threads)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(src), str(home), str(threads)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _, status, usage = os.wait4(p.pid, 0)
     out, err = p.stdout.read(), p.stderr.read()
     p.stdout.close()
@@ -93,7 +97,7 @@ def main() -> None:
         try:
             from olist_ml import synth
 
-            generate = getattr(synth, "generate")
+            generate = synth.generate
         except (ImportError, AttributeError):
             generate = None
             print("olist_ml.synth.generate not available: synthetic scenario skipped")
@@ -104,12 +108,19 @@ def main() -> None:
             print(f"(generated synthetic scale {args.synth_scale} in {time.perf_counter() - t:.1f}s)")
             results.append((f"synth-{args.synth_scale:g}", run_child(out, tmp / "h3", args.threads)))
 
-    print(f"\ningest benchmark, threads={args.threads}, cpus={os.cpu_count()}, target <= {TARGET_S:.0f}s for the real data")
-    print(f"{'scenario':<15}{'rows':>12}{'quar.':>7}{'ingest s':>10}{'process s':>11}{'peak RSS MB':>13}{'vs target':>11}")
+    print(
+        f"\ningest benchmark, threads={args.threads}, cpus={os.cpu_count()}, target <= {TARGET_S:.0f}s for the real "
+        "data"
+    )
+    print(
+        f"{'scenario':<15}{'rows':>12}{'quar.':>7}{'ingest s':>10}{'process s':>11}{'peak RSS MB':>13}{'vs target':>11}"
+    )
     for name, r in results:
         ratio = r["wall_s"] / TARGET_S
-        print(f"{name:<15}{r['rows']:>12,}{r['quarantined']:>7}{r['wall_s']:>10.2f}{r['process_s']:>11.2f}"
-              f"{r['peak_rss_mb']:>13.0f}{ratio:>10.2f}x")
+        print(
+            f"{name:<15}{r['rows']:>12,}{r['quarantined']:>7}{r['wall_s']:>10.2f}{r['process_s']:>11.2f}"
+            f"{r['peak_rss_mb']:>13.0f}{ratio:>10.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -67,11 +67,11 @@ def main() -> int:
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    from support.portable_env import clean_env, clean_subprocess_env, python_of
     from olist_ml import problems
     from olist_ml.config import Settings
     from olist_ml.ml import artefact, registry, tracking
     from olist_ml.warehouse import session
+    from support.portable_env import clean_env, clean_subprocess_env, python_of
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_portable_"))
     s = Settings(home=args.home) if args.home else _world(tmp)
@@ -102,19 +102,29 @@ def main() -> int:
                     new_t.append(time.perf_counter() - t0)
                     t0 = time.perf_counter()
                     ex = artefact_frame[champ.feature_names].head(5)
-                    exf = ex.apply(lambda c: c.astype("float64") if c.dtype.kind in "iuf" or str(c.dtype) in
-                                   ("Int64", "Int32") else c)
+                    exf = ex.apply(
+                        lambda c: (
+                            c.astype("float64") if c.dtype.kind in "iuf" or str(c.dtype) in ("Int64", "Int32") else c
+                        )
+                    )
                     fn = "predict_proba" if champ.kind == "binary" else "predict"
                     sig = infer_signature(exf, getattr(champ.model, fn)(exf))
-                    mlflow.sklearn.log_model(champ.model, name="model_old", signature=sig, input_example=exf,
-                                             pip_requirements=artefact.requirements(champ.model),
-                                             serialization_format="cloudpickle", pyfunc_predict_fn=fn)
+                    mlflow.sklearn.log_model(
+                        champ.model,
+                        name="model_old",
+                        signature=sig,
+                        input_example=exf,
+                        pip_requirements=artefact.requirements(champ.model),
+                        serialization_format="cloudpickle",
+                        pyfunc_predict_fn=fn,
+                    )
                     old_t.append(time.perf_counter() - t0)
         reqs = (d / "requirements.txt").read_text().splitlines()
         out[name] = {
             "artefact_kb": round(_size(d) / 1024, 1),
             "pickle_kb": round((d / "python_model.pkl").stat().st_size / 1024, 1),
-            "code_kb": round(_size(d / "code") / 1024, 1), "requirements": reqs,
+            "code_kb": round(_size(d / "code") / 1024, 1),
+            "requirements": reqs,
             "load_in_olist_ml_s": round(statistics.median(loads), 3),
             "log_model_new_s": round(statistics.median(new_t), 3),
             "log_model_old_s": round(statistics.median(old_t), 3),
@@ -131,17 +141,29 @@ def main() -> int:
         _, cached = clean_env(reqs, root=cache)
         cached_s = time.perf_counter() - t0
         envs[name] = env
-        script = ("import time; t0 = time.perf_counter(); import mlflow.pyfunc; t1 = time.perf_counter(); "
-                  f"m = mlflow.pyfunc.load_model('models:/{name}@champion'); t2 = time.perf_counter(); "
-                  "print(round(t1 - t0, 3), round(t2 - t1, 3))")
+        script = (
+            "import time; t0 = time.perf_counter(); import mlflow.pyfunc; t1 = time.perf_counter(); "
+            f"m = mlflow.pyfunc.load_model('models:/{name}@champion'); t2 = time.perf_counter(); "
+            "print(round(t1 - t0, 3), round(t2 - t1, 3))"
+        )
         runs = []
         for _ in range(2):  # the first run of an env compiles its bytecode
-            r = subprocess.run([str(python_of(env)), "-c", script], capture_output=True, text=True, cwd=tmp,
-                               env=clean_subprocess_env(MLFLOW_TRACKING_URI=s.mlflow_uri))
+            r = subprocess.run(
+                [str(python_of(env)), "-c", script],
+                capture_output=True,
+                text=True,
+                cwd=tmp,
+                env=clean_subprocess_env(MLFLOW_TRACKING_URI=s.mlflow_uri),
+            )
             runs.append(r.stdout.strip().splitlines()[-1] if r.returncode == 0 else f"failed: {r.stderr[-300:]}")
-        out[name].update({"env_key": cold["key"], "env_cold_s": cold["seconds"] if not cold["cached"] else "shared",
-                          "env_cached_s": round(cached_s, 4),
-                          "clean_import_mlflow_then_load_s (first, second run)": runs})
+        out[name].update(
+            {
+                "env_key": cold["key"],
+                "env_cold_s": cold["seconds"] if not cold["cached"] else "shared",
+                "env_cached_s": round(cached_s, 4),
+                "clean_import_mlflow_then_load_s (first, second run)": runs,
+            }
+        )
         print(name, "clean env:", json.dumps({k: out[name][k] for k in list(out[name])[-4:]}), flush=True)
     print(json.dumps(out, indent=1))
     return 0

@@ -44,8 +44,12 @@ def _delay_rules(get, s) -> None:
         "cstate_pct_slower_than_promise_30d": lambda d: d["cstate_pct_slower_than_promise_30d"],
         "market_km_pct_slower_than_promise": lambda d: d["market_km_pct_slower_than_promise"],
     }
-    rules.update({c: (lambda d, c=c: d[c]) for c in ("route_pct_late_90d", "cstate_pct_late_30d", "market_pct_late_14d",
-                                                     "route_pct_overdue_30d")})
+    rules.update(
+        {
+            c: (lambda d, c=c: d[c])
+            for c in ("route_pct_late_90d", "cstate_pct_late_30d", "market_pct_late_14d", "route_pct_overdue_30d")
+        }
+    )
     print(f"\n== order_delay baseline rules (validation {len(sp.validation)} / test {len(sp.test)} orders)")
     for name, fn in rules.items():
         try:
@@ -68,8 +72,11 @@ def main() -> int:
     ap.add_argument("--candidates", default=None, help="comma list (default: each problem's candidates)")
     ap.add_argument("--home", type=Path, default=None, help="reuse a home (skips ingest/features if present)")
     ap.add_argument("--cadence", default="daily")
-    ap.add_argument("--problems", default="order_delay,seller_activation,seller_segments",
-                    help="comma list: which problems to run (e.g. order_delay)")
+    ap.add_argument(
+        "--problems",
+        default="order_delay,seller_activation,seller_segments",
+        help="comma list: which problems to run (e.g. order_delay)",
+    )
     ap.add_argument("--baselines", action="store_true", help="print the order-delay baseline rules considered")
     ap.add_argument("--no-register", action="store_true", help="skip the refit and registration")
     a = ap.parse_args()
@@ -98,25 +105,34 @@ def main() -> int:
     only = {p.strip() for p in a.problems.split(",")}
     for name in [n for n in ("order_delay", "seller_activation") if n in only]:
         t, c = time.perf_counter(), time.process_time()
-        r = train.train(get(name), s, n_trials=a.trials, timeout=a.timeout, candidates=cands,
-                        register=not a.no_register)
+        r = train.train(
+            get(name), s, n_trials=a.trials, timeout=a.timeout, candidates=cands, register=not a.no_register
+        )
         lin, m, te, b = r.lineage, r.metric, r.test, r.baseline
-        print(f"\n== {name}: train {time.perf_counter() - t:.1f} s wall, {time.process_time() - c:.1f} s CPU; "
-              f"train {lin['split_train_rows']} | validation {lin['validation_rows']} ({lin['validation_start']}.."
-              f"{lin['validation_end']}) | test {lin['test_rows']} ({lin['test_start']}..{lin['test_end']}); "
-              f"purged: {lin['purged_by_label_known_at']}")
+        print(
+            f"\n== {name}: train {time.perf_counter() - t:.1f} s wall, {time.process_time() - c:.1f} s CPU; "
+            f"train {lin['split_train_rows']} | validation {lin['validation_rows']} ({lin['validation_start']}.."
+            f"{lin['validation_end']}) | test {lin['test_rows']} ({lin['test_start']}..{lin['test_end']}); "
+            f"purged: {lin['purged_by_label_known_at']}"
+        )
         for n in r.notes:
             print(f"  note: {n}")
         for cr in r.candidates:
             v = cr.validation
-            print(f"  {cr.name:14s} CV {cr.cv_score:.4f}  validation ROC AUC {v['roc_auc']:.4f}  PR AUC {v['pr_auc']:.4f}"
-                  f"  base {v['base_rate']:.3f}  ({cr.n_trials} trials, {cr.fit_seconds:.1f} s)")
-        print(f"  TEST {r.winner} (fitted before {lin['test_start']}, calibration {r.calibration.get('method')}): "
-              f"ROC AUC {te[m]:.4f} (95 % CI {te[m + '_ci_low']:.4f}-{te[m + '_ci_high']:.4f}), PR AUC "
-              f"{te['pr_auc']:.4f}, base rate {te['base_rate']:.3f}, ECE {te['ece_uncalibrated']:.4f} -> {te['ece']:.4f}")
+            print(
+                f"  {cr.name:14s} CV {cr.cv_score:.4f}  validation ROC AUC {v['roc_auc']:.4f}  PR AUC {v['pr_auc']:.4f}"
+                f"  base {v['base_rate']:.3f}  ({cr.n_trials} trials, {cr.fit_seconds:.1f} s)"
+            )
+        print(
+            f"  TEST {r.winner} (fitted before {lin['test_start']}, calibration {r.calibration.get('method')}): "
+            f"ROC AUC {te[m]:.4f} (95 % CI {te[m + '_ci_low']:.4f}-{te[m + '_ci_high']:.4f}), PR AUC "
+            f"{te['pr_auc']:.4f}, base rate {te['base_rate']:.3f}, ECE {te['ece_uncalibrated']:.4f} -> {te['ece']:.4f}"
+        )
         if f"test_{m}" in b:
-            print(f"  baseline {b['name']}: validation {b.get('validation_' + m, float('nan')):.4f}, test "
-                  f"{b['test_' + m]:.4f} (95 % CI {b['test_' + m + '_ci_low']:.4f}-{b['test_' + m + '_ci_high']:.4f})")
+            print(
+                f"  baseline {b['name']}: validation {b.get('validation_' + m, float('nan')):.4f}, test "
+                f"{b['test_' + m]:.4f} (95 % CI {b['test_' + m + '_ci_low']:.4f}-{b['test_' + m + '_ci_high']:.4f})"
+            )
         else:
             print(f"  gate: {b.get('name')}")
         if name == "order_delay":
@@ -130,10 +146,14 @@ def main() -> int:
         return 0
     t = time.perf_counter()
     res = seg.fit_segments(s, k_range=(3, 8), n_stability=5)
-    print(f"\n== seller_segments at {res.dt_ref} (trained_until): {res.n_sellers} active sellers, "
-          f"{time.perf_counter() - t:.1f} s")
-    print(f"  k {res.k}  silhouette {res.silhouette:.3f}  stability ARI mean {res.ari_mean:.3f} "
-          f"min {min(res.stability_ari):.3f}")
+    print(
+        f"\n== seller_segments at {res.dt_ref} (trained_until): {res.n_sellers} active sellers, "
+        f"{time.perf_counter() - t:.1f} s"
+    )
+    print(
+        f"  k {res.k}  silhouette {res.silhouette:.3f}  stability ARI mean {res.ari_mean:.3f} "
+        f"min {min(res.stability_ari):.3f}"
+    )
     print("  silhouette by k: " + ", ".join(f"{k}:{v:.3f}" for k, v in res.silhouette_by_k.items()))
     cols = ["segment", "segment_name", "n_sellers", "share"] + (["gmv_share"] if "gmv_share" in res.profile else [])
     print(res.profile[cols].to_string(index=False))

@@ -65,7 +65,9 @@ def _pick_seller(settings) -> str:
     return str(frame["seller_id"].iloc[0])
 
 
-async def _drive(url: str, path: str, rate: float, duration: float, max_in_flight: int) -> tuple[list[float], int, float]:
+async def _drive(
+    url: str, path: str, rate: float, duration: float, max_in_flight: int
+) -> tuple[list[float], int, float]:
     import httpx
 
     n = int(rate * duration)
@@ -144,9 +146,26 @@ def main(argv: list[str] | None = None) -> int:
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if k != "OLIST_ML_API_TOKEN"}
-        cmd = [sys.executable, "-m", "olist_ml", "--home", str(settings.home), "--warehouse", str(settings.warehouse),
-               "--tracking-uri", settings.mlflow_uri, "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--problem", "churn", "--log-level", "warning"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "olist_ml",
+            "--home",
+            str(settings.home),
+            "--warehouse",
+            str(settings.warehouse),
+            "--tracking-uri",
+            settings.mlflow_uri,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--problem",
+            "churn",
+            "--log-level",
+            "warning",
+        ]
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         import httpx
@@ -169,12 +188,19 @@ def main(argv: list[str] | None = None) -> int:
         lat, errors, wall = asyncio.run(_drive(url, path, args.rate, args.duration, args.max_in_flight))
         n = len(lat)
         p50, p90, p99 = _pct(lat, 50), _pct(lat, 90), _pct(lat, 99)
-        print(f"requests: {n} ok, {errors} failed, target rate {args.rate:.0f}/s for {args.duration:.0f}s, "
-              f"cores {os.cpu_count()}")
+        print(
+            f"requests: {n} ok, {errors} failed, target rate {args.rate:.0f}/s for {args.duration:.0f}s, "
+            f"cores {os.cpu_count()}"
+        )
         print(f"throughput: {n / wall:.1f} req/s (wall {wall:.2f}s)")
-        print(f"latency ms: p50 {p50:.2f}  p90 {p90:.2f}  p99 {p99:.2f}  max {max(lat) * 1000 if lat else float('nan'):.2f}")
-        print(f"p99 vs target {TARGET_P99_MS:.0f} ms: ratio {p99 / TARGET_P99_MS:.2f} "
-              f"({'MET' if p99 <= TARGET_P99_MS and errors == 0 else 'MISSED'})")
+        print(
+            f"latency ms: p50 {p50:.2f}  p90 {p90:.2f}  p99 {p99:.2f}  max "
+            f"{max(lat) * 1000 if lat else float('nan'):.2f}"
+        )
+        print(
+            f"p99 vs target {TARGET_P99_MS:.0f} ms: ratio {p99 / TARGET_P99_MS:.2f} "
+            f"({'MET' if p99 <= TARGET_P99_MS and errors == 0 else 'MISSED'})"
+        )
         return 0
     finally:
         if proc is not None:

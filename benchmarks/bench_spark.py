@@ -42,8 +42,16 @@ def _child(step: str, home: str, master: str, data: str) -> None:
         ingest(Path(data), s)
         t1 = time.perf_counter()
         r = build(s, start=START, end=END, cadence="daily")
-        print(json.dumps({"ingest_s": t1 - t_start, "build_s": time.perf_counter() - t1,
-                          "rows": sum(t.rows for t in r.tables), "dt_refs": max(t.dt_refs for t in r.tables)}))
+        print(
+            json.dumps(
+                {
+                    "ingest_s": t1 - t_start,
+                    "build_s": time.perf_counter() - t1,
+                    "rows": sum(t.rows for t in r.tables),
+                    "dt_refs": max(t.dt_refs for t in r.tables),
+                }
+            )
+        )
         return
     s = Settings(home=Path(home), engine="spark", spark_master=master)
     import pyspark  # noqa: F401 - timed apart from the JVM start
@@ -65,10 +73,14 @@ def _child(step: str, home: str, master: str, data: str) -> None:
         tracker = spark.sparkContext.statusTracker()
         jobs0 = len(tracker.getJobIdsForGroup(None))
         r = build(s, start=START, end=END, cadence="daily")
-        out.update(build_s=time.perf_counter() - t_session, rows=sum(t.rows for t in r.tables),
-                   dt_refs=max(t.dt_refs for t in r.tables), skipped=min(t.skipped for t in r.tables),
-                   tables={t.table: round(t.seconds, 2) for t in r.tables},
-                   jobs=len(tracker.getJobIdsForGroup(None)) - jobs0)
+        out.update(
+            build_s=time.perf_counter() - t_session,
+            rows=sum(t.rows for t in r.tables),
+            dt_refs=max(t.dt_refs for t in r.tables),
+            skipped=min(t.skipped for t in r.tables),
+            tables={t.table: round(t.seconds, 2) for t in r.tables},
+            jobs=len(tracker.getJobIdsForGroup(None)) - jobs0,
+        )
         lake = Path(home) / "lake"
         files = [p for p in lake.rglob("*.parquet") if p.parts[-3].startswith("fs_seller")]
         out["files"] = len(files)
@@ -78,8 +90,12 @@ def _child(step: str, home: str, master: str, data: str) -> None:
 
 def run(step: str, home: str, master: str, data: str) -> dict:
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, __file__, "--child", step, "--home", home, "--master", master, "--data", data],
-                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    p = subprocess.run(
+        [sys.executable, __file__, "--child", step, "--home", home, "--master", master, "--data", data],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         sys.exit(f"{step} failed:\n{p.stderr[-3000:]}")
@@ -104,31 +120,52 @@ def main() -> None:
         return
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     load = os.getloadavg()
-    print(f"machine: {os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
-          f"(1/5/15 min); Spark master {a.master}")
+    print(
+        f"machine: {os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
+        f"(1/5/15 min); Spark master {a.master}"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as tmp:
         home = str(Path(tmp) / "spark")
         ing = run("ingest", home, a.master, a.data)
-        print(f"1. Spark ingest: {ing['wall_s']:.1f} s wall ({ing['import_s']:.1f} s python+pyspark import, "
-              f"{ing['session_s']:.1f} s session start, {ing['ingest_s']:.1f} s ingest of {ing['rows']:,} rows)")
+        print(
+            f"1. Spark ingest: {ing['wall_s']:.1f} s wall ({ing['import_s']:.1f} s python+pyspark import, "
+            f"{ing['session_s']:.1f} s session start, {ing['ingest_s']:.1f} s ingest of {ing['rows']:,} rows)"
+        )
         b = run("build", home, a.master, a.data)
         other = b["build_s"] - sum(b["tables"].values())
-        print(f"2. daily backfill {START}..{END} on Spark {a.master}: {b['wall_s']:.1f} s wall, process start to "
-              f"end (target <= 60 s)")
-        print(f"   {b['dt_refs']} dt_refs x 6 tables, {b['rows']:,} rows, {b['files']} Parquet files, {b['jobs']} Spark jobs")
-        print(f"   where the time goes: python + pyspark import {b['import_s']:.1f} s | JVM + session start "
-              f"{b['session_s']:.1f} s | stg views, data range, lineage fingerprints, build log {other:.1f} s")
+        print(
+            f"2. daily backfill {START}..{END} on Spark {a.master}: {b['wall_s']:.1f} s wall, process start to "
+            f"end (target <= 60 s)"
+        )
+        print(
+            f"   {b['dt_refs']} dt_refs x 6 tables, {b['rows']:,} rows, {b['files']} Parquet files, {b['jobs']} "
+            "Spark jobs"
+        )
+        print(
+            f"   where the time goes: python + pyspark import {b['import_s']:.1f} s | JVM + session start "
+            f"{b['session_s']:.1f} s | stg views, data range, lineage fingerprints, build log {other:.1f} s"
+        )
         for t, sec in b["tables"].items():
-            print(f"   {t:<24} {sec:6.1f} s" + ("  (includes the shared event prelude, computed once and cached)"
-                                                 if t == next(iter(b["tables"])) else ""))
+            print(
+                f"   {t:<24} {sec:6.1f} s"
+                + (
+                    "  (includes the shared event prelude, computed once and cached)"
+                    if t == next(iter(b["tables"]))
+                    else ""
+                )
+            )
         r = run("build", home, a.master, a.data)
-        print(f"3. second build (all {r['skipped']} dt_refs current, lineage check only): {r['wall_s']:.1f} s wall "
-              f"({r['session_s']:.1f} s session start)")
+        print(
+            f"3. second build (all {r['skipped']} dt_refs current, lineage check only): {r['wall_s']:.1f} s wall "
+            f"({r['session_s']:.1f} s session start)"
+        )
         if not a.no_duckdb:
             d = run("duckdb", str(Path(tmp) / "duck"), a.master, a.data)
-            print(f"4. DuckDB (2 threads): ingest {d['ingest_s']:.1f} s, same backfill {d['build_s']:.1f} s "
-                  f"({d['rows']:,} rows); Spark/DuckDB backfill ratio {b['wall_s'] / max(d['build_s'], 1e-9):.1f}x "
-                  f"(Spark's wall includes its process start-up, DuckDB's build does not)")
+            print(
+                f"4. DuckDB (2 threads): ingest {d['ingest_s']:.1f} s, same backfill {d['build_s']:.1f} s "
+                f"({d['rows']:,} rows); Spark/DuckDB backfill ratio {b['wall_s'] / max(d['build_s'], 1e-9):.1f}x "
+                f"(Spark's wall includes its process start-up, DuckDB's build does not)"
+            )
             if d["rows"] != b["rows"]:
                 print(f"   WARNING: row counts differ (DuckDB {d['rows']:,}, Spark {b['rows']:,})")
     load = os.getloadavg()

@@ -19,10 +19,21 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("pipeline/serving", ("olist_ml.pipeline", "olist_ml.serving")),
     ("problems", ("olist_ml.problems",)),
     ("ml", ("olist_ml.ml",)),
-    ("features/data", ("olist_ml.features", "olist_ml.warehouse", "olist_ml.lineage", "olist_ml.ingest",
-                       "olist_ml.synth", "olist_ml.geo")),
-    ("schema/config", ("olist_ml.schema", "olist_ml.config", "olist_ml.errors", "olist_ml.home", "olist_ml",
-                       "olist_ml_model")),
+    (
+        "features/data",
+        (
+            "olist_ml.features",
+            "olist_ml.warehouse",
+            "olist_ml.lineage",
+            "olist_ml.ingest",
+            "olist_ml.synth",
+            "olist_ml.geo",
+        ),
+    ),
+    (
+        "schema/config",
+        ("olist_ml.schema", "olist_ml.config", "olist_ml.errors", "olist_ml.home", "olist_ml", "olist_ml_model"),
+    ),
 ]
 
 # cycles another change removes (issue 14, item 5: features/build.py <-> spark_engine.py, where
@@ -72,8 +83,12 @@ def layer_of(module: str) -> int:
 
 
 def upward_imports(graph: dict[str, set[str]]) -> list[str]:
-    return sorted(f"{m} ({LAYERS[layer_of(m)][0]}) imports {t} ({LAYERS[layer_of(t)][0]})"
-                  for m, ts in graph.items() for t in ts if layer_of(t) < layer_of(m))
+    return sorted(
+        f"{m} ({LAYERS[layer_of(m)][0]}) imports {t} ({LAYERS[layer_of(t)][0]})"
+        for m, ts in graph.items()
+        for t in ts
+        if layer_of(t) < layer_of(m)
+    )
 
 
 def cycles(graph: dict[str, set[str]]) -> list[set[str]]:
@@ -127,8 +142,11 @@ def test_no_import_cycle():
 
 def test_portable_model_code_imports_nothing_of_olist_ml():
     graph = imports()
-    bad = {m: sorted(t for t in ts if not t.startswith("olist_ml_model"))
-           for m, ts in graph.items() if m.startswith("olist_ml_model")}
+    bad = {
+        m: sorted(t for t in ts if not t.startswith("olist_ml_model"))
+        for m, ts in graph.items()
+        if m.startswith("olist_ml_model")
+    }
     assert not any(bad.values()), bad
 
 

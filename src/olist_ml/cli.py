@@ -23,7 +23,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 app = typer.Typer(
     name="olist-ml",
-    help="Olist marketplace ML: ingest -> feature store -> ABT -> MLflow training -> champion -> scoring/serving/monitoring.",
+    help="Olist marketplace ML: ingest -> feature store -> ABT -> MLflow training -> champion "
+    "-> scoring/serving/monitoring.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -39,32 +40,54 @@ def _version(value: bool) -> None:
 @app.callback()
 def _global(
     ctx: typer.Context,
-    home: Optional[Path] = typer.Option(None, "--home", help="Working folder (env OLIST_ML_HOME, default ./.olist_ml)."),
-    warehouse: Optional[Path] = typer.Option(None, "--warehouse", help="DuckDB warehouse file (env OLIST_ML_WAREHOUSE)."),
+    home: Optional[Path] = typer.Option(
+        None, "--home", help="Working folder (env OLIST_ML_HOME, default ./.olist_ml)."
+    ),
+    warehouse: Optional[Path] = typer.Option(
+        None, "--warehouse", help="DuckDB warehouse file (env OLIST_ML_WAREHOUSE)."
+    ),
     tracking_uri: Optional[str] = typer.Option(
         None, "--tracking-uri", help="MLflow tracking URI (env MLFLOW_TRACKING_URI; default sqlite under --home)."
     ),
-    engine: Optional[str] = typer.Option(None, "--engine", help="duckdb (default) or spark (env OLIST_ML_ENGINE): "
-                                                              "spark keeps every table in the lake (--lake)."),
-    lake: Optional[str] = typer.Option(None, "--lake", help="Spark engine's table root: a URI (s3a://, abfss://, "
-                                                           "dbfs:/, file://) or folder (env OLIST_ML_LAKE; "
-                                                           "default <home>/lake)."),
+    engine: Optional[str] = typer.Option(
+        None,
+        "--engine",
+        help="duckdb (default) or spark (env OLIST_ML_ENGINE): spark keeps every table in the lake (--lake).",
+    ),
+    lake: Optional[str] = typer.Option(
+        None,
+        "--lake",
+        help="Spark engine's table root: a URI (s3a://, abfss://, "
+        "dbfs:/, file://) or folder (env OLIST_ML_LAKE; "
+        "default <home>/lake).",
+    ),
     registry_uri: Optional[str] = typer.Option(
         None, "--registry-uri", help="MLflow model registry URI (env MLFLOW_REGISTRY_URI; default the tracking URI)."
     ),
-    wait: bool = typer.Option(False, "--wait", help="When another olist-ml process writes the home, wait for it "
-                                                    "instead of exiting (code 2)."),
+    wait: bool = typer.Option(
+        False, "--wait", help="When another olist-ml process writes the home, wait for it instead of exiting (code 2)."
+    ),
     verbose: bool = typer.Option(False, "--verbose", help="Show MLflow's own output (run URLs, registry notices)."),
     sets: Optional[list[str]] = typer.Option(
-        None, "--set", help="A problem setting, section.field=value (repeatable), e.g. churn.horizon_days=30 "
-                            "(env OLIST_ML_CHURN_HORIZON_DAYS; see docs/INTERFACES.md#settings)."),
+        None,
+        "--set",
+        help="A problem setting, section.field=value (repeatable), e.g. churn.horizon_days=30 "
+        "(env OLIST_ML_CHURN_HORIZON_DAYS; see docs/INTERFACES.md#settings).",
+    ),
     version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True),
 ) -> None:
     from .home import check_paths
 
-    ctx.obj = Settings.from_env(sets=sets, home=home, warehouse_path=warehouse, tracking_uri=tracking_uri,
-                                engine=engine.strip().lower() if engine else None,
-                                registry_uri=registry_uri, verbose=verbose or None, spark_dir=lake)
+    ctx.obj = Settings.from_env(
+        sets=sets,
+        home=home,
+        warehouse_path=warehouse,
+        tracking_uri=tracking_uri,
+        engine=engine.strip().lower() if engine else None,
+        registry_uri=registry_uri,
+        verbose=verbose or None,
+        spark_dir=lake,
+    )
     if ctx.obj.engine not in ("duckdb", "spark"):
         from .errors import UnknownNameError
 
@@ -112,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         from typer._click.exceptions import ClickException  # typer >= 0.29 vendors its own click
 
         if isinstance(e, ClickException):  # a usage error (bad option value, unknown option): one line too
-            where = f" (see `olist-ml {e.ctx.command_path.split(' ', 1)[-1]} --help`)" if getattr(e, "ctx", None) else ""
+            where = (
+                f" (see `olist-ml {e.ctx.command_path.split(' ', 1)[-1]} --help`)" if getattr(e, "ctx", None) else ""
+            )
             typer.secho(f"error: {e.format_message()}{where}", err=True, fg=typer.colors.RED)
             return e.exit_code
         if is_environment_error(e):

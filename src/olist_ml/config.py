@@ -32,7 +32,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
-from functools import lru_cache, cache
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -56,8 +56,9 @@ def _env(name: str, default: str | None = None) -> str | None:
     return v if v not in (None, "") else default
 
 
-def _f(default: Any, *, shapes: str | None = None, choices: tuple[str, ...] = (), env: str | None = None,
-       doc: str = "") -> Any:
+def _f(
+    default: Any, *, shapes: str | None = None, choices: tuple[str, ...] = (), env: str | None = None, doc: str = ""
+) -> Any:
     """A settings field with what it shapes, its allowed values, an older env name, a one-line doc."""
     return field(default=default, metadata={"shapes": shapes, "choices": choices, "env": env, "doc": doc})
 
@@ -73,8 +74,11 @@ def _convert(text: str, tp: Any, where: str) -> Any:
         return _convert(text, args[0], where)
     if origin is tuple:
         inner = typing.get_args(tp)[0]
-        parts = [p.strip() for p in text.replace("..", ",").replace("-", ",").split(",")] if inner is int \
+        parts = (
+            [p.strip() for p in text.replace("..", ",").replace("-", ",").split(",")]
+            if inner is int
             else [p.strip() for p in text.split(",")]
+        )
         parts = [p for p in parts if p]
         if not parts:
             raise InputError(f"{where}={text!r} is empty: give a comma list")
@@ -107,8 +111,10 @@ def _check(obj: Any, section: str) -> None:
         v = getattr(obj, f.name)
         choices = f.metadata.get("choices") or ()
         if choices and v not in choices:
-            raise UnknownNameError(f"{section}.{f.name} {v!r} is not one of {', '.join(choices)} "
-                                   f"({env_name(section, f)} / --set {section}.{f.name}=...)")
+            raise UnknownNameError(
+                f"{section}.{f.name} {v!r} is not one of {', '.join(choices)} "
+                f"({env_name(section, f)} / --set {section}.{f.name}=...)"
+            )
         vals = v if isinstance(v, tuple) else (v,)
         if any(isinstance(x, (int, float)) and not isinstance(x, bool) and x < 0 for x in vals):
             raise InputError(f"{section}.{f.name} = {v!r} must not be negative")
@@ -174,9 +180,14 @@ class ProblemSettings:
 
     @property
     def split(self) -> SplitConfig:
-        return SplitConfig(test_months=self.test_months, validation_months=self.validation_months,
-                           cv_folds=self.cv_folds, purge=self.purge, purge_days=self.purge_days,
-                           tune_rows=self.tune_rows)
+        return SplitConfig(
+            test_months=self.test_months,
+            validation_months=self.validation_months,
+            cv_folds=self.cv_folds,
+            purge=self.purge,
+            purge_days=self.purge_days,
+            tune_rows=self.tune_rows,
+        )
 
 
 CHURN_CADENCES = ("monthly", "weekly", "daily")
@@ -190,8 +201,9 @@ class ChurnSettings(ProblemSettings):
 
     horizon_days: int = _f(45, shapes=INPUTS, doc="churn = no sale through the last sale date + N days")
     eligibility_days: int = _f(45, shapes=INPUTS, doc="population: sellers with a sale in the N days before dt_ref")
-    cadence: str = _f("monthly", shapes=ABT, choices=CHURN_CADENCES,
-                      doc="ABT reference dates: first of month, Mondays or every day")
+    cadence: str = _f(
+        "monthly", shapes=ABT, choices=CHURN_CADENCES, doc="ABT reference dates: first of month, Mondays or every day"
+    )
     test_months: int | None = _f(3, doc="last labelled months measured once")
     validation_months: int | None = _f(3, doc="months before the test months that choose and calibrate")
     purge_days: int | None = _f(None, doc="None: the horizon (a row's label is known by dt_ref + horizon)")
@@ -251,8 +263,9 @@ class SegmentsSettings(ProblemSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         if len(self.k_range) != 2 or not 2 <= self.k_range[0] <= self.k_range[1]:
-            raise InputError(f"segments.k_range {self.k_range!r} must be lo-hi with 2 <= lo <= hi "
-                             "(OLIST_ML_SEGMENTS_K_RANGE=3-8)")
+            raise InputError(
+                f"segments.k_range {self.k_range!r} must be lo-hi with 2 <= lo <= hi (OLIST_ML_SEGMENTS_K_RANGE=3-8)"
+            )
 
 
 @dataclass(frozen=True)
@@ -271,8 +284,9 @@ class TrainingSettings:
         _check(self, self.SECTION)
 
 
-SECTIONS: dict[str, type] = {c.SECTION: c for c in (ChurnSettings, DelaySettings, ActivationSettings,
-                                                     SegmentsSettings, TrainingSettings)}
+SECTIONS: dict[str, type] = {
+    c.SECTION: c for c in (ChurnSettings, DelaySettings, ActivationSettings, SegmentsSettings, TrainingSettings)
+}
 
 
 @dataclass(frozen=True)
@@ -307,8 +321,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         if not self.feature_windows or any(int(w) <= 0 for w in self.feature_windows):
-            raise InputError(f"feature_windows {self.feature_windows!r} must be positive days "
-                             "(OLIST_ML_FEATURE_WINDOWS=30,90,180)")
+            raise InputError(
+                f"feature_windows {self.feature_windows!r} must be positive days (OLIST_ML_FEATURE_WINDOWS=30,90,180)"
+            )
 
     # ---- derived paths -------------------------------------------------------------
     @property
@@ -378,8 +393,9 @@ class Settings:
                 raise UnknownNameError(f"--set {a!r}: unknown section {sec!r}; choose from {', '.join(SECTIONS)}")
             f = {x.name: x for x in fields(cls)}.get(name)
             if f is None:
-                raise UnknownNameError(f"--set {a!r}: {sec} has no field {name!r}; it has "
-                                       f"{', '.join(x.name for x in fields(cls))}")
+                raise UnknownNameError(
+                    f"--set {a!r}: {sec} has no field {name!r}; it has {', '.join(x.name for x in fields(cls))}"
+                )
             out = out._with({f"{sec}__{name}": _convert(text, _hints(cls)[name], f"--set {key.strip()}")})
         return out
 
@@ -406,12 +422,20 @@ class Settings:
             "feature_windows": _env("OLIST_ML_FEATURE_WINDOWS"),
             "feature_chunk_rows": _env("OLIST_ML_FEATURE_CHUNK_ROWS"),
         }
-        env_names = {"tracking_uri": "OLIST_ML_TRACKING_URI", "registry_uri": "OLIST_ML_REGISTRY_URI",
-                     "warehouse_path": "OLIST_ML_WAREHOUSE", "home": "OLIST_ML_HOME", "spark_dir": "OLIST_ML_LAKE",
-                     "artifact_root": "OLIST_ML_ARTIFACT_ROOT"}
+        env_names = {
+            "tracking_uri": "OLIST_ML_TRACKING_URI",
+            "registry_uri": "OLIST_ML_REGISTRY_URI",
+            "warehouse_path": "OLIST_ML_WAREHOUSE",
+            "home": "OLIST_ML_HOME",
+            "spark_dir": "OLIST_ML_LAKE",
+            "artifact_root": "OLIST_ML_ARTIFACT_ROOT",
+        }
         hints = _hints(cls)
-        vals: dict[str, Any] = {k: _convert(v, hints[k], env_names.get(k, f"{ENV_PREFIX}{k.upper()}"))
-                                for k, v in env.items() if v is not None}
+        vals: dict[str, Any] = {
+            k: _convert(v, hints[k], env_names.get(k, f"{ENV_PREFIX}{k.upper()}"))
+            for k, v in env.items()
+            if v is not None
+        }
         sections: dict[str, Any] = {}
         if "feature_windows" in vals:
             vals["feature_windows"] = tuple(sorted(set(vals["feature_windows"])))
@@ -442,6 +466,13 @@ def describe() -> list[dict[str, Any]]:
     rows = []
     for sec, cls in SECTIONS.items():
         for f in fields(cls):
-            rows.append({"setting": f"{sec}.{f.name}", "env": env_name(sec, f), "default": f.default,
-                         "shapes": f.metadata.get("shapes") or "protocol", "doc": f.metadata.get("doc", "")})
+            rows.append(
+                {
+                    "setting": f"{sec}.{f.name}",
+                    "env": env_name(sec, f),
+                    "default": f.default,
+                    "shapes": f.metadata.get("shapes") or "protocol",
+                    "doc": f.metadata.get("doc", ""),
+                }
+            )
     return rows

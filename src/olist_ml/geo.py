@@ -63,12 +63,12 @@ def haversine_sql(lat1: str, lng1: str, lat2: str, lng2: str) -> str:
 def _points_sql() -> str:
     b = BRAZIL_BOX
     return f"""
-        SELECT {normalise_zip_sql('geolocation_zip_code_prefix')} AS zip5,
+        SELECT {normalise_zip_sql("geolocation_zip_code_prefix")} AS zip5,
                upper(trim(geolocation_state)) AS state,
                geolocation_lat AS lat, geolocation_lng AS lng
         FROM stg_geolocation
-        WHERE geolocation_lat BETWEEN {b['lat_min']} AND {b['lat_max']}
-          AND geolocation_lng BETWEEN {b['lng_min']} AND {b['lng_max']}
+        WHERE geolocation_lat BETWEEN {b["lat_min"]} AND {b["lat_max"]}
+          AND geolocation_lng BETWEEN {b["lng_min"]} AND {b["lng_max"]}
     """
 
 
@@ -126,22 +126,25 @@ def build_zip_coordinates(con: duckdb.DuckDBPyConnection) -> int:
     return replace_table_atomically(con, GEO_TABLE, zip_coordinates_sql(con))
 
 
-def locate(con: duckdb.DuckDBPyConnection, zip_code_prefix: str, state: str | None = None) -> tuple[float | None, float | None, str]:
+def locate(
+    con: duckdb.DuckDBPyConnection, zip_code_prefix: str, state: str | None = None
+) -> tuple[float | None, float | None, str]:
     """Coordinates of one zip prefix (and state, for the last fallback): (lat, lng, geo_level)."""
     if not table_exists(con, "stg_geolocation"):
         return None, None, "none"
     rows = con.execute(
         f"""
         WITH pts AS ({_points_sql()}),
-        q AS (SELECT {normalise_zip_sql('?')} AS zip5, upper(trim(?)) AS state)
+        q AS (SELECT {normalise_zip_sql("?")} AS zip5, upper(trim(?)) AS state)
         SELECT
           (SELECT [median(lat), median(lng)] FROM pts, q WHERE pts.zip5 = q.zip5 HAVING count(*) > 0),
-          (SELECT [median(lat), median(lng)] FROM pts, q WHERE substr(pts.zip5, 1, 3) = substr(q.zip5, 1, 3) HAVING count(*) > 0),
+          (SELECT [median(lat), median(lng)] FROM pts, q
+           WHERE substr(pts.zip5, 1, 3) = substr(q.zip5, 1, 3) HAVING count(*) > 0),
           (SELECT [median(lat), median(lng)] FROM pts, q WHERE pts.state = q.state HAVING count(*) > 0)
         """,
         [zip_code_prefix, state],
     ).fetchall()[0]
-    for level, v in zip(GEO_LEVELS, rows):
+    for level, v in zip(GEO_LEVELS, rows, strict=False):
         if v is not None:
             return float(v[0]), float(v[1]), level
     return None, None, "none"

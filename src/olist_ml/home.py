@@ -77,15 +77,21 @@ def writer_lock(settings: Settings, command: str, *, wait: bool = False) -> Iter
         lock.acquire(timeout=0)
     except Timeout:
         if not wait:
-            raise EnvironmentFault(f"home {home} is being written by {_holder(home)}: wait for it to finish, "
-                                   f"or run again with `olist-ml --wait ...`") from None
+            raise EnvironmentFault(
+                f"home {home} is being written by {_holder(home)}: wait for it to finish, "
+                f"or run again with `olist-ml --wait ...`"
+            ) from None
         print(f"waiting for {_holder(home)} to release home {home} ...", file=sys.stderr, flush=True)
         lock.acquire()
     except OSError as e:
         raise environment_fault(e, f"home {home}") from None
     try:
-        info = {"pid": os.getpid(), "command": command, "host": socket.gethostname(),
-                "since": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S%z")}
+        info = {
+            "pid": os.getpid(),
+            "command": command,
+            "host": socket.gethostname(),
+            "since": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S%z"),
+        }
         with contextlib.suppress(OSError):
             (home / HOLDER_FILE).write_text(json.dumps(info))
         yield
@@ -125,18 +131,23 @@ def environment_fault(e: BaseException, where: str = "") -> EnvironmentFault:
     target = where or getattr(e, "filename", None) or ""
     at = f"{target}: " if target else ""
     if code in _DISK or "no space left" in low or "file too large" in low or "disk quota" in low:
-        return EnvironmentFault(f"{at}disk full or file size limit reached ({msg}); free space and re-run "
-                                "(nothing was half-written)")
+        return EnvironmentFault(
+            f"{at}disk full or file size limit reached ({msg}); free space and re-run (nothing was half-written)"
+        )
     if code in _READ_ONLY or "read-only file system" in low or "permission denied" in low:
         return EnvironmentFault(f"{at}not writable ({msg}): use a writable --home (OLIST_ML_HOME)")
     if code in (errno.ENOTDIR, errno.EISDIR):
         return EnvironmentFault(f"{at}a path has the wrong kind (file vs folder): {msg}")
     if "unable to open database file" in low:
-        return EnvironmentFault(f"{at}the MLflow store cannot be opened or created (sqlite: unable to open database "
-                                "file): check that the home is writable and the tracking URI")
+        return EnvironmentFault(
+            f"{at}the MLflow store cannot be opened or created (sqlite: unable to open database "
+            "file): check that the home is writable and the tracking URI"
+        )
     if "not a valid duckdb database" in low or "unable to open database" in low or "invalid file" in low:
-        return EnvironmentFault(f"{at}not a DuckDB warehouse file ({msg}): point --warehouse at an olist-ml "
-                                "warehouse, or move the file away")
+        return EnvironmentFault(
+            f"{at}not a DuckDB warehouse file ({msg}): point --warehouse at an olist-ml "
+            "warehouse, or move the file away"
+        )
     if "could not set lock" in low or "conflicting lock" in low:
         return EnvironmentFault(f"{at}the warehouse is open in another process ({msg}); retry when it finishes")
     return EnvironmentFault(f"{at}{msg}")
@@ -155,6 +166,15 @@ def is_environment_error(e: BaseException) -> bool:
     if type(e).__name__ == "OperationalError" and "unable to open database file" in str(e):
         return True  # sqlalchemy/sqlite: the MLflow store cannot be opened or created
     low = str(e).lower()
-    return isinstance(e, duckdb.Error) and any(k in low for k in (
-        "not a valid duckdb database", "no space left", "file too large", "disk quota", "read-only file system",
-        "could not set lock", "permission denied"))
+    return isinstance(e, duckdb.Error) and any(
+        k in low
+        for k in (
+            "not a valid duckdb database",
+            "no space left",
+            "file too large",
+            "disk quota",
+            "read-only file system",
+            "could not set lock",
+            "permission denied",
+        )
+    )

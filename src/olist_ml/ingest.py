@@ -82,7 +82,7 @@ import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -333,7 +333,9 @@ def _resolve(source: Path) -> Iterator[_Source]:
     if not zipfile.is_zipfile(source):
         if source.suffix.lower() == ".zip":
             raise InputError(f"{source}: truncated or corrupt zip file (no zip central directory)")
-        raise InputError(f"{source}: not a folder or a zip file (SOURCE must be a folder of Olist CSVs or the Kaggle zip)")
+        raise InputError(
+            f"{source}: not a folder or a zip file (SOURCE must be a folder of Olist CSVs or the Kaggle zip)"
+        )
     tmp = Path(tempfile.mkdtemp(prefix="olist-ingest-zip-"))
     try:
         files, display = _extract_zip(source, tmp)
@@ -374,7 +376,9 @@ def _header(path: Path, shown: str) -> list[str]:
         text = head.decode("utf-8-sig") if len(head) < _HEAD_BYTES else _decode_prefix(head)
     except UnicodeDecodeError as e:
         line = head[: e.start].count(b"\n") + 1
-        raise InputError(f"{shown}: not UTF-8 encoded text (invalid byte on line {line}); re-save it as UTF-8") from None
+        raise InputError(
+            f"{shown}: not UTF-8 encoded text (invalid byte on line {line}); re-save it as UTF-8"
+        ) from None
     low = text.lstrip().lower()
     if low.startswith(("<!doctype html", "<html", "<?xml", "<head", "<body")):
         raise InputError(f"{shown}: an HTML/XML page, not a CSV file (a failed download?)")
@@ -402,7 +406,9 @@ def _check_columns(spec: SourceTable, header: list[str], shown: str) -> list[str
     missing = [c for c in spec.source_names if c not in header]
     if missing:
         have = ", ".join(header[:12]) + (", ..." if len(header) > 12 else "")
-        raise InputError(f"{shown}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (header has: {have})")
+        raise InputError(
+            f"{shown}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (header has: {have})"
+        )
     extra = [h for h in header if h not in spec.source_names]
     return [f"{shown}: extra column{'s' if len(extra) > 1 else ''} ignored: {', '.join(extra)}"] if extra else []
 
@@ -493,12 +499,22 @@ class _Load:
 
     def __post_init__(self) -> None:
         k = self.spec.key
-        self.raw, self.typed, self.bad, self.rej, self.lines = (f"raw_{k}", f"typed_{k}", f"bad_{k}", f"rej_{k}",
-                                                                f"lines_{k}")
+        self.raw, self.typed, self.bad, self.rej, self.lines = (
+            f"raw_{k}",
+            f"typed_{k}",
+            f"bad_{k}",
+            f"rej_{k}",
+            f"lines_{k}",
+        )
 
 
 def _load_table(
-    con: duckdb.DuckDBPyConnection, spec: SourceTable, path: Path, header: list[str], shown: str, rep: TableReport,
+    con: duckdb.DuckDBPyConnection,
+    spec: SourceTable,
+    path: Path,
+    header: list[str],
+    shown: str,
+    rep: TableReport,
     rules: _Rules,
 ) -> None:
     """Read, type and check one file, write its clean rows to stg_<table> and the rest to the quarantine."""
@@ -519,7 +535,9 @@ def _load_table(
             f"INSERT INTO {t.bad} VALUES (NULL, ?, ?, ?, ?, NULL)",
             [(line, col, reason, value) for line, _span, col, reason, value in rejects],
         )
-        rep.warnings.append(f"{shown}: {len(rejects)} malformed CSV record(s) quarantined (first at line {rejects[0][0]})")
+        rep.warnings.append(
+            f"{shown}: {len(rejects)} malformed CSV record(s) quarantined (first at line {rejects[0][0]})"
+        )
     _write_stg(con, t)
     _require_rows(con, t)
     _write_quarantine(con, t, n_bad)
@@ -553,8 +571,14 @@ def _type_rows(con: duckdb.DuckDBPyConnection, t: _Load, rules: _Rules) -> None:
         sel.append(f"{src} AS {_q('_raw_' + c.name)}")
         if c.type in ("TIMESTAMP", "DATE"):
             tz = _q("_tz_" + c.name)
-            conv = (f"CAST(TRY_CAST(regexp_replace(trim({src}), '\\s+([+-][0-9])', '\\1') AS TIMESTAMPTZ) "
-                    f"AT TIME ZONE {_lit(LOCAL_TZ)} AS {c.type})") if rules.tz_ok else f"NULL::{c.type}"
+            conv = (
+                (
+                    f"CAST(TRY_CAST(regexp_replace(trim({src}), '\\s+([+-][0-9])', '\\1') AS TIMESTAMPTZ) "
+                    f"AT TIME ZONE {_lit(LOCAL_TZ)} AS {c.type})"
+                )
+                if rules.tz_ok
+                else f"NULL::{c.type}"
+            )
             sel.append(f"coalesce(regexp_matches({src}, {_lit(_ZONE_RE)}), false) AS {tz}")
             sel.append(f"CASE WHEN {tz} THEN {conv} ELSE TRY_CAST({src} AS {c.type}) END AS {_q(c.name)}")
         else:
@@ -611,9 +635,15 @@ def value_rules(c: Column, window: tuple[str, str] | None, tz_ok: bool = True) -
     if c.type == "VARCHAR":
         return out
     if c.type in ("TIMESTAMP", "DATE"):
-        out.append(ValueRule("zone", f"cannot convert the time zone to {LOCAL_TZ} local time" if tz_ok else
-                             f"has a time zone, and DuckDB's time-zone support (ICU) is not available to convert "
-                             f"it to {LOCAL_TZ}"))
+        out.append(
+            ValueRule(
+                "zone",
+                f"cannot convert the time zone to {LOCAL_TZ} local time"
+                if tz_ok
+                else f"has a time zone, and DuckDB's time-zone support (ICU) is not available to convert "
+                f"it to {LOCAL_TZ}",
+            )
+        )
     out.append(ValueRule("cast", f"cannot cast to {c.type}"))
     if c.type == "DOUBLE":
         out.append(ValueRule("nonfinite", "not a finite number (NaN or infinity)"))
@@ -702,7 +732,9 @@ def _write_stg(con: duckdb.DuckDBPyConnection, t: _Load) -> None:
     if spec.extra.get("translated"):
         cols.append(("product_category_name_english", "VARCHAR", True))
         select += ", tr.product_category_name_english"
-        join = "LEFT JOIN stg_product_category_name_translation tr ON tr.product_category_name = t.product_category_name"
+        join = (
+            "LEFT JOIN stg_product_category_name_translation tr ON tr.product_category_name = t.product_category_name"
+        )
     ddl = ", ".join(f"{_q(n)} {ty}{'' if nullable else ' NOT NULL'}" for n, ty, nullable in cols)
     con.execute(f"CREATE TABLE {spec.stg} ({ddl})")
     con.execute(
@@ -753,7 +785,7 @@ def _note_offsets(con: duckdb.DuckDBPyConnection, t: _Load, rules: _Rules) -> No
     counts = con.execute(
         "SELECT " + ", ".join(f"count_if({_q('_tz_' + c)} AND {_q(c)} IS NOT NULL)" for c in cols) + f" FROM {t.typed}"
     ).fetchall()[0]
-    hit = [(c, n) for c, n in zip(cols, counts) if n]
+    hit = [(c, n) for c, n in zip(cols, counts, strict=False) if n]
     if hit:
         t.rep.warnings.append(
             f"{t.shown}: {sum(n for _, n in hit)} timestamp(s) with a UTC offset converted to {LOCAL_TZ} local time "
@@ -787,8 +819,15 @@ def _rejects(con: duckdb.DuckDBPyConnection, t: _Load) -> list[tuple]:
     out = []
     for pos, csv_line, col, etype, emsg in first.values():
         text = (csv_line or "").strip("\r\n")
-        out.append((at[pos], text.count("\n") + 1, col or "", f"malformed CSV record: {etype}: {_first_line(emsg)}",
-                    text[:_MAX_RAW]))
+        out.append(
+            (
+                at[pos],
+                text.count("\n") + 1,
+                col or "",
+                f"malformed CSV record: {etype}: {_first_line(emsg)}",
+                text[:_MAX_RAW],
+            )
+        )
     return sorted(out)
 
 
@@ -802,7 +841,7 @@ def _lines_at(path: Path, positions: list[int], shown: str) -> dict[int, int]:
     out: dict[int, int] = {}
     i, off, nl = 0, 0, 0
     try:
-        with (gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")) as f:
+        with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as f:
             while i < len(want):
                 chunk = f.read(1 << 20)
                 if not chunk:
@@ -840,7 +879,8 @@ def _fill_lines(con: duckdb.DuckDBPyConnection, t: _Load, rejects: list[tuple]) 
         f"""CREATE OR REPLACE TEMP TABLE {t.lines} AS
             SELECT _rec, base + {shift_sql} AS line FROM (
               SELECT rowid AS _rec,
-                     2 + rowid + coalesce(sum({nl}) OVER (ORDER BY rowid ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS base
+                     2 + rowid + coalesce(sum({nl}) OVER (
+                       ORDER BY rowid ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS base
               FROM {t.raw})
             WHERE _rec IN (SELECT _rec FROM {t.bad} UNION ALL SELECT ref_rec FROM {t.bad} WHERE ref_rec IS NOT NULL)"""
     )
@@ -879,7 +919,7 @@ def cross_checks(count, reps: dict[str, TableReport], anti: str = "ANTI JOIN") -
         if child not in reps or parent not in reps:
             continue
         c, p = SOURCES_BY_KEY[child], SOURCES_BY_KEY[parent]
-        on = " AND ".join(f"c.{_q(a)} = p.{_q(b)}" for a, b in zip(ccols, pcols))
+        on = " AND ".join(f"c.{_q(a)} = p.{_q(b)}" for a, b in zip(ccols, pcols, strict=False))
         notnull = " AND ".join(f"c.{_q(a)} IS NOT NULL" for a in ccols)
         n = count(f"SELECT count(*) FROM {c.stg} c {anti} {p.stg} p ON {on} WHERE {notnull}")
         name = f"fk_{child}_{'_'.join(ccols)}_not_in_{parent}"
@@ -945,7 +985,9 @@ def _carry_over(con: duckdb.DuckDBPyConnection, target: Path) -> tuple[list[str]
         msg = _first_line(e)
         if "lock" in msg.lower():
             raise InputError(f"{target}: warehouse is in use by another process; close it and retry ({msg})") from None
-        raise InputError(f"{target}: the existing warehouse cannot be opened ({msg}); move it away to ingest afresh") from None
+        raise InputError(
+            f"{target}: the existing warehouse cannot be opened ({msg}); move it away to ingest afresh"
+        ) from None
     kept: list[str] = []
     try:
         for (schema,) in con.execute(
@@ -1031,8 +1073,13 @@ def _progress(enabled: bool, total: int):
         return contextlib.nullcontext(None)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TimeElapsedColumn(), transient=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        transient=True,
+    )
 
 
 @dataclass
@@ -1084,7 +1131,7 @@ def _open_temp(tmp: Path, settings: Settings) -> duckdb.DuckDBPyConnection:
         con.execute(f"SET memory_limit = {_lit(settings.memory_limit)}")
     con.execute("SET preserve_insertion_order = true")
     con.execute(
-        f"CREATE TABLE {QUARANTINE_TABLE} (file VARCHAR NOT NULL, line BIGINT, \"column\" VARCHAR, "
+        f'CREATE TABLE {QUARANTINE_TABLE} (file VARCHAR NOT NULL, line BIGINT, "column" VARCHAR, '
         "reason VARCHAR NOT NULL, raw_value VARCHAR)"
     )
     return con
@@ -1096,8 +1143,9 @@ def _load_all(con: duckdb.DuckDBPyConnection, src: _Source, plan: _Plan, bar, ta
     for spec in plan.order:
         if bar:
             bar.update(task, description=f"loading {spec.stg}")
-        _load_table(con, spec, src.files[spec.key], plan.headers[spec.key], src.display[spec.key], plan.reps[spec.key],
-                    rules)
+        _load_table(
+            con, spec, src.files[spec.key], plan.headers[spec.key], src.display[spec.key], plan.reps[spec.key], rules
+        )
         if bar:
             bar.advance(task)
     if bar:
@@ -1120,7 +1168,7 @@ def _check_strict(con: duckdb.DuckDBPyConnection, reps: dict[str, TableReport]) 
     total_q = sum(r.quarantined for r in reps.values())
     if total_q:
         first = con.execute(
-            f"SELECT file, line, \"column\", reason FROM {QUARANTINE_TABLE} ORDER BY file, line LIMIT 1"
+            f'SELECT file, line, "column", reason FROM {QUARANTINE_TABLE} ORDER BY file, line LIMIT 1'
         ).fetchall()[0]
         raise InputError(
             f"--strict: {total_q} row(s) would be quarantined; first: {first[0]} line {first[1]}, "
@@ -1147,7 +1195,7 @@ def ingest(source: Path, settings: Settings, *, strict: bool = False, progress: 
     sellers) keeps no row; in every case the existing warehouse is left unchanged.
     """
     t0 = time.perf_counter()
-    started = datetime.now(timezone.utc).replace(tzinfo=None)
+    started = datetime.now(UTC).replace(tzinfo=None)
     target = settings.warehouse
     source = Path(source)
     with _resolve(source) as src:
@@ -1171,8 +1219,10 @@ def ingest(source: Path, settings: Settings, *, strict: bool = False, progress: 
                     bar.update(task, description="carrying over other tables")
                 _checkpoint_old(target)
                 kept, dropped = _carry_over(con, target)
-                plan.notes += [f"view {v} was not carried over: it refers to a table the new warehouse does not have"
-                               for v in dropped]
+                plan.notes += [
+                    f"view {v} was not carried over: it refers to a table the new warehouse does not have"
+                    for v in dropped
+                ]
                 if bar:
                     bar.advance(task)
 
@@ -1218,7 +1268,13 @@ def _record_run(con: duckdb.DuckDBPyConnection, rep: IngestReport, started: date
             table_counts VARCHAR, checks VARCHAR, warnings VARCHAR, skipped VARCHAR, olist_ml_version VARCHAR)"""
     )
     counts = {
-        t.stg: {"file": t.file, "loaded": t.loaded, "quarantined": t.quarantined, "warnings": len(t.warnings), "sha256": t.sha256}
+        t.stg: {
+            "file": t.file,
+            "loaded": t.loaded,
+            "quarantined": t.quarantined,
+            "warnings": len(t.warnings),
+            "sha256": t.sha256,
+        }
         for t in rep.tables
     }
     con.execute(
@@ -1226,10 +1282,20 @@ def _record_run(con: duckdb.DuckDBPyConnection, rep: IngestReport, started: date
         "? AS source_kind, ? AS content_hash, ? AS strict, ? AS rows_loaded, ? AS rows_quarantined, ? AS table_counts, "
         "? AS checks, ? AS warnings, ? AS skipped, ? AS olist_ml_version",
         [
-            rep.run_id, started, datetime.now(timezone.utc).replace(tzinfo=None), rep.source, rep.source_kind,
-            rep.content_hash, rep.strict, sum(t.loaded for t in rep.tables), rep.quarantined,
-            json.dumps(counts, sort_keys=True), json.dumps(rep.checks, sort_keys=True), json.dumps(rep.warnings),
-            json.dumps(rep.skipped), __version__,
+            rep.run_id,
+            started,
+            datetime.now(UTC).replace(tzinfo=None),
+            rep.source,
+            rep.source_kind,
+            rep.content_hash,
+            rep.strict,
+            sum(t.loaded for t in rep.tables),
+            rep.quarantined,
+            json.dumps(counts, sort_keys=True),
+            json.dumps(rep.checks, sort_keys=True),
+            json.dumps(rep.warnings),
+            json.dumps(rep.skipped),
+            __version__,
         ],
     )
 
@@ -1251,14 +1317,20 @@ def summary(settings: Settings) -> list[dict]:
         raise MissingStepError(f"no warehouse at {path}: run `olist-ml ingest SOURCE` first")
     con = duckdb.connect(str(path), read_only=True)
     try:
-        tables = {r[0] for r in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main'"
-        ).fetchall()}
+        tables = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = "
+                "'main'"
+            ).fetchall()
+        }
         if not any(t.startswith("stg_") for t in tables):
             raise MissingStepError(f"warehouse {path} has no stg_* tables: run `olist-ml ingest SOURCE` first")
         quarantined: dict[str, int] = {}
         if QUARANTINE_TABLE in tables:
-            rows = con.execute(f"SELECT file, count(DISTINCT coalesce(line, -1)) FROM {QUARANTINE_TABLE} GROUP BY file").fetchall()
+            rows = con.execute(
+                f"SELECT file, count(DISTINCT coalesce(line, -1)) FROM {QUARANTINE_TABLE} GROUP BY file"
+            ).fetchall()
             for f, n in rows:
                 base = f[:-3] if f.endswith(".gz") else f
                 quarantined[base] = n
@@ -1268,18 +1340,22 @@ def summary(settings: Settings) -> list[dict]:
                 continue
             dcol = _date_column(spec)
             if dcol:
-                n, lo, hi = con.execute(f"SELECT count(*), min({_q(dcol)}), max({_q(dcol)}) FROM {spec.stg}").fetchall()[0]
+                n, lo, hi = con.execute(
+                    f"SELECT count(*), min({_q(dcol)}), max({_q(dcol)}) FROM {spec.stg}"
+                ).fetchall()[0]
             else:
                 n, lo, hi = con.execute(f"SELECT count(*) FROM {spec.stg}").fetchall()[0][0], None, None
-            out.append({
-                "table": spec.stg,
-                "file": spec.file,
-                "rows": int(n),
-                "date_column": dcol,
-                "min": lo,
-                "max": hi,
-                "quarantined": quarantined.get(spec.file, 0),
-            })
+            out.append(
+                {
+                    "table": spec.stg,
+                    "file": spec.file,
+                    "rows": int(n),
+                    "date_column": dcol,
+                    "min": lo,
+                    "max": hi,
+                    "quarantined": quarantined.get(spec.file, 0),
+                }
+            )
         return out
     finally:
         con.close()
@@ -1298,6 +1374,6 @@ def last_run(settings: Settings) -> dict | None:
             return None
         cols = [d[0] for d in cur.description]
         rows = cur.fetchall()
-        return dict(zip(cols, rows[0])) if rows else None
+        return dict(zip(cols, rows[0], strict=False)) if rows else None
     finally:
         con.close()

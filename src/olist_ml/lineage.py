@@ -46,8 +46,13 @@ from .warehouse import table_exists
 LINEAGE_TABLE = "olist_ml_lineage"
 
 # stg tables without a time of their own: any change to them changes every dt_ref
-STATIC_TABLES = ("stg_customers", "stg_sellers", "stg_products", "stg_product_category_name_translation",
-                 "stg_geolocation")
+STATIC_TABLES = (
+    "stg_customers",
+    "stg_sellers",
+    "stg_products",
+    "stg_product_category_name_translation",
+    "stg_geolocation",
+)
 
 
 def _hex(parts: Iterable) -> str:
@@ -73,9 +78,14 @@ def code_fingerprint(*paths: Path) -> str:
 
 
 def _stg_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
-    return [r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' AND table_name LIKE 'stg\\_%' "
-        "ESCAPE '\\' ORDER BY 1").fetchall()]
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' AND table_name LIKE "
+            "'stg\\_%' "
+            "ESCAPE '\\' ORDER BY 1"
+        ).fetchall()
+    ]
 
 
 def data_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
@@ -92,7 +102,9 @@ def _static_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     parts = []
     for t in STATIC_TABLES:
         if table_exists(con, t):
-            parts.append(f"{t}|{con.execute(f'SELECT CAST(coalesce(sum(hash(t)), 0) AS VARCHAR) FROM {t} t').fetchall()[0][0]}")
+            parts.append(
+                f"{t}|{con.execute(f'SELECT CAST(coalesce(sum(hash(t)), 0) AS VARCHAR) FROM {t} t').fetchall()[0][0]}"
+            )
     return _hex(parts)
 
 
@@ -109,30 +121,34 @@ def _versions_sql(con: duckdb.DuckDBPyConnection) -> str:
     """(day k, signed hash delta) rows: from day k on, a row is known in a new version."""
     parts = []
     if table_exists(con, "stg_orders"):
-        ts = ("order_purchase_timestamp", "order_approved_at", "order_delivered_carrier_date",
-              "order_delivered_customer_date")
+        ts = (
+            "order_purchase_timestamp",
+            "order_approved_at",
+            "order_delivered_carrier_date",
+            "order_delivered_customer_date",
+        )
         parts.append(f"""
         SELECT k, hash(o.order_id, o.customer_id, o.order_purchase_timestamp, o.order_estimated_delivery_date,
-                       {_known('o.order_approved_at')}, {_known('o.order_delivered_carrier_date')},
-                       {_known('o.order_delivered_customer_date')},
-                       CASE WHEN {_dn('o.order_delivered_customer_date')} <= k THEN o.order_status
+                       {_known("o.order_approved_at")}, {_known("o.order_delivered_carrier_date")},
+                       {_known("o.order_delivered_customer_date")},
+                       CASE WHEN {_dn("o.order_delivered_customer_date")} <= k THEN o.order_status
                             ELSE 'in flight' END) AS h,
                'o' || o.order_id AS rk
-        FROM stg_orders o, unnest(list_distinct(list_filter([{', '.join(_dn('o.' + c) for c in ts)}],
+        FROM stg_orders o, unnest(list_distinct(list_filter([{", ".join(_dn("o." + c) for c in ts)}],
                                                             lambda x: x IS NOT NULL))) AS u(k)
         """)
         for t in ("stg_order_items", "stg_order_payments"):
             if table_exists(con, t):
                 parts.append(f"""
-        SELECT {_dn('o.order_purchase_timestamp')} AS k, hash(x) AS h, NULL AS rk
+        SELECT {_dn("o.order_purchase_timestamp")} AS k, hash(x) AS h, NULL AS rk
         FROM {t} x JOIN stg_orders o USING (order_id)""")
     if table_exists(con, "stg_order_reviews"):
         parts.append(f"""
-        SELECT k, CASE WHEN k = {_dn('r.review_answer_timestamp')} THEN hash(r)
+        SELECT k, CASE WHEN k = {_dn("r.review_answer_timestamp")} THEN hash(r)
                        ELSE hash(r.review_id, r.order_id, r.review_creation_date) END AS h,
                'r' || r.review_id || '|' || r.order_id AS rk
         FROM stg_order_reviews r, unnest(list_distinct(list_filter(
-            [{_dn('r.review_creation_date')}, {_dn('r.review_answer_timestamp')}], lambda x: x IS NOT NULL))) AS u(k)
+            [{_dn("r.review_creation_date")}, {_dn("r.review_answer_timestamp")}], lambda x: x IS NOT NULL))) AS u(k)
         """)
     for t, col in (("stg_closed_deals", "won_date"), ("stg_marketing_qualified_leads", "first_contact_date")):
         if table_exists(con, t):
@@ -155,8 +171,12 @@ def _versions_sql(con: duckdb.DuckDBPyConnection) -> str:
 
 def asof_fingerprints(con: duckdb.DuckDBPyConnection, dates: Iterable[dt.date]) -> dict[dt.date, str]:
     """{dt_ref: fingerprint of the data as known strictly before dt_ref 00:00} (module docstring)."""
-    dates = sorted({d if isinstance(d, dt.date) and not isinstance(d, dt.datetime) else dt.date.fromisoformat(str(d)[:10])
-                    for d in dates})
+    dates = sorted(
+        {
+            d if isinstance(d, dt.date) and not isinstance(d, dt.datetime) else dt.date.fromisoformat(str(d)[:10])
+            for d in dates
+        }
+    )
     if not dates:
         return {}
     static = _static_fingerprint(con)
@@ -174,12 +194,15 @@ def asof_fingerprints(con: duckdb.DuckDBPyConnection, dates: Iterable[dt.date]) 
 
 # ---- the lineage table ----------------------------------------------------------------------
 def ensure_table(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(f"CREATE TABLE IF NOT EXISTS {LINEAGE_TABLE} (table_name VARCHAR NOT NULL, part DATE, "
-                "data_fp VARCHAR NOT NULL, config_fp VARCHAR NOT NULL, built_at TIMESTAMP)")
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {LINEAGE_TABLE} (table_name VARCHAR NOT NULL, part DATE, "
+        "data_fp VARCHAR NOT NULL, config_fp VARCHAR NOT NULL, built_at TIMESTAMP)"
+    )
 
 
-def record(con: duckdb.DuckDBPyConnection, table: str, data_fp: str, config_fp: str,
-           part: dt.date | None = None) -> None:
+def record(
+    con: duckdb.DuckDBPyConnection, table: str, data_fp: str, config_fp: str, part: dt.date | None = None
+) -> None:
     """Remember what `table` (or its `part` = dt_ref partition) was computed from. Call it inside the
     transaction that writes the table, so the record and the rows change together."""
     ensure_table(con)
@@ -194,8 +217,12 @@ def recorded(con: duckdb.DuckDBPyConnection, table: str) -> dict[dt.date | None,
     """{part (None for a whole table): (data_fp, config_fp)} as recorded for `table`."""
     if not table_exists(con, LINEAGE_TABLE):
         return {}
-    return {r[0]: (r[1], r[2]) for r in con.execute(
-        f"SELECT part, data_fp, config_fp FROM {LINEAGE_TABLE} WHERE table_name = ?", [table]).fetchall()}
+    return {
+        r[0]: (r[1], r[2])
+        for r in con.execute(
+            f"SELECT part, data_fp, config_fp FROM {LINEAGE_TABLE} WHERE table_name = ?", [table]
+        ).fetchall()
+    }
 
 
 def forget(con: duckdb.DuckDBPyConnection, table: str, parts: Iterable[dt.date] | None = None) -> None:
@@ -204,8 +231,10 @@ def forget(con: duckdb.DuckDBPyConnection, table: str, parts: Iterable[dt.date] 
     if parts is None:
         con.execute(f"DELETE FROM {LINEAGE_TABLE} WHERE table_name = ?", [table])
     else:
-        con.execute(f"DELETE FROM {LINEAGE_TABLE} WHERE table_name = ? AND part IN (SELECT unnest(?::DATE[]))",
-                    [table, sorted(parts)])
+        con.execute(
+            f"DELETE FROM {LINEAGE_TABLE} WHERE table_name = ? AND part IN (SELECT unnest(?::DATE[]))",
+            [table, sorted(parts)],
+        )
 
 
 @dataclass(frozen=True)
@@ -237,8 +266,13 @@ def why(old: tuple[str, str] | None, data_fp: str, config_fp: str) -> str:
     return ""
 
 
-def stale_parts(con: duckdb.DuckDBPyConnection, table: str, parts: Iterable[dt.date], config_fp: str,
-                asof: dict[dt.date, str] | None = None) -> Staleness:
+def stale_parts(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    parts: Iterable[dt.date],
+    config_fp: str,
+    asof: dict[dt.date, str] | None = None,
+) -> Staleness:
     """The dt_ref partitions of `table` whose recorded lineage differs from the data as known at
     each dt_ref (`asof_fingerprints`) or from `config_fp`."""
     parts = sorted(set(parts))
@@ -269,7 +303,8 @@ def problem_config_fp(problem, settings) -> str:
 
     here = Path(__file__).parent
     return config_fingerprint(
-        problem=problem.name, settings=problem.settings_record(settings, shapes=(INPUTS, ABT)),
+        problem=problem.name,
+        settings=problem.settings_record(settings, shapes=(INPUTS, ABT)),
         code=code_fingerprint(here / "problems", here / "geo.py", here / "features" / "retrieval.py"),
     )
 
@@ -279,8 +314,9 @@ def _build_log_digest(con: duckdb.DuckDBPyConnection) -> str:
         return "none"
     cols = {r[0] for r in con.execute("DESCRIBE fs_build_log").fetchall()}
     fp = "data_fp, config_fp" if "data_fp" in cols else "NULL, NULL"
-    n, s = con.execute(f"SELECT count(*), CAST(coalesce(sum(hash(table_name, dt_ref, {fp})), 0) AS VARCHAR) "
-                       "FROM fs_build_log").fetchall()[0]
+    n, s = con.execute(
+        f"SELECT count(*), CAST(coalesce(sum(hash(table_name, dt_ref, {fp})), 0) AS VARCHAR) FROM fs_build_log"
+    ).fetchall()[0]
     return f"{n}|{s}"
 
 
@@ -314,8 +350,9 @@ def refresh_abt(con: duckdb.DuckDBPyConnection, problem, settings, *, force: boo
     return AbtRefresh(problem.abt_table, int(rows), reason)
 
 
-def purge_stale_partitions(con: duckdb.DuckDBPyConnection, table: str, config_fp: str,
-                           time_column: str = "dt_ref") -> Staleness:
+def purge_stale_partitions(
+    con: duckdb.DuckDBPyConnection, table: str, config_fp: str, time_column: str = "dt_ref"
+) -> Staleness:
     """Delete the dt_ref partitions of a partitioned output table (scores, segment assignments)
     whose data or settings changed since they were written; returns what was removed."""
     if not table_exists(con, table):
@@ -325,8 +362,9 @@ def purge_stale_partitions(con: duckdb.DuckDBPyConnection, table: str, config_fp
     if st.stale:
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(f"DELETE FROM {table} WHERE CAST({time_column} AS DATE) IN (SELECT unnest(?::DATE[]))",
-                        [list(st.stale)])
+            con.execute(
+                f"DELETE FROM {table} WHERE CAST({time_column} AS DATE) IN (SELECT unnest(?::DATE[]))", [list(st.stale)]
+            )
             forget(con, table, st.stale)
             con.execute("COMMIT")
         except BaseException:

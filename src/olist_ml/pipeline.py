@@ -80,7 +80,9 @@ def source_fingerprint(source: Path) -> str:
     files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
     for p in files:
         st = p.stat()
-        h.update(f"{p.relative_to(source.parent if source.is_file() else source)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        h.update(
+            f"{p.relative_to(source.parent if source.is_file() else source)}|{st.st_size}|{st.st_mtime_ns}\n".encode()
+        )
     return h.hexdigest()[:16]
 
 
@@ -101,15 +103,22 @@ def _source_is_current(settings: Settings, source: Path) -> bool:
     except ValueError:
         return False
     last = last_run(settings)
-    return (state.get("source") == str(Path(source).absolute()) and state.get("fingerprint") == source_fingerprint(source)
-            and last is not None and state.get("ingest_run_id") == last.get("run_id"))
+    return (
+        state.get("source") == str(Path(source).absolute())
+        and state.get("fingerprint") == source_fingerprint(source)
+        and last is not None
+        and state.get("ingest_run_id") == last.get("run_id")
+    )
 
 
 def _remember_source(settings: Settings, source: Path, run_id: str) -> None:
     f = _state_file(settings)
     f.parent.mkdir(parents=True, exist_ok=True)
-    f.write_text(json.dumps({"source": str(Path(source).absolute()), "fingerprint": source_fingerprint(source),
-                             "ingest_run_id": run_id}))
+    f.write_text(
+        json.dumps(
+            {"source": str(Path(source).absolute()), "fingerprint": source_fingerprint(source), "ingest_run_id": run_id}
+        )
+    )
 
 
 def _trained_on(settings: Settings, problem, abt_hash: str) -> str | None:
@@ -125,7 +134,7 @@ def _trained_on(settings: Settings, problem, abt_hash: str) -> str | None:
     runs = mlflow.search_runs(
         experiment_ids=[exp.experiment_id],
         filter_string=f"tags.role = 'parent' AND tags.abt_content_hash = '{abt_hash}' "
-                      "AND attributes.status = 'FINISHED'",
+        "AND attributes.status = 'FINISHED'",
         max_results=50,
         output_format="list",
     )
@@ -167,16 +176,25 @@ def run_problem(problem, settings: Settings, report: PipelineReport, *, force_tr
     if earlier and (has_champion or rejected):  # a model below its quality gate is not retrained on the same ABT
         report.add(f"{problem.name}: train", "skipped", t0, f"already trained on this ABT (run {earlier[:8]})")
         if rejected:
-            report.add(f"{problem.name}: score", "skipped", time.perf_counter(),
-                       "no champion: the model trained on this ABT is below its quality gate")
+            report.add(
+                f"{problem.name}: score",
+                "skipped",
+                time.perf_counter(),
+                "no champion: the model trained on this ABT is below its quality gate",
+            )
             return
     else:
         res = train(problem, settings, build_abt=False, **budget)
         best = next(c for c in res.candidates if c.name == res.winner)
-        part, metric = ("test", res.test[res.metric]) if res.metric in res.test else \
-            ("", best.validation.get(res.metric, float("nan")))
+        part, metric = (
+            ("test", res.test[res.metric])
+            if res.metric in res.test
+            else ("", best.validation.get(res.metric, float("nan")))
+        )
         report.add(
-            f"{problem.name}: train", "done", t0,
+            f"{problem.name}: train",
+            "done",
+            t0,
             f"winner {res.winner} {part + ' ' if part else ''}{res.metric}={metric:.3f} -> v{res.model_version} "
             f"{res.decision}",
         )
@@ -187,8 +205,12 @@ def run_problem(problem, settings: Settings, report: PipelineReport, *, force_tr
     t0 = time.perf_counter()
     sr = scoring.predict(problem, settings)
     purged = f"; {sr.purged}" if sr.purged else ""
-    report.add(f"{problem.name}: score", "done", t0,
-               f"{sr.n_scored} rows at {sr.dt_ref} -> {sr.table} (v{sr.model_version}){purged}")
+    report.add(
+        f"{problem.name}: score",
+        "done",
+        t0,
+        f"{sr.n_scored} rows at {sr.dt_ref} -> {sr.table} (v{sr.model_version}){purged}",
+    )
 
 
 def run_pipeline(
@@ -207,8 +229,17 @@ def run_pipeline(
     if (settings.engine or "duckdb").lower() == "spark":  # engine dispatch: every table in the lake (olist_ml.spark)
         from .spark.pipeline import run_pipeline_spark
 
-        return run_pipeline_spark(settings, data=data, problems=problems, seed=seed, scale=scale, cadence=cadence,
-                                  force_train=force_train, progress=progress, **budget)
+        return run_pipeline_spark(
+            settings,
+            data=data,
+            problems=problems,
+            seed=seed,
+            scale=scale,
+            cadence=cadence,
+            force_train=force_train,
+            progress=progress,
+            **budget,
+        )
     from . import features, ingest
     from . import problems as P
     from .errors import NotReadyError, OlistMLError
@@ -221,7 +252,8 @@ def run_pipeline(
     if synthetic:
         console.print(
             f"[bold yellow]No --data given: running on SYNTHETIC Olist data[/] (seed={seed}, scale={scale}) "
-            f"generated into {settings.synthetic_dir}. Pass --data <folder or zip of the Olist CSVs> for the real thing."
+            f"generated into {settings.synthetic_dir}. Pass --data <folder or zip of the Olist CSVs> for the real "
+            "thing."
         )
     report = PipelineReport(source=str(data or settings.synthetic_dir), synthetic=synthetic)
 
@@ -246,9 +278,12 @@ def run_pipeline(
     stale = sum(t.stale for t in fb.tables)
     why = next((t.reason for t in fb.tables if t.reason), "")
     report.add(
-        "feature store", "done" if built else "skipped", t0,
+        "feature store",
+        "done" if built else "skipped",
+        t0,
         f"{fb.start}..{fb.end} {cadence}: {built} table-dates computed"
-        + (f" ({stale} stale: {why})" if stale else "") + f", {fb.rows} rows",
+        + (f" ({stale} stale: {why})" if stale else "")
+        + f", {fb.rows} rows",
     )
 
     for problem in chosen:
@@ -277,9 +312,18 @@ def problems_status(settings: Settings) -> list[dict]:
     try:
         mlflow = tracking.configure(settings)
         for p in P.REGISTRY.values():
-            row = {"problem": p.name, "aliases": "/".join(p.aliases), "kind": p.kind, "abt_rows": None,
-                   "trained_runs": 0, "champion": None, "challenger": None, "last_scored": None, "scored_rows": None,
-                   "description": p.description}
+            row = {
+                "problem": p.name,
+                "aliases": "/".join(p.aliases),
+                "kind": p.kind,
+                "abt_rows": None,
+                "trained_runs": 0,
+                "champion": None,
+                "challenger": None,
+                "last_scored": None,
+                "scored_rows": None,
+                "description": p.description,
+            }
             if con is not None and table_exists(con, p.abt_table):
                 row["abt_rows"] = con.execute(f"SELECT count(*) FROM {p.abt_table}").fetchall()[0][0]
             if con is not None and table_exists(con, p.scores_table):
@@ -292,8 +336,11 @@ def problems_status(settings: Settings) -> list[dict]:
                     ).fetchall()[0][0]
             exp = mlflow.get_experiment_by_name(p.name)
             if exp is not None:
-                row["trained_runs"] = len(mlflow.search_runs(
-                    experiment_ids=[exp.experiment_id], filter_string="tags.role = 'parent'", output_format="list"))
+                row["trained_runs"] = len(
+                    mlflow.search_runs(
+                        experiment_ids=[exp.experiment_id], filter_string="tags.role = 'parent'", output_format="list"
+                    )
+                )
             for alias in ("champion", "challenger"):
                 mv = registry.alias_version(settings, p.name, alias)
                 row[alias] = f"v{mv.version}" if mv is not None else None
@@ -311,8 +358,16 @@ def derived_status(con, settings) -> list[dict]:
     from . import problems as P
     from .features.build import logged_lineage, table_config_fp
     from .features.catalog import FEATURE_TABLES
-    from .lineage import (Staleness, abt_inputs_fp, asof_fingerprints, problem_config_fp, recorded, stale_parts,
-                          whole_table_staleness, why)
+    from .lineage import (
+        Staleness,
+        abt_inputs_fp,
+        asof_fingerprints,
+        problem_config_fp,
+        recorded,
+        stale_parts,
+        whole_table_staleness,
+        why,
+    )
     from .warehouse import table_exists
 
     rows: list[dict] = []
@@ -325,15 +380,24 @@ def derived_status(con, settings) -> list[dict]:
     segments = P.REGISTRY.get("seller_segments")
     if segments is not None:
         outputs["seller_segments"] = (problem_config_fp(segments, settings), "dt_ref")
-    present = {t: [r[0] for r in con.execute(f"SELECT DISTINCT CAST({c} AS DATE) FROM {t}").fetchall()]
-               for t, (_, c) in outputs.items() if table_exists(con, t)}
+    present = {
+        t: [r[0] for r in con.execute(f"SELECT DISTINCT CAST({c} AS DATE) FROM {t}").fetchall()]
+        for t, (_, c) in outputs.items()
+        if table_exists(con, t)
+    }
     for v in present.values():
         parts |= set(v)
     asof = asof_fingerprints(con, parts) if parts else {}
 
     def add(table: str, n: int | None, st: Staleness) -> None:
-        rows.append({"table": table, "parts": n, "stale": len([s for s in st.stale if s is not None]) or
-                     (1 if st.stale else 0), "status": "current" if st.current else f"stale: {st.reason}"})
+        rows.append(
+            {
+                "table": table,
+                "parts": n,
+                "stale": len([s for s in st.stale if s is not None]) or (1 if st.stale else 0),
+                "status": "current" if st.current else f"stale: {st.reason}",
+            }
+        )
 
     for t, log in logged.items():
         cfg = table_config_fp(t, windows)

@@ -51,10 +51,24 @@ class SourceTable:
         return [c.source for c in self.columns]
 
 
-def _c(name: str, type_: str, nullable: bool = True, source: str | None = None, description: str = "",
-       lo: float | None = None, hi: float | None = None) -> Column:
-    return Column(source=source or name, name=name, type=type_, nullable=nullable, description=description,
-                  min_value=lo, max_value=hi)
+def _c(
+    name: str,
+    type_: str,
+    nullable: bool = True,
+    source: str | None = None,
+    description: str = "",
+    lo: float | None = None,
+    hi: float | None = None,
+) -> Column:
+    return Column(
+        source=source or name,
+        name=name,
+        type=type_,
+        nullable=nullable,
+        description=description,
+        min_value=lo,
+        max_value=hi,
+    )
 
 
 # Upper bounds: far above anything real (max item price 6,735, max payment 13,664, max weight 40 kg,
@@ -65,7 +79,7 @@ MAX_WEIGHT_G = 1e9
 MAX_SIDE_CM = 1e5
 
 
-V, I, D, TS, DT, B = "VARCHAR", "INTEGER", "DOUBLE", "TIMESTAMP", "DATE", "BOOLEAN"
+V, I, D, TS, DT, B = "VARCHAR", "INTEGER", "DOUBLE", "TIMESTAMP", "DATE", "BOOLEAN"  # noqa: E741 - short type names keep the table below readable
 
 SOURCES: tuple[SourceTable, ...] = (
     SourceTable(

@@ -25,7 +25,9 @@ def connect(settings: Settings, read_only: bool = False, must_exist: bool = True
 
 
 @contextlib.contextmanager
-def session(settings: Settings, read_only: bool = False, must_exist: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+def session(
+    settings: Settings, read_only: bool = False, must_exist: bool = True
+) -> Iterator[duckdb.DuckDBPyConnection]:
     con = connect(settings, read_only=read_only, must_exist=must_exist)
     try:
         yield con
@@ -70,8 +72,9 @@ OBSERVED_END_MIN_SHARE = 0.5  # a complete day has at least half the typical dai
 _EVENT_COLUMNS = ("order_purchase_timestamp", "order_delivered_customer_date")
 
 
-def observed_end(con: duckdb.DuckDBPyConnection, min_share: float = OBSERVED_END_MIN_SHARE,
-                 column: str = "order_purchase_timestamp"):
+def observed_end(
+    con: duckdb.DuckDBPyConnection, min_share: float = OBSERVED_END_MIN_SHARE, column: str = "order_purchase_timestamp"
+):
     """Exclusive end of the observed data: the first day from which every later day's count of
     `column` events (default: orders, by purchase) stays below `min_share` of the median daily
     count of the 28 days before it ("the typical daily volume").

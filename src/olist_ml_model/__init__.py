@@ -34,8 +34,10 @@ class MissingColumnsError(KeyError):
 
 
 def missing_columns_message(missing: list[str]) -> str:
-    return (f"input frame lacks feature column(s) {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}: "
-            f"rebuild the features/ABT the model was trained on")
+    return (
+        f"input frame lacks feature column(s) {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}: "
+        f"rebuild the features/ABT the model was trained on"
+    )
 
 
 def cast_frame(df: pd.DataFrame, categorical: list[str], numeric: list[str]) -> pd.DataFrame:
@@ -132,8 +134,9 @@ class HazardGLM(BaseEstimator, ClassifierMixin):
         # start at the constant rate that matches the training share of event-free windows
         p1 = min(max(y.mean(), 1e-3), 1 - 1e-3)
         b0 = float(np.log(-np.log(p1)) - off.mean())
-        res = minimize(loss, np.append(np.zeros(d), b0), jac=True, method="L-BFGS-B",
-                       options={"maxiter": int(self.max_iter)})
+        res = minimize(
+            loss, np.append(np.zeros(d), b0), jac=True, method="L-BFGS-B", options={"maxiter": int(self.max_iter)}
+        )
         self.coef_ = res.x[:-1].reshape(1, -1)
         self.intercept_ = np.array([res.x[-1]])
         self.n_iter_ = int(res.nit)

@@ -35,122 +35,7 @@ from olist_ml.features import (
     feature_columns,
     feature_frame_sql,
 )
-from olist_ml.schema import SOURCES_BY_KEY
-
-T0 = dt.datetime(2017, 1, 1)
-STATES = ["SP", "RJ", "MG", "RS", "PR", "BA", "PE", "AM", "DF", "GO"]
-REGION = {"SP": "se", "RJ": "se", "MG": "se", "RS": "s", "PR": "s", "BA": "ne", "PE": "ne", "AM": "n", "DF": "co", "GO": "co"}
-EDGE_DT_REF = dt.date(2017, 6, 1)  # an order and a review's answer sit exactly at its midnight
-DT_REFS = [
-    dt.date(2017, 1, 15), dt.date(2017, 3, 1), dt.date(2017, 4, 17), EDGE_DT_REF, dt.date(2017, 6, 2),
-    dt.date(2017, 8, 20), dt.date(2017, 11, 5), dt.date(2018, 2, 1), dt.date(2018, 5, 30),
-]
-
-
-# ------------------------------------------------------------------------------------------
-# fixture
-# ------------------------------------------------------------------------------------------
-def _ts(r: random.Random, lo: dt.datetime, days: float) -> dt.datetime:
-    return (lo + dt.timedelta(seconds=r.randrange(int(days * 86400)))).replace(microsecond=0)
-
-
-def make_rows(seed: int = 7, n_orders: int = 160) -> dict[str, list[tuple]]:
-    r = random.Random(seed)
-    sellers = [f"s{i}" for i in range(7)]
-    products = [(f"p{i}", r.choice(["bed", "toys", "auto", None, "garden"]), r.choice([None, 1, 2, 5]),
-                 r.choice([None, 300.0, 1250.0, 80.0]), 10.0 + i, 5.0, 20.0 + (i % 4)) for i in range(25)]
-    cust_unique = [f"u{i}" for i in range(40)]
-    customers, orders, items, payments, reviews = [], [], [], [], []
-    for k in range(n_orders):
-        oid = f"o{k:04d}"
-        # s6 sells only in the first 2 months (then is inactive > 180 days); s5 starts late
-        seller_pool = sellers[:5] + (["s5"] if k > n_orders // 2 else []) + (["s6"] if k < 12 else [])
-        ts = _ts(r, T0, 500)
-        if k < 12:
-            ts = _ts(r, T0, 60)
-        if k == 0:  # edge: exactly at a dt_ref midnight
-            ts = dt.datetime.combine(EDGE_DT_REF, dt.time())
-        if k == 1:  # same seller, a second before
-            ts = dt.datetime.combine(EDGE_DT_REF, dt.time()) - dt.timedelta(seconds=1)
-        if k == 2:  # its review is answered exactly at the dt_ref midnight
-            ts = dt.datetime.combine(EDGE_DT_REF, dt.time()) - dt.timedelta(days=10)
-        cid = f"c{k:04d}"
-        uid = r.choice(cust_unique[:12]) if r.random() < 0.5 else r.choice(cust_unique)
-        customers.append((cid, uid, f"{r.randrange(10000, 99999)}", "city", r.choice(STATES)))
-        status = r.choices(["delivered", "shipped", "canceled", "unavailable", "processing"], [70, 10, 8, 5, 7])[0]
-        est = dt.datetime.combine((ts + dt.timedelta(days=r.randrange(5, 30))).date(), dt.time())
-        carrier = ts + dt.timedelta(days=r.uniform(0.5, 8)) if status in ("delivered", "shipped") and r.random() < 0.95 else None
-        delivered = None
-        if status == "delivered" and r.random() < 0.97:
-            delivered = (carrier or ts) + dt.timedelta(days=r.uniform(1, 35))
-        approved = ts + dt.timedelta(hours=2)
-        orders.append((oid, cid, status, ts, approved, carrier, delivered, est))
-        chosen = [sellers[0]] if k in (0, 1, 2) else r.sample(seller_pool, 1 if r.random() < 0.8 else 2)
-        n = 0
-        for s in chosen:
-            for _ in range(r.choice([1, 1, 1, 2, 3])):
-                n += 1
-                p = r.choice(products)
-                price = round(r.uniform(5, 400), 2)
-                items.append((oid, n, p[0], s, ts + dt.timedelta(days=r.uniform(1, 6)), price, round(r.uniform(0, 40), 2)))
-        if r.random() < 0.97:  # a few orders without payment rows
-            total = sum(i[5] + i[6] for i in items if i[0] == oid)
-            parts = [("credit_card", r.choice([1, 1, 3, 10]))] if r.random() < 0.7 else [("boleto", 1)]
-            if r.random() < 0.2:
-                parts.append(("voucher", 1))
-            if r.random() < 0.05:
-                parts.append(("debit_card", 1))
-            share = [r.random() + 0.1 for _ in parts]
-            for j, ((ptype, inst), sh) in enumerate(zip(parts, share)):
-                payments.append((oid, j + 1, ptype, inst, round(total * sh / sum(share), 2)))
-        for j in range(1 if k == 2 else r.choice([0, 1, 1, 1, 2])):
-            created = dt.datetime.combine((ts + dt.timedelta(days=r.randrange(0, 60))).date(), dt.time())
-            if r.random() < 0.05:
-                created = None
-            # answered 1 hour to 5 days after the survey was sent (deterministic: the rng stream is unchanged)
-            answered = created + dt.timedelta(hours=1 + (k * 37 + j * 11) % 120) if created else None
-            if k == 2:  # edge: sent 2 days before a dt_ref, answered exactly at its midnight
-                created = dt.datetime.combine(EDGE_DT_REF, dt.time()) - dt.timedelta(days=2)
-                answered = dt.datetime.combine(EDGE_DT_REF, dt.time())
-            if k % 23 == 5:  # a survey never answered: its score is never known
-                answered = None
-            comment = r.choice([None, "", "ok", "ruim demais"])
-            reviews.append((f"r{k}_{j}", oid, 1 if k == 2 else r.choice([1, 2, 3, 4, 5, 5, 5]), None, comment, created,
-                            answered))
-    prods = [(p[0], p[1], 40, 300, p[2], p[3], p[4], p[5], p[6], {"bed": "bed_bath", "toys": "toys", "auto": "auto", "garden": None}.get(p[1])) for p in products]
-    # a category without translation keeps its Portuguese name
-    sellers_rows = [(s, "01000", "sp", "SP") for s in sellers]
-    return {"orders": orders, "order_items": items, "order_payments": payments, "order_reviews": reviews,
-            "customers": customers, "sellers": sellers_rows, "products": prods}
-
-
-def write_warehouse(path: Path, rows: dict[str, list[tuple]]) -> None:
-    con = duckdb.connect(str(path))
-    for key, data in rows.items():
-        src = SOURCES_BY_KEY[key]
-        cols = [(c.name, c.type) for c in src.columns]
-        if key == "products":
-            cols.append(("product_category_name_english", "VARCHAR"))
-        con.execute(f"CREATE OR REPLACE TABLE {src.stg} ({', '.join(f'{n} {t}' for n, t in cols)})")
-        _insert(con, src.stg, [n for n, _ in cols], data)
-    con.close()
-
-
-def _insert(con, table: str, cols: list[str], data: list[tuple]) -> None:
-    if not data:
-        return
-    df = pd.DataFrame(data, columns=cols, dtype=object)
-    con.register("__rows", df)
-    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM __rows")
-    con.unregister("__rows")
-
-
-def append_rows(path: Path, rows: dict[str, list[tuple]]) -> None:
-    con = duckdb.connect(str(path))
-    for key, data in rows.items():
-        src = SOURCES_BY_KEY[key]
-        _insert(con, src.stg, src.column_names, data)
-    con.close()
+from support.feature_rows import DT_REFS, EDGE_DT_REF, REGION, append_rows, make_rows, write_warehouse
 
 
 @pytest.fixture
@@ -194,7 +79,7 @@ def oracle(rows: dict, d: dt.date, windows=(30, 90, 180)) -> dict[str, dict[str,
         f["n_orders_lifetime"] = len(past)
         f["gmv_lifetime"] = sum(i[5] for oid in past for i in by_order[oid])
         first_seen: dict[str, dt.datetime] = {}
-        for oid, o in sorted(past.items(), key=lambda kv: (kv[1][3], kv[0])):
+        for _oid, o in sorted(past.items(), key=lambda kv: (kv[1][3], kv[0])):
             first_seen.setdefault(cust[o[1]][1], o[3])
         f["n_customers_lifetime"] = len(first_seen)
         for w in windows:
@@ -206,7 +91,9 @@ def oracle(rows: dict, d: dt.date, windows=(30, 90, 180)) -> dict[str, dict[str,
             f[f"gmv_{w}d"] = sum(prices)
             f[f"avg_ticket_{w}d"] = sum(prices) / len(wo) if wo else None
             f[f"std_item_price_{w}d"] = (
-                math.sqrt(sum((p - _mean(prices)) ** 2 for p in prices) / (len(prices) - 1)) if len(prices) > 1 else None
+                math.sqrt(sum((p - _mean(prices)) ** 2 for p in prices) / (len(prices) - 1))
+                if len(prices) > 1
+                else None
             )
             days = sorted({o[3].date() for o in wo.values()})
             f[f"n_sale_days_{w}d"] = len(days)
@@ -229,7 +116,9 @@ def oracle(rows: dict, d: dt.date, windows=(30, 90, 180)) -> dict[str, dict[str,
             uids = {cust[o[1]][1] for o in wo.values()}
             f[f"n_customers_{w}d"] = len(uids)
             f[f"n_customer_states_{w}d"] = len({cust[o[1]][4] for o in wo.values()})
-            f[f"pct_orders_region_se_{w}d"] = sum(1 for o in wo.values() if REGION[cust[o[1]][4]] == "se") / len(wo) if wo else None
+            f[f"pct_orders_region_se_{w}d"] = (
+                sum(1 for o in wo.values() if REGION[cust[o[1]][4]] == "se") / len(wo) if wo else None
+            )
             rep = 0
             for oid, o in wo.items():
                 uid = cust[o[1]][1]
@@ -372,16 +261,28 @@ def test_appending_events_after_dt_ref_leaves_rows_unchanged(wh, tmp_path):
         oid = f"late{k}"
         ts = D + dt.timedelta(seconds=0 if k == 0 else r.randrange(1, 200 * 86400))
         new["customers"].append((f"lc{k}", "u1", "12345", "x", "SP"))
-        new["orders"].append((oid, f"lc{k}", "delivered", ts, ts, ts, ts + dt.timedelta(days=3), ts + dt.timedelta(days=9)))
+        new["orders"].append(
+            (oid, f"lc{k}", "delivered", ts, ts, ts, ts + dt.timedelta(days=3), ts + dt.timedelta(days=9))
+        )
         new["order_items"].append((oid, 1, "p1", f"s{k % 7}", ts, 99.0, 9.0))
         new["order_payments"].append((oid, 1, "voucher", 1, 108.0))
     # late reviews on OLD orders, created at/after dt_ref; and surveys sent BEFORE dt_ref but answered
     # at/after it (a score exists from its answer, not from the creation date)
     for k, o in enumerate(rows["orders"][:40]):
-        new["order_reviews"].append((f"lr{k}", o[0], 1, None, "late", D + dt.timedelta(days=k % 3),
-                                     D + dt.timedelta(days=k % 3, hours=5)))
-        new["order_reviews"].append((f"la{k}", o[0], 1, None, "ruim", D - dt.timedelta(days=1 + k % 4),
-                                     D + dt.timedelta(seconds=0 if k == 0 else 3600 * k)))
+        new["order_reviews"].append(
+            (f"lr{k}", o[0], 1, None, "late", D + dt.timedelta(days=k % 3), D + dt.timedelta(days=k % 3, hours=5))
+        )
+        new["order_reviews"].append(
+            (
+                f"la{k}",
+                o[0],
+                1,
+                None,
+                "ruim",
+                D - dt.timedelta(days=1 + k % 4),
+                D + dt.timedelta(seconds=0 if k == 0 else 3600 * k),
+            )
+        )
     append_rows(settings.warehouse, new)
     after = sql_rows(settings, [d])
     assert before.keys() == after.keys()
@@ -460,7 +361,9 @@ def test_incremental_day_and_batches_equal_a_full_rebuild_exactly(wh, tmp_path):
         pd.testing.assert_frame_equal(a, b, check_exact=True)
     con = duckdb.connect(str(other.warehouse), read_only=True)
     try:  # the small chunk size really cut the backfill into several transactions
-        built = con.execute("SELECT count(DISTINCT built_at) FROM fs_build_log WHERE table_name = 'fs_seller_sales'").fetchall()[0][0]
+        built = con.execute(
+            "SELECT count(DISTINCT built_at) FROM fs_build_log WHERE table_name = 'fs_seller_sales'"
+        ).fetchall()[0][0]
     finally:
         con.close()
     assert built > 3
@@ -473,7 +376,9 @@ def test_weekly_and_monthly_cadence(wh):
     r = build(settings, start="2017-03-01", end="2017-03-31", cadence="weekly", tables=["fs_seller_sales"])
     assert r.tables[0].dt_refs == 4  # Mondays 6, 13, 20, 27
     df = _table_frame(settings, "fs_seller_sales")
-    assert {d.date() for d in df.dt_ref} <= {dt.date(2017, m, 1) for m in range(3, 7)} | {dt.date(2017, 3, x) for x in (6, 13, 20, 27)}
+    assert {d.date() for d in df.dt_ref} <= {dt.date(2017, m, 1) for m in range(3, 7)} | {
+        dt.date(2017, 3, x) for x in (6, 13, 20, 27)
+    }
 
 
 def test_spine_rule_inactive_seller_drops_out_and_new_seller_enters(wh):
@@ -492,20 +397,25 @@ def test_spine_rule_inactive_seller_drops_out_and_new_seller_enters(wh):
 def test_resumable_after_kill_no_half_written_dt_ref(wh, tmp_path):
     settings, _ = wh
     script = (
-        "import sys; from pathlib import Path; from olist_ml.config import Settings; from olist_ml.features import build\n"
+        "import sys; from pathlib import Path; from olist_ml.config import Settings; from olist_ml.features import "
+        "build\n"
         f"s = Settings(warehouse_path=Path({str(settings.warehouse)!r}), threads=1)\n"
         "for m in range(2, 13):\n"
         "    build(s, start=f'2017-{m:02d}-01', end=f'2017-{m:02d}-28')\n"
     )
     for delay in (1.2, 2.0):
-        p = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")})
+        p = subprocess.Popen(
+            [sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+        )
         time.sleep(delay)
         p.send_signal(signal.SIGKILL)
         p.wait()
         con = duckdb.connect(str(settings.warehouse))
         try:
             for t in FEATURE_TABLES:
-                if not con.execute(f"SELECT count(*) FROM information_schema.tables WHERE table_name = '{t}'").fetchall()[0][0]:
+                if not con.execute(
+                    f"SELECT count(*) FROM information_schema.tables WHERE table_name = '{t}'"
+                ).fetchall()[0][0]:
                     continue
                 # every dt_ref present in a table is logged with exactly its row count, and vice versa
                 bad = con.execute(
@@ -525,7 +435,9 @@ def test_resumable_after_kill_no_half_written_dt_ref(wh, tmp_path):
         clean = compute(con, "fs_seller_sales", sorted({d.date() for d in resumed["fs_seller_sales"].dt_ref}))
     finally:
         con.close()
-    pd.testing.assert_frame_equal(resumed["fs_seller_sales"].reset_index(drop=True), clean.reset_index(drop=True), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        resumed["fs_seller_sales"].reset_index(drop=True), clean.reset_index(drop=True), check_dtype=False
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -535,12 +447,24 @@ def test_as_of_matches_oracle_at_latest_dt_ref(wh):
     settings, rows = wh
     build(settings, start="2017-05-01", end="2017-09-30", cadence="weekly")
     mondays = [dt.date(2017, 5, 1) + dt.timedelta(days=7 * k) for k in range(22)]
-    frame = pd.DataFrame({
-        "seller_id": ["s0", "s1", "s2", "s3", "s0", "s4", "s6"],
-        "ts": pd.to_datetime(["2017-06-05 00:00:00", "2017-06-04 23:59:59", "2017-08-01 12:00", "2017-09-30 08:00",
-                              "2017-04-01 00:00", "2017-07-10 00:00", "2017-07-10 00:00"], format="ISO8601"),
-        "label": range(7),
-    })
+    frame = pd.DataFrame(
+        {
+            "seller_id": ["s0", "s1", "s2", "s3", "s0", "s4", "s6"],
+            "ts": pd.to_datetime(
+                [
+                    "2017-06-05 00:00:00",
+                    "2017-06-04 23:59:59",
+                    "2017-08-01 12:00",
+                    "2017-09-30 08:00",
+                    "2017-04-01 00:00",
+                    "2017-07-10 00:00",
+                    "2017-07-10 00:00",
+                ],
+                format="ISO8601",
+            ),
+            "label": range(7),
+        }
+    )
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     try:
         out = as_of(con, frame)
@@ -646,8 +570,25 @@ def test_cli_build_and_list(wh, capsys):
 
     settings, _ = wh
     home = ["--warehouse", str(settings.warehouse)]
-    assert main([*home, "features", "build", "--start", "2017-05-01", "--end", "2017-05-07", "--cadence", "daily",
-                 "--table", "sales", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                *home,
+                "features",
+                "build",
+                "--start",
+                "2017-05-01",
+                "--end",
+                "2017-05-07",
+                "--cadence",
+                "daily",
+                "--table",
+                "sales",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "fs_seller_sales" in out and "fs_seller_reviews" not in out
     assert main([*home, "features", "list", "--table", "reviews"]) == 0

@@ -104,8 +104,9 @@ def build_all(s: Settings, cuts: tuple[dt.date, ...]) -> dict[str, Built]:
             cat, num = p.features_of(con)
             out[name] = Built(con.execute(f"SELECT * FROM {name}").df(), list(p.key_columns), cat + num)
         for cut in cuts:  # order delay: the orders open at each cut, each with its row at the cut
-            out[f"delay_scoring@{cut}"] = Built(order_delay.scoring_frame(con, s, cut), ["dt_ref", "order_id"],
-                                                out["abt_order_delay"].feature_cols)
+            out[f"delay_scoring@{cut}"] = Built(
+                order_delay.scoring_frame(con, s, cut), ["dt_ref", "order_id"], out["abt_order_delay"].feature_cols
+            )
         pops = []
         for cut in cuts:  # a segmentation population at each cut (it sees only facts before it)
             segments.write_abt(con, s, cut)
@@ -155,8 +156,9 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def differences(full: Built, at_cut: Built, cut: dt.date, same_population: bool,
-                inclusive: bool) -> tuple[dict[str, int], int, str]:
+def differences(
+    full: Built, at_cut: Built, cut: dt.date, same_population: bool, inclusive: bool
+) -> tuple[dict[str, int], int, str]:
     """({feature column: rows that differ}, rows compared, population problem or "")."""
     keys = full.keys
     f = _before(full.frame, cut, inclusive).copy()
@@ -175,7 +177,7 @@ def differences(full: Built, at_cut: Built, cut: dt.date, same_population: bool,
     f, c = f.loc[common], c.loc[common]
     diffs: dict[str, int] = {}
     for col in full.feature_cols:
-        n = sum(not _same(x, y) for x, y in zip(f[col].tolist(), c[col].tolist()))
+        n = sum(not _same(x, y) for x, y in zip(f[col].tolist(), c[col].tolist(), strict=False))
         if n:
             diffs[col] = n
     return diffs, len(common), problem
@@ -196,9 +198,14 @@ def test_the_cut_really_removes_the_future(builds):
         assert late_delivery.sum() > 0 and od.loc[late_delivery, "delivered_at"].isna().all()
 
 
-@pytest.mark.parametrize("name, target, event", [("abt_seller_churn", "churn", "dt_ref"),
-                                                 ("abt_order_delay", "is_late", "purchase_ts"),
-                                                 ("abt_seller_activation", "activated", "won_date")])
+@pytest.mark.parametrize(
+    "name, target, event",
+    [
+        ("abt_seller_churn", "churn", "dt_ref"),
+        ("abt_order_delay", "is_late", "purchase_ts"),
+        ("abt_seller_activation", "activated", "won_date"),
+    ],
+)
 def test_label_known_at_is_set_exactly_where_labelled_and_never_a_feature(builds, name, target, event):
     """Every labelled ABT row says when its label became known (after its event), for purging."""
     b = builds["full"][name]
@@ -216,8 +223,9 @@ def test_rows_before_the_cut_equal_the_full_build(builds, table):
     assert full.feature_cols, f"{table}: no feature columns"
     failures, compared = [], 0
     for cut in CUTS:
-        diffs, n, problem = differences(full, builds[cut][table], cut, table in SAME_POPULATION,
-                                        inclusive=table not in EVENT_TABLES)
+        diffs, n, problem = differences(
+            full, builds[cut][table], cut, table in SAME_POPULATION, inclusive=table not in EVENT_TABLES
+        )
         compared += n
         if problem:
             failures.append(f"cut {cut}: {problem}")

@@ -6,7 +6,6 @@ Fixtures are tiny hand-written CSVs written into tmp_path by the tests themselve
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import subprocess
 import sys
@@ -22,140 +21,22 @@ from olist_ml.cli import main
 from olist_ml.config import Settings
 from olist_ml.errors import InputError, MissingStepError
 from olist_ml.ingest import ingest, summary
-from olist_ml.schema import SOURCES, SOURCES_BY_KEY
-
-# --------------------------------------------------------------------------------------------
-# fixture data
-# --------------------------------------------------------------------------------------------
-ORDERS = """\
-"order_id","customer_id","order_status","order_purchase_timestamp","order_approved_at","order_delivered_carrier_date","order_delivered_customer_date","order_estimated_delivery_date"
-"o1","c1",delivered,2017-01-05 10:00:00,2017-01-05 11:00:00,2017-01-06 09:00:00,2017-01-10 15:00:00,2017-01-20 00:00:00
-"o2","c2",delivered,2017-02-01 08:30:00,2017-02-01 09:00:00,2017-01-31 09:00:00,2017-02-05 12:00:00,2017-02-15 00:00:00
-"o3","c3",canceled,2017-03-01 12:00:00,,,,2017-03-20 00:00:00
-"""
-ITEMS = """\
-"order_id","order_item_id","product_id","seller_id","shipping_limit_date","price","freight_value"
-"o1",1,"p1","s1",2017-01-09 10:00:00,58.90,13.29
-"o1",2,"p2","s1",2017-01-09 10:00:00,10.00,5.00
-"o2",1,"p3","s2",2017-02-05 08:30:00,239.90,19.93
-"""
-PAYMENTS = """\
-"order_id","payment_sequential","payment_type","payment_installments","payment_value"
-o1,1,credit_card,8,87.19
-o2,1,boleto,1,259.83
-"""
-# r1 covers two orders (real-data quirk), the first comment spans three physical lines (CRLF inside),
-# r3 has an empty creation date (nullable in the real data).
-REVIEWS = (
-    '"review_id","order_id","review_score","review_comment_title","review_comment_message","review_creation_date","review_answer_timestamp"\r\n'
-    '"r1","o1",5,,"otimo\r\nchegou rapido\r\nrecomendo",2017-01-11 00:00:00,2017-01-12 10:00:00\r\n'
-    '"r1","o2",4,,,2017-02-06 00:00:00,2017-02-07 10:00:00\r\n'
-    '"r3","o3",1,"ruim",,,\r\n'
+from support.raw_files import (
+    CUSTOMERS,
+    ITEMS,
+    ORDERS,
+    PAYMENTS,
+    REVIEWS,
+    SELLERS,
+    _zip,
+    dump,
+    leftovers,
+    q,
+    sha,
+    write_source,
 )
-CUSTOMERS = """\
-"customer_id","customer_unique_id","customer_zip_code_prefix","customer_city","customer_state"
-"c1","u1","01037",sao paulo,SP
-"c2","u2","14409",franca,SP
-"c3","u2","09790",sao bernardo do campo,SP
-"""
-SELLERS = """\
-"seller_id","seller_zip_code_prefix","seller_city","seller_state"
-"s1","01046",sao paulo,SP
-"s2","13844",mogi guacu,SP
-"""
-PRODUCTS = """\
-"product_id","product_category_name","product_name_lenght","product_description_lenght","product_photos_qty","product_weight_g","product_length_cm","product_height_cm","product_width_cm"
-"p1",perfumaria,40,287,1,225,16,10,14
-"p2",categoria_sem_traducao,44,276,1,1000,30,18,20
-"p3",,,,,,,,
-"""
-TRANSLATION = "\ufeffproduct_category_name,product_category_name_english\r\nperfumaria,perfumery\r\nartes,art\r\n"
-GEO = """\
-"geolocation_zip_code_prefix","geolocation_lat","geolocation_lng","geolocation_city","geolocation_state"
-"01037",-23.54562128115268,-46.63929204800168,sao paulo,SP
-"01037",-23.54562128115268,-46.63929204800168,sao paulo,SP
-"14409",-20.5,-47.4,franca,SP
-"""
-MQLS = """\
-mql_id,first_contact_date,landing_page_id,origin
-m1,2017-06-14,lp1,social
-m2,2017-07-01,lp2,paid_search
-"""
-DEALS = """\
-mql_id,seller_id,sdr_id,sr_id,won_date,business_segment,lead_type,lead_behaviour_profile,has_company,has_gtin,average_stock,business_type,declared_product_catalog_size,declared_monthly_revenue
-m1,s1,sdr1,sr1,2017-08-01 10:00:00,pet,online_medium,cat,True,False,,reseller,,0.0
-"""
-
-BASE = {
-    "orders": ORDERS,
-    "order_items": ITEMS,
-    "order_payments": PAYMENTS,
-    "order_reviews": REVIEWS,
-    "customers": CUSTOMERS,
-    "sellers": SELLERS,
-    "products": PRODUCTS,
-    "category_translation": TRANSLATION,
-    "geolocation": GEO,
-    "marketing_qualified_leads": MQLS,
-    "closed_deals": DEALS,
-}
-REQUIRED = [s.key for s in SOURCES if s.required]
 
 
-def write_source(folder: Path, overrides: dict | None = None, *, gz: tuple[str, ...] = (), drop: tuple[str, ...] = ()) -> Path:
-    """Write the fixture CSVs; `overrides` replaces a table's text, `gz` gzips those tables, `drop` leaves them out."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tables = {**BASE, **(overrides or {})}
-    for key, text in tables.items():
-        if key in drop:
-            continue
-        name = SOURCES_BY_KEY[key].file
-        data = text.encode("utf-8") if isinstance(text, str) else text
-        if key in gz:
-            (folder / (name + ".gz")).write_bytes(gzip.compress(data, mtime=0))
-        else:
-            (folder / name).write_bytes(data)
-    return folder
-
-
-@pytest.fixture
-def wh(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home")
-
-
-def dump(path: Path, tables: list[str] | None = None) -> dict[str, list[tuple]]:
-    """Every table's rows in a stable order (ingest_runs excluded unless asked for)."""
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        names = tables or [
-            r[0] for r in con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() ORDER BY 1"
-            ).fetchall() if r[0] != "ingest_runs"
-        ]
-        return {n: con.execute(f"SELECT * FROM {n} ORDER BY ALL").fetchall() for n in names}
-    finally:
-        con.close()
-
-
-def q(settings: Settings, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(settings.warehouse), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
-def leftovers(settings: Settings) -> list[str]:
-    d = settings.warehouse.parent
-    return sorted(p.name for p in d.iterdir() if ".ingest-" in p.name) if d.exists() else []
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-# --------------------------------------------------------------------------------------------
-# typing and renaming
 # --------------------------------------------------------------------------------------------
 def test_types_renames_and_translation(tmp_path: Path, wh: Settings) -> None:
     src = write_source(tmp_path / "src", gz=("orders", "order_reviews"))
@@ -164,29 +45,57 @@ def test_types_renames_and_translation(tmp_path: Path, wh: Settings) -> None:
     assert rep.loaded["stg_orders"] == 3 and rep.loaded["stg_order_items"] == 3
     types = dict(q(wh, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'stg_orders'"))
     assert types["order_purchase_timestamp"] == "TIMESTAMP" and types["order_id"] == "VARCHAR"
-    types = dict(q(wh, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'stg_order_items'"))
+    types = dict(
+        q(wh, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'stg_order_items'")
+    )
     assert types["order_item_id"] == "INTEGER" and types["price"] == "DOUBLE"
-    types = dict(q(wh, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'stg_closed_deals'"))
+    types = dict(
+        q(wh, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'stg_closed_deals'")
+    )
     assert types["has_company"] == "BOOLEAN" and types["won_date"] == "TIMESTAMP"
-    types = dict(q(wh, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'stg_marketing_qualified_leads'"))
+    types = dict(
+        q(
+            wh,
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = "
+            "'stg_marketing_qualified_leads'",
+        )
+    )
     assert types["first_contact_date"] == "DATE"
     # zip prefixes keep their leading zeros
     assert q(wh, "SELECT customer_zip_code_prefix FROM stg_customers WHERE customer_id = 'c1'") == [("01037",)]
-    assert q(wh, "SELECT geolocation_zip_code_prefix, typeof(geolocation_lat) FROM stg_geolocation LIMIT 1") == [("01037", "DOUBLE")]
+    assert q(wh, "SELECT geolocation_zip_code_prefix, typeof(geolocation_lat) FROM stg_geolocation LIMIT 1") == [
+        ("01037", "DOUBLE")
+    ]
     # misspelt source columns renamed; English category via LEFT JOIN (NULL when untranslated)
-    cols = [r[0] for r in q(wh, "SELECT column_name FROM information_schema.columns WHERE table_name = 'stg_products' ORDER BY ordinal_position")]
+    cols = [
+        r[0]
+        for r in q(
+            wh,
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'stg_products' ORDER BY "
+            "ordinal_position",
+        )
+    ]
     assert "product_name_length" in cols and "product_description_length" in cols
     assert not any("lenght" in c for c in cols)
     assert cols[-1] == "product_category_name_english"
-    assert q(wh, "SELECT product_id, product_name_length, product_category_name_english FROM stg_products ORDER BY 1") == [
-        ("p1", 40, "perfumery"), ("p2", 44, None), ("p3", None, None)]
+    assert q(
+        wh, "SELECT product_id, product_name_length, product_category_name_english FROM stg_products ORDER BY 1"
+    ) == [("p1", 40, "perfumery"), ("p2", 44, None), ("p3", None, None)]
     # BOM stripped from the translation header
-    assert q(wh, "SELECT count(*) FROM stg_product_category_name_translation WHERE product_category_name = 'perfumaria'") == [(1,)]
+    assert q(
+        wh, "SELECT count(*) FROM stg_product_category_name_translation WHERE product_category_name = 'perfumaria'"
+    ) == [(1,)]
     # values typed correctly, multi-line comment kept intact
-    assert q(wh, "SELECT order_purchase_timestamp FROM stg_orders WHERE order_id = 'o1'") == [(datetime(2017, 1, 5, 10, 0),)]
-    assert q(wh, "SELECT first_contact_date FROM stg_marketing_qualified_leads WHERE mql_id = 'm1'") == [(date(2017, 6, 14),)]
+    assert q(wh, "SELECT order_purchase_timestamp FROM stg_orders WHERE order_id = 'o1'") == [
+        (datetime(2017, 1, 5, 10, 0),)
+    ]
+    assert q(wh, "SELECT first_contact_date FROM stg_marketing_qualified_leads WHERE mql_id = 'm1'") == [
+        (date(2017, 6, 14),)
+    ]
     assert q(wh, "SELECT has_company, has_gtin FROM stg_closed_deals") == [(True, False)]
-    assert q(wh, "SELECT review_comment_message FROM stg_order_reviews WHERE order_id = 'o1'") == [("otimo\r\nchegou rapido\r\nrecomendo",)]
+    assert q(wh, "SELECT review_comment_message FROM stg_order_reviews WHERE order_id = 'o1'") == [
+        ("otimo\r\nchegou rapido\r\nrecomendo",)
+    ]
     # nullable empty review_creation_date is NULL, not quarantined
     assert q(wh, "SELECT review_creation_date FROM stg_order_reviews WHERE review_id = 'r3'") == [(None,)]
     # rows keep file order
@@ -207,7 +116,9 @@ def test_real_quirks_are_counted_not_dropped(tmp_path: Path, wh: Settings) -> No
     assert q(wh, "SELECT count(*) FROM stg_order_reviews WHERE review_id = 'r1'") == [(2,)]
     assert any("without payment" in w for w in rep.table("orders").warnings)
     assert any("review_id" in w for w in rep.table("order_reviews").warnings)
-    assert any("s_unknown" not in w and "seller_id is not in stg_sellers" in w for w in rep.table("order_items").warnings)
+    assert any(
+        "s_unknown" not in w and "seller_id is not in stg_sellers" in w for w in rep.table("order_items").warnings
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,13 +129,17 @@ def test_untypable_and_null_rows_are_quarantined_with_line_numbers(tmp_path: Pat
     reviews = REVIEWS + '"r4","o3",cinco,,,2017-03-05 00:00:00,\r\n'
     orders = ORDERS + '"o4","c1",,2017-03-02 12:00:00,,,,2017-03-20 00:00:00\n'  # empty non-nullable status, line 5
     items = ITEMS + '"o1",3,"p1","s1",not-a-date,1e400x,1.0\n'  # two bad values in one row, line 5
-    rep = ingest(write_source(tmp_path / "src", {"order_reviews": reviews, "orders": orders, "order_items": items},
-                              gz=("order_reviews",)), wh)
+    rep = ingest(
+        write_source(
+            tmp_path / "src", {"order_reviews": reviews, "orders": orders, "order_items": items}, gz=("order_reviews",)
+        ),
+        wh,
+    )
     assert rep.table("order_reviews").quarantined == 1
     assert rep.table("orders").quarantined == 1
     assert rep.table("order_items").quarantined == 1  # one row, two reasons
     assert rep.quarantined == 3
-    rows = q(wh, "SELECT file, line, \"column\", reason, raw_value FROM ingest_quarantine ORDER BY file, line, \"column\"")
+    rows = q(wh, 'SELECT file, line, "column", reason, raw_value FROM ingest_quarantine ORDER BY file, line, "column"')
     assert ("olist_order_reviews_dataset.csv.gz", 7, "review_score", "cannot cast to INTEGER", "cinco") in rows
     assert ("olist_orders_dataset.csv", 5, "order_status", "missing value in non-nullable column", None) in rows
     assert ("olist_order_items_dataset.csv", 5, "shipping_limit_date", "cannot cast to TIMESTAMP", "not-a-date") in rows
@@ -243,7 +158,7 @@ def test_duplicate_primary_key_keeps_first_and_quarantines_rest(tmp_path: Path, 
     rep = ingest(write_source(tmp_path / "src", {"sellers": sellers, "order_payments": payments}), wh)
     assert rep.table("sellers").quarantined == 1 and rep.table("order_payments").quarantined == 1
     assert q(wh, "SELECT seller_zip_code_prefix FROM stg_sellers WHERE seller_id = 's1'") == [("01046",)]
-    rows = q(wh, "SELECT file, line, \"column\", reason, raw_value FROM ingest_quarantine ORDER BY file")
+    rows = q(wh, 'SELECT file, line, "column", reason, raw_value FROM ingest_quarantine ORDER BY file')
     assert rows[0][:3] == ("olist_order_payments_dataset.csv", 4, "order_id,payment_sequential")
     assert rows[0][3].startswith("duplicate primary key") and rows[0][4] == "o1,1"
     assert rows[1][:3] == ("olist_sellers_dataset.csv", 4, "seller_id") and rows[1][4] == "s1"
@@ -257,9 +172,11 @@ def test_malformed_record_is_quarantined_with_its_line(tmp_path: Path, wh: Setti
     rows = q(wh, "SELECT line, reason, raw_value FROM ingest_quarantine")
     assert len(rows) == 1 and rows[0][0] == 3 and "malformed" in rows[0][1] and "franca" in rows[0][2]
     # the row after the malformed one still gets its real line number
-    customers2 = CUSTOMERS.replace('"c2","u2","14409",franca,SP\n', '"c2","u2","14409",franca\n') + '"c4","u4","x",city,\n'
+    customers2 = (
+        CUSTOMERS.replace('"c2","u2","14409",franca,SP\n', '"c2","u2","14409",franca\n') + '"c4","u4","x",city,\n'
+    )
     rep = ingest(write_source(tmp_path / "src2", {"customers": customers2}), wh)
-    rows = q(wh, "SELECT line, \"column\" FROM ingest_quarantine ORDER BY line")
+    rows = q(wh, 'SELECT line, "column" FROM ingest_quarantine ORDER BY line')
     assert rows == [(3, "customer_state"), (5, "customer_state")]
 
 
@@ -268,7 +185,9 @@ def test_extra_column_is_a_warning(tmp_path: Path, wh: Settings) -> None:
     rep = ingest(write_source(tmp_path / "src", {"sellers": sellers}), wh)
     assert rep.quarantined == 0
     assert any("extra column ignored: note" in w for w in rep.table("sellers").warnings)
-    assert "note" not in [r[0] for r in q(wh, "SELECT column_name FROM information_schema.columns WHERE table_name = 'stg_sellers'")]
+    assert "note" not in [
+        r[0] for r in q(wh, "SELECT column_name FROM information_schema.columns WHERE table_name = 'stg_sellers'")
+    ]
 
 
 def test_optional_tables(tmp_path: Path, wh: Settings) -> None:
@@ -286,9 +205,7 @@ def test_optional_tables(tmp_path: Path, wh: Settings) -> None:
 # bad input: one line naming the file, nothing changed
 # --------------------------------------------------------------------------------------------
 def _truncated_gzip(folder: Path) -> str:
-    big = ORDERS + "".join(
-        f'"x{i}","c1",delivered,2017-01-05 10:00:00,,,,2017-01-20 00:00:00\n' for i in range(5000)
-    )
+    big = ORDERS + "".join(f'"x{i}","c1",delivered,2017-01-05 10:00:00,,,,2017-01-20 00:00:00\n' for i in range(5000))
     data = gzip.compress(big.encode(), mtime=0)
     (folder / "olist_orders_dataset.csv").unlink()
     (folder / "olist_orders_dataset.csv.gz").write_bytes(data[: len(data) // 2])
@@ -312,7 +229,9 @@ def _missing_file(folder: Path) -> str:
 
 
 def _missing_column(folder: Path) -> str:
-    (folder / "olist_orders_dataset.csv").write_text(ORDERS.replace(',"order_status"', "").replace(",delivered", "").replace(",canceled", ""))
+    (folder / "olist_orders_dataset.csv").write_text(
+        ORDERS.replace(',"order_status"', "").replace(",delivered", "").replace(",canceled", "")
+    )
     return "order_status"
 
 
@@ -333,7 +252,9 @@ def _binary_file(folder: Path) -> str:
 
 
 def _html_file(folder: Path) -> str:
-    (folder / "olist_order_items_dataset.csv").write_text("<!DOCTYPE html>\n<html><body>Sign in to Kaggle</body></html>\n")
+    (folder / "olist_order_items_dataset.csv").write_text(
+        "<!DOCTYPE html>\n<html><body>Sign in to Kaggle</body></html>\n"
+    )
     return "olist_order_items_dataset.csv"
 
 
@@ -367,16 +288,6 @@ BAD_FOLDERS = {
 }
 
 
-@pytest.fixture
-def previous(tmp_path: Path, wh: Settings) -> str:
-    """A good warehouse that every failed ingest must leave byte-for-byte intact."""
-    ingest(write_source(tmp_path / "good"), wh)
-    con = duckdb.connect(str(wh.warehouse))
-    con.execute("CREATE TABLE fs_seller_sales AS SELECT DATE '2017-06-01' AS dt_ref, 's1' AS seller_id, 3 AS n_orders_30d")
-    con.close()
-    return sha(wh.warehouse)
-
-
 @pytest.mark.parametrize("case", sorted(BAD_FOLDERS))
 def test_bad_folder_input(case: str, tmp_path: Path, wh: Settings, previous: str) -> None:
     make, expected = BAD_FOLDERS[case]
@@ -394,13 +305,6 @@ def test_missing_folder(tmp_path: Path, wh: Settings) -> None:
     with pytest.raises(InputError, match="no such file or folder"):
         ingest(tmp_path / "nope", wh)
     assert not wh.warehouse.exists()
-
-
-def _zip(path: Path, folder: Path, prefix: str = "") -> Path:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for p in sorted(folder.iterdir()):
-            zf.write(p, prefix + p.name)
-    return path
 
 
 def test_bad_zip_inputs(tmp_path: Path, wh: Settings, previous: str) -> None:
@@ -423,8 +327,12 @@ def test_bad_zip_inputs(tmp_path: Path, wh: Settings, previous: str) -> None:
     other = tmp_path / "other.zip"
     with zipfile.ZipFile(other, "w") as zf:
         zf.writestr("readme.txt", "nothing here")
-    cases = [(truncated, "truncated or corrupt zip"), (garbage, "truncated or corrupt zip"),
-             (corrupt, "corrupt zip member"), (other, "missing required file")]
+    cases = [
+        (truncated, "truncated or corrupt zip"),
+        (garbage, "truncated or corrupt zip"),
+        (corrupt, "corrupt zip member"),
+        (other, "missing required file"),
+    ]
     for path, expected in cases:
         with pytest.raises(InputError) as ei:
             ingest(path, wh)
@@ -455,8 +363,13 @@ def test_cli_subprocess_no_traceback(tmp_path: Path, wh: Settings) -> None:
     src = write_source(tmp_path / "bad")
     _binary_file(src)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OLIST_ML_")}
-    p = subprocess.run([sys.executable, "-m", "olist_ml", "--home", str(wh.home), "ingest", str(src)],
-                       capture_output=True, text=True, env=env, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "olist_ml", "--home", str(wh.home), "ingest", str(src)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert p.returncode == 2
     assert "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines() == [p.stderr.strip()]
@@ -508,8 +421,17 @@ def test_reingest_keeps_downstream_tables(tmp_path: Path, wh: Settings, previous
     con.execute("CREATE VIEW a_over_v AS SELECT n * 2 AS n2 FROM v_orders")  # sorts before its dependency
     con.execute("CREATE VIEW v_geo AS SELECT count(*) AS n FROM stg_geolocation")
     con.close()
-    rep = ingest(write_source(tmp_path / "new", {"sellers": SELLERS + '"s3","20000",rio,RJ\n'}, drop=("geolocation",)), wh)
-    assert set(rep.kept_tables) >= {"fs_seller_sales", "scores_seller_churn", "mart.abt_x", "v_orders", "a_over_v", "ingest_runs"}
+    rep = ingest(
+        write_source(tmp_path / "new", {"sellers": SELLERS + '"s3","20000",rio,RJ\n'}, drop=("geolocation",)), wh
+    )
+    assert set(rep.kept_tables) >= {
+        "fs_seller_sales",
+        "scores_seller_churn",
+        "mart.abt_x",
+        "v_orders",
+        "a_over_v",
+        "ingest_runs",
+    }
     assert q(wh, "SELECT n2 FROM a_over_v") == [(6,)]
     # stg_geolocation is gone with the new source, so its view cannot come along: said, not silent
     assert any("view v_geo was not carried over" in w for w in rep.warnings)
@@ -533,7 +455,7 @@ def test_reingest_over_warehouse_with_pending_wal(tmp_path: Path, wh: Settings) 
     # a process that wrote a feature table and died before checkpointing leaves its data in the WAL
     code = (
         "import duckdb, os, sys; c = duckdb.connect(sys.argv[1]); "
-        "c.execute(\"CREATE TABLE fs_seller_late AS SELECT range AS i FROM range(5)\"); os._exit(0)"
+        'c.execute("CREATE TABLE fs_seller_late AS SELECT range AS i FROM range(5)"); os._exit(0)'
     )
     subprocess.run([sys.executable, "-c", code, str(wh.warehouse)], check=True, timeout=60)
     wal = Path(str(wh.warehouse) + ".wal")
@@ -563,8 +485,11 @@ def test_strict_fails_and_changes_nothing(tmp_path: Path, wh: Settings, previous
 
 
 def test_reingest_is_idempotent(tmp_path: Path, wh: Settings) -> None:
-    src = write_source(tmp_path / "src", {"orders": ORDERS + '"o9","c1",delivered,yesterday,,,,2017-01-20 00:00:00\n'},
-                       gz=("geolocation",))
+    src = write_source(
+        tmp_path / "src",
+        {"orders": ORDERS + '"o9","c1",delivered,yesterday,,,,2017-01-20 00:00:00\n'},
+        gz=("geolocation",),
+    )
     r1 = ingest(src, wh)
     d1 = dump(wh.warehouse)
     r2 = ingest(src, wh)
@@ -629,9 +554,17 @@ def test_stale_temp_of_dead_process_is_removed(tmp_path: Path, wh: Settings) -> 
 # real data and synthetic round trip
 # --------------------------------------------------------------------------------------------
 REAL_COUNTS = {
-    "stg_orders": 99441, "stg_order_items": 112650, "stg_order_payments": 103886, "stg_order_reviews": 99224,
-    "stg_customers": 99441, "stg_products": 32951, "stg_sellers": 3095, "stg_product_category_name_translation": 71,
-    "stg_geolocation": 1000163, "stg_marketing_qualified_leads": 8000, "stg_closed_deals": 842,
+    "stg_orders": 99441,
+    "stg_order_items": 112650,
+    "stg_order_payments": 103886,
+    "stg_order_reviews": 99224,
+    "stg_customers": 99441,
+    "stg_products": 32951,
+    "stg_sellers": 3095,
+    "stg_product_category_name_translation": 71,
+    "stg_geolocation": 1000163,
+    "stg_marketing_qualified_leads": 8000,
+    "stg_closed_deals": 842,
 }
 
 
@@ -649,7 +582,14 @@ def test_real_data_exact_counts(tmp_path: Path) -> None:
     # 13 rows truncated upstream lost creation + answer dates, 5 more also lost the end of their comment
     # (see known_differences in the data folder): nullable, so loaded with NULL, not quarantined
     assert q(s, "SELECT count(*) FROM stg_order_reviews WHERE review_creation_date IS NULL") == [(18,)]
-    assert q(s, "SELECT count(*) FROM stg_products WHERE product_category_name IS NOT NULL AND product_category_name_english IS NULL")[0][0] < 20
+    assert (
+        q(
+            s,
+            "SELECT count(*) FROM stg_products WHERE product_category_name IS NOT NULL AND "
+            "product_category_name_english IS NULL",
+        )[0][0]
+        < 20
+    )
     assert q(s, "SELECT min(length(customer_zip_code_prefix)) FROM stg_customers") == [(5,)]
 
 

@@ -13,7 +13,14 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pytest
-from test_ingest import (  # noqa: F401  (previous and wh are fixtures)
+
+from olist_ml import ingest as ingest_mod
+from olist_ml.cli import main
+from olist_ml.config import Settings
+from olist_ml.errors import InputError
+from olist_ml.ingest import ingest
+from olist_ml.schema import SOURCES_BY_KEY
+from support.raw_files import (
     CUSTOMERS,
     GEO,
     ITEMS,
@@ -24,25 +31,18 @@ from test_ingest import (  # noqa: F401  (previous and wh are fixtures)
     SELLERS,
     _zip,
     leftovers,
-    previous,
     q,
     sha,
-    wh,
     write_source,
 )
-
-from olist_ml import ingest as ingest_mod
-from olist_ml.cli import main
-from olist_ml.config import Settings
-from olist_ml.errors import InputError
-from olist_ml.ingest import ingest
-from olist_ml.schema import SOURCES_BY_KEY
 
 
 def quarantine(settings: Settings, file: str | None = None) -> list[tuple]:
     where = f"WHERE file = '{file}'" if file else ""
-    return q(settings, f"SELECT file, line, \"column\", reason, raw_value FROM ingest_quarantine {where} "
-                       "ORDER BY file, line, \"column\"")
+    return q(
+        settings,
+        f'SELECT file, line, "column", reason, raw_value FROM ingest_quarantine {where} ORDER BY file, line, "column"',
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -50,22 +50,27 @@ def quarantine(settings: Settings, file: str | None = None) -> list[tuple]:
 # --------------------------------------------------------------------------------------------
 def test_non_finite_and_negative_values_are_quarantined(tmp_path: Path, wh: Settings) -> None:
     items = ITEMS + (
-        '"o2",2,"p1","s1",2017-02-05 08:30:00,NaN,1.0\n'          # line 5
-        '"o2",3,"p1","s1",2017-02-05 08:30:00,inf,1.0\n'          # line 6
-        '"o2",4,"p1","s1",2017-02-05 08:30:00,-Infinity,1.0\n'    # line 7
-        '"o2",5,"p1","s1",2017-02-05 08:30:00,-5.00,1.0\n'        # line 8
-        '"o2",6,"p1","s1",2017-02-05 08:30:00,5.00,-0.01\n'       # line 9
-        '"o2",7,"p1","s1",2017-02-05 08:30:00,1e400,1.0\n'        # line 10: overflows to inf
-        '"o2",8,"p1","s1",2017-02-05 08:30:00,-0,0\n'             # line 11: zero is a real price, kept
-        '"o2",0,"p1","s1",2017-02-05 08:30:00,5.00,1.0\n'         # line 12: item numbers start at 1
-        '"o2",9,"p1","s1",2017-02-05 08:30:00,1e12,1.0\n'         # line 13: beyond any DECIMAL(18,2) sum
+        '"o2",2,"p1","s1",2017-02-05 08:30:00,NaN,1.0\n'  # line 5
+        '"o2",3,"p1","s1",2017-02-05 08:30:00,inf,1.0\n'  # line 6
+        '"o2",4,"p1","s1",2017-02-05 08:30:00,-Infinity,1.0\n'  # line 7
+        '"o2",5,"p1","s1",2017-02-05 08:30:00,-5.00,1.0\n'  # line 8
+        '"o2",6,"p1","s1",2017-02-05 08:30:00,5.00,-0.01\n'  # line 9
+        '"o2",7,"p1","s1",2017-02-05 08:30:00,1e400,1.0\n'  # line 10: overflows to inf
+        '"o2",8,"p1","s1",2017-02-05 08:30:00,-0,0\n'  # line 11: zero is a real price, kept
+        '"o2",0,"p1","s1",2017-02-05 08:30:00,5.00,1.0\n'  # line 12: item numbers start at 1
+        '"o2",9,"p1","s1",2017-02-05 08:30:00,1e12,1.0\n'  # line 13: beyond any DECIMAL(18,2) sum
     )
     payments = PAYMENTS + "o3,1,voucher,-1,10.00\no3,2,voucher,1,-10.00\no3,3,voucher,1, nan \n"  # lines 4-6
     reviews = REVIEWS + '"r5","o3",0,,,,\r\n"r6","o3",6,,,,\r\n'  # physical lines 7, 8 (the first comment spans 3)
     products = PRODUCTS + '"p4",perfumaria,40,287,-1,225,16,10,14\n"p5",perfumaria,40,287,1,-225,16,10,14\n'
     geo = GEO + '"01037",-95.0,-46.6,sao paulo,SP\n"01037",-23.5,Infinity,sao paulo,SP\n'
-    overrides = {"order_items": items, "order_payments": payments, "order_reviews": reviews, "products": products,
-                 "geolocation": geo}
+    overrides = {
+        "order_items": items,
+        "order_payments": payments,
+        "order_reviews": reviews,
+        "products": products,
+        "geolocation": geo,
+    }
     rep = ingest(write_source(tmp_path / "src", overrides), wh)
     rows = quarantine(wh)
     by_file: dict[str, list[tuple]] = {}
@@ -73,8 +78,15 @@ def test_non_finite_and_negative_values_are_quarantined(tmp_path: Path, wh: Sett
         by_file.setdefault(r[0], []).append(r[1:])
     it = by_file["olist_order_items_dataset.csv"]
     assert [(line, col) for line, col, *_ in it] == [
-        (5, "price"), (6, "price"), (7, "price"), (8, "price"), (9, "freight_value"), (10, "price"),
-        (12, "order_item_id"), (13, "price")]
+        (5, "price"),
+        (6, "price"),
+        (7, "price"),
+        (8, "price"),
+        (9, "freight_value"),
+        (10, "price"),
+        (12, "order_item_id"),
+        (13, "price"),
+    ]
     reasons = {line: reason for line, _, reason, _ in it}
     assert all("not a finite number" in reasons[n] for n in (5, 6, 7, 10))
     assert "negative" in reasons[8] and "negative" in reasons[9]
@@ -86,7 +98,10 @@ def test_non_finite_and_negative_values_are_quarantined(tmp_path: Path, wh: Sett
     assert q(wh, "SELECT price, freight_value FROM stg_order_items WHERE order_item_id = 8") == [(0.0, 0.0)]
     pay = by_file["olist_order_payments_dataset.csv"]
     assert [(line, col) for line, col, *_ in pay] == [
-        (4, "payment_installments"), (5, "payment_value"), (6, "payment_value")]
+        (4, "payment_installments"),
+        (5, "payment_value"),
+        (6, "payment_value"),
+    ]
     assert "not a finite number" in pay[2][2]
     rev = by_file["olist_order_reviews_dataset.csv"]
     assert [(line, col) for line, col, *_ in rev] == [(7, "review_score"), (8, "review_score")]
@@ -96,35 +111,49 @@ def test_non_finite_and_negative_values_are_quarantined(tmp_path: Path, wh: Sett
     g = by_file["olist_geolocation_dataset.csv"]
     assert [(line, col) for line, col, *_ in g] == [(5, "geolocation_lat"), (6, "geolocation_lng")]
     # the table warning gives the count and the first reason
-    assert any("8 row(s) quarantined (first: line 5, column price: not a finite number" in w
-               for w in rep.table("order_items").warnings), rep.table("order_items").warnings
+    assert any(
+        "8 row(s) quarantined (first: line 5, column price: not a finite number" in w
+        for w in rep.table("order_items").warnings
+    ), rep.table("order_items").warnings
 
 
 # --------------------------------------------------------------------------------------------
 # 2. dates outside the plausible window
 # --------------------------------------------------------------------------------------------
 def test_dates_outside_the_window_are_quarantined(tmp_path: Path, wh: Settings) -> None:
-    orders = ORDERS + (
-        '"o4","c1",delivered,1900-01-01 00:00:00,,,,1900-01-20 00:00:00\n'          # line 5
-        '"o5","c2",delivered,9999-12-31 00:00:00,,,,9999-12-31 00:00:00\n'          # line 6
-        '"o6","c3",delivered,infinity,,,,2017-03-20 00:00:00\n'                     # line 7
-        '"o7","c3",delivered,2017-03-02 12:00:00,2017-03-02 13:00:00,,2200-01-01 00:00:00,2017-03-20 00:00:00\n'  # 8
-        '"o8","c3",delivered,2014-12-01 00:00:00,,,,2015-06-10 00:00:00\n'          # line 9: 2 years before
-        '"o9","c3",delivered,2017-03-03 12:00:00,,,,2021-06-01 00:00:00\n'          # line 10: far, but holdable
-    ) + "".join(f'"g{i}","c1",delivered,2017-0{1 + i % 3}-1{i % 10} 10:00:00,,,,2017-04-01 00:00:00\n'
-                for i in range(12))
+    orders = (
+        ORDERS
+        + (
+            '"o4","c1",delivered,1900-01-01 00:00:00,,,,1900-01-20 00:00:00\n'  # line 5
+            '"o5","c2",delivered,9999-12-31 00:00:00,,,,9999-12-31 00:00:00\n'  # line 6
+            '"o6","c3",delivered,infinity,,,,2017-03-20 00:00:00\n'  # line 7
+            '"o7","c3",delivered,2017-03-02 12:00:00,2017-03-02 13:00:00,,2200-01-01 00:00:00,2017-03-20 '
+            "00:00:00\n"  # 8
+            '"o8","c3",delivered,2014-12-01 00:00:00,,,,2015-06-10 00:00:00\n'  # line 9: 2 years before
+            '"o9","c3",delivered,2017-03-03 12:00:00,,,,2021-06-01 00:00:00\n'  # line 10: far, but holdable
+        )
+        + "".join(
+            f'"g{i}","c1",delivered,2017-0{1 + i % 3}-1{i % 10} 10:00:00,,,,2017-04-01 00:00:00\n' for i in range(12)
+        )
+    )
     items = ITEMS + '"o4",1,"p1","s1",2017-01-09 10:00:00,5.0,1.0\n"o1",3,"p1","s1",2099-01-09 10:00:00,5.0,1.0\n'
     mqls = "mql_id,first_contact_date,landing_page_id,origin\nm1,2017-06-14,lp1,social\nm2,0001-01-01,lp2,x\n"
-    rep = ingest(write_source(tmp_path / "src", {"orders": orders, "order_items": items,
-                                                 "marketing_qualified_leads": mqls}), wh)
+    rep = ingest(
+        write_source(tmp_path / "src", {"orders": orders, "order_items": items, "marketing_qualified_leads": mqls}), wh
+    )
     lo, hi = rep.date_window  # anchored on the purchase quartiles (2017-01-15 .. 2017-03-01)
     assert date(2014, 12, 1) < date.fromisoformat(lo) < date(2016, 1, 1), rep.date_window
     assert date(2021, 6, 1) < date.fromisoformat(hi) < date(2099, 1, 9), rep.date_window
     rows = quarantine(wh, "olist_orders_dataset.csv")
     assert [(line, col) for _, line, col, *_ in rows] == [
-        (5, "order_estimated_delivery_date"), (5, "order_purchase_timestamp"),
-        (6, "order_estimated_delivery_date"), (6, "order_purchase_timestamp"),
-        (7, "order_purchase_timestamp"), (8, "order_delivered_customer_date"), (9, "order_purchase_timestamp")]
+        (5, "order_estimated_delivery_date"),
+        (5, "order_purchase_timestamp"),
+        (6, "order_estimated_delivery_date"),
+        (6, "order_purchase_timestamp"),
+        (7, "order_purchase_timestamp"),
+        (8, "order_delivered_customer_date"),
+        (9, "order_purchase_timestamp"),
+    ]
     assert all(r[3].startswith(f"date outside the plausible window {lo}..{hi}") for r in rows), rows
     assert rep.table("orders").quarantined == 5
     kept = q(wh, "SELECT order_id FROM stg_orders WHERE order_id LIKE 'o%' ORDER BY 1")
@@ -138,7 +167,8 @@ def test_dates_outside_the_window_are_quarantined(tmp_path: Path, wh: Settings) 
     assert q(wh, "SELECT count(*) FROM stg_order_items WHERE order_id = 'o4'") == [(1,)]
     # the feature store's default backfill now starts at the data, not in 1900
     assert q(wh, "SELECT min(order_purchase_timestamp), max(order_purchase_timestamp) FROM stg_orders") == [
-        (datetime(2017, 1, 5, 10, 0), datetime(2017, 3, 18, 10, 0))]
+        (datetime(2017, 1, 5, 10, 0), datetime(2017, 3, 18, 10, 0))
+    ]
 
 
 def test_date_window_is_anchored_on_the_middle_of_the_orders(tmp_path: Path, wh: Settings) -> None:
@@ -162,15 +192,20 @@ def test_utc_offsets_are_converted_to_sao_paulo_local_time(tmp_path: Path, wh: S
     )
     rep = ingest(write_source(tmp_path / "src", {"orders": orders}), wh)
     assert rep.quarantined == 0
-    got = q(wh, "SELECT order_id, order_purchase_timestamp, order_approved_at FROM stg_orders "
-                "WHERE order_id IN ('o1', 'o4', 'o5') ORDER BY 1")
+    got = q(
+        wh,
+        "SELECT order_id, order_purchase_timestamp, order_approved_at FROM stg_orders "
+        "WHERE order_id IN ('o1', 'o4', 'o5') ORDER BY 1",
+    )
     assert got == [
-        ("o1", datetime(2017, 1, 5, 10, 0), datetime(2017, 1, 5, 11, 0)),   # naive: unchanged
+        ("o1", datetime(2017, 1, 5, 10, 0), datetime(2017, 1, 5, 11, 0)),  # naive: unchanged
         ("o4", datetime(2017, 10, 2, 4, 56, 33), datetime(2017, 10, 2, 8, 0)),  # UTC-3 before the 2017 DST start
-        ("o5", datetime(2017, 1, 5, 10, 0), datetime(2017, 1, 5, 10, 0)),     # UTC-2 in the 2016/17 summer time
+        ("o5", datetime(2017, 1, 5, 10, 0), datetime(2017, 1, 5, 10, 0)),  # UTC-2 in the 2016/17 summer time
     ]
-    assert any("4 timestamp(s) with a UTC offset converted to America/Sao_Paulo local time" in w
-               for w in rep.table("orders").warnings), rep.table("orders").warnings
+    assert any(
+        "4 timestamp(s) with a UTC offset converted to America/Sao_Paulo local time" in w
+        for w in rep.table("orders").warnings
+    ), rep.table("orders").warnings
 
 
 def test_offsets_with_an_unknown_zone_are_quarantined(tmp_path: Path, wh: Settings) -> None:
@@ -180,8 +215,9 @@ def test_offsets_with_an_unknown_zone_are_quarantined(tmp_path: Path, wh: Settin
     assert [(r[1], r[2]) for r in quarantine(wh)] == [(5, "order_purchase_timestamp")]
 
 
-def test_without_time_zone_support_offsets_are_quarantined_not_dropped(tmp_path: Path, wh: Settings,
-                                                                      monkeypatch) -> None:
+def test_without_time_zone_support_offsets_are_quarantined_not_dropped(
+    tmp_path: Path, wh: Settings, monkeypatch
+) -> None:
     # where DuckDB cannot convert (no ICU time-zone data), a zoned value is refused with the reason
     monkeypatch.setattr(ingest_mod, "_tz_support", lambda con: False)
     orders = ORDERS + '"o4","c1",delivered,2017-10-02 10:56:33+03:00,,,,2017-10-20 00:00:00\n'
@@ -195,8 +231,10 @@ def test_without_time_zone_support_offsets_are_quarantined_not_dropped(tmp_path:
 # --------------------------------------------------------------------------------------------
 # 4. an empty required table fails the ingest, warehouse untouched
 # --------------------------------------------------------------------------------------------
-_HEADER_ONLY = {k: t.split("\n", 1)[0] + "\n" for k, t in
-                {"orders": ORDERS, "order_items": ITEMS, "sellers": SELLERS, "customers": CUSTOMERS}.items()}
+_HEADER_ONLY = {
+    k: t.split("\n", 1)[0] + "\n"
+    for k, t in {"orders": ORDERS, "order_items": ITEMS, "sellers": SELLERS, "customers": CUSTOMERS}.items()
+}
 
 
 @pytest.mark.parametrize("key", sorted(_HEADER_ONLY))
@@ -281,17 +319,17 @@ _MULTI = (
     '"review_id","order_id","review_score","review_comment_title","review_comment_message",'
     '"review_creation_date","review_answer_timestamp"\n'
     '"r1","o1",5,,"otimo\nchegou rapido\nrecomendo",2017-01-11 00:00:00,2017-01-12 10:00:00\n'  # lines 2-4
-    '"r2","o2",4,,,2017-02-06 00:00:00,2017-02-07 10:00:00\n'                                  # line 5
+    '"r2","o2",4,,,2017-02-06 00:00:00,2017-02-07 10:00:00\n'  # line 5
 )
 
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_malformed_record_after_multiline_field_gets_its_physical_line(gz: bool, tmp_path: Path, wh: Settings) -> None:
     reviews = _MULTI + (
-        '"r3","o3",3,,"two\nlines"\n'                                       # lines 6-7: malformed (too few fields)
-        '"r4","o3",cinco,,,2017-03-05 00:00:00,\n'                          # line 8: untypable
-        '"r5","o3",3,,,2017-03-05 00:00:00,2017-03-06 00:00:00,extra\n'     # line 9: malformed (too many)
-        '"r6","o3",9,,,2017-03-05 00:00:00,\n'                              # line 10: implausible
+        '"r3","o3",3,,"two\nlines"\n'  # lines 6-7: malformed (too few fields)
+        '"r4","o3",cinco,,,2017-03-05 00:00:00,\n'  # line 8: untypable
+        '"r5","o3",3,,,2017-03-05 00:00:00,2017-03-06 00:00:00,extra\n'  # line 9: malformed (too many)
+        '"r6","o3",9,,,2017-03-05 00:00:00,\n'  # line 10: implausible
     )
     src = write_source(tmp_path / "src", {"order_reviews": reviews}, gz=("order_reviews",) if gz else ())
     rep = ingest(src, wh)
@@ -308,15 +346,18 @@ def test_malformed_record_after_multiline_field_gets_its_physical_line(gz: bool,
 def test_malformed_records_with_crlf_line_ends(tmp_path: Path, wh: Settings) -> None:
     customers = (
         '"customer_id","customer_unique_id","customer_zip_code_prefix","customer_city","customer_state"\r\n'
-        '"c1","u1","01037",sao paulo,SP\r\n'             # line 2
-        '"c2","u2","14409","fran\r\nca"\r\n'             # lines 3-4: malformed
+        '"c1","u1","01037",sao paulo,SP\r\n'  # line 2
+        '"c2","u2","14409","fran\r\nca"\r\n'  # lines 3-4: malformed
         '"c3","u2","09790",sao bernardo do campo,SP\r\n'  # line 5
-        '"c4","u4"\r\n'                                  # line 6: malformed
-        '"c5","u5","01037",x,\r\n'                       # line 7: missing state
+        '"c4","u4"\r\n'  # line 6: malformed
+        '"c5","u5","01037",x,\r\n'  # line 7: missing state
     )
     ingest(write_source(tmp_path / "src", {"customers": customers}), wh)
-    assert [(r[1], r[2]) for r in quarantine(wh)] == [(3, "customer_state"), (6, "customer_zip_code_prefix"),
-                                                     (7, "customer_state")]
+    assert [(r[1], r[2]) for r in quarantine(wh)] == [
+        (3, "customer_state"),
+        (6, "customer_zip_code_prefix"),
+        (7, "customer_state"),
+    ]
 
 
 def test_duplicate_key_message_uses_physical_lines(tmp_path: Path, wh: Settings) -> None:
@@ -326,10 +367,12 @@ def test_duplicate_key_message_uses_physical_lines(tmp_path: Path, wh: Settings)
     rows = {r[0]: r[1:] for r in quarantine(wh)}
     assert rows["olist_order_reviews_dataset.csv"][0] == 6
     assert rows["olist_order_reviews_dataset.csv"][2] == (
-        "duplicate primary key (review_id,order_id) first seen at line 2")
+        "duplicate primary key (review_id,order_id) first seen at line 2"
+    )
     assert rows["olist_order_items_dataset.csv"][0] == 5
     assert rows["olist_order_items_dataset.csv"][2] == (
-        "duplicate primary key (order_id,order_item_id) first seen at line 2")
+        "duplicate primary key (order_id,order_item_id) first seen at line 2"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -352,16 +395,19 @@ def test_end_to_end_bad_values_then_features_build(tmp_path: Path) -> None:
     cid = orders_f.read_text().splitlines()[1].split(",")[1]
     item = f"{oid},{{n}},{pid},{sid},2017-06-01 10:00:00,{{price}},10.00\n"
     li = _append(items_f, "".join(item.format(n=90 + i, price=p) for i, p in enumerate(["NaN", "inf", "-12.50"])))
-    lo = _append(orders_f,
-                 f"x1900,{cid},delivered,1900-01-01 10:00:00,,,,1900-01-20 00:00:00\n"
-                 f"x9999,{cid},delivered,9999-12-31 10:00:00,,,,9999-12-31 00:00:00\n"  # old code: OverflowError
-                 f"xtz,{cid},delivered,2017-10-02 10:56:33+03:00,,,,2017-10-20 00:00:00\n")
+    lo = _append(
+        orders_f,
+        f"x1900,{cid},delivered,1900-01-01 10:00:00,,,,1900-01-20 00:00:00\n"
+        f"x9999,{cid},delivered,9999-12-31 10:00:00,,,,9999-12-31 00:00:00\n"  # old code: OverflowError
+        f"xtz,{cid},delivered,2017-10-02 10:56:33+03:00,,,,2017-10-20 00:00:00\n",
+    )
     home = tmp_path / "home"
     assert main(["--home", str(home), "ingest", str(raw), "--no-progress"]) == 0
     s = Settings(home=home)
-    got = q(s, "SELECT file, line, \"column\", reason FROM ingest_quarantine ORDER BY file, line, \"column\"")
+    got = q(s, 'SELECT file, line, "column", reason FROM ingest_quarantine ORDER BY file, line, "column"')
     assert [(f, line, c) for f, line, c, _ in got] == [
-        ("olist_order_items_dataset.csv", li, "price"), ("olist_order_items_dataset.csv", li + 1, "price"),
+        ("olist_order_items_dataset.csv", li, "price"),
+        ("olist_order_items_dataset.csv", li + 1, "price"),
         ("olist_order_items_dataset.csv", li + 2, "price"),
         ("olist_orders_dataset.csv", lo, "order_estimated_delivery_date"),
         ("olist_orders_dataset.csv", lo, "order_purchase_timestamp"),
@@ -400,4 +446,3 @@ def test_bounds_are_declared_in_the_schema() -> None:
     # every DOUBLE that a feature casts to DECIMAL(18,2) has an upper bound
     assert all(c.max_value is not None for (k, n), c in cols.items() if c.type == "DOUBLE")
     assert ingest_mod.DATE_ANCHOR == ("orders", "order_purchase_timestamp")
-

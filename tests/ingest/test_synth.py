@@ -77,13 +77,20 @@ def test_values_parse_as_schema_types_and_required_columns_are_filled(tables):
 
 def test_formats_ids_zips_money_and_midnight_dates(tables):
     o, it, rv, c = tables["orders"], tables["order_items"], tables["order_reviews"], tables["customers"]
-    for df, cols in ((o, ["order_id", "customer_id"]), (it, ["order_id", "product_id", "seller_id"]),
-                     (rv, ["review_id", "order_id"]), (c, ["customer_id", "customer_unique_id"]),
-                     (tables["closed_deals"], ["mql_id", "seller_id", "sdr_id", "sr_id"])):
+    for df, cols in (
+        (o, ["order_id", "customer_id"]),
+        (it, ["order_id", "product_id", "seller_id"]),
+        (rv, ["review_id", "order_id"]),
+        (c, ["customer_id", "customer_unique_id"]),
+        (tables["closed_deals"], ["mql_id", "seller_id", "sdr_id", "sr_id"]),
+    ):
         for col in cols:
             assert df[col].str.fullmatch(HEX32.pattern).all(), col
-    for df, col in ((c, "customer_zip_code_prefix"), (tables["sellers"], "seller_zip_code_prefix"),
-                    (tables["geolocation"], "geolocation_zip_code_prefix")):
+    for df, col in (
+        (c, "customer_zip_code_prefix"),
+        (tables["sellers"], "seller_zip_code_prefix"),
+        (tables["geolocation"], "geolocation_zip_code_prefix"),
+    ):
         assert df[col].str.fullmatch(r"\d{5}").all(), col
     assert (c["customer_zip_code_prefix"].str.startswith("0")).any()  # leading zeros kept (SP 01xxx-09xxx)
     for col in ("price", "freight_value"):
@@ -116,7 +123,11 @@ def test_referential_integrity(tables):
     assert set(tables["products"]["product_id"]) == set(it["product_id"])
     assert set(tables["sellers"]["seller_id"]) == set(it["seller_id"])
     # customer zips exist in geolocation
-    assert tables["customers"]["customer_zip_code_prefix"].isin(set(tables["geolocation"]["geolocation_zip_code_prefix"])).all()
+    assert (
+        tables["customers"]["customer_zip_code_prefix"]
+        .isin(set(tables["geolocation"]["geolocation_zip_code_prefix"]))
+        .all()
+    )
 
 
 def test_timestamps_ordered_and_nulls_follow_status(tables):
@@ -261,6 +272,10 @@ def test_calibration_table_against_real_data(tmp_path):
     generate(tmp_path, seed=42, scale=0.2)
     df = calibration_table(Path(real), tmp_path).set_index("statistic")
     assert df.loc["peak month", "real"] == df.loc["peak month", "synthetic"] == "2017-11"
-    for stat, tol in (("share late (delivered)", 0.04), ("status delivered", 0.02), ("payment rows credit_card", 0.03),
-                      ("deal rate (deals / MQLs)", 0.04)):
+    for stat, tol in (
+        ("share late (delivered)", 0.04),
+        ("status delivered", 0.02),
+        ("payment rows credit_card", 0.03),
+        ("deal rate (deals / MQLs)", 0.04),
+    ):
         assert abs(float(df.loc[stat, "real"]) - float(df.loc[stat, "synthetic"])) < tol, stat

@@ -45,11 +45,16 @@ def test_observed_end_needs_half_the_typical_daily_volume():
 
 def test_observed_end_of_the_deliveries():
     con = duckdb.connect()
-    con.execute("CREATE TABLE stg_orders (order_id VARCHAR, order_purchase_timestamp TIMESTAMP, "
-                "order_delivered_customer_date TIMESTAMP)")
+    con.execute(
+        "CREATE TABLE stg_orders (order_id VARCHAR, order_purchase_timestamp TIMESTAMP, "
+        "order_delivered_customer_date TIMESTAMP)"
+    )
     start = date(2018, 1, 1)
-    rows = [(f"o{i}_{j}", f"{start + timedelta(days=i)} 10:00:00", f"{start + timedelta(days=i + 5)} 12:00:00")
-            for i in range(60) for j in range(10)]
+    rows = [
+        (f"o{i}_{j}", f"{start + timedelta(days=i)} 10:00:00", f"{start + timedelta(days=i + 5)} 12:00:00")
+        for i in range(60)
+        for j in range(10)
+    ]
     rows += [(f"x{j}", "2018-03-01 10:00:00", None) for j in range(10)]  # undelivered, bought later
     con.executemany("INSERT INTO stg_orders VALUES (?, ?, ?)", rows)
     # deliveries run 2018-01-06 .. 2018-03-06 (the day after the last is the end); purchases end 2018-03-01

@@ -14,59 +14,7 @@ from olist_ml.ml.data import split_protocol, time_group_folds
 from olist_ml.ml.problem import Problem, SplitConfig
 from olist_ml.ml.train import train
 from olist_ml.warehouse import connect, replace_table_atomically
-
-N_ENT, MONTHS = 300, 14
-
-
-def toy_abt(seed: int = 0, shuffle: bool = False) -> pd.DataFrame:
-    """Monthly panel: `signal` and `segment` drive the target, `noise` does not; the last two
-    months are unlabelled (scoring only)."""
-    rng = np.random.default_rng(seed)
-    dts = pd.date_range("2017-01-01", periods=MONTHS, freq="MS")
-    rows = []
-    seg_effect = {"a": -1.0, "b": 0.0, "c": 1.0}
-    for i, dt in enumerate(dts):
-        ent = rng.choice(N_ENT, size=N_ENT // 2, replace=False)
-        signal = rng.normal(size=len(ent))
-        seg = rng.choice(list(seg_effect), size=len(ent))
-        logit = 2.0 * signal + np.array([seg_effect[s] for s in seg]) - 0.5
-        y = (rng.random(len(ent)) < 1 / (1 + np.exp(-logit))).astype(int)
-        df = pd.DataFrame({"dt_ref": dt.date(), "entity_id": [f"e{e:04d}" for e in ent], "signal": signal,
-                           "noise": rng.normal(size=len(ent)), "segment": seg, "y": y.astype(float)})
-        df.loc[rng.random(len(df)) < 0.05, "signal"] = np.nan  # some missing values
-        if i >= MONTHS - 2:
-            df["y"] = np.nan
-        rows.append(df)
-    abt = pd.concat(rows, ignore_index=True)
-    if shuffle:
-        lab = abt["y"].notna()
-        abt.loc[lab, "y"] = rng.permutation(abt.loc[lab, "y"].to_numpy())
-    return abt
-
-
-def _build(abt: pd.DataFrame):
-    def build_abt(con, settings):
-        con.register("_toy", abt)
-        try:
-            return replace_table_atomically(con, "abt_toy", "SELECT dt_ref::DATE AS dt_ref, entity_id, signal, "
-                                            "noise, segment, y::INTEGER AS y FROM _toy")
-        finally:
-            con.unregister("_toy")
-
-    return build_abt
-
-
-def _scoring_frame(con, settings, as_of):
-    if as_of is None:
-        as_of = con.execute("SELECT max(dt_ref) FROM abt_toy").fetchall()[0][0]
-    return con.execute("SELECT * EXCLUDE (y) FROM abt_toy WHERE dt_ref = ?", [as_of]).df()
-
-
-def toy_problem(abt: pd.DataFrame, **kw) -> Problem:
-    return Problem(name="toy_problem", kind="binary", abt_table="abt_toy", key_columns=("dt_ref", "entity_id"),
-                   time_column="dt_ref", group_column="entity_id", target="y", build_abt=_build(abt),
-                   scoring_frame=_scoring_frame,
-                   split=SplitConfig(test_months=3, validation_months=2, cv_folds=2, purge_days=31), **kw)
+from support.toy_problem import N_ENT, toy_abt, toy_problem
 
 
 @pytest.fixture
@@ -85,11 +33,16 @@ def test_feature_derivation_and_split(wh):
     assert cat == ["segment"] and num == ["signal", "noise"]
     sp = split_protocol(abt.assign(dt_ref=pd.to_datetime(abt.dt_ref)), p, wh)
     # months 10..12 labelled test, 13..14 unlabelled; validation 08..09; a label is known 31 days on
-    assert (str(sp.validation_start), str(sp.test_start), str(sp.test_end)) == ("2017-08-01", "2017-10-01", "2017-12-01")
+    assert (str(sp.validation_start), str(sp.test_start), str(sp.test_end)) == (
+        "2017-08-01",
+        "2017-10-01",
+        "2017-12-01",
+    )
     assert sp.train["dt_ref"].max() == pd.Timestamp("2017-07-01")  # 07-01 + 31 d = 08-01: known by then
     assert set(sp.validation["dt_ref"]) == {pd.Timestamp("2017-08-01")}  # 09-01's labels arrive after 10-01
     assert sp.pretest["dt_ref"].max() == pd.Timestamp("2017-08-01") and len(sp.pretest) == len(sp.train) + len(
-        sp.validation)
+        sp.validation
+    )
     assert set(sp.test["dt_ref"].dt.month) == {10, 11, 12} and sp.test["y"].notna().all()
     assert len(sp.labelled) == abt["y"].notna().sum()
     folds, _ = time_group_folds(sp.train, p, 2, seed=0, known=sp.train_known)
@@ -162,8 +115,11 @@ def test_cluster_problem_on_the_same_machinery(wh):
     for dt in pd.date_range("2017-01-01", periods=8, freq="MS"):
         lab = rng.integers(0, 3, size=120)
         xy = centers[lab] + rng.normal(scale=0.6, size=(120, 2))
-        rows.append(pd.DataFrame({"dt_ref": dt.date(), "entity_id": [f"e{i:03d}" for i in range(120)],
-                                  "a": xy[:, 0], "b": xy[:, 1]}))
+        rows.append(
+            pd.DataFrame(
+                {"dt_ref": dt.date(), "entity_id": [f"e{i:03d}" for i in range(120)], "a": xy[:, 0], "b": xy[:, 1]}
+            )
+        )
     abt = pd.concat(rows, ignore_index=True)
 
     def build(con, settings):
@@ -176,9 +132,17 @@ def test_cluster_problem_on_the_same_machinery(wh):
     def frame(con, settings, as_of):
         return con.execute("SELECT * FROM abt_toy_c WHERE dt_ref = (SELECT max(dt_ref) FROM abt_toy_c)").df()
 
-    p = Problem(name="toy_segments", kind="cluster", abt_table="abt_toy_c", key_columns=("dt_ref", "entity_id"),
-                time_column="dt_ref", group_column="entity_id", build_abt=build, scoring_frame=frame,
-                split=SplitConfig(test_months=2, validation_months=2, cv_folds=2))
+    p = Problem(
+        name="toy_segments",
+        kind="cluster",
+        abt_table="abt_toy_c",
+        key_columns=("dt_ref", "entity_id"),
+        time_column="dt_ref",
+        group_column="entity_id",
+        build_abt=build,
+        scoring_frame=frame,
+        split=SplitConfig(test_months=2, validation_months=2, cv_folds=2),
+    )
     res = train(p, wh, n_trials=3, timeout=30)
     best = res.candidates[0]
     assert res.metric == "silhouette" and best.validation["silhouette"] > 0.5 and res.test["silhouette"] > 0.5
@@ -198,5 +162,11 @@ def test_champion_rule_decision_and_reason():
     d, r = champion_rule(0.87291, 0.87288, label="test roc_auc", champion_version=1, on="x", min_delta=0.001)
     assert d == CHALLENGER and "0.872910 does not beat champion v1 0.872880" in r
     # lower-is-better metrics (log loss) flip the comparison
-    assert champion_rule(0.30, 0.35, label="test log_loss", champion_version=1, on="x", lower_is_better=True)[0] == CHAMPION
-    assert champion_rule(0.40, 0.35, label="test log_loss", champion_version=1, on="x", lower_is_better=True)[0] == CHALLENGER
+    assert (
+        champion_rule(0.30, 0.35, label="test log_loss", champion_version=1, on="x", lower_is_better=True)[0]
+        == CHAMPION
+    )
+    assert (
+        champion_rule(0.40, 0.35, label="test log_loss", champion_version=1, on="x", lower_is_better=True)[0]
+        == CHALLENGER
+    )

@@ -9,7 +9,6 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
-from test_ml import toy_abt, toy_problem
 
 from olist_ml.config import Settings
 from olist_ml.errors import InputError
@@ -17,18 +16,33 @@ from olist_ml.ml import scoring, tracking
 from olist_ml.ml.problem import Problem
 from olist_ml.ml.train import train
 from olist_ml.warehouse import connect
+from support.toy_problem import toy_abt, toy_problem
 
 
 def _event_problem(**kw) -> Problem:
-    return Problem(name="toy_event", kind="binary", abt_table="abt_toy_event", key_columns=("dt_ref", "event_id"),
-                   time_column="dt_ref", target="y", build_abt=lambda con, s: 0,
-                   scoring_frame=lambda con, s, as_of: pd.DataFrame(), event_time_column="event_ts", **kw)
+    return Problem(
+        name="toy_event",
+        kind="binary",
+        abt_table="abt_toy_event",
+        key_columns=("dt_ref", "event_id"),
+        time_column="dt_ref",
+        target="y",
+        build_abt=lambda con, s: 0,
+        scoring_frame=lambda con, s, as_of: pd.DataFrame(),
+        event_time_column="event_ts",
+        **kw,
+    )
 
 
 def test_score_date_convention():
     p = _event_problem()
-    frame = pd.DataFrame({"dt_ref": [date(2018, 3, 1)] * 2, "event_id": ["a", "b"],
-                          "event_ts": pd.to_datetime(["2018-02-27 10:00", "2018-02-28 23:59"])})
+    frame = pd.DataFrame(
+        {
+            "dt_ref": [date(2018, 3, 1)] * 2,
+            "event_id": ["a", "b"],
+            "event_ts": pd.to_datetime(["2018-02-27 10:00", "2018-02-28 23:59"]),
+        }
+    )
     assert scoring.score_date(p, frame) == date(2018, 3, 1)
     assert scoring.score_date(p, frame, as_of=date(2018, 3, 1)) == date(2018, 3, 1)
     with pytest.raises(InputError, match="must hold the scoring date"):
@@ -68,9 +82,18 @@ def test_train_fn_and_score_fn_replace_the_generic_paths(settings: Settings):
 def test_write_scores_adds_extra_columns_to_an_older_table(settings: Settings):
     p = _event_problem()
     con = connect(settings, must_exist=False)
-    base = pd.DataFrame({"dt_ref": [date(2018, 3, 1)], "event_id": ["a"], "score": [0.5],
-                         "decile": pd.array([1], dtype="Int64"), "model_name": ["toy_event"], "model_version": ["1"],
-                         "run_id": ["r"], "scored_at": [pd.Timestamp("2018-03-01 01:00")]})
+    base = pd.DataFrame(
+        {
+            "dt_ref": [date(2018, 3, 1)],
+            "event_id": ["a"],
+            "score": [0.5],
+            "decile": pd.array([1], dtype="Int64"),
+            "model_name": ["toy_event"],
+            "model_version": ["1"],
+            "run_id": ["r"],
+            "scored_at": [pd.Timestamp("2018-03-01 01:00")],
+        }
+    )
     assert scoring.write_scores(con, p, base, date(2018, 3, 1), "1") == 1
     scoring.write_scores(con, p, base.assign(event_id="b", segment_name="x"), date(2018, 3, 1), "1")
     rows = con.execute("SELECT event_id, segment_name FROM scores_toy_event").fetchall()

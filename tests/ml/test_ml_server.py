@@ -11,11 +11,11 @@ import time
 
 import httpx
 import pytest
-from test_ml import toy_abt, toy_problem
 
 from olist_ml.ml import registry, scoring
 from olist_ml.ml.train import train
 from olist_ml.warehouse import connect
+from support.toy_problem import toy_abt, toy_problem
 
 
 def _free_port() -> int:
@@ -30,11 +30,28 @@ def mlflow_server(tmp_path):
     store = tmp_path / "server"
     store.mkdir()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    log = open(store / "server.log", "w")
+    log = open(store / "server.log", "w")  # noqa: SIM115 - the server writes it until the fixture ends
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}", "--artifacts-destination", str(store / "artifacts")],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{store / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(store / "artifacts"),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -70,8 +87,9 @@ def test_train_register_score_against_mlflow_server(mlflow_server, settings, cap
     res = train(p, s, n_trials=1, timeout=20, candidates=["logreg"])
     assert res.decision == "champion" and res.model_version == "1"
     out, err = capfd.readouterr()  # MLflow's run links (printed for http stores) and registry notices: quiet
-    assert not any(line in out + err for line in ("View run", "View experiment", "Successfully registered",
-                                                  "Created version")), (out + err)[-2000:]
+    assert not any(
+        line in out + err for line in ("View run", "View experiment", "Successfully registered", "Created version")
+    ), (out + err)[-2000:]
     champ = registry.load_champion(s, p.name)
     assert champ.version == "1" and champ.run_id == res.refit_run_id  # the artefact refit on all labelled rows
     rep = scoring.predict(p, s)

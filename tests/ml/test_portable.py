@@ -61,8 +61,12 @@ def world(tmp_path_factory) -> World:
 
     root = tmp_path_factory.mktemp("portable")
     synth.generate(root / "raw", scale=0.05, seed=11)
-    s = Settings(home=root / "home", threads=1, training=TrainingSettings(bootstrap=50),
-                 segments=SegmentsSettings(k_range=(3, 4), stability_runs=1))
+    s = Settings(
+        home=root / "home",
+        threads=1,
+        training=TrainingSettings(bootstrap=50),
+        segments=SegmentsSettings(k_range=(3, 4), stability_runs=1),
+    )
     ingest.ingest(root / "raw", s)
     features.build(s, cadence="monthly")
     probs = {k: problems.get(k) for k in CANDIDATES}
@@ -80,8 +84,9 @@ def world(tmp_path_factory) -> World:
             champ = registry.load_champion(s, p.name)
             frame = p.scoring_frame(con, s, None)
             keys = [k for k in p.key_columns if k != p.time_column]
-            sc = con.execute(f"SELECT {', '.join(keys)}, score FROM {p.scores_table} WHERE model_version = ?",
-                             [champ.version]).df()
+            sc = con.execute(
+                f"SELECT {', '.join(keys)}, score FROM {p.scores_table} WHERE model_version = ?", [champ.version]
+            ).df()
             assert len(sc) == len(frame) > 0
             frames[p.name] = frame
             scores[p.name] = frame[keys].merge(sc, on=keys, how="left", validate="one_to_one")["score"]
@@ -114,16 +119,30 @@ def _model_dir(world: World, name: str) -> Path:
 def test_signature_declares_the_warehouse_types():
     from olist_ml.ml.artefact import signature
 
-    frame = pd.DataFrame({
-        "n": pd.array([1, 2, 3], dtype="int64"), "n32": pd.array([1, 2, 3], dtype="int32"),
-        "maybe": pd.array([1, None, 3], dtype="Int64"), "x": [0.5, np.nan, 1.0],
-        "s": pd.array(["a", None, "b"], dtype="str"), "o": np.array(["a", None, "c"], dtype=object),
-        "flag": [True, False, True], "other": ["x", 1, None],
-    })
+    frame = pd.DataFrame(
+        {
+            "n": pd.array([1, 2, 3], dtype="int64"),
+            "n32": pd.array([1, 2, 3], dtype="int32"),
+            "maybe": pd.array([1, None, 3], dtype="Int64"),
+            "x": [0.5, np.nan, 1.0],
+            "s": pd.array(["a", None, "b"], dtype="str"),
+            "o": np.array(["a", None, "c"], dtype=object),
+            "flag": [True, False, True],
+            "other": ["x", 1, None],
+        }
+    )
     sig = signature(frame, list(frame.columns), "binary")
     types = {c.name: c.to_dict()["type"] for c in sig.inputs.inputs}
-    assert types == {"n": "long", "n32": "long", "maybe": "any", "x": "double", "s": "string", "o": "string",
-                     "flag": "boolean", "other": "any"}
+    assert types == {
+        "n": "long",
+        "n32": "long",
+        "maybe": "any",
+        "x": "double",
+        "s": "string",
+        "o": "string",
+        "flag": "boolean",
+        "other": "any",
+    }
     assert [(c.name, c.to_dict()["type"]) for c in sig.outputs.inputs] == [("score", "double")]
     assert signature(frame, ["n"], "cluster").outputs.inputs[0].to_dict()["type"] == "long"
 
@@ -184,12 +203,17 @@ def test_champions_load_and_predict_with_plain_mlflow(world):
             elif pd.api.types.is_float_dtype(s):
                 assert t == "double", (p.name, c, t)
         nulls = with_nulls(frame, m.metadata.signature)
-        np.testing.assert_allclose(m.predict(nulls).to_numpy(dtype=float),
-                                   registry.load_champion(world.settings, p.name).score(nulls).astype(float),
-                                   rtol=0, atol=1e-12)
+        np.testing.assert_allclose(
+            m.predict(nulls).to_numpy(dtype=float),
+            registry.load_champion(world.settings, p.name).score(nulls).astype(float),
+            rtol=0,
+            atol=1e-12,
+        )
     churn = world.problems["churn"].name
-    assert "long" in {c.to_dict()["type"] for c in mlflow.pyfunc.load_model(
-        f"models:/{churn}@champion").metadata.signature.inputs.inputs}  # the issue's int64 columns
+    assert "long" in {
+        c.to_dict()["type"]
+        for c in mlflow.pyfunc.load_model(f"models:/{churn}@champion").metadata.signature.inputs.inputs
+    }  # the issue's int64 columns
 
 
 def test_artefact_carries_its_code_and_only_its_requirements(world):
@@ -226,7 +250,7 @@ def test_registration_is_quiet_unless_verbose(world, capsys):
 
 
 # ---- a clean environment from the logged requirements ---------------------------------------------
-CLEAN_SCRIPT = textwrap.dedent('''
+CLEAN_SCRIPT = textwrap.dedent("""
     import importlib.util, json, sys, time
     spec = json.load(open(sys.argv[1]))
     before = {m: importlib.util.find_spec(m) is not None for m in ("olist_ml", "olist_ml_model", "duckdb", "pyspark")}
@@ -246,7 +270,7 @@ CLEAN_SCRIPT = textwrap.dedent('''
     out["olist_ml_model_from"] = olist_ml_model.__file__
     out["olist_ml_importable_after"] = importlib.util.find_spec("olist_ml") is not None
     json.dump(out, open(sys.argv[2], "w"))
-''')
+""")
 
 
 def _envs(world: World) -> dict[str, tuple[Path, dict, list[str]]]:
@@ -281,8 +305,10 @@ def test_clean_env_predictions_equal_olist_ml_predict(world, tmp_path):
     for p in world.problems.values():
         sig = mlflow.models.get_model_info(f"models:/{p.name}@champion").signature
         frames[p.name] = {"batch": world.frames[p.name], "nulls": with_nulls(world.frames[p.name], sig)}
-        want[p.name] = {"batch": world.scores[p.name].to_numpy(dtype=float),
-                        "nulls": registry.load_champion(world.settings, p.name).score(frames[p.name]["nulls"])}
+        want[p.name] = {
+            "batch": world.scores[p.name].to_numpy(dtype=float),
+            "nulls": registry.load_champion(world.settings, p.name).score(frames[p.name]["nulls"]),
+        }
     script = tmp_path / "clean_predict.py"
     script.write_text(CLEAN_SCRIPT)
     runs = []
@@ -295,17 +321,25 @@ def test_clean_env_predictions_equal_olist_ml_predict(world, tmp_path):
                 f.to_parquet(path, index=False)
                 spec[n][part] = str(path)
         (tmp_path / f"{key}.json").write_text(json.dumps(spec))
-        proc = subprocess.Popen([str(python_of(env)), str(script), str(tmp_path / f"{key}.json"),
-                                 str(tmp_path / f"{key}.out")], cwd=tmp_path, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True,
-                                env=clean_subprocess_env(MLFLOW_TRACKING_URI=world.settings.mlflow_uri))
+        proc = subprocess.Popen(
+            [str(python_of(env)), str(script), str(tmp_path / f"{key}.json"), str(tmp_path / f"{key}.out")],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_subprocess_env(MLFLOW_TRACKING_URI=world.settings.mlflow_uri),
+        )
         runs.append((key, rec, names, proc))
     for key, rec, names, proc in runs:
         _, stderr = proc.communicate(timeout=600)
         assert proc.returncode == 0, stderr[-3000:]
         got = json.loads((tmp_path / f"{key}.out").read_text())
-        assert got["importable_before"] == {"olist_ml": False, "olist_ml_model": False, "duckdb": False,
-                                            "pyspark": False}, rec["requirements"]
+        assert got["importable_before"] == {
+            "olist_ml": False,
+            "olist_ml_model": False,
+            "duckdb": False,
+            "pyspark": False,
+        }, rec["requirements"]
         assert not got["olist_ml_importable_after"]
         assert "/code/olist_ml_model/" in got["olist_ml_model_from"]  # the code logged with the model
         for n in names:
@@ -313,8 +347,9 @@ def test_clean_env_predictions_equal_olist_ml_predict(world, tmp_path):
                 res = got[n][part]
                 assert res["name"] == "score"
                 assert res["dtypes"] == {c: str(t) for c, t in frames[n][part].dtypes.items()}
-                np.testing.assert_allclose(res["values"], np.asarray(want[n][part], dtype=float), rtol=0, atol=1e-9,
-                                           err_msg=f"{n} {part}")
+                np.testing.assert_allclose(
+                    res["values"], np.asarray(want[n][part], dtype=float), rtol=0, atol=1e-9, err_msg=f"{n} {part}"
+                )
 
 
 def _free_port() -> int:
@@ -325,8 +360,10 @@ def _free_port() -> int:
 
 def _payload(frame: pd.DataFrame, columns: list[str]) -> dict:
     """dataframe_split JSON with exact floats and NULLs as null."""
-    data = [[None if pd.isna(v) else (v.item() if hasattr(v, "item") else v) for v in row]
-            for row in frame[columns].itertuples(index=False)]
+    data = [
+        [None if pd.isna(v) else (v.item() if hasattr(v, "item") else v) for v in row]
+        for row in frame[columns].itertuples(index=False)
+    ]
     return {"dataframe_split": {"columns": columns, "data": data}}
 
 
@@ -346,14 +383,34 @@ def _start_server(world: World, env: Path, name: str) -> _Server:
     (its bin/ first on PATH, as when activated: MLflow execs `uvicorn`), in its own process group."""
     port = _free_port()
     log = world.settings.home / f"serve-{name}.log"
-    penv = clean_subprocess_env(MLFLOW_TRACKING_URI=world.settings.mlflow_uri,
-                                PATH=f"{env / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+    penv = clean_subprocess_env(
+        MLFLOW_TRACKING_URI=world.settings.mlflow_uri, PATH=f"{env / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    )
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(python_of(env)), "-m", "mlflow", "models", "serve", "-m",
-                                 f"models:/{name}@champion", "--env-manager", "local", "-h", "127.0.0.1",
-                                 "-p", str(port), "-w", "1"],
-                                env=penv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                cwd=world.settings.home)
+        proc = subprocess.Popen(
+            [
+                str(python_of(env)),
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                f"models:/{name}@champion",
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-w",
+                "1",
+            ],
+            env=penv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=world.settings.home,
+        )
     return _Server(name, port, proc, log)
 
 
@@ -396,13 +453,21 @@ def test_mlflow_models_serve_from_clean_env(world):
             sig = mlflow.models.get_model_info(f"models:/{sv.name}@champion").signature
             nulls = with_nulls(world.frames[sv.name], sig)
             want = registry.load_champion(world.settings, sv.name).score(nulls)
-            r = httpx.post(f"http://127.0.0.1:{sv.port}/invocations",
-                           json=_payload(nulls, [c.name for c in sig.inputs.inputs]), timeout=60)
+            r = httpx.post(
+                f"http://127.0.0.1:{sv.port}/invocations",
+                json=_payload(nulls, [c.name for c in sig.inputs.inputs]),
+                timeout=60,
+            )
             assert r.status_code == 200, r.text[:2000]
             got = r.json()["predictions"]  # the pyfunc's Series named score, as records
             assert len(got) == len(nulls) and all(set(g) == {"score"} for g in got)
-            np.testing.assert_allclose(np.asarray([g["score"] for g in got], dtype=float),
-                                       np.asarray(want, dtype=float), rtol=0, atol=1e-9, err_msg=sv.name)
+            np.testing.assert_allclose(
+                np.asarray([g["score"] for g in got], dtype=float),
+                np.asarray(want, dtype=float),
+                rtol=0,
+                atol=1e-9,
+                err_msg=sv.name,
+            )
     finally:
         for sv in servers:
             _stop(sv)
@@ -423,8 +488,13 @@ def test_batch_scores_unchanged_for_the_same_model(world):
     champ = registry.load_champion(s, p.name)
     mlflow_ = tracking.configure(s)
     with mlflow_.start_run(experiment_id=tracking.experiment_id(s, p.name), run_name="old format") as run:
-        info = mlflow.sklearn.log_model(champ.model, name="model", serialization_format="cloudpickle",
-                                        pyfunc_predict_fn="predict_proba", pip_requirements=["scikit-learn"])
+        info = mlflow.sklearn.log_model(
+            champ.model,
+            name="model",
+            serialization_format="cloudpickle",
+            pyfunc_predict_fn="predict_proba",
+            pip_requirements=["scikit-learn"],
+        )
     old = registry.register(s, p.name, info.model_uri, run.info.run_id, {"kind": "binary"})
     try:
         registry.promote(s, p.name, old.version, reason="old artefact format")
@@ -432,10 +502,14 @@ def test_batch_scores_unchanged_for_the_same_model(world):
         assert loaded.version == str(old.version) and loaded.feature_names == champ.feature_names
         scoring.predict(p, s)
         with session(s, read_only=True) as con:
-            a = con.execute(f"SELECT seller_id, score, decile FROM {p.scores_table} WHERE model_version = ? "
-                            "ORDER BY seller_id", [champ.version]).df()
-            b = con.execute(f"SELECT seller_id, score, decile FROM {p.scores_table} WHERE model_version = ? "
-                            "ORDER BY seller_id", [str(old.version)]).df()
+            a = con.execute(
+                f"SELECT seller_id, score, decile FROM {p.scores_table} WHERE model_version = ? ORDER BY seller_id",
+                [champ.version],
+            ).df()
+            b = con.execute(
+                f"SELECT seller_id, score, decile FROM {p.scores_table} WHERE model_version = ? ORDER BY seller_id",
+                [str(old.version)],
+            ).df()
         assert len(a) == len(b) > 0
         pd.testing.assert_frame_equal(a, b)
     finally:

@@ -10,7 +10,6 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-from test_ml import toy_abt, toy_problem
 
 from olist_ml.config import Settings
 from olist_ml.ml import calibration as calib
@@ -21,6 +20,7 @@ from olist_ml.ml.metrics import _weighted_auc_matrix, bootstrap_ci
 from olist_ml.ml.problem import Baseline, SplitConfig
 from olist_ml.ml.train import train
 from olist_ml.warehouse import connect, session
+from support.toy_problem import toy_abt, toy_problem
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +95,13 @@ def test_version_tags_and_the_refit_on_all_labelled_rows(home, finding):
     cat, num = ["segment"], ["signal", "noise"]
     refit = cand.build(cat, num, cand.default, home.seed, 1).fit(sp.labelled, sp.labelled["y"].astype(int))
     on_train = cand.build(cat, num, cand.default, home.seed, 1).fit(sp.train, sp.train["y"].astype(int))
-    cal = calib.choose(calib.response(on_train, sp.validation), on_train.predict_proba(sp.validation)[:, 1],
-                       sp.validation["y"].to_numpy(), sp.validation["entity_id"], seed=home.seed)
+    cal = calib.choose(
+        calib.response(on_train, sp.validation),
+        on_train.predict_proba(sp.validation)[:, 1],
+        sp.validation["y"].to_numpy(),
+        sp.validation["entity_id"],
+        seed=home.seed,
+    )
     assert cal.method == t["calibration"]
     expected = calib.attach(refit, cal).predict_proba(sp.test)[:, 1]
     np.testing.assert_allclose(art.predict_proba(sp.test)[:, 1], expected, rtol=1e-9)
@@ -118,8 +123,12 @@ def test_calibration_on_validation_corrects_a_drifting_base_rate(home):
         try:
             from olist_ml.warehouse import replace_table_atomically
 
-            return replace_table_atomically(con, "abt_toy", "SELECT dt_ref::DATE AS dt_ref, entity_id, signal, noise, "
-                                            "segment, serving_only, y::INTEGER AS y FROM _toy")
+            return replace_table_atomically(
+                con,
+                "abt_toy",
+                "SELECT dt_ref::DATE AS dt_ref, entity_id, signal, noise, "
+                "segment, serving_only, y::INTEGER AS y FROM _toy",
+            )
         finally:
             con.unregister("_toy")
 
@@ -144,8 +153,13 @@ def test_quality_gate_keeps_a_model_below_its_baseline_or_chance_out(home):
     assert tracking.client(home).get_model_version(noise.name, "1").tags["decision"] == "rejected"
     # a baseline rule (here: the signal itself as the score) that the model cannot beat
     rule = Baseline("the signal alone", score=lambda df: df["signal"].fillna(0).to_numpy())
-    weak = dataclasses.replace(toy_problem(toy_abt()), name="toy_weak", baseline=rule,
-                               categorical_features=("segment",), numeric_features=("noise",))
+    weak = dataclasses.replace(
+        toy_problem(toy_abt()),
+        name="toy_weak",
+        baseline=rule,
+        categorical_features=("segment",),
+        numeric_features=("noise",),
+    )
     r = train(weak, home, n_trials=0, candidates=["logreg"])
     assert r.decision == "rejected" and "does not beat the baseline (the signal alone)" in r.reason, r.reason
     assert r.baseline["test_roc_auc"] > r.test["roc_auc"]
@@ -172,7 +186,8 @@ def test_label_known_at_column_wins_over_the_problem_hook(settings):
     nopurge = dataclasses.replace(hook, split=SplitConfig(test_months=3, validation_months=2, purge=False))
     sp = split_protocol(col, nopurge, settings)
     assert sp.train["dt_ref"].max() == pd.Timestamp("2017-07-01") and sp.validation["dt_ref"].max() == pd.Timestamp(
-        "2017-09-01")
+        "2017-09-01"
+    )
 
 
 def test_clustered_bootstrap():
@@ -200,8 +215,9 @@ def test_clustered_bootstrap():
 def test_churn_actionable_metrics():
     from olist_ml.problems import churn
 
-    frame = pd.DataFrame({"horizon_days_left": [5, 10, 20, 25, 40, 44, 35, 12],
-                          "days_since_last_sale": [41, 36, 26, 21, 6, 2, 11, 34]})
+    frame = pd.DataFrame(
+        {"horizon_days_left": [5, 10, 20, 25, 40, 44, 35, 12], "days_since_last_sale": [41, 36, 26, 21, 6, 2, 11, 34]}
+    )
     y = np.array([1, 0, 1, 0, 1, 0, 0, 1])
     p = np.array([0.9, 0.2, 0.3, 0.6, 0.7, 0.1, 0.4, 0.8])
     m = churn.actionable_metrics(frame, y, p, Settings())

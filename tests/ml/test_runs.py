@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -42,9 +43,17 @@ def test_a_killed_training_never_counts_as_done(synth_dir, tmp_path):
         abt_hash = content_hash(load_abt(con, churn))
     c = tracking.client(s2)
     exp = tracking.experiment_id(s2, "seller_churn")
-    dead = c.create_run(exp, run_name="killed", tags={
-        "role": "parent", "problem": "seller_churn", "abt_content_hash": abt_hash,
-        **tracking.owner_tags(), "olist_ml.pid": str(_dead_pid())})
+    dead = c.create_run(
+        exp,
+        run_name="killed",
+        tags={
+            "role": "parent",
+            "problem": "seller_churn",
+            "abt_content_hash": abt_hash,
+            **tracking.owner_tags(),
+            "olist_ml.pid": str(_dead_pid()),
+        },
+    )
 
     rep = run_pipeline(s2, data=synth_dir, problems=["churn"], cadence="weekly", **budget)
     train = next(r for r in rep.steps if r.step == "seller_churn: train")

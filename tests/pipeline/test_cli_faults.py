@@ -75,8 +75,10 @@ def read_only_home(built_home, tmp_path):
         for p in [mnt, *mnt.rglob("*")]:
             p.chmod(0o755)
         return
-    ok = subprocess.run(["mount", "--bind", str(src), str(mnt)], capture_output=True).returncode == 0 and \
-        subprocess.run(["mount", "-o", "remount,ro,bind", str(mnt)], capture_output=True).returncode == 0
+    ok = (
+        subprocess.run(["mount", "--bind", str(src), str(mnt)], capture_output=True).returncode == 0
+        and subprocess.run(["mount", "-o", "remount,ro,bind", str(mnt)], capture_output=True).returncode == 0
+    )
     if not ok:
         subprocess.run(["umount", str(mnt)], capture_output=True)
         pytest.skip("cannot make a read-only file system here (no bind mounts, running as root)")
@@ -86,8 +88,18 @@ def read_only_home(built_home, tmp_path):
         subprocess.run(["umount", str(mnt)], capture_output=True)
 
 
-@pytest.mark.parametrize("args", [["features", "build"], ["train", "churn"], ["predict", "churn"], ["run"],
-                                  ["monitor", "churn"], ["ingest", "SYNTH"], ["report", "churn"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["features", "build"],
+        ["train", "churn"],
+        ["predict", "churn"],
+        ["run"],
+        ["monitor", "churn"],
+        ["ingest", "SYNTH"],
+        ["report", "churn"],
+    ],
+)
 def test_read_only_home_is_one_line(read_only_home, synth_dir, args, capsys):
     args = [str(synth_dir) if a == "SYNTH" else a for a in args]
     rc = main(["--home", str(read_only_home), *args])
@@ -105,28 +117,47 @@ def test_disk_full_during_features_build_is_one_line_and_leaves_no_half_written_
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    p = subprocess.run([sys.executable, "-m", "olist_ml", "--home", str(home), "features", "build",
-                        "--no-progress", "--cadence", "weekly"], capture_output=True, text=True, preexec_fn=cap)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "olist_ml",
+            "--home",
+            str(home),
+            "features",
+            "build",
+            "--no-progress",
+            "--cadence",
+            "weekly",
+        ],
+        capture_output=True,
+        text=True,
+        preexec_fn=cap,
+    )
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert p.returncode == 2 and len(lines) == 1 and "disk full" in lines[0], p.stderr[-2000:]
     with duckdb.connect(str(wh)) as con:  # every table is whole: the build log matches the rows
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         for t in (t for t in tables if t.startswith("fs_seller_")):
             have = con.execute(f"SELECT count(DISTINCT dt_ref) FROM {t}").fetchall()[0][0]
-            logged = con.execute("SELECT count(*) FROM fs_build_log WHERE table_name = ? AND n_rows > 0",
-                                 [t]).fetchall()[0][0]
+            logged = con.execute(
+                "SELECT count(*) FROM fs_build_log WHERE table_name = ? AND n_rows > 0", [t]
+            ).fetchall()[0][0]
             assert have == logged, t
 
 
 # ---- options --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("args,needle", [
-    (["train", "churn", "--trials", "-5"], "--trials"),
-    (["run", "--trials", "-1"], "--trials"),
-    (["train", "churn", "--candidates", ""], "empty"),
-    (["run", "--candidates", " , "], "empty"),
-    (["promote", "churn", "--version", "1", "--reason", "x", "--alias", "bad alias!"], "letters, digits"),
-    (["promote", "churn", "--version", "1", "--reason", "x", "--alias", "latest"], "letters, digits"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["train", "churn", "--trials", "-5"], "--trials"),
+        (["run", "--trials", "-1"], "--trials"),
+        (["train", "churn", "--candidates", ""], "empty"),
+        (["run", "--candidates", " , "], "empty"),
+        (["promote", "churn", "--version", "1", "--reason", "x", "--alias", "bad alias!"], "letters, digits"),
+        (["promote", "churn", "--version", "1", "--reason", "x", "--alias", "latest"], "letters, digits"),
+    ],
+)
 def test_bad_options_exit_2_before_doing_anything(tmp_path, capsys, args, needle):
     home = tmp_path / "h"
     line = _one_line_error(capsys, main(["--home", str(home), *args]))
@@ -186,15 +217,43 @@ def test_wait_waits_for_the_holder(built_home, tmp_path, capsys):
 # ---- run's exit status ----------------------------------------------------------------------------
 def test_run_exits_0_when_a_problem_has_nothing_to_learn_yet(synth_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("OLIST_ML_ACTIVATION_HORIZON_DAYS", "5000")  # no deal's window closes inside the data
-    rc = main(["--home", str(tmp_path / "h"), "run", "--data", str(synth_dir), "-p", "activation",
-               "--cadence", "monthly", "--trials", "0"])
+    rc = main(
+        [
+            "--home",
+            str(tmp_path / "h"),
+            "run",
+            "--data",
+            str(synth_dir),
+            "-p",
+            "activation",
+            "--cadence",
+            "monthly",
+            "--trials",
+            "0",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "skipped" in out and "no labelled deals yet: the first 5000-day window" in out
 
 
 def test_run_exits_1_when_a_step_fails(synth_dir, tmp_path, capsys):
-    rc = main(["--home", str(tmp_path / "h"), "run", "--data", str(synth_dir), "-p", "delay",
-               "--cadence", "monthly", "--trials", "0", "--candidates", "hazard_glm"])
+    rc = main(
+        [
+            "--home",
+            str(tmp_path / "h"),
+            "run",
+            "--data",
+            str(synth_dir),
+            "-p",
+            "delay",
+            "--cadence",
+            "monthly",
+            "--trials",
+            "0",
+            "--candidates",
+            "hazard_glm",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 1 and "failed" in out and "exposure column" in out, out

@@ -47,8 +47,11 @@ def _prices_x10(name: str, df: pd.DataFrame) -> pd.DataFrame:
 def _gmv_at_last(settings: Settings) -> float:
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     try:
-        return float(con.execute("SELECT sum(gmv_180d) FROM fs_seller_sales "
-                                 "WHERE dt_ref = (SELECT max(dt_ref) FROM fs_seller_sales)").fetchall()[0][0])
+        return float(
+            con.execute(
+                "SELECT sum(gmv_180d) FROM fs_seller_sales WHERE dt_ref = (SELECT max(dt_ref) FROM fs_seller_sales)"
+            ).fetchall()[0][0]
+        )
     finally:
         con.close()
 
@@ -109,8 +112,10 @@ def test_appending_later_orders_keeps_earlier_feature_dates_current(synth_dir, t
     ingest(synth_dir, fresh)
     build(fresh, cadence="weekly", end="2018-03-12")
     q = "SELECT * FROM fs_seller_sales WHERE dt_ref <= DATE '2018-03-12' ORDER BY dt_ref, seller_id"
-    with duckdb.connect(str(s.warehouse), read_only=True) as a, duckdb.connect(str(fresh.warehouse),
-                                                                               read_only=True) as b:
+    with (
+        duckdb.connect(str(s.warehouse), read_only=True) as a,
+        duckdb.connect(str(fresh.warehouse), read_only=True) as b,
+    ):
         pd.testing.assert_frame_equal(a.execute(q).df(), b.execute(q).df())
 
 
@@ -120,12 +125,16 @@ def test_asof_fingerprint_changes_exactly_from_the_day_a_fact_becomes_known(synt
     with duckdb.connect(str(s.warehouse)) as con:
         oid, delivered = con.execute(
             "SELECT order_id, order_delivered_customer_date FROM stg_orders WHERE order_delivered_customer_date "
-            "BETWEEN TIMESTAMP '2017-06-01' AND TIMESTAMP '2017-07-01' ORDER BY order_id LIMIT 1").fetchall()[0]
+            "BETWEEN TIMESTAMP '2017-06-01' AND TIMESTAMP '2017-07-01' ORDER BY order_id LIMIT 1"
+        ).fetchall()[0]
         day = delivered.date()
         days = [day - dt.timedelta(days=1), day, day + dt.timedelta(days=1), day + dt.timedelta(days=30)]
         before = lineage.asof_fingerprints(con, days)
-        con.execute("UPDATE stg_orders SET order_delivered_customer_date = order_delivered_customer_date "
-                    "+ INTERVAL 2 HOUR WHERE order_id = ?", [oid])
+        con.execute(
+            "UPDATE stg_orders SET order_delivered_customer_date = order_delivered_customer_date "
+            "+ INTERVAL 2 HOUR WHERE order_id = ?",
+            [oid],
+        )
         after = lineage.asof_fingerprints(con, days)
     # known strictly before dt_ref 00:00: the delivery of `day` counts from day + 1 on
     assert before[days[0]] == after[days[0]] and before[days[1]] == after[days[1]]

@@ -65,8 +65,19 @@ def test_segmentation_uses_every_curated_role_including_loyalty(world):
     cols = seg.curated_features(world, store)
     roles = seg._roles(world)
     assert len(cols) == len(seg.CURATED) == 12
-    assert set(roles.values()) == {"volume", "ticket", "tenure", "recency", "rating", "low_rating", "late",
-                                   "delivery_days", "assortment", "loyalty", "freight"}
+    assert set(roles.values()) == {
+        "volume",
+        "ticket",
+        "tenure",
+        "recency",
+        "rating",
+        "low_rating",
+        "late",
+        "delivery_days",
+        "assortment",
+        "loyalty",
+        "freight",
+    }
     assert roles["pct_orders_repeat_customer_180d"] == "loyalty" and "pct_orders_repeat_customer_180d" in cols
     # a feature store without one of them: one line naming it, never a silent drop
     with pytest.raises(MissingStepError, match="pct_orders_repeat_customer_180d"):
@@ -125,11 +136,15 @@ def test_the_churn_abt_windows_follow_the_feature_windows():
     assert "exp_sale_days_in_horizon_60d" in sql and "exp_sale_days_in_horizon_180d" not in sql
     assert "exp_sale_days_in_horizon_60d" in churn_columns(s.feature_windows)
     con = duckdb.connect()
-    con.execute("CREATE TABLE stg_orders AS SELECT 'o1' AS order_id, TIMESTAMP '2018-02-20 10:00' AS "
-                "order_purchase_timestamp, NULL::TIMESTAMP AS order_delivered_carrier_date, NULL::TIMESTAMP AS "
-                "order_delivered_customer_date, TIMESTAMP '2018-03-10' AS order_estimated_delivery_date")
-    con.execute("CREATE TABLE stg_order_items AS SELECT 'o1' AS order_id, 1 AS order_item_id, 'p' AS product_id, "
-                "'s' AS seller_id, TIMESTAMP '2018-02-25' AS shipping_limit_date")
+    con.execute(
+        "CREATE TABLE stg_orders AS SELECT 'o1' AS order_id, TIMESTAMP '2018-02-20 10:00' AS "
+        "order_purchase_timestamp, NULL::TIMESTAMP AS order_delivered_carrier_date, NULL::TIMESTAMP AS "
+        "order_delivered_customer_date, TIMESTAMP '2018-03-10' AS order_estimated_delivery_date"
+    )
+    con.execute(
+        "CREATE TABLE stg_order_items AS SELECT 'o1' AS order_id, 1 AS order_item_id, 'p' AS product_id, "
+        "'s' AS seller_id, TIMESTAMP '2018-02-25' AS shipping_limit_date"
+    )
     row = con.execute(sql).df().iloc[0]
     # one sale day 9 days before dt_ref, tenure 9 days: rate 1/9 a day x (2018-02-20 + 45 d - dt_ref + 1 = 37 days left)
     assert row["horizon_days_left"] == 37
@@ -176,15 +191,17 @@ def test_scoring_with_other_settings_is_one_line_naming_both_values(trained, tmp
     msg = str(e.value)
     assert msg.startswith("seller_churn v1 was trained with churn_horizon_days=45, the current setting is 30: ")
     assert "OLIST_ML_CHURN_HORIZON_DAYS=45" in msg and "\n" not in msg
-    with pytest.raises(SettingsMismatchError, match="trained with feature_windows=30,90,180, the current setting "
-                                                     "is 30,90"):
+    with pytest.raises(
+        SettingsMismatchError, match="trained with feature_windows=30,90,180, the current setting is 30,90"
+    ):
         predict(churn, trained.with_(feature_windows=(30, 90)))
     # the protocol (test months) does not change what a model scores: no error
     assert predict(churn, trained.with_(churn__test_months=2)).n_scored > 0
     home = ["--home", str(trained.home)]
     assert main([*home, "--set", "churn.horizon_days=30", "predict", "churn"]) == 2
-    assert capsys.readouterr().err.startswith("error: seller_churn v1 was trained with churn_horizon_days=45, the "
-                                              "current setting is 30")
+    assert capsys.readouterr().err.startswith(
+        "error: seller_churn v1 was trained with churn_horizon_days=45, the current setting is 30"
+    )
 
 
 def test_serving_refuses_a_champion_trained_with_other_settings(trained):
@@ -197,8 +214,9 @@ def test_serving_refuses_a_champion_trained_with_other_settings(trained):
     bad.refresh()
     ready, reasons = bad.readiness()
     assert not ready and bad.slots[CHURN].champion is None
-    assert reasons[0].startswith("seller_churn: seller_churn v1 was trained with churn_horizon_days=45, "
-                                 "the current setting is 30")
+    assert reasons[0].startswith(
+        "seller_churn: seller_churn v1 was trained with churn_horizon_days=45, the current setting is 30"
+    )
 
 
 def test_a_version_without_recorded_settings_is_not_checked():

@@ -45,13 +45,18 @@ def home(built: Settings, tmp_path: Path) -> Settings:
 
 
 def _oracle(con, dt_refs, elig_days: int, horizon: int) -> pd.DataFrame:
-    sales = con.execute("SELECT DISTINCT i.seller_id, i.order_id, o.order_purchase_timestamp AS ts "
-                        "FROM stg_order_items i JOIN stg_orders o USING (order_id)").df()
+    sales = con.execute(
+        "SELECT DISTINCT i.seller_id, i.order_id, o.order_purchase_timestamp AS ts "
+        "FROM stg_order_items i JOIN stg_orders o USING (order_id)"
+    ).df()
     end = pd.Timestamp(observed_end(con))  # exclusive
     days = sorted({d.date() for d in con.execute("SELECT order_purchase_timestamp FROM stg_orders").df().iloc[:, 0]})
     # marketplace-wide silences of >= SILENCE_DAYS days: [first silent day, next order day)
-    holes = [(pd.Timestamp(a) + timedelta(days=1), pd.Timestamp(b)) for a, b in zip(days, days[1:])
-             if (b - a).days - 1 >= churn.SILENCE_DAYS]
+    holes = [
+        (pd.Timestamp(a) + timedelta(days=1), pd.Timestamp(b))
+        for a, b in zip(days, days[1:], strict=False)
+        if (b - a).days - 1 >= churn.SILENCE_DAYS
+    ]
     rows = []
     by_seller = {k: sorted(g["ts"]) for k, g in sales.groupby("seller_id")}
     for dt in dt_refs:
@@ -94,8 +99,23 @@ def test_abt_population_and_target_match_brute_force_oracle(home):
 
 def test_cli_train_promote_predict_churn(home, capsys):
     g = ["--home", str(home.home)]
-    rc = main(g + ["train", "churn", "--trials", "1", "--timeout", "20", "--candidates", "logreg,lightgbm",
-                   "--test-months", "2", "--validation-months", "2"])
+    rc = main(
+        g
+        + [
+            "train",
+            "churn",
+            "--trials",
+            "1",
+            "--timeout",
+            "20",
+            "--candidates",
+            "logreg,lightgbm",
+            "--test-months",
+            "2",
+            "--validation-months",
+            "2",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "seller_churn v1 is champion" in out

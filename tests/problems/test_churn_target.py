@@ -23,47 +23,70 @@ def _abt(sales, dts=(DT,), *, background=True, silent=None, observed_end=END, **
     another seller orders daily at noon 2017-06-01..2018-12-31 (the marketplace is live), except on
     the days of `silent` = (first, last) date."""
     con = duckdb.connect()
-    con.execute("CREATE TABLE stg_orders (order_id VARCHAR, order_purchase_timestamp TIMESTAMP, "
-                "order_delivered_carrier_date TIMESTAMP, order_delivered_customer_date TIMESTAMP, "
-                "order_estimated_delivery_date TIMESTAMP)")
-    con.execute("CREATE TABLE stg_order_items (order_id VARCHAR, order_item_id INTEGER, product_id VARCHAR, "
-                "seller_id VARCHAR, shipping_limit_date TIMESTAMP)")
+    con.execute(
+        "CREATE TABLE stg_orders (order_id VARCHAR, order_purchase_timestamp TIMESTAMP, "
+        "order_delivered_carrier_date TIMESTAMP, order_delivered_customer_date TIMESTAMP, "
+        "order_estimated_delivery_date TIMESTAMP)"
+    )
+    con.execute(
+        "CREATE TABLE stg_order_items (order_id VARCHAR, order_item_id INTEGER, product_id VARCHAR, "
+        "seller_id VARCHAR, shipping_limit_date TIMESTAMP)"
+    )
     for i, sale in enumerate(sales):
         seller, ts, extra = (*sale, {}) if len(sale) == 2 else sale
-        con.execute("INSERT INTO stg_orders SELECT ?, t, ?, ?, coalesce(?, t + INTERVAL 20 DAY) FROM "
-                    "(SELECT CAST(? AS TIMESTAMP) AS t)",
-                    [f"o{i}", extra.get("carrier"), extra.get("delivered"), extra.get("estimated"), ts])
-        con.execute("INSERT INTO stg_order_items SELECT ?, 1, ?, ?, coalesce(?, CAST(? AS TIMESTAMP) + INTERVAL 5 DAY)",
-                    [f"o{i}", extra.get("product", "p1"), seller, extra.get("limit"), ts])
+        con.execute(
+            "INSERT INTO stg_orders SELECT ?, t, ?, ?, coalesce(?, t + INTERVAL 20 DAY) FROM "
+            "(SELECT CAST(? AS TIMESTAMP) AS t)",
+            [f"o{i}", extra.get("carrier"), extra.get("delivered"), extra.get("estimated"), ts],
+        )
+        con.execute(
+            "INSERT INTO stg_order_items SELECT ?, 1, ?, ?, coalesce(?, CAST(? AS TIMESTAMP) + INTERVAL 5 DAY)",
+            [f"o{i}", extra.get("product", "p1"), seller, extra.get("limit"), ts],
+        )
     if background:
         s0, s1 = silent or (date(1900, 1, 1), date(1900, 1, 1))
-        con.execute("""
+        con.execute(
+            """
             INSERT INTO stg_orders
             SELECT 'bg' || r, t, t + INTERVAL 1 DAY, t + INTERVAL 3 DAY, t + INTERVAL 10 DAY
             FROM (SELECT range AS r, TIMESTAMP '2017-06-01 12:00:00' + range * INTERVAL 1 DAY AS t FROM range(0, 579))
-            WHERE NOT (CAST(t AS DATE) BETWEEN ? AND ?)""", [s0, s1])
-        con.execute("INSERT INTO stg_order_items SELECT order_id, 1, 'pbg', 'bg', order_purchase_timestamp "
-                    "FROM stg_orders WHERE order_id LIKE 'bg%'")
+            WHERE NOT (CAST(t AS DATE) BETWEEN ? AND ?)""",
+            [s0, s1],
+        )
+        con.execute(
+            "INSERT INTO stg_order_items SELECT order_id, 1, 'pbg', 'bg', order_purchase_timestamp "
+            "FROM stg_orders WHERE order_id LIKE 'bg%'"
+        )
     sql = abt_sql(Settings(), list(dts), features_sql=STUB, observed_end=observed_end, **kw)
     rows = con.execute(sql).fetchall()
     cols = [d[0] for d in con.description]
     con.close()
-    return {(r[cols.index("dt_ref")], r[cols.index("seller_id")]): dict(zip(cols, r)) for r in rows}
+    return {(r[cols.index("dt_ref")], r[cols.index("seller_id")]): dict(zip(cols, r, strict=False)) for r in rows}
 
 
 def test_population_is_sellers_with_a_sale_in_the_45_days_before_dt_ref():
-    got = _abt([("in", "2018-01-15 10:00"), ("edge", "2018-01-15 00:00"), ("old", "2018-01-14 23:59"),
-                ("at_dt", "2018-03-01 00:00")], background=False)
+    got = _abt(
+        [
+            ("in", "2018-01-15 10:00"),
+            ("edge", "2018-01-15 00:00"),
+            ("old", "2018-01-14 23:59"),
+            ("at_dt", "2018-03-01 00:00"),
+        ],
+        background=False,
+    )
     # [dt_ref - 45 d, dt_ref): 2018-01-15 00:00 is the first instant inside; a sale AT dt_ref is not eligible
     assert {k[1] for k in got} == {"in", "edge"}
 
 
-@pytest.mark.parametrize("next_sale, churn", [
-    ("2018-03-01 00:00", 0),  # a sale exactly at dt_ref counts in the target window
-    ("2018-03-31 23:59", 0),  # last sale date 2018-02-14 + 45 d = 2018-03-31, inclusive
-    ("2018-04-01 00:00", 1),  # one day later: it completed 45 days without a sale
-    (None, 1),
-])
+@pytest.mark.parametrize(
+    "next_sale, churn",
+    [
+        ("2018-03-01 00:00", 0),  # a sale exactly at dt_ref counts in the target window
+        ("2018-03-31 23:59", 0),  # last sale date 2018-02-14 + 45 d = 2018-03-31, inclusive
+        ("2018-04-01 00:00", 1),  # one day later: it completed 45 days without a sale
+        (None, 1),
+    ],
+)
 def test_churn_window_runs_through_last_sale_date_plus_45_days(next_sale, churn):
     sales = [("s", "2018-02-14 18:00")] + ([("s", next_sale)] if next_sale else [])
     row = _abt(sales)[(DT, "s")]
@@ -93,13 +116,16 @@ def test_labelled_iff_dt_ref_plus_horizon_is_not_after_the_exclusive_observed_en
         abt_sql(Settings(), [DT], features_sql=STUB)  # labelled needs the observed end
 
 
-@pytest.mark.parametrize("silent, labelled", [
-    ((date(2018, 3, 20), date(2018, 4, 2)), False),  # 14 silent marketplace days inside the target span
-    ((date(2018, 3, 20), date(2018, 4, 1)), True),  # 13 days: quiet trade, not a hole
-    ((date(2018, 1, 1), date(2018, 1, 14)), True),  # 14 days, but before dt_ref - 45 d = 2018-01-15
-    ((date(2018, 1, 2), date(2018, 1, 15)), False),  # ... ending on 2018-01-15: inside the eligibility span
-    ((date(2018, 4, 15), date(2018, 5, 1)), True),  # from dt_ref + 45 d on: after the target span
-])
+@pytest.mark.parametrize(
+    "silent, labelled",
+    [
+        ((date(2018, 3, 20), date(2018, 4, 2)), False),  # 14 silent marketplace days inside the target span
+        ((date(2018, 3, 20), date(2018, 4, 1)), True),  # 13 days: quiet trade, not a hole
+        ((date(2018, 1, 1), date(2018, 1, 14)), True),  # 14 days, but before dt_ref - 45 d = 2018-01-15
+        ((date(2018, 1, 2), date(2018, 1, 15)), False),  # ... ending on 2018-01-15: inside the eligibility span
+        ((date(2018, 4, 15), date(2018, 5, 1)), True),  # from dt_ref + 45 d on: after the target span
+    ],
+)
 def test_unlabelled_when_a_marketplace_hole_overlaps_the_observation_span(silent, labelled):
     row = _abt([("s", "2018-02-20 10:00")], silent=silent)[(DT, "s")]
     assert (row["churn"] is not None) == labelled
@@ -108,12 +134,13 @@ def test_unlabelled_when_a_marketplace_hole_overlaps_the_observation_span(silent
 
 
 def test_history_columns_values():
-    sales = [("s", "2017-12-01 10:00"),
-             ("s", "2018-01-01 10:00", {"carrier": "2018-01-02 10:00", "delivered": "2018-01-05 10:00"}),
-             ("s", "2018-02-20 10:00", {"carrier": "2018-02-22 10:00", "delivered": "2018-03-03 10:00"}),
-             ("s", "2018-02-25 09:00", {"product": "p2", "limit": "2018-02-27 00:00"}),  # never handed over
-             ("s", "2018-02-25 11:00",
-              {"product": "p2", "carrier": "2018-02-26 10:00", "delivered": "2018-02-28 10:00"})]
+    sales = [
+        ("s", "2017-12-01 10:00"),
+        ("s", "2018-01-01 10:00", {"carrier": "2018-01-02 10:00", "delivered": "2018-01-05 10:00"}),
+        ("s", "2018-02-20 10:00", {"carrier": "2018-02-22 10:00", "delivered": "2018-03-03 10:00"}),
+        ("s", "2018-02-25 09:00", {"product": "p2", "limit": "2018-02-27 00:00"}),  # never handed over
+        ("s", "2018-02-25 11:00", {"product": "p2", "carrier": "2018-02-26 10:00", "delivered": "2018-02-28 10:00"}),
+    ]
     a = _abt(sales)[(DT, "s")]
     assert a["n_sale_days_7d"] == 1 and a["n_sale_days_14d"] == 2 and a["n_sale_days_28d"] == 2
     assert a["n_orders_7d"] == 2 and a["n_orders_14d"] == 3
@@ -139,13 +166,21 @@ def test_history_columns_values():
 
 
 def test_every_churn_column_is_point_in_time():
-    base = [("s", "2017-12-01 10:00"), ("s", "2018-01-01 10:00", {"product": "p2"}),
-            ("s", "2018-02-20 10:00", {"carrier": "2018-03-02 10:00", "delivered": "2018-03-09 10:00"}),
-            ("s", "2018-02-27 10:00"), ("t", "2018-02-10 10:00")]
+    base = [
+        ("s", "2017-12-01 10:00"),
+        ("s", "2018-01-01 10:00", {"product": "p2"}),
+        ("s", "2018-02-20 10:00", {"carrier": "2018-03-02 10:00", "delivered": "2018-03-09 10:00"}),
+        ("s", "2018-02-27 10:00"),
+        ("t", "2018-02-10 10:00"),
+    ]
     a = _abt(base)
     # facts from dt_ref 00:00 on: new sales of s and of others, and later timestamps of earlier orders
-    later = [("s", "2018-03-01 00:00"), ("s", "2018-03-10 00:00", {"product": "p9"}), ("t", "2018-03-02 00:00"),
-             ("u", "2018-03-05 00:00")]
+    later = [
+        ("s", "2018-03-01 00:00"),
+        ("s", "2018-03-10 00:00", {"product": "p9"}),
+        ("t", "2018-03-02 00:00"),
+        ("u", "2018-03-05 00:00"),
+    ]
     moved = [*base[:2], ("s", "2018-02-20 10:00", {"carrier": "2018-03-20 10:00", "delivered": None}), *base[3:]]
     for other in (_abt(base + later), _abt(moved + later)):
         for key in a:

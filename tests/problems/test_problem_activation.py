@@ -14,11 +14,22 @@ from support.problem_rows import create_stg, empty_rows, order, write_orders
 
 
 def _deal(mql, seller, won, **kw):
-    return {"mql_id": mql, "seller_id": seller, "sdr_id": "sdr1", "sr_id": "sr1", "won_date": won,
-            "business_segment": kw.get("segment", "pet"), "lead_type": "online_medium",
-            "lead_behaviour_profile": "cat", "has_company": True, "has_gtin": None, "average_stock": "5-20",
-            "business_type": "reseller", "declared_product_catalog_size": 10.0,
-            "declared_monthly_revenue": 0.0}
+    return {
+        "mql_id": mql,
+        "seller_id": seller,
+        "sdr_id": "sdr1",
+        "sr_id": "sr1",
+        "won_date": won,
+        "business_segment": kw.get("segment", "pet"),
+        "lead_type": "online_medium",
+        "lead_behaviour_profile": "cat",
+        "has_company": True,
+        "has_gtin": None,
+        "average_stock": "5-20",
+        "business_type": "reseller",
+        "declared_product_catalog_size": 10.0,
+        "declared_monthly_revenue": 0.0,
+    }
 
 
 @pytest.fixture
@@ -32,22 +43,30 @@ def con():
     order(rows, "o_e", "e", "2018-05-10 10:00:00", "2018-05-20", "2018-05-15")  # sold after won (unlabelled)
     order(rows, "o_end", "z", "2018-06-30 12:00:00", "2018-07-20", None, status="shipped")  # data end
     write_orders(c, rows, sellers=("a", "b", "c", "e", "z"))
-    create_stg(c, "closed_deals", [
-        _deal("m_a", "a", "2018-01-01 00:00:00"),
-        _deal("m_b", "b", "2018-01-01 00:00:00"),
-        _deal("m_c", "c", "2018-01-01 00:00:00"),
-        # horizon ends 2018-07-01 10:00 > data end 2018-06-30 12:00: unlabelled, never sold -> scored
-        _deal("m_d", "d", "2018-04-02 10:00:00"),
-        # unlabelled but already sold: known activated, not scored
-        _deal("m_e", "e", "2018-04-20 10:00:00"),
-        # horizon ends 2018-06-30 12:00, before the observed end 2018-07-01 (the day after the
-        # last order: this sparse fixture has no thin tail): labelled
-        _deal("m_f", "f", "2018-04-01 12:00:00"),
-    ])
-    create_stg(c, "marketing_qualified_leads", [
-        {"mql_id": m, "first_contact_date": "2017-12-01", "landing_page_id": "lp1", "origin": "organic_search"}
-        for m in ("m_a", "m_b", "m_c", "m_d", "m_e", "m_f")
-    ])
+    create_stg(
+        c,
+        "closed_deals",
+        [
+            _deal("m_a", "a", "2018-01-01 00:00:00"),
+            _deal("m_b", "b", "2018-01-01 00:00:00"),
+            _deal("m_c", "c", "2018-01-01 00:00:00"),
+            # horizon ends 2018-07-01 10:00 > data end 2018-06-30 12:00: unlabelled, never sold -> scored
+            _deal("m_d", "d", "2018-04-02 10:00:00"),
+            # unlabelled but already sold: known activated, not scored
+            _deal("m_e", "e", "2018-04-20 10:00:00"),
+            # horizon ends 2018-06-30 12:00, before the observed end 2018-07-01 (the day after the
+            # last order: this sparse fixture has no thin tail): labelled
+            _deal("m_f", "f", "2018-04-01 12:00:00"),
+        ],
+    )
+    create_stg(
+        c,
+        "marketing_qualified_leads",
+        [
+            {"mql_id": m, "first_contact_date": "2017-12-01", "landing_page_id": "lp1", "origin": "organic_search"}
+            for m in ("m_a", "m_b", "m_c", "m_d", "m_e", "m_f")
+        ],
+    )
     return c
 
 
@@ -56,14 +75,24 @@ def test_labels(con, tmp_path):
     assert act.build_abt(con, s) == 6
     got = dict(con.execute("SELECT mql_id, activated FROM abt_seller_activation").fetchall())
     assert got == {"m_a": 1, "m_b": 0, "m_c": 0, "m_d": None, "m_e": None, "m_f": 0}
-    r = con.execute("SELECT days_first_contact_to_win, won_month, origin, has_company, dt_ref "
-                    "FROM abt_seller_activation WHERE mql_id = 'm_a'").fetchall()[0]
+    r = con.execute(
+        "SELECT days_first_contact_to_win, won_month, origin, has_company, dt_ref "
+        "FROM abt_seller_activation WHERE mql_id = 'm_a'"
+    ).fetchall()[0]
     assert r[0] == 31 and r[1] == 1 and r[2] == "organic_search" and r[3] == "true" and str(r[4]) == "2018-01-01"
     # when each label became known: the first sale inside the horizon, else the horizon's end
-    known = {m: (None if t is None else str(t)) for m, t in
-             con.execute("SELECT mql_id, label_known_at FROM abt_seller_activation").fetchall()}
-    assert known == {"m_a": "2018-03-31 23:59:00", "m_b": "2018-04-01 00:00:00", "m_c": "2018-04-01 00:00:00",
-                     "m_d": None, "m_e": None, "m_f": "2018-06-30 12:00:00"}
+    known = {
+        m: (None if t is None else str(t))
+        for m, t in con.execute("SELECT mql_id, label_known_at FROM abt_seller_activation").fetchall()
+    }
+    assert known == {
+        "m_a": "2018-03-31 23:59:00",
+        "m_b": "2018-04-01 00:00:00",
+        "m_c": "2018-04-01 00:00:00",
+        "m_d": None,
+        "m_e": None,
+        "m_f": "2018-06-30 12:00:00",
+    }
     cat, num = act.PROBLEM.features_of(con)
     assert "seller_id" not in cat + num and "activated" not in num and "label_known_at" not in cat + num
     assert "label_known_at" in act.PROBLEM.exclude_columns
@@ -132,16 +161,27 @@ def test_labels_stop_at_the_observed_end_not_at_a_thin_tail(tmp_path):
     order(rows, "stray1", "s", "2018-04-10 10:00:00", "2018-05-01", None, status="canceled")
     order(rows, "stray2", "late_seller", "2018-05-20 10:00:00", "2018-06-01", None, status="canceled")
     write_orders(c, rows, sellers=("s", "late_seller", "never"))
-    create_stg(c, "closed_deals", [
-        _deal("m_in", "x", "2017-11-20 00:00:00"),  # + 90 d = 2018-02-18: labelled, never sold -> 0
-        _deal("m_edge", "x2", "2017-12-01 00:00:00"),  # + 90 d = 2018-03-01 00:00 = the end: labelled
-        _deal("m_tail", "late_seller", "2018-01-10 00:00:00"),  # + 90 d = 2018-04-10 > end: unlabelled
-    ])
-    create_stg(c, "marketing_qualified_leads", [
-        {"mql_id": m, "first_contact_date": "2017-10-01", "landing_page_id": "lp1", "origin": "paid_search"}
-        for m in ("m_in", "m_edge", "m_tail")])
+    create_stg(
+        c,
+        "closed_deals",
+        [
+            _deal("m_in", "x", "2017-11-20 00:00:00"),  # + 90 d = 2018-02-18: labelled, never sold -> 0
+            _deal("m_edge", "x2", "2017-12-01 00:00:00"),  # + 90 d = 2018-03-01 00:00 = the end: labelled
+            _deal("m_tail", "late_seller", "2018-01-10 00:00:00"),  # + 90 d = 2018-04-10 > end: unlabelled
+        ],
+    )
+    create_stg(
+        c,
+        "marketing_qualified_leads",
+        [
+            {"mql_id": m, "first_contact_date": "2017-10-01", "landing_page_id": "lp1", "origin": "paid_search"}
+            for m in ("m_in", "m_edge", "m_tail")
+        ],
+    )
     assert observed_end(c) == date(2018, 3, 1)
-    assert c.execute("SELECT max(order_purchase_timestamp) FROM stg_orders").fetchall()[0][0].date() == date(2018, 5, 20)
+    assert c.execute("SELECT max(order_purchase_timestamp) FROM stg_orders").fetchall()[0][0].date() == date(
+        2018, 5, 20
+    )
     act.build_abt(c, Settings(home=tmp_path))
     got = dict(c.execute("SELECT mql_id, activated FROM abt_seller_activation").fetchall())
     assert got == {"m_in": 0, "m_edge": 0, "m_tail": None}

@@ -15,8 +15,10 @@ def _features_ready() -> bool:
         from olist_ml import features
     except ImportError:
         return False
-    return all(hasattr(features, n) for n in ("build", "as_of", "feature_columns", "feature_frame_sql",
-                                               "available_dt_refs", "FEATURE_TABLES"))
+    return all(
+        hasattr(features, n)
+        for n in ("build", "as_of", "feature_columns", "feature_frame_sql", "available_dt_refs", "FEATURE_TABLES")
+    )
 
 
 needs_features = pytest.mark.skipif(not _features_ready(), reason="olist_ml.features (build/as_of) not available yet")
@@ -76,14 +78,18 @@ def test_predict_delay_at_a_date_scores_the_open_orders_by_their_row_then(world,
     d = dt.date(2018, 3, 1)
     assert main(["--home", str(world.home), "predict", "delay", "--dt-ref", str(d)]) == 0
     with session(world) as con:
-        got = con.execute("SELECT order_id, score FROM scores_order_delay WHERE dt_ref = ? ORDER BY order_id",
-                          [d]).df().set_index("order_id")["score"]
+        got = (
+            con.execute("SELECT order_id, score FROM scores_order_delay WHERE dt_ref = ? ORDER BY order_id", [d])
+            .df()
+            .set_index("order_id")["score"]
+        )
         frame = p.scoring_frame(con, world, d)
         open_ids = con.execute(
             "SELECT DISTINCT o.order_id FROM stg_orders o JOIN stg_order_items USING (order_id) "
             "WHERE o.order_approved_at < ? AND (o.order_delivered_customer_date IS NULL "
             "OR o.order_delivered_customer_date >= ?) AND CAST(o.order_estimated_delivery_date AS DATE) >= ?",
-            [d, d, d]).df()["order_id"]
+            [d, d, d],
+        ).df()["order_id"]
     assert len(got) > 10 and set(got.index) == set(open_ids) == set(frame["order_id"])
     assert (frame["days_in_flight"] > 0).all() and (frame["days_left"] >= 0).all()
     assert (frame["handed_to_carrier"] == 1).any() and (frame["handed_to_carrier"] == 0).any()
@@ -118,8 +124,10 @@ def test_activation_train_and_score(world):
     with session(world, read_only=True) as con:
         end = observed_end(con)
         first, lab, unlabelled_max = con.execute(
-            "SELECT min(dt_ref), count(activated), max(won_date + INTERVAL 90 DAY) FILTER (WHERE activated IS NOT NULL) "
-            "FROM abt_seller_activation").fetchall()[0]
+            "SELECT min(dt_ref), count(activated), max(won_date + INTERVAL 90 DAY) FILTER (WHERE activated IS NOT "
+            "NULL) "
+            "FROM abt_seller_activation"
+        ).fetchall()[0]
     assert lab == r.lineage["abt_labelled_rows"] and unlabelled_max <= dt.datetime.combine(end, dt.time())
     rep = scoring.predict(p, world)  # default scoring date: the observed end of the data
     assert rep.dt_ref == end and rep.n_scored > 0
@@ -160,9 +168,13 @@ def test_segments_train_and_score_through_the_hooks(world):
     assert {"segments/segment_profile.csv", "segments/segments_pca.png"} <= arts
     # the champion's assignments of the fitted date were written, with names, in both tables
     with session(world, read_only=True) as con:
-        got = con.execute("SELECT count(*), count(DISTINCT segment_name), min(model_version) FROM seller_segments "
-                          "WHERE dt_ref = ?", [d_abt]).fetchall()[0]
-        sc = con.execute("SELECT count(*), count(DISTINCT score), count(segment_name) FROM scores_seller_segments").fetchall()[0]
+        got = con.execute(
+            "SELECT count(*), count(DISTINCT segment_name), min(model_version) FROM seller_segments WHERE dt_ref = ?",
+            [d_abt],
+        ).fetchall()[0]
+        sc = con.execute(
+            "SELECT count(*), count(DISTINCT score), count(segment_name) FROM scores_seller_segments"
+        ).fetchall()[0]
     assert got == (n_abt, k, "1") and sc == (n_abt, k, n_abt)
 
     # same population, same seed: no better silhouette -> challenger; the champion alias stays

@@ -56,7 +56,10 @@ def geo_con():
         ("20001", -22.7, -43.0, "rio", "RJ"),
     ]
     con.executemany("INSERT INTO stg_geolocation VALUES (?, ?, ?, ?, ?)", rows)
-    con.execute("CREATE TABLE stg_sellers(seller_id VARCHAR, seller_zip_code_prefix VARCHAR, seller_city VARCHAR, seller_state VARCHAR)")
+    con.execute(
+        "CREATE TABLE stg_sellers(seller_id VARCHAR, seller_zip_code_prefix VARCHAR, seller_city VARCHAR, "
+        "seller_state VARCHAR)"
+    )
     con.executemany(
         "INSERT INTO stg_sellers VALUES (?, ?, ?, ?)",
         [("s1", "01037", "", "SP"), ("s2", "1099", "", "SP"), ("s3", "55555", "", "RJ"), ("s4", "77777", "", "XX")],

@@ -33,10 +33,18 @@ def _rows() -> dict:
     order(rows, "canceled", "s2", "2018-02-05 10:00:00", "2018-02-28", None, status="canceled")
     # last delivery of the data: 2018-03-01; an order promised after that is not labelled
     order(rows, "promise_after_end", "s1", "2018-02-20 09:00:00", "2018-03-10", "2018-03-01 10:00:00")
-    carrier = {"h0": "2018-01-05 08:00:00", "h1": "2018-01-06 08:00:00", "h2": "2018-01-09 08:00:00",
-               "h3": "2018-01-12 08:00:00", "h4": "2018-01-13 08:00:00", "h5": "2018-01-14 08:00:00",
-               "c_slow": "2018-01-22 08:00:00", "late_next_day": "2018-02-08 14:00:00",
-               "early": "2018-02-05 10:00:00", "open_shipped": "2018-02-09 10:00:00"}
+    carrier = {
+        "h0": "2018-01-05 08:00:00",
+        "h1": "2018-01-06 08:00:00",
+        "h2": "2018-01-09 08:00:00",
+        "h3": "2018-01-12 08:00:00",
+        "h4": "2018-01-13 08:00:00",
+        "h5": "2018-01-14 08:00:00",
+        "c_slow": "2018-01-22 08:00:00",
+        "late_next_day": "2018-02-08 14:00:00",
+        "early": "2018-02-05 10:00:00",
+        "open_shipped": "2018-02-09 10:00:00",
+    }
     for o in rows["orders"]:
         o["order_delivered_carrier_date"] = carrier.get(o["order_id"])
     return rows
@@ -51,8 +59,12 @@ def con():
 
 
 def _append(con, rows: dict) -> None:
-    for key, stg in (("orders", "stg_orders"), ("order_items", "stg_order_items"),
-                     ("order_payments", "stg_order_payments"), ("customers", "stg_customers")):
+    for key, stg in (
+        ("orders", "stg_orders"),
+        ("order_items", "stg_order_items"),
+        ("order_payments", "stg_order_payments"),
+        ("customers", "stg_customers"),
+    ):
         if not rows[key]:
             continue
         df = pd.DataFrame(rows[key]).astype(object)
@@ -151,15 +163,22 @@ def _oracle(base: pd.DataFrame, t: pd.Timestamp, row: pd.Series) -> dict[str, fl
     b = base.copy()
     dd = b["delivered_at"].dt.normalize()
     done = b[b["delivered_at"].notna() & (dd < t)]
-    st = done[(done["customer_state"] == row["customer_state"]) & (done["delivered_at"].dt.normalize() >= t - pd.Timedelta(days=30))]
+    st = done[
+        (done["customer_state"] == row["customer_state"])
+        & (done["delivered_at"].dt.normalize() >= t - pd.Timedelta(days=30))
+    ]
     age = (st["delivered_at"].dt.normalize() - st["purchase_ts"].dt.normalize()).dt.days
     p = row["purchase_ts"].normalize()
     age_now = (t - p).days
     age_late = (row["estimated_at"].normalize() - p).days + 1
-    out = {"now_cstate_pct_late_30d": float((st["delivered_at"].dt.normalize() > st["estimated_at"].dt.normalize()).mean())
-           if len(st) else np.nan,
-           "now_cstate_p_late_given_age": (float((age >= age_late).sum() / (age >= age_now).sum())
-                                           if (age >= age_now).sum() else np.nan)}
+    out = {
+        "now_cstate_pct_late_30d": float((st["delivered_at"].dt.normalize() > st["estimated_at"].dt.normalize()).mean())
+        if len(st)
+        else np.nan,
+        "now_cstate_p_late_given_age": (
+            float((age >= age_late).sum() / (age >= age_now).sum()) if (age >= age_now).sum() else np.nan
+        ),
+    }
     recent = b[(b["purchase_ts"] >= t - pd.Timedelta(days=45)) & (b["purchase_ts"] < t)]
     over = (recent["estimated_at"].dt.normalize() < t) & (recent["delivered_at"].isna() | (recent["delivered_at"] >= t))
     out["now_market_pct_overdue_45d"] = float(over.mean()) if len(recent) else np.nan
@@ -167,9 +186,11 @@ def _oracle(base: pd.DataFrame, t: pd.Timestamp, row: pd.Series) -> dict[str, fl
 
 
 def test_inflight_context_equals_a_brute_force_oracle(con):
-    base = con.execute("SELECT o.order_id, o.order_purchase_timestamp AS purchase_ts, "
-                       "o.order_delivered_customer_date AS delivered_at, o.order_estimated_delivery_date AS estimated_at, "
-                       "c.customer_state FROM stg_orders o JOIN stg_customers c USING (customer_id)").df()
+    base = con.execute(
+        "SELECT o.order_id, o.order_purchase_timestamp AS purchase_ts, "
+        "o.order_delivered_customer_date AS delivered_at, o.order_estimated_delivery_date AS estimated_at, "
+        "c.customer_state FROM stg_orders o JOIN stg_customers c USING (customer_id)"
+    ).df()
     df = _abt(con)
     checked = 0
     for _, r in df[df["days_in_flight"] > 0].iterrows():
@@ -195,8 +216,10 @@ def test_inflight_features_ignore_later_events(con):
     for i in range(5):  # later orders, delivered late on the same route, from the check point on
         order(rows, f"later{i}", "s1", "2018-02-15 00:00:00", "2018-02-17", "2018-02-24 10:00:00")
     _append(con, rows)
-    con.execute("UPDATE stg_orders SET order_delivered_carrier_date = TIMESTAMP '2018-02-15 00:00:00' "
-                "WHERE order_id = 'canceled'")  # handed over exactly at 02-15 00:00: not before 02-15
+    con.execute(
+        "UPDATE stg_orders SET order_delivered_carrier_date = TIMESTAMP '2018-02-15 00:00:00' "
+        "WHERE order_id = 'canceled'"
+    )  # handed over exactly at 02-15 00:00: not before 02-15
     geo.build_zip_coordinates(con)
     after = _abt(con)
     keys = ["order_id", "dt_ref"]
@@ -252,11 +275,15 @@ def test_purge_covers_the_label_delay_on_the_real_data(real_data_dir, tmp_path):
     ingest.ingest(real_data_dir, s)
     with session(s, read_only=True) as c:
         _, known_at = od.label_exprs("order_delivered_customer_date", "order_estimated_delivery_date")
-        days = c.execute(f"""
+        days = (
+            c.execute(f"""
             SELECT epoch({known_at} - order_purchase_timestamp) / 86400.0 FROM stg_orders
             WHERE order_purchase_timestamp < DATE '2018-08-01' AND order_estimated_delivery_date IS NOT NULL
               AND (order_approved_at IS NOT NULL OR order_delivered_customer_date IS NOT NULL)
-              AND order_id IN (SELECT order_id FROM stg_order_items)""").df().iloc[:, 0]
+              AND order_id IN (SELECT order_id FROM stg_order_items)""")
+            .df()
+            .iloc[:, 0]
+        )
     assert len(days) > 90_000
     p999 = days.quantile(0.999)
     assert od.LABEL_PURGE_DAYS - 1 < p999 <= od.LABEL_PURGE_DAYS, p999
@@ -302,11 +329,22 @@ def test_features_ignore_later_events(con):
     assert {"ontime_same_day", "late_next_day"} <= set(ids)
     pd.testing.assert_frame_equal(before.loc[ids], after.loc[ids], check_dtype=False)
     # the check covers the context columns (they are filled for the compared orders)
-    ctx = ["route_p90_delivery_days_90d", "route_promise_slack_p90_days", "cstate_p90_delivery_days_30d",
-           "market_pct_delivered_10d_recent", "market_pct_delivered_7d_recent", "cstate_pct_delivered_10d_recent",
-           "market_backlog_ratio_14d", "route_pct_late_90d", "market_pct_late_14d",
-           "cstate_pct_slower_than_promise_30d", "market_pct_slower_than_promise_14d",
-           "market_km_pct_slower_than_promise", "market_pct_open_due_7d", "cstate_pct_open_due_7d"]
+    ctx = [
+        "route_p90_delivery_days_90d",
+        "route_promise_slack_p90_days",
+        "cstate_p90_delivery_days_30d",
+        "market_pct_delivered_10d_recent",
+        "market_pct_delivered_7d_recent",
+        "cstate_pct_delivered_10d_recent",
+        "market_backlog_ratio_14d",
+        "route_pct_late_90d",
+        "market_pct_late_14d",
+        "cstate_pct_slower_than_promise_30d",
+        "market_pct_slower_than_promise_14d",
+        "market_km_pct_slower_than_promise",
+        "market_pct_open_due_7d",
+        "cstate_pct_open_due_7d",
+    ]
     assert before.loc[["ontime_same_day", "late_next_day"], ctx].notna().all().all()
     # ... while an order bought after those late deliveries does see them
     assert after.loc["later_b0", "route_pct_late_90d"] > 0
@@ -316,8 +354,21 @@ def test_holiday_calendar():
     """Brazil's holidays from the maintained `holidays` package, pinned on known dates."""
     h = set(od.brazil_holidays(2018, 2026))
     # Carnival Monday/Tuesday, Good Friday and Corpus Christi follow Easter (2018-04-01, 2026-04-05)
-    for d in ("2018-02-12", "2018-02-13", "2018-03-30", "2018-04-21", "2018-05-31", "2026-02-16", "2026-02-17",
-              "2026-04-03", "2026-06-04", "2018-09-07", "2018-11-15", "2018-12-25", "2018-01-01"):
+    for d in (
+        "2018-02-12",
+        "2018-02-13",
+        "2018-03-30",
+        "2018-04-21",
+        "2018-05-31",
+        "2026-02-16",
+        "2026-02-17",
+        "2026-04-03",
+        "2026-06-04",
+        "2018-09-07",
+        "2018-11-15",
+        "2018-12-25",
+        "2018-01-01",
+    ):
         assert date.fromisoformat(d) in h, d
     assert date(2018, 2, 14) not in h and date(2018, 4, 1) not in h  # Ash Wednesday, Easter Sunday
     assert len(od.brazil_holidays(2018, 2018)) == 12
@@ -347,8 +398,17 @@ def test_holiday_calendar():
 
 def test_promise_calendar_features(con):
     rows = empty_rows()  # an RJ customer across Saint George's day (04-23, an RJ holiday, a Monday)
-    order(rows, "rj_april", "s1", "2018-04-18 10:00:00", "2018-04-27", None, status="shipped", customer_state="RJ",
-          zip_="20000")
+    order(
+        rows,
+        "rj_april",
+        "s1",
+        "2018-04-18 10:00:00",
+        "2018-04-27",
+        None,
+        status="shipped",
+        customer_state="RJ",
+        zip_="20000",
+    )
     _append(con, rows)
     df = con.execute(od.orders_sql()).df().set_index("order_id")
     r = df.loc["late_next_day"]  # bought Thu 2018-02-01, promised Tue 2018-02-20; Carnival Mon/Tue 02-12/13
@@ -387,13 +447,15 @@ def test_promise_vs_recent_deliveries(con):
 def test_nowcast_metrics():
     """Per month start: ROC AUC over the orders open then (rows in flight), beside days-left alone; the
     rows at approval measure the new orders."""
-    f = pd.DataFrame({
-        "dt_ref": pd.to_datetime(["2018-06-01"] * 4 + ["2018-06-04"] * 2 + ["2018-07-01"] * 4 + ["2018-06-01"] * 2),
-        "days_in_flight": [3, 5, 8, 2, 4, 4, 1, 6, 9, 2, 0, 0],
-        "days_left": [10, 2, 1, 20, 3, 4, 5, 4, 7, 8, 20, 10],
-        "promise_slack_days": [0] * 10 + [5.0, -2.0],
-        "is_late": [0, 1, 1, 0, 1, 0, 1, 0, 1, 0, 0, 1],
-    })
+    f = pd.DataFrame(
+        {
+            "dt_ref": pd.to_datetime(["2018-06-01"] * 4 + ["2018-06-04"] * 2 + ["2018-07-01"] * 4 + ["2018-06-01"] * 2),
+            "days_in_flight": [3, 5, 8, 2, 4, 4, 1, 6, 9, 2, 0, 0],
+            "days_left": [10, 2, 1, 20, 3, 4, 5, 4, 7, 8, 20, 10],
+            "promise_slack_days": [0] * 10 + [5.0, -2.0],
+            "is_late": [0, 1, 1, 0, 1, 0, 1, 0, 1, 0, 0, 1],
+        }
+    )
     p = np.array([0.1, 0.9, 0.8, 0.2, 0.5, 0.5, 0.15, 0.2, 0.9, 0.1, 0.2, 0.7])
     m = od.nowcast_metrics(f, f["is_late"].to_numpy(), p, Settings(home="/nonexistent"))
     assert m["roc_auc_open_2018_06"] == 1.0 and m["roc_auc_open_days_left_2018_06"] == 1.0  # 4 rows at 06-01

@@ -26,22 +26,31 @@ def _sellers(seed: int = 0) -> pd.DataFrame:
     rows = []
     for g, (n, lg, no, ten, rec, rat, late) in groups.items():
         for _ in range(n):
-            rows.append({
-                "seller_id": f"{g}{len(rows)}", "truth": g,
-                f"gmv_{W}d": float(np.exp(rng.normal(lg, 0.3))),
-                f"n_orders_{W}d": float(max(1, rng.normal(no, no * 0.15))),
-                "days_since_first_sale": float(max(1, rng.normal(ten, ten * 0.1))),
-                "days_since_last_sale": float(max(0, rng.normal(rec, rec * 0.2 + 1))),
-                f"avg_review_score_{W}d": float(np.clip(rng.normal(rat, 0.15), 1, 5)),
-                f"pct_orders_late_{W}d": float(np.clip(rng.normal(late, 0.03), 0, 1)),
-            })
+            rows.append(
+                {
+                    "seller_id": f"{g}{len(rows)}",
+                    "truth": g,
+                    f"gmv_{W}d": float(np.exp(rng.normal(lg, 0.3))),
+                    f"n_orders_{W}d": float(max(1, rng.normal(no, no * 0.15))),
+                    "days_since_first_sale": float(max(1, rng.normal(ten, ten * 0.1))),
+                    "days_since_last_sale": float(max(0, rng.normal(rec, rec * 0.2 + 1))),
+                    f"avg_review_score_{W}d": float(np.clip(rng.normal(rat, 0.15), 1, 5)),
+                    f"pct_orders_late_{W}d": float(np.clip(rng.normal(late, 0.03), 0, 1)),
+                }
+            )
     df = pd.DataFrame(rows)
     df.loc[df.index[::17], f"avg_review_score_{W}d"] = np.nan  # sellers without reviews
     return df
 
 
-FEATS = [f"gmv_{W}d", f"n_orders_{W}d", "days_since_first_sale", "days_since_last_sale",
-         f"avg_review_score_{W}d", f"pct_orders_late_{W}d"]
+FEATS = [
+    f"gmv_{W}d",
+    f"n_orders_{W}d",
+    "days_since_first_sale",
+    "days_since_last_sale",
+    f"avg_review_score_{W}d",
+    f"pct_orders_late_{W}d",
+]
 
 
 def test_curated_features_come_from_the_catalog():
@@ -95,8 +104,7 @@ def test_choose_k_stability_profile_names():
 
 
 def test_names_are_unique_even_for_identical_profiles():
-    prof = pd.DataFrame({"segment": [0, 1, 2], "n_sellers": [5, 9, 7],
-                         f"z_gmv_{W}d": [1.0, 1.0, -1.0]})
+    prof = pd.DataFrame({"segment": [0, 1, 2], "n_sellers": [5, 9, 7], f"z_gmv_{W}d": [1.0, 1.0, -1.0]})
     names = seg.name_segments(prof, [f"gmv_{W}d"], S)
     assert len(set(names.values())) == 3
     assert names[1] == "high-volume" and names[0] == "high-volume #2"

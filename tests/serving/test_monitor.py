@@ -44,9 +44,11 @@ def test_psi_nulls_are_their_own_bin_and_values_outside_range_go_to_outer_bins()
     ref_v, ref_null = 1 / 12, 2 / 12
     cur_outer, cur_null = 1 / 6, 4 / 6
     e = EPSILON
-    expected = (2 * (cur_outer - ref_v) * math.log(cur_outer / ref_v)
-                + (n_bins - 2) * (e - ref_v) * math.log(e / ref_v)
-                + (cur_null - ref_null) * math.log(cur_null / ref_null))
+    expected = (
+        2 * (cur_outer - ref_v) * math.log(cur_outer / ref_v)
+        + (n_bins - 2) * (e - ref_v) * math.log(e / ref_v)
+        + (cur_null - ref_null) * math.log(cur_null / ref_null)
+    )
     assert n_bins == 10
     assert r.psi == pytest.approx(expected, rel=1e-12)
     assert r.null_ref == 2 and r.null_cur == 4
@@ -57,8 +59,12 @@ def test_psi_categorical_with_unseen_and_null():
     cur = pd.Series(["a"] * 2 + ["b"] * 2 + [None] * 4 + ["c"] * 2)
     r = psi(ref, cur)
     e = EPSILON
-    expected = ((0.2 - 0.5) * math.log(0.2 / 0.5) + (0.2 - 0.3) * math.log(0.2 / 0.3)
-                + (0.2 - e) * math.log(0.2 / e) + (0.4 - 0.2) * math.log(0.4 / 0.2))
+    expected = (
+        (0.2 - 0.5) * math.log(0.2 / 0.5)
+        + (0.2 - 0.3) * math.log(0.2 / 0.3)
+        + (0.2 - e) * math.log(0.2 / e)
+        + (0.4 - 0.2) * math.log(0.4 / 0.2)
+    )
     assert r.bins == ["a", "b", "<unseen>", "<null>"]
     assert r.psi == pytest.approx(expected, rel=1e-12)
 
@@ -79,11 +85,13 @@ def test_realised_performance_known_outcomes():
     y1 = [1, 0, 1, 0, 0, 0, 0, 0, 0, 0]
     s2 = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
     y2 = [1, 1, 1, 1, 1, 0, 0, 0, 0, 0]  # perfectly wrong ranking
-    df = pd.DataFrame({
-        "dt_ref": [date(2018, 1, 1)] * 10 + [date(2018, 2, 1)] * 10 + [date(2018, 3, 1)] * 3,
-        "score": s1 + s2 + [0.5, 0.6, 0.7],
-        "target": y1 + y2 + [None, None, None],  # not matured yet: dropped
-    })
+    df = pd.DataFrame(
+        {
+            "dt_ref": [date(2018, 1, 1)] * 10 + [date(2018, 2, 1)] * 10 + [date(2018, 3, 1)] * 3,
+            "score": s1 + s2 + [0.5, 0.6, 0.7],
+            "target": y1 + y2 + [None, None, None],  # not matured yet: dropped
+        }
+    )
     out = realised_performance(df, group_cols="dt_ref")
     assert list(out["dt_ref"]) == [date(2018, 1, 1), date(2018, 2, 1)]
     r1, r2 = out.iloc[0], out.iloc[1]
@@ -135,13 +143,16 @@ def test_monitor_end_to_end(settings):
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     try:
         n_ref = con.execute(f"SELECT count(*) FROM {MON_ABT} WHERE dt_ref BETWEEN ? AND ?", [lo, hi]).fetchall()[0][0]
-        drift = con.execute("SELECT feature, kind, psi, flag FROM monitor_drift WHERE problem = ?",
-                            [problem.name]).df().set_index("feature")
-        perf = con.execute("SELECT * FROM monitor_performance WHERE problem = ? ORDER BY dt_ref",
-                           [problem.name]).df()
+        drift = (
+            con.execute("SELECT feature, kind, psi, flag FROM monitor_drift WHERE problem = ?", [problem.name])
+            .df()
+            .set_index("feature")
+        )
+        perf = con.execute("SELECT * FROM monitor_performance WHERE problem = ? ORDER BY dt_ref", [problem.name]).df()
         joined = con.execute(
             f"SELECT s.score, a.target FROM scores_monitor_fixture s JOIN {MON_ABT} a USING (dt_ref, seller_id) "
-            f"WHERE a.target IS NOT NULL AND s.dt_ref = DATE '2017-12-01'").df()
+            f"WHERE a.target IS NOT NULL AND s.dt_ref = DATE '2017-12-01'"
+        ).df()
     finally:
         con.close()
     assert out.n_reference == n_ref

@@ -14,9 +14,18 @@ import pytest
 
 from support.serving_world import REFS, fixture_problem, segments_problem
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--virtual-time-budget=10000"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--virtual-time-budget=10000",
+]
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +66,13 @@ def test_report_is_self_contained_with_every_section(trained, tmp_path):
     text = out.read_text()
     assert not re.search(r"(?:src|href)\s*=\s*[\"'](?!data:)", text), "external reference in the report"
     assert "http://" not in text and "https://" not in text and "<script" not in text
-    for section in ("Champion vs challengers", "Evaluation of the champion", "Top features", "Drift",
-                    "Realised performance"):
+    for section in (
+        "Champion vs challengers",
+        "Evaluation of the champion",
+        "Top features",
+        "Drift",
+        "Realised performance",
+    ):
         assert section in text, section
     imgs = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([^"]+)"', text)
     alts = [a for a, _ in imgs]
@@ -98,15 +112,19 @@ def test_report_plots_render_in_headless_chromium(trained, tmp_path):
     s, binary, _ = trained
     out = report(binary, s, out=tmp_path / "r.html")
     # a copy of the report with a probe that writes every image's natural size into the DOM
-    probe = ("<script>window.addEventListener('load',function(){var r=[];"
-             "document.querySelectorAll('img').forEach(function(i){r.push(i.alt+'='+i.naturalWidth+'x'+i.naturalHeight)});"
-             "var p=document.createElement('pre');p.id='img-probe';p.textContent=r.join(';');"
-             "document.body.appendChild(p);});</script>")
+    probe = (
+        "<script>window.addEventListener('load',function(){var r=[];"
+        "document.querySelectorAll('img').forEach(function(i){r.push(i.alt+'='+i.naturalWidth+'x'+i.naturalHeight)});"
+        "var p=document.createElement('pre');p.id='img-probe';p.textContent=r.join(';');"
+        "document.body.appendChild(p);});</script>"
+    )
     probed = tmp_path / "probed.html"
     probed.write_text(out.read_text().replace("</body>", probe + "</body>"))
     proc = subprocess.run(
         [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", probed.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     m = re.search(r'<pre id="img-probe">(.*?)</pre>', proc.stdout)
     assert m, f"chromium produced no probe (rc={proc.returncode}): {proc.stderr[-1500:]}"

@@ -23,14 +23,34 @@ pytestmark = [pytest.mark.server, pytest.mark.timeout(240)]
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-ORDER = {"order_id": "o1", "seller_id": None, "customer_state": "SP", "order_value": 80.0, "freight_value": 25.0,
-         "n_items": 1, "payment_type": "credit_card", "product_category": "health_beauty",
-         "order_purchase_timestamp": "2018-08-01T10:00:00", "order_approved_at": "2018-08-01T10:30:00",
-         "order_estimated_delivery_date": "2018-08-13T00:00:00"}
+ORDER = {
+    "order_id": "o1",
+    "seller_id": None,
+    "customer_state": "SP",
+    "order_value": 80.0,
+    "freight_value": 25.0,
+    "n_items": 1,
+    "payment_type": "credit_card",
+    "product_category": "health_beauty",
+    "order_purchase_timestamp": "2018-08-01T10:00:00",
+    "order_approved_at": "2018-08-01T10:30:00",
+    "order_estimated_delivery_date": "2018-08-13T00:00:00",
+}
 # raw order attributes: the ABT's order columns a client sends as they are
-RAW_ABT_COLUMNS = ["order_value", "freight_value", "n_items", "n_products", "n_sellers", "total_weight_g",
-                   "max_item_weight_g", "total_volume_cm3", "product_category", "payment_type",
-                   "payment_installments", "n_payments"]
+RAW_ABT_COLUMNS = [
+    "order_value",
+    "freight_value",
+    "n_items",
+    "n_products",
+    "n_sellers",
+    "total_weight_g",
+    "max_item_weight_g",
+    "total_volume_cm3",
+    "product_category",
+    "payment_type",
+    "payment_installments",
+    "n_payments",
+]
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +97,13 @@ def _order_at(s: Settings, days: int = 0, **kw) -> dict:
     """ORDER bought `days` days before the scoring date D (0: a new order bought on D, 10:00), promised
     12 days after its purchase."""
     p = pd.Timestamp(_scoring_date(s)) - pd.Timedelta(days=days) + pd.Timedelta(hours=10)
-    return {**ORDER, "order_purchase_timestamp": p.isoformat(),
-            "order_approved_at": (p + pd.Timedelta(minutes=30)).isoformat(),
-            "order_estimated_delivery_date": (p.normalize() + pd.Timedelta(days=12)).isoformat(), **kw}
+    return {
+        **ORDER,
+        "order_purchase_timestamp": p.isoformat(),
+        "order_approved_at": (p + pd.Timedelta(minutes=30)).isoformat(),
+        "order_estimated_delivery_date": (p.normalize() + pd.Timedelta(days=12)).isoformat(),
+        **kw,
+    }
 
 
 def _expected_delay(s: Settings, dt_ref, orders: list[dict]) -> tuple[np.ndarray, pd.DataFrame]:
@@ -220,11 +244,22 @@ def test_order_in_flight_is_scored_by_its_state_now(served):
     assert body["score"] == pytest.approx(float(expected[0]), abs=1e-9)
     row = frame.iloc[0]
     assert str(pd.Timestamp(row["dt_ref"]).date()) == str(d)
-    assert (row["days_in_flight"], row["handed_to_carrier"], row["days_since_carrier"], row["days_left"]) == (5, 1, 2, 7)
+    assert (row["days_in_flight"], row["handed_to_carrier"], row["days_since_carrier"], row["days_left"]) == (
+        5,
+        1,
+        2,
+        7,
+    )
     assert pd.notna(row["now_market_pct_overdue_45d"])
     # the same order not handed over yet (no carrier date, or one from D on: not happened at D)
-    waiting = [{**flying, "order_id": "w1", "order_delivered_carrier_date": None},
-               {**flying, "order_id": "w2", "order_delivered_carrier_date": (pd.Timestamp(d) + pd.Timedelta(hours=1)).isoformat()}]
+    waiting = [
+        {**flying, "order_id": "w1", "order_delivered_carrier_date": None},
+        {
+            **flying,
+            "order_id": "w2",
+            "order_delivered_carrier_date": (pd.Timestamp(d) + pd.Timedelta(hours=1)).isoformat(),
+        },
+    ]
     r = httpx.post(url + "/batch/delay", json={"orders": waiting}, headers=AUTH)
     assert r.status_code == 200, r.text
     w1, w2 = r.json()["results"]
@@ -249,24 +284,31 @@ def _open_orders_as_requests(s: Settings, n: int) -> tuple[list[dict], dict[str,
     with warehouse.session(s, read_only=True) as con:
         scored = con.execute(
             "SELECT order_id, score FROM scores_order_delay s JOIN stg_orders o USING (order_id) "
-            "ORDER BY o.order_delivered_carrier_date IS NULL, order_id").df()
+            "ORDER BY o.order_delivered_carrier_date IS NULL, order_id"
+        ).df()
         frame = con.execute(f"SELECT * FROM ({order_delay.orders_sql()}) o").df()
         raw = con.execute(
             "SELECT o.order_id, o.order_purchase_timestamp, o.order_approved_at, o.order_delivered_carrier_date, "
             "o.order_estimated_delivery_date, max(i.shipping_limit_date) AS shipping_limit_date "
-            "FROM stg_orders o JOIN stg_order_items i USING (order_id) GROUP BY ALL").df()
+            "FROM stg_orders o JOIN stg_order_items i USING (order_id) GROUP BY ALL"
+        ).df()
     assert len(scored) >= n, f"only {len(scored)} batch-scored orders"
     scored = scored.head(n)
     rows = frame.merge(raw, on="order_id").set_index("order_id").loc[scored["order_id"]].reset_index()
     out = []
     for r in rows.to_dict("records"):
         d = {k: r[k] for k in ["order_id", "seller_id", "customer_id", *RAW_ABT_COLUMNS] if pd.notna(r[k])}
-        for k in ("order_purchase_timestamp", "order_approved_at", "order_delivered_carrier_date",
-                  "order_estimated_delivery_date", "shipping_limit_date"):
+        for k in (
+            "order_purchase_timestamp",
+            "order_approved_at",
+            "order_delivered_carrier_date",
+            "order_estimated_delivery_date",
+            "shipping_limit_date",
+        ):
             if pd.notna(r[k]):
                 d[k] = pd.Timestamp(r[k]).isoformat()
         out.append({k: (v.item() if hasattr(v, "item") else v) for k, v in d.items()})
-    return out, dict(zip(scored["order_id"], scored["score"].astype(float)))
+    return out, dict(zip(scored["order_id"], scored["score"].astype(float), strict=False))
 
 
 def test_api_delay_score_equals_the_batch_score(served):

@@ -59,11 +59,19 @@ def _sellers(c: TestClient) -> list[str]:
 def _order(c: TestClient, **kw) -> dict:
     """A new order bought on the server's scoring date (scored at approval; not past its promise)."""
     d = pd.Timestamp(c.app.state.serving.features.delay.scoring_date)
-    return {"seller_id": _sellers(c)[0], "customer_state": "SP", "order_value": 80.0, "freight_value": 25.0,
-            "n_items": 1, "payment_type": "credit_card", "product_category": "health_beauty",
-            "order_purchase_timestamp": (d + pd.Timedelta(hours=10)).isoformat(),
-            "order_approved_at": (d + pd.Timedelta(hours=10, minutes=30)).isoformat(),
-            "order_estimated_delivery_date": (d + pd.Timedelta(days=12)).isoformat(), **kw}
+    return {
+        "seller_id": _sellers(c)[0],
+        "customer_state": "SP",
+        "order_value": 80.0,
+        "freight_value": 25.0,
+        "n_items": 1,
+        "payment_type": "credit_card",
+        "product_category": "health_beauty",
+        "order_purchase_timestamp": (d + pd.Timedelta(hours=10)).isoformat(),
+        "order_approved_at": (d + pd.Timedelta(hours=10, minutes=30)).isoformat(),
+        "order_estimated_delivery_date": (d + pd.Timedelta(days=12)).isoformat(),
+        **kw,
+    }
 
 
 def _post_raw(c: TestClient, path: str, text: str):
@@ -72,8 +80,10 @@ def _post_raw(c: TestClient, path: str, text: str):
 
 def _strict(r) -> dict:
     """The response body parsed as strict JSON (no NaN/Infinity): what any client can read."""
+
     def refuse(token):
         raise AssertionError(f"non-JSON constant {token} in the response")
+
     return json.loads(r.content, parse_constant=refuse)
 
 
@@ -128,7 +138,7 @@ def test_batch_limit_is_422_naming_the_setting(client):
     ids = _sellers(client)
     assert len(ids) > BATCH_LIMIT
     assert client.post("/batch/churn", json={"seller_ids": ids[:BATCH_LIMIT]}).status_code == 200
-    r = client.post("/batch/churn", json={"seller_ids": ids[:BATCH_LIMIT + 1]})
+    r = client.post("/batch/churn", json={"seller_ids": ids[: BATCH_LIMIT + 1]})
     assert r.status_code == 422
     assert f"at most {BATCH_LIMIT} items per batch" in r.json()["detail"] and MAX_BATCH_ENV in r.json()["detail"]
     r = client.post("/batch/delay", json={"orders": [_order(client, order_id=f"o{i}") for i in range(BATCH_LIMIT + 1)]})
@@ -143,8 +153,9 @@ def test_limits_come_from_the_env(home, monkeypatch):
     assert c.app.openapi()["components"]["schemas"]["BatchChurnIn"]["properties"]["seller_ids"]["maxItems"] == 3
     r = c.post("/batch/churn", json={"seller_ids": ["a", "b", "c", "d"]})
     assert r.status_code == 422 and "at most 3 items" in r.json()["detail"]
-    r = c.post("/batch/churn", content=_padded({"seller_ids": ["a"]}, 1001),
-               headers={"content-type": "application/json"})
+    r = c.post(
+        "/batch/churn", content=_padded({"seller_ids": ["a"]}, 1001), headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413 and "over 1000 bytes" in r.json()["detail"]
     # defaults without the env
     monkeypatch.delenv(MAX_BATCH_ENV)
@@ -193,8 +204,10 @@ def test_overrides_are_type_checked_and_unknown_fields_named(client):
     assert base.status_code == 200
     r = client.post("/orders/delay", json=_order(client, route_pct_late_90d="DROP TABLE"))
     assert r.status_code == 422, r.text  # was scored (the string became NaN and was imputed)
-    assert r.json()["detail"] == ('invalid request: route_pct_late_90d: the feature route_pct_late_90d is numeric: '
-                                  'expected a finite number, got a string "DROP TABLE"')
+    assert r.json()["detail"] == (
+        "invalid request: route_pct_late_90d: the feature route_pct_late_90d is numeric: "
+        'expected a finite number, got a string "DROP TABLE"'
+    )
     for bad, kind in ((True, "a boolean"), ([0.5], "a list"), ({"v": 1}, "an object"), (10**400, "a number")):
         r = client.post("/orders/delay", json=_order(client, route_pct_late_90d=bad))
         assert r.status_code == 422 and f"got {kind}" in r.json()["detail"], (bad, r.text)
@@ -233,8 +246,13 @@ def test_request_frame_generated_ids_avoid_given_ones(home):
     from olist_ml.problems import order_delay
 
     sid = _any_seller(home)[0]
-    req = pd.DataFrame({"order_id": [None, "request-0", "_request-1"], "seller_id": [sid] * 3,
-                        "order_purchase_timestamp": pd.to_datetime(["2018-06-02 10:00"] * 3)})
+    req = pd.DataFrame(
+        {
+            "order_id": [None, "request-0", "_request-1"],
+            "seller_id": [sid] * 3,
+            "order_purchase_timestamp": pd.to_datetime(["2018-06-02 10:00"] * 3),
+        }
+    )
     with warehouse.session(home, read_only=True) as con:
         frame = order_delay.request_frame(con, home, req, as_of=pd.Timestamp("2018-06-01"))
     ids = list(frame["order_id"])
@@ -295,8 +313,9 @@ def test_ready_follows_the_warehouse_file(home_copy, tmp_path):
         other = tmp_path / "other.duckdb"  # another warehouse: the data without its feature store
         shutil.copy(good, other)
         with duckdb.connect(str(other)) as con:
-            for (t,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'fs_seller_%'"
-                                    ).fetchall():
+            for (t,) in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'fs_seller_%'"
+            ).fetchall():
                 con.execute(f"DROP TABLE {t}")
         os.replace(other, wh)
         code, reasons = _ready(c)
@@ -308,7 +327,7 @@ def test_ready_follows_the_warehouse_file(home_copy, tmp_path):
 
 def test_ready_follows_the_mlflow_store(home_copy, tmp_path):
     s = home_copy
-    db = Path(s.mlflow_uri[len("sqlite:///"):])
+    db = Path(s.mlflow_uri[len("sqlite:///") :])
     with TestClient(create_app(s, poll_seconds=0, token="")) as c:
         assert _ready(c) == (200, [])
         db.rename(tmp_path / "mlflow.db")  # gone
@@ -332,8 +351,10 @@ def test_a_writer_holding_the_warehouse_is_no_fault(home_copy):
     """A batch job holds the warehouse (DuckDB's write lock): the snapshot stays, /ready stays 200
     (the behaviour before this change, kept on purpose)."""
     s = home_copy
-    code = ("import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
-            "c.execute('CREATE TABLE writer_was_here AS SELECT 1 AS x'); print('held', flush=True); time.sleep(60)")
+    code = (
+        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+        "c.execute('CREATE TABLE writer_was_here AS SELECT 1 AS x'); print('held', flush=True); time.sleep(60)"
+    )
     with TestClient(create_app(s, poll_seconds=0, token="")) as c:
         dt_ref = c.get("/ready").json()["dt_ref"]
         writer = subprocess.Popen([sys.executable, "-c", code, str(s.warehouse)], stdout=subprocess.PIPE, text=True)
@@ -372,8 +393,9 @@ def _raw_http(port: int, head: str, chunks: list[bytes] = (), timeout: float = 2
         # the JSON body follows the head
         if b"\r\n\r\n" in data:
             head_, _, rest = data.partition(b"\r\n\r\n")
-            n = next((int(x.split(b":")[1]) for x in head_.split(b"\r\n") if x.lower().startswith(b"content-length")),
-                     0)
+            n = next(
+                (int(x.split(b":")[1]) for x in head_.split(b"\r\n") if x.lower().startswith(b"content-length")), 0
+            )
             while len(rest) < n and time.monotonic() < deadline:
                 part = sock.recv(65536)
                 if not part:
@@ -389,20 +411,27 @@ def test_body_limit_under_uvicorn(home, monkeypatch):
     with running_server(home, extra_args=("--problem", "churn", "--max-body-bytes", "2000")) as url:
         port = int(url.rsplit(":", 1)[1])
         # 1. a declared 50 MB body: refused on its Content-Length, nothing sent after the head
-        head = ("POST /batch/churn HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                "Content-Length: 50000000\r\n\r\n")
+        head = (
+            "POST /batch/churn HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            "Content-Length: 50000000\r\n\r\n"
+        )
         answer = _raw_http(port, head)
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
         assert b"over 2000 bytes" in answer
         # 2. a chunked body: refused once the streamed bytes pass the limit, before its end
-        head = ("POST /batch/churn HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                "Transfer-Encoding: chunked\r\n\r\n")
+        head = (
+            "POST /batch/churn HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n"
+        )
         chunk = b" " * 1500
         answer = _raw_http(port, head, [b"%x\r\n%s\r\n" % (len(chunk), chunk)] * 2)
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
         # 3. an ordinary client: over the limit 413, under it the batch limit from the env applies
-        r = httpx.post(url + "/batch/churn", content=b'{"seller_ids": ["a"]}' + b" " * 2000,
-                       headers={"content-type": "application/json"})
+        r = httpx.post(
+            url + "/batch/churn",
+            content=b'{"seller_ids": ["a"]}' + b" " * 2000,
+            headers={"content-type": "application/json"},
+        )
         assert r.status_code == 413
         r = httpx.post(url + "/batch/churn", json={"seller_ids": ["a", "b", "c"]})
         assert r.status_code == 422 and "at most 2 items" in r.json()["detail"]
@@ -427,8 +456,22 @@ def _serve_until_exit(tmp_path: Path, host: str, port: int, token: str | None) -
     env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
     if token:
         env[TOKEN_ENV] = token
-    cmd = [sys.executable, "-m", "olist_ml", "--home", str(tmp_path / "home"), "serve", "--host", host, "--port",
-           str(port), "--poll-seconds", "0", "--problem", "churn"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "olist_ml",
+        "--home",
+        str(tmp_path / "home"),
+        "serve",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--poll-seconds",
+        "0",
+        "--problem",
+        "churn",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         _, err = proc.communicate(timeout=90)

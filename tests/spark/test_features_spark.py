@@ -9,11 +9,11 @@ import math
 import duckdb
 import pandas as pd
 import pytest
-from test_features import DT_REFS, make_rows, write_warehouse  # noqa: E402
 
-from _spark_helpers import session, spark_settings
 from olist_ml.features import FEATURE_TABLES, build, compute
 from olist_ml.schema import SOURCES
+from support.feature_rows import DT_REFS, make_rows, write_warehouse
+from support.spark import session, spark_settings
 
 pytestmark = pytest.mark.spark
 pytest.importorskip("pyspark")
@@ -39,7 +39,9 @@ def _fixture_lake(settings, tmp_path):
     con = duckdb.connect(str(settings.warehouse))
     try:
         for src in SOURCES:
-            if con.execute(f"SELECT count(*) FROM information_schema.tables WHERE table_name = '{src.stg}'").fetchall()[0][0]:
+            if con.execute(f"SELECT count(*) FROM information_schema.tables WHERE table_name = '{src.stg}'").fetchall()[
+                0
+            ][0]:
                 (lake / src.stg).mkdir(parents=True)
                 con.execute(f"COPY {src.stg} TO '{lake / src.stg / 'part-0.parquet'}' (FORMAT parquet)")
     finally:
@@ -68,9 +70,11 @@ def test_every_feature_query_same_on_duckdb_and_spark(spark, tmp_path, settings)
         assert len(d) > 50 and len(sp) == len(d), t
         assert list(sp.seller_id) == list(d.seller_id) and list(sp.dt_ref) == list(d.dt_ref), t
         for c in d.columns[2:]:
-            for a, b in zip(d[c].tolist(), sp[c].tolist()):
-                na, nb = a is None or a is pd.NA or (isinstance(a, float) and math.isnan(a)), b is None or b is pd.NA or (
-                    isinstance(b, float) and math.isnan(b))
+            for a, b in zip(d[c].tolist(), sp[c].tolist(), strict=False):
+                na, nb = (
+                    a is None or a is pd.NA or (isinstance(a, float) and math.isnan(a)),
+                    b is None or b is pd.NA or (isinstance(b, float) and math.isnan(b)),
+                )
                 assert na == nb, (t, c, a, b)
                 if not na:
                     assert math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9), (t, c, a, b)

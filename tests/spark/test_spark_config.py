@@ -10,8 +10,18 @@ import pytest
 from olist_ml.config import Settings, is_uri
 
 
-@pytest.mark.parametrize("uri", ["s3a://bucket/x", "s3://bucket/fs", "abfss://c@acct.dfs.core.windows.net/olist",
-                                 "dbfs:/olist/lake", "hdfs://nn:8020/olist", "file:///data/lake", "gs://b/p"])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "s3a://bucket/x",
+        "s3://bucket/fs",
+        "abfss://c@acct.dfs.core.windows.net/olist",
+        "dbfs:/olist/lake",
+        "hdfs://nn:8020/olist",
+        "file:///data/lake",
+        "gs://b/p",
+    ],
+)
 def test_lake_uri_is_passed_through_untouched(uri: str, monkeypatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OLIST_ML_LAKE", uri)

@@ -9,12 +9,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from _spark_helpers import session, spark_settings
 from olist_ml.config import Settings
 from olist_ml.errors import InputError
 from olist_ml.ingest import QUARANTINE_TABLE, ingest
 from olist_ml.schema import SOURCES
-from test_ingest import ITEMS, ORDERS, PAYMENTS, PRODUCTS, REVIEWS, write_source
+from support.raw_files import ITEMS, ORDERS, PAYMENTS, PRODUCTS, write_source
+from support.spark import session, spark_settings
 
 pytestmark = pytest.mark.spark
 pytest.importorskip("pyspark")
@@ -23,23 +23,25 @@ _MULTI = (
     '"review_id","order_id","review_score","review_comment_title","review_comment_message",'
     '"review_creation_date","review_answer_timestamp"\n'
     '"r1","o1",5,,"otimo\nchegou rapido\nrecomendo",2017-01-11 00:00:00,2017-01-12 10:00:00\n'  # lines 2-4
-    '"r2","o2",4,,,2017-02-06 00:00:00,2017-02-07 10:00:00\n'                                  # line 5
-    '"r3","o3",3,,"two\nlines"\n'                                            # lines 6-7: malformed (too few fields)
-    '"r4","o3",cinco,,,2017-03-05 00:00:00,\n'                               # line 8: untypable
-    '"r5","o3",3,,,2017-03-05 00:00:00,2017-03-06 00:00:00,extra\n'          # line 9: malformed (too many)
-    '"r6","o3",9,,,2017-03-05 00:00:00,\n'                                   # line 10: implausible
-    '"r1","o1",3,,"again\nand again",2017-01-13 00:00:00,\n'                 # lines 11-12: duplicate of line 2
+    '"r2","o2",4,,,2017-02-06 00:00:00,2017-02-07 10:00:00\n'  # line 5
+    '"r3","o3",3,,"two\nlines"\n'  # lines 6-7: malformed (too few fields)
+    '"r4","o3",cinco,,,2017-03-05 00:00:00,\n'  # line 8: untypable
+    '"r5","o3",3,,,2017-03-05 00:00:00,2017-03-06 00:00:00,extra\n'  # line 9: malformed (too many)
+    '"r6","o3",9,,,2017-03-05 00:00:00,\n'  # line 10: implausible
+    '"r1","o1",3,,"again\nand again",2017-01-13 00:00:00,\n'  # lines 11-12: duplicate of line 2
 )
 BAD = {
-    "orders": ORDERS + (
-        '"o4","c1",delivered,1900-01-01 00:00:00,,,,1900-01-20 00:00:00\n'          # line 5: outside the window
-        '"o6","c3",delivered,infinity,,,,2017-03-20 00:00:00\n'                     # line 6
+    "orders": ORDERS
+    + (
+        '"o4","c1",delivered,1900-01-01 00:00:00,,,,1900-01-20 00:00:00\n'  # line 5: outside the window
+        '"o6","c3",delivered,infinity,,,,2017-03-20 00:00:00\n'  # line 6
         '"o7","c1",delivered,2017-10-02 10:56:33+03:00,2017-10-02T11:00:00Z,,,2017-10-20 00:00:00\n'  # offsets
         '"o8","c2",delivered,2017-01-05 10:00:00-02:00,2017-01-05 12:00:00 +0000,,,2017-01-20 00:00:00\n'
         '"o9","c3",delivered,2017-10-02 10:56:33 Mars/Olympus,,,,2017-10-20 00:00:00\n'  # unknown zone
-        '"o2","c2",delivered,2017-02-01 08:30:00,,,,2017-02-15 00:00:00\n'           # duplicate of line 3
+        '"o2","c2",delivered,2017-02-01 08:30:00,,,,2017-02-15 00:00:00\n'  # duplicate of line 3
     ),
-    "order_items": ITEMS + (
+    "order_items": ITEMS
+    + (
         '"o2",2,"p1","s1",2017-02-05 08:30:00,NaN,1.0\n'
         '"o2",3,"p1","s1",2017-02-05 08:30:00,-Infinity,1.0\n'
         '"o2",4,"p1","s1",2017-02-05 08:30:00,-5.00,1.0\n'
@@ -92,7 +94,9 @@ def test_spark_ingest_equals_duckdb_ingest_on_bad_input(spark, tmp_path: Path) -
     assert s.checks == d.checks and s.date_window == d.date_window
     malformed = [w for w in d.warnings if "malformed CSV record" in w]
     assert sorted(set(s.warnings) - set(d.warnings)) == [] or all("malformed" not in w for w in malformed)
-    assert sorted(w for w in s.warnings if "malformed" not in w) == sorted(w for w in d.warnings if "malformed" not in w)
+    assert sorted(w for w in s.warnings if "malformed" not in w) == sorted(
+        w for w in d.warnings if "malformed" not in w
+    )
 
     lake = Lake(spark, spark_s.lake_uri)
     for spec in SOURCES:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from _spark_helpers import session, spark_settings
 from olist_ml.errors import EnvironmentFault
+from support.spark import session, spark_settings
 
 pytestmark = pytest.mark.spark
 pytest.importorskip("pyspark")
@@ -28,7 +28,9 @@ def test_s3a_uri_is_handed_to_the_spark_writer_untouched(spark, monkeypatch, tmp
     seen: list[str] = []
     monkeypatch.setattr(DataFrameWriter, "parquet", lambda self, path, *a, **k: seen.append(path))
     lake = Lake(spark, "s3a://bucket/x")
-    df = spark.createDataFrame([(dt.date(2018, 1, 1), dt.date(2018, 1, 1), "s1")], "dt_month DATE, dt_ref DATE, seller_id STRING")
+    df = spark.createDataFrame(
+        [(dt.date(2018, 1, 1), dt.date(2018, 1, 1), "s1")], "dt_month DATE, dt_ref DATE, seller_id STRING"
+    )
     lake.overwrite_partitions(df, "fs_seller_sales", ["dt_month"])
     stage = lake.stage(df, "stg_orders")
     assert seen[0] == "s3a://bucket/x/fs_seller_sales"
@@ -36,7 +38,9 @@ def test_s3a_uri_is_handed_to_the_spark_writer_untouched(spark, monkeypatch, tmp
     assert not any(tmp_path.iterdir())  # no local folder named "s3a:"
 
 
-def test_a_remote_scheme_without_its_connector_is_one_line_and_nothing_local(spark, monkeypatch, tmp_path: Path) -> None:
+def test_a_remote_scheme_without_its_connector_is_one_line_and_nothing_local(
+    spark, monkeypatch, tmp_path: Path
+) -> None:
     """Real Hadoop: the URI reaches its FileSystem lookup as given (the old engine made a folder `s3a:`)."""
     from olist_ml.features import build
 

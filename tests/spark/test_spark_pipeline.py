@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _spark_helpers import session, spark_settings
 from olist_ml import synth
 from olist_ml.config import Settings
 from olist_ml.features import FEATURE_TABLES
 from olist_ml.pipeline import run_pipeline
 from olist_ml.schema import SOURCES
+from support.spark import session, spark_settings
 
 pytestmark = pytest.mark.spark
 pytest.importorskip("pyspark")
@@ -90,8 +90,9 @@ def _isna(v) -> bool:
         return False
 
 
-def assert_same(a: pd.DataFrame, b: pd.DataFrame, keys: list[str], what: str, tol: float = 1e-6,
-                skip: tuple[str, ...] = ()) -> None:
+def assert_same(
+    a: pd.DataFrame, b: pd.DataFrame, keys: list[str], what: str, tol: float = 1e-6, skip: tuple[str, ...] = ()
+) -> None:
     cols = [c for c in a.columns if c not in skip]
     assert sorted(cols) == sorted(c for c in b.columns if c not in skip), what
     assert len(a) == len(b), (what, len(a), len(b))
@@ -100,7 +101,7 @@ def assert_same(a: pd.DataFrame, b: pd.DataFrame, keys: list[str], what: str, to
     a = a.sort_values(keys, key=lambda s: s.astype(str)).reset_index(drop=True)
     b = b.sort_values(keys, key=lambda s: s.astype(str)).reset_index(drop=True)
     for c in cols:
-        for i, (x, y) in enumerate(zip(a[c].tolist(), b[c].tolist())):
+        for i, (x, y) in enumerate(zip(a[c].tolist(), b[c].tolist(), strict=False)):
             if _isna(x) or _isna(y):  # None / NaN / NaT: missing on both sides
                 assert _isna(x) and _isna(y), (what, c, i, x, y)
             elif isinstance(x, (int, float)) and isinstance(y, (int, float)) and not isinstance(x, bool):
@@ -141,14 +142,24 @@ def test_activation_and_segments_run_end_to_end_on_spark_like_on_duckdb(more_run
     assert_same(seg_d, seg_s, ["seller_id"], "abt_seller_segments", tol=1e-9)
     a, b = duck_frame(duck, "scores_seller_segments"), lake_frame(lake, "scores_seller_segments")
     assert_same(a, b, ["dt_ref", "seller_id"], "scores_seller_segments", skip=("scored_at", "run_id"))
-    assert_same(duck_frame(duck, "seller_segments"), lake_frame(lake, "seller_segments"), ["dt_ref", "seller_id"],
-                "seller_segments", skip=("run_id",))
+    assert_same(
+        duck_frame(duck, "seller_segments"),
+        lake_frame(lake, "seller_segments"),
+        ["dt_ref", "seller_id"],
+        "seller_segments",
+        skip=("run_id",),
+    )
     act_d, act_s = duck_frame(duck, "abt_seller_activation"), lake_frame(lake, "abt_seller_activation")
     assert len(act_d) > 10
     assert_same(act_d, act_s, ["mql_id"], "abt_seller_activation", tol=1e-9)
     if sd["seller_activation: score"][0] == "done":
-        assert_same(duck_frame(duck, "scores_seller_activation"), lake_frame(lake, "scores_seller_activation"),
-                    ["dt_ref", "mql_id"], "scores_seller_activation", skip=("scored_at", "run_id"))
+        assert_same(
+            duck_frame(duck, "scores_seller_activation"),
+            lake_frame(lake, "scores_seller_activation"),
+            ["dt_ref", "mql_id"],
+            "scores_seller_activation",
+            skip=("scored_at", "run_id"),
+        )
 
 
 def test_second_spark_run_skips_what_is_current_and_scores_idempotently(runs) -> None:
@@ -182,8 +193,9 @@ def test_training_sample_is_time_stratified(runs) -> None:
         assert per_got.get(d, 0) == math.ceil(n * frac), (d, n)
     # sellers are chosen by a hash, not by time: the kept sellers overlap across dates
     first, last = per_all.index[0], per_all.index[-1]
-    assert set(got.loc[got.dt_ref == first, "seller_id"]) & set(full.loc[full.dt_ref == last, "seller_id"]) \
-        <= set(got.loc[got.dt_ref == last, "seller_id"]) | set(full.loc[full.dt_ref == first, "seller_id"])
+    assert set(got.loc[got.dt_ref == first, "seller_id"]) & set(full.loc[full.dt_ref == last, "seller_id"]) <= set(
+        got.loc[got.dt_ref == last, "seller_id"]
+    ) | set(full.loc[full.dt_ref == first, "seller_id"])
 
 
 @pytest.mark.slow
@@ -211,7 +223,9 @@ def test_features_incremental_on_spark_recompute_what_duckdb_recomputes(spark, t
     header, first_row, rest = text.split("\n", 2)
     cols = next(__import__("csv").reader([first_row]))
     order = cols[1]
-    path.write_text(f"{header}\n{first_row}\n\"extra-review\",\"{order}\",1,,,2018-06-20 00:00:00,2018-06-27 10:00:00\n{rest}")
+    path.write_text(
+        f'{header}\n{first_row}\n"extra-review","{order}",1,,,2018-06-20 00:00:00,2018-06-27 10:00:00\n{rest}'
+    )
     ingest.ingest(raw, duck)
     ingest_spark(raw, lake)
     d2, s2 = build(duck, **kw), build(lake, **kw)

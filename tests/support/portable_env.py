@@ -51,8 +51,11 @@ def python_of(env: Path) -> Path:
 def clean_subprocess_env(**extra: str) -> dict[str, str]:
     """The environment for a process in a clean env: no project paths, no virtualenv of ours,
     bytecode written (a cached env starts warm), MLflow offline."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE", "PYTHONHOME")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE", "PYTHONHOME")
+    }
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     env.update(extra)
     return env
@@ -80,11 +83,16 @@ def clean_env(requirements: list[str], *, root: Path | None = None) -> tuple[Pat
         base = getattr(sys, "_base_executable", None) or sys.executable
         run_env = {**clean_subprocess_env(), "UV_PYTHON_DOWNLOADS": "never"}
         run_env.pop("UV_COMPILE_BYTECODE", None)
-        subprocess.run([uv, "venv", "--quiet", "--python", base, str(env)], check=True, env=run_env,
-                       capture_output=True, text=True)
+        subprocess.run(
+            [uv, "venv", "--quiet", "--python", base, str(env)], check=True, env=run_env, capture_output=True, text=True
+        )
         (env / "requirements.txt").write_text("\n".join(reqs) + "\n")
-        r = subprocess.run([uv, "pip", "install", "--quiet", "--python", str(python_of(env)), "-r",
-                            str(env / "requirements.txt")], env=run_env, capture_output=True, text=True)
+        r = subprocess.run(
+            [uv, "pip", "install", "--quiet", "--python", str(python_of(env)), "-r", str(env / "requirements.txt")],
+            env=run_env,
+            capture_output=True,
+            text=True,
+        )
         if r.returncode != 0:
             raise RuntimeError(f"uv pip install failed for {reqs}: {r.stderr[-2000:]}")
         rec = {"key": key, "requirements": reqs, "seconds": round(time.perf_counter() - t0, 2)}

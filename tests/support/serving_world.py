@@ -25,8 +25,9 @@ from olist_ml.config import Settings
 FEATURES_END = date(2018, 6, 1)
 
 
-def make_feature_store(settings: Settings, *, scale: float = 0.05, seed: int = 1, cadence: str = "monthly",
-                       end: date | None = FEATURES_END) -> None:
+def make_feature_store(
+    settings: Settings, *, scale: float = 0.05, seed: int = 1, cadence: str = "monthly", end: date | None = FEATURES_END
+) -> None:
     """A real (small) warehouse: synthetic Olist CSVs -> ingest -> feature store (full rebuild)."""
     from olist_ml import features, ingest, synth
 
@@ -72,8 +73,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(settings: Settings, *, token: str | None = None, poll_seconds: float = 0.5,
-                   extra_args: tuple[str, ...] = (), timeout: float = 60.0):
+def running_server(
+    settings: Settings,
+    *,
+    token: str | None = None,
+    poll_seconds: float = 0.5,
+    extra_args: tuple[str, ...] = (),
+    timeout: float = 60.0,
+):
     """`olist-ml serve` as a real subprocess on a free loopback port; yields its base URL."""
     import httpx
 
@@ -83,9 +90,25 @@ def running_server(settings: Settings, *, token: str | None = None, poll_seconds
     if token:
         env["OLIST_ML_API_TOKEN"] = token
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    cmd = [sys.executable, "-m", "olist_ml", "--home", str(settings.home), "--warehouse", str(settings.warehouse),
-           "--tracking-uri", settings.mlflow_uri, "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--poll-seconds", str(poll_seconds), *extra_args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "olist_ml",
+        "--home",
+        str(settings.home),
+        "--warehouse",
+        str(settings.warehouse),
+        "--tracking-uri",
+        settings.mlflow_uri,
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--poll-seconds",
+        str(poll_seconds),
+        *extra_args,
+    ]
     log_path = Path(settings.home) / f"serve-{port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
@@ -125,18 +148,27 @@ REFS = [date(2017, m, 1) for m in range(1, 13)] + [date(2018, 1, 1)]
 def fixture_abt(seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     frames = []
-    for i, d in enumerate(REFS):
+    for _i, d in enumerate(REFS):
         last = d == REFS[-1]
         x1 = rng.normal(size=N_SELLERS)
         x2 = rng.normal(loc=3.0 if last else 0.0, size=N_SELLERS)  # x2 drifts in the latest population
         cat = rng.choice(["SP", "RJ", "MG"], N_SELLERS)
         p = 1 / (1 + np.exp(-(2.0 * x1 - 0.5)))
         y = (rng.random(N_SELLERS) < p).astype(float)
-        frames.append(pd.DataFrame({
-            "dt_ref": pd.Timestamp(d), "seller_id": [f"s{j:03d}" for j in range(N_SELLERS)],
-            "x1": x1, "x2": x2, "state": cat,
-            "target": pd.array([pd.NA] * N_SELLERS, dtype="Int64") if last else pd.array(y.astype(int), dtype="Int64"),
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "dt_ref": pd.Timestamp(d),
+                    "seller_id": [f"s{j:03d}" for j in range(N_SELLERS)],
+                    "x1": x1,
+                    "x2": x2,
+                    "state": cat,
+                    "target": pd.array([pd.NA] * N_SELLERS, dtype="Int64")
+                    if last
+                    else pd.array(y.astype(int), dtype="Int64"),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -146,8 +178,10 @@ def fixture_problem():
     def build_abt(con, settings):
         df = fixture_abt()
         con.register("_abt_df", df)
-        con.execute(f"CREATE OR REPLACE TABLE {MON_ABT} AS SELECT CAST(dt_ref AS DATE) AS dt_ref, seller_id, x1, x2, "
-                    f"state, CAST(target AS INTEGER) AS target FROM _abt_df")
+        con.execute(
+            f"CREATE OR REPLACE TABLE {MON_ABT} AS SELECT CAST(dt_ref AS DATE) AS dt_ref, seller_id, x1, x2, "
+            f"state, CAST(target AS INTEGER) AS target FROM _abt_df"
+        )
         con.unregister("_abt_df")
         return len(df)
 
@@ -155,12 +189,20 @@ def fixture_problem():
         as_of = as_of or con.execute(f"SELECT max(dt_ref) FROM {MON_ABT}").fetchall()[0][0]
         return con.execute(f"SELECT dt_ref, seller_id, x1, x2, state FROM {MON_ABT} WHERE dt_ref = ?", [as_of]).df()
 
-    return Problem(name="monitor_fixture", kind="binary", abt_table=MON_ABT, key_columns=("dt_ref", "seller_id"),
-                   time_column="dt_ref", build_abt=build_abt, scoring_frame=scoring_frame, target="target",
-                   group_column="seller_id", categorical_features=("state",), numeric_features=("x1", "x2"),
-                   split=SplitConfig(oot_months=2, cv_folds=2))
-
-
+    return Problem(
+        name="monitor_fixture",
+        kind="binary",
+        abt_table=MON_ABT,
+        key_columns=("dt_ref", "seller_id"),
+        time_column="dt_ref",
+        build_abt=build_abt,
+        scoring_frame=scoring_frame,
+        target="target",
+        group_column="seller_id",
+        categorical_features=("state",),
+        numeric_features=("x1", "x2"),
+        split=SplitConfig(oot_months=2, cv_folds=2),
+    )
 
 
 SEG_ABT = "abt_segments_fixture"
@@ -175,15 +217,22 @@ def segments_problem():
         frames = []
         for m in range(1, 5):
             grp = np.arange(80) % 2
-            frames.append(pd.DataFrame({
-                "dt_ref": pd.Timestamp(2018, m, 1), "seller_id": [f"s{j:03d}" for j in range(80)],
-                "gmv_180d": np.where(grp == 1, 5000.0, 100.0) * rng.lognormal(0, 0.1, 80),
-                "n_orders_180d": np.where(grp == 1, 60.0, 3.0) + rng.normal(0, 1, 80),
-            }))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "dt_ref": pd.Timestamp(2018, m, 1),
+                        "seller_id": [f"s{j:03d}" for j in range(80)],
+                        "gmv_180d": np.where(grp == 1, 5000.0, 100.0) * rng.lognormal(0, 0.1, 80),
+                        "n_orders_180d": np.where(grp == 1, 60.0, 3.0) + rng.normal(0, 1, 80),
+                    }
+                )
+            )
         df = pd.concat(frames, ignore_index=True)
         con.register("_seg_df", df)
-        con.execute(f"CREATE OR REPLACE TABLE {SEG_ABT} AS SELECT CAST(dt_ref AS DATE) AS dt_ref, seller_id, gmv_180d, "
-                    f"n_orders_180d FROM _seg_df")
+        con.execute(
+            f"CREATE OR REPLACE TABLE {SEG_ABT} AS SELECT CAST(dt_ref AS DATE) AS dt_ref, seller_id, gmv_180d, "
+            f"n_orders_180d FROM _seg_df"
+        )
         con.unregister("_seg_df")
         return len(df)
 
@@ -191,7 +240,16 @@ def segments_problem():
         as_of = as_of or con.execute(f"SELECT max(dt_ref) FROM {SEG_ABT}").fetchall()[0][0]
         return con.execute(f"SELECT * FROM {SEG_ABT} WHERE dt_ref = ?", [as_of]).df()
 
-    return Problem(name="segments_fixture", kind="cluster", abt_table=SEG_ABT, key_columns=("dt_ref", "seller_id"),
-                   time_column="dt_ref", build_abt=build_abt, scoring_frame=scoring_frame, group_column="seller_id",
-                   categorical_features=(), numeric_features=("gmv_180d", "n_orders_180d"),
-                   split=SplitConfig(oot_months=1, cv_folds=2))
+    return Problem(
+        name="segments_fixture",
+        kind="cluster",
+        abt_table=SEG_ABT,
+        key_columns=("dt_ref", "seller_id"),
+        time_column="dt_ref",
+        build_abt=build_abt,
+        scoring_frame=scoring_frame,
+        group_column="seller_id",
+        categorical_features=(),
+        numeric_features=("gmv_180d", "n_orders_180d"),
+        split=SplitConfig(oot_months=1, cv_folds=2),
+    )

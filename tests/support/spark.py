@@ -15,8 +15,9 @@ MASTER = os.environ.get("SPARK_TEST_MASTER", "local[2]")
 
 def spark_settings(home: Path, **kw) -> Settings:
     """Settings of a test home on the Spark engine (the shared session's master)."""
-    return Settings(home=home, engine="spark", spark_master=MASTER, spark_shuffle_partitions=2,
-                    spark_driver_memory="1g", **kw)
+    return Settings(
+        home=home, engine="spark", spark_master=MASTER, spark_shuffle_partitions=2, spark_driver_memory="1g", **kw
+    )
 
 
 def session():

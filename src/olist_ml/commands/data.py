@@ -13,15 +13,17 @@ def register(app: typer.Typer) -> None:
     def ingest_cmd(
         ctx: typer.Context,
         source: Path = typer.Argument(..., help="Folder of Olist CSVs (.csv or .csv.gz) or the Kaggle zip."),
-        strict: bool = typer.Option(False, "--strict", help="Fail (exit 2, warehouse unchanged) if any row is quarantined."),
+        strict: bool = typer.Option(
+            False, "--strict", help="Fail (exit 2, warehouse unchanged) if any row is quarantined."
+        ),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of tables."),
     ) -> None:
         """Validate the raw Olist CSVs and load them into the warehouse (stg_* tables), atomically."""
         from rich.console import Console
 
-        from ._context import writer
         from ..ingest import ingest
+        from ._context import writer
 
         settings = writer(ctx, f"ingest {source}")
         console = Console(stderr=False)
@@ -42,8 +44,8 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from ._context import settings_of
         from ..ingest import last_run, summary
+        from ._context import settings_of
 
         settings = settings_of(ctx)
         rows = summary(settings)
@@ -52,25 +54,46 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps({"stg": rows, "derived": derived}, indent=2, default=str))
             return
         t = Table(title=f"warehouse {settings.warehouse}")
-        for col, just in (("table", "left"), ("rows", "right"), ("date column", "left"), ("from", "left"),
-                          ("to", "left"), ("quarantined", "right")):
+        for col, just in (
+            ("table", "left"),
+            ("rows", "right"),
+            ("date column", "left"),
+            ("from", "left"),
+            ("to", "left"),
+            ("quarantined", "right"),
+        ):
             t.add_column(col, justify=just)
         for r in rows:
-            t.add_row(r["table"], f"{r['rows']:,}", r["date_column"] or "", str(r["min"] or ""), str(r["max"] or ""),
-                      str(r["quarantined"]))
+            t.add_row(
+                r["table"],
+                f"{r['rows']:,}",
+                r["date_column"] or "",
+                str(r["min"] or ""),
+                str(r["max"] or ""),
+                str(r["quarantined"]),
+            )
         console = Console()
         console.print(t)
         run = last_run(settings)
         if run:
-            console.print(f"last ingest {run['finished_at']} from {run['source']} (sha256 {str(run['content_hash'])[:12]})")
+            console.print(
+                f"last ingest {run['finished_at']} from {run['source']} (sha256 {str(run['content_hash'])[:12]})"
+            )
         if derived:
-            d = Table(title="derived tables (lineage: recomputed by the next features build / train / predict / run "
-                            "when stale)")
+            d = Table(
+                title="derived tables (lineage: recomputed by the next features build / train / predict / run "
+                "when stale)"
+            )
             for col, just in (("table", "left"), ("dt_refs", "right"), ("stale", "right"), ("status", "left")):
                 d.add_column(col, justify=just)
             for r in derived:
-                d.add_row(r["table"], "whole" if r["parts"] is None else f"{r['parts']:,}", str(r["stale"]),
-                          r["status"], style=None if r["status"] == "current" else "yellow")
+                d.add_row(
+                    r["table"],
+                    "whole" if r["parts"] is None else f"{r['parts']:,}",
+                    str(r["stale"]),
+                    r["status"],
+                    style=None if r["status"] == "current" else "yellow",
+                )
             console.print(d)
 
 
@@ -94,16 +117,23 @@ def _print_report(console, report) -> None:
     for col, just in (("table", "left"), ("loaded", "right"), ("quarantined", "right"), ("warnings", "right")):
         t.add_column(col, justify=just, no_wrap=True)
     for tr in report.tables:
-        t.add_row(tr.stg, f"{tr.loaded:,}", str(tr.quarantined), str(len(tr.warnings)),
-                  style="red" if tr.quarantined else None)
+        t.add_row(
+            tr.stg,
+            f"{tr.loaded:,}",
+            str(tr.quarantined),
+            str(len(tr.warnings)),
+            style="red" if tr.quarantined else None,
+        )
     for stg in report.skipped:
         t.add_row(f"{stg} (optional, not found)", "-", "-", "-", style="dim")
     console.print(t)
     for w in report.warnings:
         console.print(f"[yellow]warning[/yellow] {w}", highlight=False)
     if report.kept_tables:
-        console.print(f"kept {len(report.kept_tables)} other table(s) from the previous warehouse: "
-                      f"{', '.join(report.kept_tables[:8])}{' ...' if len(report.kept_tables) > 8 else ''}")
+        console.print(
+            f"kept {len(report.kept_tables)} other table(s) from the previous warehouse: "
+            f"{', '.join(report.kept_tables[:8])}{' ...' if len(report.kept_tables) > 8 else ''}"
+        )
     q = report.quarantined
     console.print(
         f"{'[red]' if q else '[green]'}{sum(t.loaded for t in report.tables):,} rows loaded, {q} quarantined"

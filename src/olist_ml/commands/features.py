@@ -15,11 +15,15 @@ def register(app: typer.Typer) -> None:
     @fapp.command("build")
     def build_cmd(
         ctx: typer.Context,
-        start: Optional[str] = typer.Option(None, "--start", help="First dt_ref (YYYY-MM-DD); default: first purchase month."),
+        start: Optional[str] = typer.Option(
+            None, "--start", help="First dt_ref (YYYY-MM-DD); default: first purchase month."
+        ),
         end: Optional[str] = typer.Option(None, "--end", help="Last dt_ref (YYYY-MM-DD); default: observed data end."),
         cadence: str = typer.Option("daily", "--cadence", help="daily | weekly (Mondays) | monthly (1st)."),
         table: Optional[list[str]] = typer.Option(None, "--table", help="Only this table (repeatable)."),
-        full: bool = typer.Option(False, "--full", help="Recompute every dt_ref of the range (default: only missing ones)."),
+        full: bool = typer.Option(
+            False, "--full", help="Recompute every dt_ref of the range (default: only missing ones)."
+        ),
         engine: Optional[str] = typer.Option(None, "--engine", help="duckdb (default) or spark."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     ) -> None:
@@ -27,11 +31,13 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from ._context import writer
         from ..features import build
+        from ._context import writer
 
         settings = writer(ctx, "features build").with_(engine=engine)
-        rep = build(settings, start=start, end=end, cadence=cadence, tables=table or None, full=full, progress=not no_progress)
+        rep = build(
+            settings, start=start, end=end, cadence=cadence, tables=table or None, full=full, progress=not no_progress
+        )
         t = Table(title=f"features {rep.cadence} {rep.start}..{rep.end} on {rep.engine} in {rep.seconds:.1f}s")
         for c in ("table", "dt_refs built", "of which stale", "already current", "rows", "seconds"):
             t.add_column(c, justify="left" if c == "table" else "right", no_wrap=c == "table")
@@ -42,7 +48,6 @@ def register(app: typer.Typer) -> None:
         for line in stale_lines(rep):
             console.print(line)
 
-
     @fapp.command("list")
     def list_cmd(
         ctx: typer.Context,
@@ -52,8 +57,8 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from ._context import settings_of
         from ..features import catalog, resolve_tables
+        from ._context import settings_of
 
         settings = settings_of(ctx)
         name = resolve_tables(table)[0] if table else None
@@ -62,7 +67,9 @@ def register(app: typer.Typer) -> None:
         for c in ("table", "feature", "window", "unit", "description"):
             t.add_column(c)
         for d in docs:
-            t.add_row(d.table, d.name, f"{d.window_days}d" if d.window_days else "lifetime/point", d.unit, d.description)
+            t.add_row(
+                d.table, d.name, f"{d.window_days}d" if d.window_days else "lifetime/point", d.unit, d.description
+            )
         Console(width=200).print(t)
 
 

@@ -35,16 +35,22 @@ def summary_lines(p, res, uri: str = "") -> list[str]:
     lin = res.lineage
     out = []
     if p.kind == "cluster" and "validation_start" not in lin:  # no labels, no periods: one population at one date
-        out.append(f"{p.name}: ABT {lin.get('abt_table')} {lin.get('abt_rows')} rows at "
-                   f"{lin.get('abt_dt_ref_max')}, {lin.get('n_features')} features")
+        out.append(
+            f"{p.name}: ABT {lin.get('abt_table')} {lin.get('abt_rows')} rows at "
+            f"{lin.get('abt_dt_ref_max')}, {lin.get('n_features')} features"
+        )
     else:
-        out.append(f"{p.name}: ABT {lin['abt_table']} {lin['abt_rows']} rows ({lin['abt_labelled_rows']} labelled), "
-                   f"{lin['n_features']} features")
-        out.append(f"  train {lin['split_train_dt_ref_min']}..{lin['split_train_dt_ref_max']} "
-                   f"({lin['split_train_rows']}) | validation {lin['validation_start']}..{lin['validation_end']} "
-                   f"({lin['validation_rows']}) | test {lin['test_start']}..{lin['test_end']} ({lin['test_rows']})"
-                   f"{', purged by when labels became known' if lin.get('purged_by_label_known_at') else ''}; "
-                   f"registered artefact refit on {lin['train_rows']} labelled rows through {lin['trained_until']}")
+        out.append(
+            f"{p.name}: ABT {lin['abt_table']} {lin['abt_rows']} rows ({lin['abt_labelled_rows']} labelled), "
+            f"{lin['n_features']} features"
+        )
+        out.append(
+            f"  train {lin['split_train_dt_ref_min']}..{lin['split_train_dt_ref_max']} "
+            f"({lin['split_train_rows']}) | validation {lin['validation_start']}..{lin['validation_end']} "
+            f"({lin['validation_rows']}) | test {lin['test_start']}..{lin['test_end']} ({lin['test_rows']})"
+            f"{', purged by when labels became known' if lin.get('purged_by_label_known_at') else ''}; "
+            f"registered artefact refit on {lin['train_rows']} labelled rows through {lin['trained_until']}"
+        )
     for n in res.notes:
         out.append(f"note: {n}")
     out.append("candidates (cv and VALIDATION metrics; the winner is chosen on validation):")
@@ -52,21 +58,28 @@ def summary_lines(p, res, uri: str = "") -> list[str]:
     m = res.metric
     t = res.test
     if t:
-        ci = (f" (95 % CI {t[m + '_ci_low']:.4f}-{t[m + '_ci_high']:.4f})"
-              if np.isfinite(t.get(m + "_ci_low", np.nan)) else "")
+        ci = (
+            f" (95 % CI {t[m + '_ci_low']:.4f}-{t[m + '_ci_high']:.4f})"
+            if np.isfinite(t.get(m + "_ci_low", np.nan))
+            else ""
+        )
         line = f"test (winner {res.winner} fitted before {lin.get('test_start')}, measured once): {m} {t[m]:.4f}{ci}"
         b = res.baseline
         if b.get(f"test_{m}") is not None:
-            line += (f"; baseline {b['name']} {b[f'test_{m}']:.4f} (95 % CI {b.get(f'test_{m}_ci_low', np.nan):.4f}-"
-                     f"{b.get(f'test_{m}_ci_high', np.nan):.4f})")
+            line += (
+                f"; baseline {b['name']} {b[f'test_{m}']:.4f} (95 % CI {b.get(f'test_{m}_ci_low', np.nan):.4f}-"
+                f"{b.get(f'test_{m}_ci_high', np.nan):.4f})"
+            )
         elif b.get("name"):
             line += f"; gate: {b['name']}"
         out.append(line)
         if "ece" in t:
             cal = res.calibration
-            out.append(f"calibration: {cal.get('method')} (chosen on validation log loss); test log loss "
-                       f"{t.get('log_loss_uncalibrated', np.nan):.4f} -> {t.get('log_loss', np.nan):.4f}, ECE "
-                       f"{t.get('ece_uncalibrated', np.nan):.4f} -> {t['ece']:.4f}")
+            out.append(
+                f"calibration: {cal.get('method')} (chosen on validation log loss); test log loss "
+                f"{t.get('log_loss_uncalibrated', np.nan):.4f} -> {t.get('log_loss', np.nan):.4f}, ECE "
+                f"{t.get('ece_uncalibrated', np.nan):.4f} -> {t['ece']:.4f}"
+            )
         extra = [k for k in res.extra_keys if k in t and k.startswith(m)]
         if extra:
             out.append("test " + ", ".join(f"{k} {_fmt(t[k])}" for k in extra))
@@ -84,31 +97,49 @@ def register(app: typer.Typer) -> None:
         timeout: Timeout = None,
         candidates: Candidates = None,
         cv_folds: Optional[int] = typer.Option(None, "--cv-folds", help="Time-ordered, seller-grouped CV folds."),
-        test_months: Optional[int] = typer.Option(None, "--test-months", "--oot-months",
-                                                  help="Last labelled months measured once as the test set "
-                                                       "(default: the problem's, e.g. 3 for churn)."),
-        validation_months: Optional[int] = typer.Option(None, "--validation-months",
-                                                        help="Months before the test set that choose the winner "
-                                                             "and fit the calibrator (default: the problem's)."),
-        test_start: Optional[str] = typer.Option(None, "--test-start", "--oot-start",
-                                                 help="First test dt_ref (YYYY-MM-DD)."),
+        test_months: Optional[int] = typer.Option(
+            None,
+            "--test-months",
+            "--oot-months",
+            help="Last labelled months measured once as the test set (default: the problem's, e.g. 3 for churn).",
+        ),
+        validation_months: Optional[int] = typer.Option(
+            None,
+            "--validation-months",
+            help="Months before the test set that choose the winner and fit the calibrator (default: the problem's).",
+        ),
+        test_start: Optional[str] = typer.Option(
+            None, "--test-start", "--oot-start", help="First test dt_ref (YYYY-MM-DD)."
+        ),
         test_end: Optional[str] = typer.Option(None, "--test-end", "--oot-end", help="Last test dt_ref (YYYY-MM-DD)."),
-        reuse_abt: bool = typer.Option(False, "--reuse-abt", help="Train on the existing ABT instead of rebuilding it."),
+        reuse_abt: bool = typer.Option(
+            False, "--reuse-abt", help="Train on the existing ABT instead of rebuilding it."
+        ),
     ) -> None:
         """Build the ABT; tune by CV in train, choose on validation, calibrate, test once, refit on all
         labelled rows, register; quality gate and champion rule."""
-        from ._context import writer
         from ..ml.train import train
         from ..problems import get
+        from ._context import writer
 
         s = writer(ctx, f"train {problem}")
         p = get(problem)
         if s.engine == "spark":  # engine dispatch: the lake's ABT, trained on the driver (olist_ml.spark.ml)
             from ..spark.ml import train_spark as train
-        res = train(p, s, n_trials=trials, timeout=timeout, candidates=candidates, cv_folds=cv_folds,
-                    test_months=test_months, validation_months=validation_months,
-                    test_start=_date(test_start, "--test-start"), test_end=_date(test_end, "--test-end"),
-                    build_abt=not reuse_abt, progress=sys.stderr.isatty())
+        res = train(
+            p,
+            s,
+            n_trials=trials,
+            timeout=timeout,
+            candidates=candidates,
+            cv_folds=cv_folds,
+            test_months=test_months,
+            validation_months=validation_months,
+            test_start=_date(test_start, "--test-start"),
+            test_end=_date(test_end, "--test-end"),
+            build_abt=not reuse_abt,
+            progress=sys.stderr.isatty(),
+        )
         for line in summary_lines(p, res, s.mlflow_uri):
             typer.echo(line)
 
@@ -120,17 +151,19 @@ def register(app: typer.Typer) -> None:
         top: int = typer.Option(10, "--top", help="How many highest-score rows to print."),
     ) -> None:
         """Score the population at a reference date with models:/<problem>@champion into scores_<problem>."""
-        from ._context import writer
         from ..ml.scoring import predict
         from ..problems import get
+        from ._context import writer
 
         s = writer(ctx, f"predict {problem}")
         p = get(problem)
         if s.engine == "spark":  # engine dispatch: mlflow.pyfunc.spark_udf over the lake (olist_ml.spark.ml)
             from ..spark.ml import predict_spark as predict
         r = predict(p, s, _date(dt_ref, "--dt-ref"), top_n=top)
-        typer.echo(f"{r.problem}: scored {r.n_scored} rows at dt_ref {r.dt_ref} with {r.model_name} v{r.model_version} "
-                   f"(run {r.run_id}) -> {r.table} in {r.seconds:.1f}s")
+        typer.echo(
+            f"{r.problem}: scored {r.n_scored} rows at dt_ref {r.dt_ref} with {r.model_name} v{r.model_version} "
+            f"(run {r.run_id}) -> {r.table} in {r.seconds:.1f}s"
+        )
         typer.echo("score distribution: " + ", ".join(f"{k} {_fmt(v)}" for k, v in r.distribution.items()))
         if r.top:
             typer.echo(f"top {len(r.top)}:")
@@ -146,15 +179,17 @@ def register(app: typer.Typer) -> None:
         alias: str = typer.Option("champion", "--alias", help="Alias to move (champion or challenger)."),
     ) -> None:
         """Move an alias (default champion) to a model version by hand, recording the reason."""
-        from ._context import writer
         from ..ml.registry import promote
         from ..problems import get
+        from ._context import writer
 
         check_alias(alias)
         s = writer(ctx, f"promote {problem}")
         p = get(problem)
         out = promote(s, p.name, version, reason, alias=alias)
-        typer.echo(f"{out['model_name']}@{out['alias']}: v{out['previous'] or '-'} -> v{out['version']} ({out['reason']})")
+        typer.echo(
+            f"{out['model_name']}@{out['alias']}: v{out['previous'] or '-'} -> v{out['version']} ({out['reason']})"
+        )
 
     @app.command("ui")
     def ui_cmd(
@@ -171,8 +206,22 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"tracking server {uri} serves its own UI: open it in a browser")
             return
         s.artifacts.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-               "--default-artifact-root", s.artifacts.as_uri(), "--host", host, "--port", str(port), "--workers", "1"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "ui",
+            "--backend-store-uri",
+            uri,
+            "--default-artifact-root",
+            s.artifacts.as_uri(),
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ]
         env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         typer.echo(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C to stop")
         proc = subprocess.Popen(cmd, env=env)

@@ -30,23 +30,34 @@ def register(app: typer.Typer) -> None:
         force_train: bool = typer.Option(False, "--force-train", help="Retrain even when the ABT is unchanged."),
     ) -> None:
         """The whole pipeline, incremental: (synth) -> ingest -> features -> ABT -> train -> champion -> scores."""
-        from ._context import writer
         from ..pipeline import console, run_pipeline
+        from ._context import writer
 
         if data is not None and not data.exists():
             from ..errors import InputError
 
             raise InputError(f"--data {data}: no such folder or zip")
         s = writer(ctx, "run")
-        budget = {k: v for k, v in {"n_trials": trials, "timeout": timeout, "candidates": candidates}.items()
-                  if v is not None}
-        rep = run_pipeline(s, data=data, problems=problem or None, seed=seed, scale=scale, cadence=cadence,
-                           force_train=force_train, progress=sys.stderr.isatty(), **budget)
+        budget = {
+            k: v for k, v in {"n_trials": trials, "timeout": timeout, "candidates": candidates}.items() if v is not None
+        }
+        rep = run_pipeline(
+            s,
+            data=data,
+            problems=problem or None,
+            seed=seed,
+            scale=scale,
+            cadence=cadence,
+            force_train=force_train,
+            progress=sys.stderr.isatty(),
+            **budget,
+        )
         total = sum(r.seconds for r in rep.steps)
         failed = [r.step for r in rep.steps if r.status == "failed"]
         kind = "SYNTHETIC data" if rep.synthetic else f"data from {rep.source}"
-        console.print(f"[bold]pipeline finished in {total:.1f}s on {kind}[/]; warehouse {s.warehouse}, "
-                      f"MLflow {s.mlflow_uri}")
+        console.print(
+            f"[bold]pipeline finished in {total:.1f}s on {kind}[/]; warehouse {s.warehouse}, MLflow {s.mlflow_uri}"
+        )
         console.print("next: `olist-ml problems`, `olist-ml report churn`, `olist-ml serve`, `olist-ml ui`")
         if failed:
             console.print(f"[red]failed steps: {', '.join(failed)}[/]")
@@ -58,16 +69,38 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from ._context import settings_of
         from ..pipeline import problems_status
+        from ._context import settings_of
 
         rows = problems_status(settings_of(ctx))
         t = Table(title="olist-ml problems")
-        for c in ("problem", "aliases", "kind", "abt_rows", "trained_runs", "champion", "challenger",
-                  "last_scored", "scored_rows"):
+        for c in (
+            "problem",
+            "aliases",
+            "kind",
+            "abt_rows",
+            "trained_runs",
+            "champion",
+            "challenger",
+            "last_scored",
+            "scored_rows",
+        ):
             t.add_column(c)
         for r in rows:
-            t.add_row(*[("-" if r[c] is None else str(r[c])) for c in
-                        ("problem", "aliases", "kind", "abt_rows", "trained_runs", "champion", "challenger",
-                         "last_scored", "scored_rows")])
+            t.add_row(
+                *[
+                    ("-" if r[c] is None else str(r[c]))
+                    for c in (
+                        "problem",
+                        "aliases",
+                        "kind",
+                        "abt_rows",
+                        "trained_runs",
+                        "champion",
+                        "challenger",
+                        "last_scored",
+                        "scored_rows",
+                    )
+                ]
+            )
         Console(width=None if sys.stdout.isatty() else 160).print(t)

@@ -33,7 +33,9 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default loopback only)."),
         port: int = typer.Option(8000, "--port", min=1, max=65535),
         poll_seconds: float = typer.Option(
-            5.0, "--poll-seconds", min=0.0,
+            5.0,
+            "--poll-seconds",
+            min=0.0,
             help="How often to check the registry's champion alias and the warehouse for changes (0: never).",
         ),
         problem: Optional[list[str]] = typer.Option(
@@ -41,23 +43,38 @@ def register(app: typer.Typer) -> None:
         ),
         log_level: str = typer.Option("info", "--log-level"),
         max_body_bytes: Optional[int] = typer.Option(
-            None, "--max-body-bytes", min=1, envvar="OLIST_ML_API_MAX_BODY_BYTES", show_default="10485760 (10 MiB)",
+            None,
+            "--max-body-bytes",
+            min=1,
+            envvar="OLIST_ML_API_MAX_BODY_BYTES",
+            show_default="10485760 (10 MiB)",
             help="Largest request body in bytes: over it, 413 before the body is read.",
         ),
         max_batch: Optional[int] = typer.Option(
-            None, "--max-batch", min=1, envvar="OLIST_ML_API_MAX_BATCH", show_default="10000",
+            None,
+            "--max-batch",
+            min=1,
+            envvar="OLIST_ML_API_MAX_BATCH",
+            show_default="10000",
             help="Most seller ids / orders in one batch request: over it, 422.",
         ),
     ) -> None:
         """Serve champion scores over HTTP (FastAPI + uvicorn; docs at /docs; token from OLIST_ML_API_TOKEN).
 
         Binding beyond loopback (e.g. --host 0.0.0.0) without OLIST_ML_API_TOKEN prints a warning."""
-        from ._context import settings_of
         from ..serving.api import serve
+        from ._context import settings_of
 
-        serve(settings_of(ctx), host=host, port=port, poll_seconds=poll_seconds,
-              problems=_problem_names(problem), log_level=log_level, max_body_bytes=max_body_bytes,
-              max_batch=max_batch)
+        serve(
+            settings_of(ctx),
+            host=host,
+            port=port,
+            poll_seconds=poll_seconds,
+            problems=_problem_names(problem),
+            log_level=log_level,
+            max_body_bytes=max_body_bytes,
+            max_batch=max_batch,
+        )
 
     @app.command("monitor")
     def monitor_cmd(
@@ -68,13 +85,15 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from ._context import writer
         from ..serving.monitor import monitor
+        from ._context import writer
 
         res = monitor(problem, writer(ctx, f"monitor {problem}"))
         con = Console()
-        t = Table(title=f"drift of {res.problem} (champion v{res.model_version}: reference "
-                        f"{res.reference_start}..{res.reference_end} vs scored {res.current_dt_ref})")
+        t = Table(
+            title=f"drift of {res.problem} (champion v{res.model_version}: reference "
+            f"{res.reference_start}..{res.reference_end} vs scored {res.current_dt_ref})"
+        )
         for c in ("feature", "kind", "psi", "flag"):
             t.add_column(c)
         for r in res.drift.sort_values("psi", ascending=False, na_position="last").itertuples():
@@ -89,8 +108,10 @@ def register(app: typer.Typer) -> None:
             con.print(p)
         else:
             con.print("realised performance: no past scores with matured labels yet")
-        con.print(f"{res.n_flagged} of {len(res.drift)} columns drifted (PSI > 0.2); stored in monitor_drift / "
-                  f"monitor_performance, MLflow run {res.mlflow_run_id}")
+        con.print(
+            f"{res.n_flagged} of {len(res.drift)} columns drifted (PSI > 0.2); stored in monitor_drift / "
+            f"monitor_performance, MLflow run {res.mlflow_run_id}"
+        )
 
     @app.command("report")
     def report_cmd(
@@ -99,9 +120,9 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default <home>/reports/<problem>.html)."),
     ) -> None:
         """Write a self-contained HTML model report (champion vs challengers, plots, features, drift)."""
-        from ._context import settings_of
         from ..home import check_writable
         from ..serving.report import report
+        from ._context import settings_of
 
         s = settings_of(ctx)
         if out is None or out.absolute().is_relative_to(s.home.absolute()):

@@ -17,12 +17,14 @@ def register(app: typer.Typer) -> None:
         scale: float = typer.Option(1.0, "--scale", help="Size relative to the real Olist data (1.0 ~ 100k orders)."),
         gzip: bool = typer.Option(False, "--gzip", help="Write .csv.gz files instead of plain .csv."),
         compare_with: Optional[Path] = typer.Option(
-            None, "--compare-with", help="After generating, print real-vs-synthetic statistics against this Olist folder."
+            None,
+            "--compare-with",
+            help="After generating, print real-vs-synthetic statistics against this Olist folder.",
         ),
     ) -> None:
         """Generate SYNTHETIC Olist CSVs (exact Kaggle schema, seeded, calibrated on the real data)."""
-        from ._context import settings_of, writer
         from ..synth import generate
+        from ._context import settings_of, writer
 
         settings = settings_of(ctx)
         out_dir = out or settings.synthetic_dir

@@ -124,10 +124,10 @@ def data_range(con: duckdb.DuckDBPyConnection) -> tuple[dt.datetime, dt.datetime
     """(first, last) order_purchase_timestamp; the last one is the observed data end."""
     missing = [t for t in REQUIRED_STG if not table_exists(con, t)]
     if missing:
-        raise MissingStepError(
-            f"warehouse has no table {', '.join(missing)}: run `olist-ml ingest SOURCE` first"
-        )
-    lo, hi = con.execute("SELECT min(order_purchase_timestamp), max(order_purchase_timestamp) FROM stg_orders").fetchall()[0]
+        raise MissingStepError(f"warehouse has no table {', '.join(missing)}: run `olist-ml ingest SOURCE` first")
+    lo, hi = con.execute(
+        "SELECT min(order_purchase_timestamp), max(order_purchase_timestamp) FROM stg_orders"
+    ).fetchall()[0]
     if lo is None:
         raise MissingStepError("stg_orders is empty: run `olist-ml ingest SOURCE` first")
     return lo, hi
@@ -143,8 +143,9 @@ def resolve_range(con, start=None, end=None, cadence: str = "daily") -> tuple[dt
     return range_of(lo, hi, lambda: observed_end(con), start, end, cadence)
 
 
-def range_of(lo: dt.datetime, hi: dt.datetime, obs_end, start=None, end=None,
-             cadence: str = "daily") -> tuple[dt.date, dt.date, list[dt.date]]:
+def range_of(
+    lo: dt.datetime, hi: dt.datetime, obs_end, start=None, end=None, cadence: str = "daily"
+) -> tuple[dt.date, dt.date, list[dt.date]]:
     """`resolve_range` for any engine: the data's first/last purchase, `obs_end()` its observed end."""
     first, last = lo.date().replace(day=1), hi.date() + dt.timedelta(days=1)
     start = _as_date(start) or first
@@ -217,16 +218,22 @@ def logged_lineage(con, table: str) -> dict[dt.date, tuple[str | None, str | Non
         return {}
     cols = {r[0] for r in con.execute(f"DESCRIBE {BUILD_LOG}").fetchall()}
     fp = "data_fp, config_fp" if "data_fp" in cols else "NULL, NULL"
-    return {r[0]: (r[1], r[2]) for r in con.execute(
-        f"SELECT dt_ref, {fp} FROM {BUILD_LOG} WHERE table_name = ?", [table]).fetchall()}
+    return {
+        r[0]: (r[1], r[2])
+        for r in con.execute(f"SELECT dt_ref, {fp} FROM {BUILD_LOG} WHERE table_name = ?", [table]).fetchall()
+    }
 
 
 def table_config_fp(table: str, windows: tuple[int, ...]) -> str:
     """What shapes a feature table besides the data: its SQL (with the shared prelude) for these windows."""
     from ..lineage import config_fingerprint
 
-    return config_fingerprint(table=table, windows=list(windows), sql=render(table, windows, "duckdb"),
-                              events=render("_events", windows, "duckdb"))
+    return config_fingerprint(
+        table=table,
+        windows=list(windows),
+        sql=render(table, windows, "duckdb"),
+        events=render("_events", windows, "duckdb"),
+    )
 
 
 def _configure(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
@@ -266,7 +273,7 @@ def _batches(dates: list[dt.date], sizes: list[int], chunk_rows: int) -> list[li
     """Consecutive dt_refs cut into batches of about `chunk_rows` rows (at least one dt_ref each)."""
     out: list[list[dt.date]] = [[]]
     n = 0
-    for d, k in zip(sorted(dates), sizes):
+    for d, k in zip(sorted(dates), sizes, strict=False):
         if out[-1] and n + k > chunk_rows:
             out.append([])
             n = 0
@@ -275,15 +282,23 @@ def _batches(dates: list[dt.date], sizes: list[int], chunk_rows: int) -> list[li
     return out
 
 
-def _write_duckdb(con, table: str, todo: list[dt.date], windows: tuple[int, ...],
-                  lineage_of: dict[dt.date, str] | None = None, config_fp: str | None = None) -> int:
+def _write_duckdb(
+    con,
+    table: str,
+    todo: list[dt.date],
+    windows: tuple[int, ...],
+    lineage_of: dict[dt.date, str] | None = None,
+    config_fp: str | None = None,
+) -> int:
     """Compute `todo` dt_refs of one table and replace them (and their build-log rows, with their
     lineage: `lineage_of[dt_ref]` data fingerprint, `config_fp`) in ONE transaction."""
     prepare(con, todo, windows, events=False)
     query = render(table, windows, "duckdb")
     lineage_of = lineage_of or {}
-    con.execute("CREATE OR REPLACE TEMP TABLE fs_fps AS SELECT unnest(?::DATE[]) AS dt_ref, "
-                "unnest(?::VARCHAR[]) AS data_fp", [list(todo), [lineage_of.get(d) for d in todo]])
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE fs_fps AS SELECT unnest(?::DATE[]) AS dt_ref, unnest(?::VARCHAR[]) AS data_fp",
+        [list(todo), [lineage_of.get(d) for d in todo]],
+    )
     with transaction(con):
         if not table_exists(con, table):
             con.execute(f"CREATE TABLE {table} AS SELECT * FROM ({query}) q")
@@ -291,7 +306,9 @@ def _write_duckdb(con, table: str, todo: list[dt.date], windows: tuple[int, ...]
         else:
             con.execute(f"DELETE FROM {table} WHERE dt_ref IN (SELECT dt_ref FROM fs_dates)").fetchall()
             n = con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM ({query}) q").fetchall()[0][0]
-        con.execute(f"DELETE FROM {BUILD_LOG} WHERE table_name = ? AND dt_ref IN (SELECT dt_ref FROM fs_dates)", [table])
+        con.execute(
+            f"DELETE FROM {BUILD_LOG} WHERE table_name = ? AND dt_ref IN (SELECT dt_ref FROM fs_dates)", [table]
+        )
         con.execute(
             f"INSERT INTO {BUILD_LOG} (table_name, dt_ref, n_rows, built_at, data_fp, config_fp) "
             "SELECT ?, s.dt_ref, coalesce(t.n, 0), now(), f.data_fp, ? FROM fs_dates s "
@@ -319,8 +336,10 @@ def _drop_dt_refs(con, table: str, dates: list[dt.date]) -> None:
     """Remove stale dt_refs (rows and log rows) that this build does not recompute, in one transaction."""
     with transaction(con):
         con.execute(f"DELETE FROM {table} WHERE dt_ref IN (SELECT unnest(?::DATE[]))", [sorted(dates)])
-        con.execute(f"DELETE FROM {BUILD_LOG} WHERE table_name = ? AND dt_ref IN (SELECT unnest(?::DATE[]))",
-                    [table, sorted(dates)])
+        con.execute(
+            f"DELETE FROM {BUILD_LOG} WHERE table_name = ? AND dt_ref IN (SELECT unnest(?::DATE[]))",
+            [table, sorted(dates)],
+        )
 
 
 @dataclass
@@ -338,8 +357,14 @@ def _plan(con, name: str, dates: list[dt.date], windows, full: bool, asof: dict[
     return plan_dates(dates, logged_lineage(con, name), asof, table_config_fp(name, windows), full, reshaped)
 
 
-def plan_dates(dates: list[dt.date], logged: dict[dt.date, tuple], asof: dict[dt.date, str], cfg: str, full: bool,
-               reshaped: bool = False) -> _Plan:
+def plan_dates(
+    dates: list[dt.date],
+    logged: dict[dt.date, tuple],
+    asof: dict[dt.date, str],
+    cfg: str,
+    full: bool,
+    reshaped: bool = False,
+) -> _Plan:
     """The incremental plan of one table for any engine: `logged` {dt_ref: (data_fp, config_fp)} as
     built, `asof` {dt_ref: data fingerprint now}, `cfg` the table's config fingerprint now."""
     from ..lineage import why
@@ -381,8 +406,7 @@ def build(
     if engine == "spark":  # engine dispatch: the lake tables on Spark (olist_ml.spark.features)
         from ..spark.features import build_spark
 
-        return build_spark(settings, start=start, end=end, cadence=cadence, tables=names, full=full,
-                           progress=progress)
+        return build_spark(settings, start=start, end=end, cadence=cadence, tables=names, full=full, progress=progress)
     windows = tuple(sorted(set(settings.feature_windows)))
     con = connect(settings)
     try:
@@ -406,14 +430,23 @@ def build(
                 if plan.todo:
                     if not prepared:
                         prepare(con, dates, windows)
-                        sizes = dict(zip(sorted(dates), active_sellers(con, dates, windows)))
+                        sizes = dict(zip(sorted(dates), active_sellers(con, dates, windows), strict=False))
                         prepared = True
                     cfg = table_config_fp(name, windows)
                     for batch in _batches(plan.todo, [sizes[d] for d in sorted(plan.todo)], chunk_rows):
                         rows += _write_duckdb(con, name, batch, windows, asof, cfg)
-                report.tables.append(TableBuild(
-                    name, len(plan.todo), rows, time.perf_counter() - t1, skipped=len(dates) - len(plan.todo),
-                    stale=plan.stale, dropped=len(plan.drop), reason=plan.reason))
+                report.tables.append(
+                    TableBuild(
+                        name,
+                        len(plan.todo),
+                        rows,
+                        time.perf_counter() - t1,
+                        skipped=len(dates) - len(plan.todo),
+                        stale=plan.stale,
+                        dropped=len(plan.drop),
+                        reason=plan.reason,
+                    )
+                )
                 advance(name)
     finally:
         con.close()

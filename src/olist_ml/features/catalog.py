@@ -48,7 +48,11 @@ _SPEC: dict[str, list[tuple[str, str, str]]] = {
         ("avg_item_price_{w}d", "gmv / n_items", "BRL"),
         ("std_item_price_{w}d", "sample standard deviation of item price (NULL under 2 items)", "BRL"),
         ("items_per_order_{w}d", "n_items / n_orders", "items"),
-        ("avg_days_between_sales_{w}d", "mean gap between consecutive sale dates inside the window (NULL under 2)", "days"),
+        (
+            "avg_days_between_sales_{w}d",
+            "mean gap between consecutive sale dates inside the window (NULL under 2)",
+            "days",
+        ),
         ("orders_trend_{t}d", "(orders in window - orders in the window before) / their sum, in [-1, 1]", "ratio"),
         ("gmv_trend_{t}d", "(gmv in window - gmv in the window before) / their sum, in [-1, 1]", "ratio"),
         ("n_orders_lifetime", "orders purchased before dt_ref", "orders"),
@@ -60,8 +64,12 @@ _SPEC: dict[str, list[tuple[str, str, str]]] = {
         ("days_since_first_sale", "dt_ref - DATE of the first purchase (tenure)", "days"),
     ],
     "fs_seller_reviews": [
-        ("n_reviews_{w}d", "reviews answered before dt_ref (review_answer_timestamp: when score and comment became "
-                           "known) on the seller's orders purchased in the window", "reviews"),
+        (
+            "n_reviews_{w}d",
+            "reviews answered before dt_ref (review_answer_timestamp: when score and comment became "
+            "known) on the seller's orders purchased in the window",
+            "reviews",
+        ),
         ("avg_review_score_{w}d", "mean review_score of those reviews (NULL when none)", "score 1-5"),
         ("min_review_score_{w}d", "lowest review_score of those reviews", "score 1-5"),
         ("max_review_score_{w}d", "highest review_score of those reviews", "score 1-5"),
@@ -71,7 +79,11 @@ _SPEC: dict[str, list[tuple[str, str, str]]] = {
     ],
     "fs_seller_customers": [
         ("n_customers_{w}d", "distinct customers (customer_unique_id) with an order in the window", "customers"),
-        ("pct_orders_repeat_customer_{w}d", "share of the window's orders whose customer had bought from the seller before", "share"),
+        (
+            "pct_orders_repeat_customer_{w}d",
+            "share of the window's orders whose customer had bought from the seller before",
+            "share",
+        ),
         ("n_customer_states_{w}d", "distinct customer states in the window", "states"),
         ("pct_orders_region_n_{w}d", "share of the window's orders from the North region", "share"),
         ("pct_orders_region_ne_{w}d", "share of the window's orders from the Northeast region", "share"),
@@ -82,16 +94,35 @@ _SPEC: dict[str, list[tuple[str, str, str]]] = {
     ],
     "fs_seller_delivery": [
         ("n_orders_delivered_{w}d", "window orders delivered to the customer before dt_ref", "orders"),
-        ("n_orders_late_{w}d", "window orders not delivered by the end of their estimated date (delivered later or "
-                               "never, canceled included), known from the day after that date", "orders"),
-        ("pct_orders_late_{w}d", "n_orders_late / window orders decided at dt_ref (delivered on time before dt_ref, "
-                                 "or late)", "share"),
-        ("avg_delivery_delay_days_{w}d", "mean (delivery date - estimated date) of delivered orders; < 0 early", "days"),
+        (
+            "n_orders_late_{w}d",
+            "window orders not delivered by the end of their estimated date (delivered later or "
+            "never, canceled included), known from the day after that date",
+            "orders",
+        ),
+        (
+            "pct_orders_late_{w}d",
+            "n_orders_late / window orders decided at dt_ref (delivered on time before dt_ref, or late)",
+            "share",
+        ),
+        (
+            "avg_delivery_delay_days_{w}d",
+            "mean (delivery date - estimated date) of delivered orders; < 0 early",
+            "days",
+        ),
         ("avg_delivery_days_{w}d", "mean (delivery date - purchase date) of delivered orders", "days"),
-        ("pct_handover_late_{w}d", "share of orders handed to the carrier before dt_ref after the shipping limit", "share"),
+        (
+            "pct_handover_late_{w}d",
+            "share of orders handed to the carrier before dt_ref after the shipping limit",
+            "share",
+        ),
         ("avg_handover_margin_days_{w}d", "mean (shipping limit date - carrier hand-over date); < 0 late", "days"),
-        ("n_orders_undelivered_past_estimate_{w}d", "window orders whose estimated date has passed with no delivery "
-                                                    "before dt_ref (stuck or canceled: order_status is not used)", "orders"),
+        (
+            "n_orders_undelivered_past_estimate_{w}d",
+            "window orders whose estimated date has passed with no delivery "
+            "before dt_ref (stuck or canceled: order_status is not used)",
+            "orders",
+        ),
         ("pct_orders_undelivered_past_estimate_{w}d", "n_orders_undelivered_past_estimate / window orders", "share"),
         ("avg_freight_per_item_{w}d", "mean freight_value per item", "BRL"),
         ("freight_to_price_{w}d", "sum freight / sum item price", "ratio"),
@@ -112,7 +143,11 @@ _SPEC: dict[str, list[tuple[str, str, str]]] = {
         ("avg_photos_{w}d", "mean product_photos_qty per item sold", "photos"),
         ("avg_weight_g_{w}d", "mean product weight per item sold", "g"),
         ("avg_volume_cm3_{w}d", "mean product volume (length x height x width) per item sold", "cm3"),
-        ("price_vs_category_median_{w}d", "mean of item price / category median price of the 6 months before the sale month", "ratio"),
+        (
+            "price_vs_category_median_{w}d",
+            "mean of item price / category median price of the 6 months before the sale month",
+            "ratio",
+        ),
     ],
 }
 
@@ -136,7 +171,7 @@ class Feature:
 
     @property
     def per(self) -> str | None:
-        """"window", "trend" or None (one column)."""
+        """ "window", "trend" or None (one column)."""
         return "window" if "{w}" in self.pattern else "trend" if "{t}" in self.pattern else None
 
     def column(self, w: int | None = None) -> str:
@@ -180,8 +215,10 @@ class FeatureRef:
         built = self.feature.windows_of(windows)
         w = max(windows) if self.window == "longest" else self.window
         if self.feature.per is not None and w not in built:
-            raise UnknownNameError(f"feature {self.feature.column(w)} is not built: the feature windows are "
-                                   f"{', '.join(map(str, sorted(windows)))} (OLIST_ML_FEATURE_WINDOWS)")
+            raise UnknownNameError(
+                f"feature {self.feature.column(w)} is not built: the feature windows are "
+                f"{', '.join(map(str, sorted(windows)))} (OLIST_ML_FEATURE_WINDOWS)"
+            )
         return [self.feature.column(w)]
 
     def column(self, settings: Settings | tuple[int, ...]) -> str:

@@ -15,7 +15,12 @@ class table_progress:
             return lambda name: None
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self._p = Progress(TextColumn("[bold]features[/] {task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+        self._p = Progress(
+            TextColumn("[bold]features[/] {task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+        )
         self._p.start()
         task = self._p.add_task("", total=self.total)
 

@@ -25,13 +25,14 @@ macros with arguments (one declaration of a running sum expands into the ``d`` a
 window), which that layer could only gain by growing a parser of its own; Jinja is the language dbt
 uses for exactly this (models plus macros for repeated SQL shapes), undefined names fail loudly
 (``StrictUndefined``), and templates are compiled once per process. The rendered SQL is the same query
-as before (tests/features/test_features.py oracles, tests/features/test_features_spark.py parity, the feature benchmark).
+as before (tests/features/test_features.py oracles, tests/spark/test_features_spark.py parity, the feature
+benchmark).
 """
 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 
 import jinja2
@@ -41,7 +42,7 @@ ENGINES = ("duckdb", "spark")
 _DANGLING = re.compile(r",(\s*(?:--[^\n]*\n\s*)*)(FROM\b)")
 
 
-@lru_cache(maxsize=None)
+@cache
 def read_sql(name: str, package: str = __package__) -> str:
     """The text of `<name>.sql` in `package` (default: the feature store's); the one reader of the
     packaged SQL files (the problems read theirs through `olist_ml.problems._common.read_sql`)."""
@@ -121,8 +122,14 @@ def _load(name: str) -> str:
     return read_sql(name[:-4] if name.endswith(".sql") else name)
 
 
-_ENV = jinja2.Environment(loader=jinja2.FunctionLoader(_load), undefined=jinja2.StrictUndefined,
-                          trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+_ENV = jinja2.Environment(
+    loader=jinja2.FunctionLoader(_load),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
 _ENV.globals["running_sums"] = running_sums
 
 
@@ -188,11 +195,15 @@ _MACROS = {
         "EXPLODE_RANGE": lambda a: f"explode(sequence({a[0]}, ({a[1]}) - 1))",
         "DATEDIFF_DAYS": lambda a: f"datediff(CAST({a[1]} AS DATE), CAST({a[0]} AS DATE))",
         "QUANTILE_CONT": lambda a: f"percentile({a[0]}, {a[1]})",
-        "LIST_DESC": lambda a: (f"transform(sort_array(collect_list(struct({a[1]} AS k, {a[0]} AS v)) "
-                                f"FILTER (WHERE {a[2]}), false), x -> x.v)"),
+        "LIST_DESC": lambda a: (
+            f"transform(sort_array(collect_list(struct({a[1]} AS k, {a[0]} AS v)) "
+            f"FILTER (WHERE {a[2]}), false), x -> x.v)"
+        ),
         "LIST_AT": lambda a: f"try_element_at({a[0]}, {a[1]})",
-        "LIST_AVG_FIRST": lambda a: (f"aggregate(slice({a[0]}, 1, {a[1]}), CAST(0 AS DOUBLE), (acc, x) -> acc + x) "
-                                     f"/ NULLIF(size(slice({a[0]}, 1, {a[1]})), 0)"),
+        "LIST_AVG_FIRST": lambda a: (
+            f"aggregate(slice({a[0]}, 1, {a[1]}), CAST(0 AS DOUBLE), (acc, x) -> acc + x) "
+            f"/ NULLIF(size(slice({a[0]}, 1, {a[1]})), 0)"
+        ),
     },
 }
 
@@ -215,8 +226,12 @@ def expand_macros(sql: str, engine: str) -> str:
 def context(windows: tuple[int, ...]) -> dict:
     """The template context of the feature windows `windows`."""
     windows = tuple(sorted(set(int(w) for w in windows)))
-    return {"windows": windows, "trend_windows": trend_windows(windows), "max_w": max(windows),
-            "windows_table": "(VALUES " + ", ".join(f"({w})" for w in windows) + ") AS wn(w)"}
+    return {
+        "windows": windows,
+        "trend_windows": trend_windows(windows),
+        "max_w": max(windows),
+        "windows_table": "(VALUES " + ", ".join(f"({w})" for w in windows) + ") AS wn(w)",
+    }
 
 
 def render(name: str, windows: tuple[int, ...], engine: str = "duckdb") -> str:

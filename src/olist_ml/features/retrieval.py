@@ -49,7 +49,9 @@ def feature_columns(con: duckdb.DuckDBPyConnection, tables: list[str] | None = N
 def available_dt_refs(con: duckdb.DuckDBPyConnection) -> list[dt.date]:
     """dt_refs built for the spine table (including dt_refs where no seller was active)."""
     if table_exists(con, BUILD_LOG):
-        rows = con.execute(f"SELECT DISTINCT dt_ref FROM {BUILD_LOG} WHERE table_name = ? ORDER BY 1", [SPINE]).fetchall()
+        rows = con.execute(
+            f"SELECT DISTINCT dt_ref FROM {BUILD_LOG} WHERE table_name = ? ORDER BY 1", [SPINE]
+        ).fetchall()
         if rows:
             return [r[0] for r in rows]
     if not table_exists(con, SPINE):

@@ -141,8 +141,10 @@ def requirements(model: Any) -> list[str]:
     mods = _referenced_modules(model)
     bad = sorted(m for m in mods if m in NOT_PORTABLE)
     if bad:
-        raise ValueError(f"the model refers to {', '.join(bad)}: a registered model may only use the classes of "
-                         f"{CODE_PACKAGE} and its logged requirements")
+        raise ValueError(
+            f"the model refers to {', '.join(bad)}: a registered model may only use the classes of "
+            f"{CODE_PACKAGE} and its logged requirements"
+        )
     dists = _distributions()
     names = list(BASE_REQUIREMENTS)
     for m in sorted(mods - {CODE_PACKAGE, "builtins", "__main__"} - set(sys.stdlib_module_names)):
@@ -178,8 +180,12 @@ def log_model(mlflow, model, kind: str, frame: pd.DataFrame, *, name: str = "mod
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return mlflow.pyfunc.log_model(
-            name=name, python_model=ChampionModel(model, kind), code_paths=[code_path()],
-            signature=signature(frame, features, kind), input_example=example, pip_requirements=requirements(model),
+            name=name,
+            python_model=ChampionModel(model, kind),
+            code_paths=[code_path()],
+            signature=signature(frame, features, kind),
+            input_example=example,
+            pip_requirements=requirements(model),
         )
 
 

@@ -91,8 +91,9 @@ def choose(r: np.ndarray, p: np.ndarray, y: np.ndarray, clusters=None, *, seed: 
     y = np.asarray(y).astype(int)
     n_min = int(min(y.sum(), len(y) - y.sum()))
     if n_min < MIN_PER_CLASS:
-        return Calibration("none", note=f"no calibration: {n_min} validation rows of the rarer class "
-                                        f"(< {MIN_PER_CLASS})")
+        return Calibration(
+            "none", note=f"no calibration: {n_min} validation rows of the rarer class (< {MIN_PER_CLASS})"
+        )
     fold = _folds(len(y), clusters, k, seed)
     row_loss = {"none": _row_log_loss(y, p)}
     for method in METHODS[1:]:
@@ -111,9 +112,13 @@ def choose(r: np.ndarray, p: np.ndarray, y: np.ndarray, clusters=None, *, seed: 
     best = min(METHODS[1:], key=lambda m: losses[m])
     if losses[best] < losses["none"] - MIN_GAIN:
         return Calibration(best, losses, _fit(r, y, best))
-    return Calibration("none", losses, note=f"no calibration: neither sigmoid nor isotonic lowers the cross-fitted "
-                                            f"validation log loss (none {losses['none']:.4f}, sigmoid "
-                                            f"{losses['sigmoid']:.4f}, isotonic {losses['isotonic']:.4f})")
+    return Calibration(
+        "none",
+        losses,
+        note=f"no calibration: neither sigmoid nor isotonic lowers the cross-fitted "
+        f"validation log loss (none {losses['none']:.4f}, sigmoid "
+        f"{losses['sigmoid']:.4f}, isotonic {losses['isotonic']:.4f})",
+    )
 
 
 def _row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:

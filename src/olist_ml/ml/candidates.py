@@ -49,27 +49,58 @@ def _linear_prep(cat: list[str], num: list[str], p: dict) -> ColumnTransformer:
     num_steps.append(("scale", StandardScaler()))
     parts = [("num", Pipeline(num_steps), num)]
     if cat:
-        parts.append(("cat", Pipeline([
-            ("impute", SimpleImputer(strategy="constant", fill_value="__missing__", keep_empty_features=True)),
-            ("onehot", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=p.get("min_frequency", 20),
-                                     sparse_output=False)),
-        ]), cat))
+        parts.append(
+            (
+                "cat",
+                Pipeline(
+                    [
+                        (
+                            "impute",
+                            SimpleImputer(strategy="constant", fill_value="__missing__", keep_empty_features=True),
+                        ),
+                        (
+                            "onehot",
+                            OneHotEncoder(
+                                handle_unknown="infrequent_if_exist",
+                                min_frequency=p.get("min_frequency", 20),
+                                sparse_output=False,
+                            ),
+                        ),
+                    ]
+                ),
+                cat,
+            )
+        )
     return ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=False)
 
 
 def _tree_prep(cat: list[str], num: list[str]) -> ColumnTransformer:
     parts = [("num", "passthrough", num)]
     if cat:
-        parts.append(("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
-                                            encoded_missing_value=-2, min_frequency=20), cat))
+        parts.append(
+            (
+                "cat",
+                OrdinalEncoder(
+                    handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-2, min_frequency=20
+                ),
+                cat,
+            )
+        )
     return ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=False)
 
 
 def _rf_prep(cat: list[str], num: list[str]) -> ColumnTransformer:
     parts = [("num", SimpleImputer(strategy="median", keep_empty_features=True), num)]
     if cat:
-        parts.append(("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
-                                            encoded_missing_value=-2, min_frequency=20), cat))
+        parts.append(
+            (
+                "cat",
+                OrdinalEncoder(
+                    handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-2, min_frequency=20
+                ),
+                cat,
+            )
+        )
     return ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=False)
 
 
@@ -89,7 +120,10 @@ def _wrap(cat, num, prep, est) -> Pipeline:
 
 # ---- logistic regression -------------------------------------------------------------------
 def _logreg_space(t):
-    return {"C": t.suggest_float("C", 1e-3, 10.0, log=True), "log_transform": t.suggest_categorical("log_transform", [True, False])}
+    return {
+        "C": t.suggest_float("C", 1e-3, 10.0, log=True),
+        "log_transform": t.suggest_categorical("log_transform", [True, False]),
+    }
 
 
 def _logreg_build(cat, num, p, seed, n_jobs):
@@ -112,9 +146,15 @@ def _rf_space(t):
 def _rf_build(cat, num, p, seed, n_jobs):
     from sklearn.ensemble import RandomForestClassifier
 
-    est = RandomForestClassifier(n_estimators=p["n_estimators"], max_depth=p["max_depth"],
-                                 min_samples_leaf=p["min_samples_leaf"], max_features=p["max_features"],
-                                 max_samples=p.get("max_samples", 0.5), n_jobs=n_jobs, random_state=seed)
+    est = RandomForestClassifier(
+        n_estimators=p["n_estimators"],
+        max_depth=p["max_depth"],
+        min_samples_leaf=p["min_samples_leaf"],
+        max_features=p["max_features"],
+        max_samples=p.get("max_samples", 0.5),
+        n_jobs=n_jobs,
+        random_state=seed,
+    )
     return _wrap(cat, num, _rf_prep(cat, num), est)
 
 
@@ -160,8 +200,10 @@ def _xgb_build(cat, num, p, seed, n_jobs):
 
 # ---- hazard GLM (survival-window targets): `olist_ml_model.HazardGLM` ---------------------------
 def _hazard_space(t):
-    return {"alpha": t.suggest_float("alpha", 1e-4, 10.0, log=True),
-            "log_transform": t.suggest_categorical("log_transform", [True, False])}
+    return {
+        "alpha": t.suggest_float("alpha", 1e-4, 10.0, log=True),
+        "log_transform": t.suggest_categorical("log_transform", [True, False]),
+    }
 
 
 def _hazard_build(cat, num, p, seed, n_jobs):
@@ -175,7 +217,10 @@ def _hazard_build(cat, num, p, seed, n_jobs):
 
 # ---- k-means (clustering problems) -----------------------------------------------------------
 def _kmeans_space(t):
-    return {"n_clusters": t.suggest_int("n_clusters", 3, 8), "log_transform": t.suggest_categorical("log_transform", [True, False])}
+    return {
+        "n_clusters": t.suggest_int("n_clusters", 3, 8),
+        "log_transform": t.suggest_categorical("log_transform", [True, False]),
+    }
 
 
 def _kmeans_build(cat, num, p, seed, n_jobs):
@@ -186,43 +231,82 @@ def _kmeans_build(cat, num, p, seed, n_jobs):
 
 CANDIDATES: dict[str, Candidate] = {
     "logreg": Candidate("logreg", "binary", _logreg_space, _logreg_build, {"C": 0.1, "log_transform": True}),
-    "random_forest": Candidate("random_forest", "binary", _rf_space, _rf_build,
-                               {"n_estimators": 200, "max_depth": 8, "min_samples_leaf": 20, "max_features": 0.3,
-                                "max_samples": 0.5}),
-    "lightgbm": Candidate("lightgbm", "binary", _lgbm_space, _lgbm_build,
-                          {"n_estimators": 200, "learning_rate": 0.05, "num_leaves": 15, "min_child_samples": 40,
-                           "subsample": 0.8, "colsample_bytree": 0.7, "reg_lambda": 1.0}),
-    "xgboost": Candidate("xgboost", "binary", _xgb_space, _xgb_build,
-                         {"n_estimators": 200, "learning_rate": 0.05, "max_depth": 4, "min_child_weight": 5.0,
-                          "subsample": 0.8, "colsample_bytree": 0.7, "reg_lambda": 1.0}),
-    "hazard_glm": Candidate("hazard_glm", "binary", _hazard_space, _hazard_build, {"alpha": 1.0, "log_transform": True},
-                            needs_exposure=True),
+    "random_forest": Candidate(
+        "random_forest",
+        "binary",
+        _rf_space,
+        _rf_build,
+        {"n_estimators": 200, "max_depth": 8, "min_samples_leaf": 20, "max_features": 0.3, "max_samples": 0.5},
+    ),
+    "lightgbm": Candidate(
+        "lightgbm",
+        "binary",
+        _lgbm_space,
+        _lgbm_build,
+        {
+            "n_estimators": 200,
+            "learning_rate": 0.05,
+            "num_leaves": 15,
+            "min_child_samples": 40,
+            "subsample": 0.8,
+            "colsample_bytree": 0.7,
+            "reg_lambda": 1.0,
+        },
+    ),
+    "xgboost": Candidate(
+        "xgboost",
+        "binary",
+        _xgb_space,
+        _xgb_build,
+        {
+            "n_estimators": 200,
+            "learning_rate": 0.05,
+            "max_depth": 4,
+            "min_child_weight": 5.0,
+            "subsample": 0.8,
+            "colsample_bytree": 0.7,
+            "reg_lambda": 1.0,
+        },
+    ),
+    "hazard_glm": Candidate(
+        "hazard_glm", "binary", _hazard_space, _hazard_build, {"alpha": 1.0, "log_transform": True}, needs_exposure=True
+    ),
     "kmeans": Candidate("kmeans", "cluster", _kmeans_space, _kmeans_build, {"n_clusters": 5, "log_transform": True}),
 }
 
 DEFAULTS = {"binary": ("logreg", "random_forest", "lightgbm", "xgboost"), "cluster": ("kmeans",)}
 
 
-def resolve(names: tuple[str, ...] | list[str] | None, kind: str,
-            exposure_column: str | None = None) -> list[Candidate]:
+def resolve(
+    names: tuple[str, ...] | list[str] | None, kind: str, exposure_column: str | None = None
+) -> list[Candidate]:
     """Candidates by name (None -> the defaults of `kind`, plus `hazard_glm` when the problem
     declares an exposure column). A candidate that needs the exposure gets it bound into its
     params (so it is logged with them)."""
-    names = list(names) if names else list(DEFAULTS[kind]) + (["hazard_glm"] if exposure_column and kind == "binary"
-                                                                else [])
+    names = (
+        list(names)
+        if names
+        else list(DEFAULTS[kind]) + (["hazard_glm"] if exposure_column and kind == "binary" else [])
+    )
     out = []
     for n in names:
         c = CANDIDATES.get(n)
         if c is None or c.kind != kind or (c.needs_exposure and not exposure_column):
-            valid = ", ".join(k for k, v in CANDIDATES.items() if v.kind == kind
-                              and (exposure_column or not v.needs_exposure))
+            valid = ", ".join(
+                k for k, v in CANDIDATES.items() if v.kind == kind and (exposure_column or not v.needs_exposure)
+            )
             if c is not None and c.kind == kind:
-                raise UnknownNameError(f"{kind} candidate '{n}' needs a problem that declares an exposure column "
-                                       f"(Problem.exposure_column, e.g. seller_churn): choose from {valid}")
+                raise UnknownNameError(
+                    f"{kind} candidate '{n}' needs a problem that declares an exposure column "
+                    f"(Problem.exposure_column, e.g. seller_churn): choose from {valid}"
+                )
             raise UnknownNameError(f"unknown {kind} candidate '{n}': choose from {valid}")
         if c.needs_exposure:
-            c = replace(c, default={**c.default, "exposure_column": exposure_column},
-                        space=_with_exposure(c.space, exposure_column))
+            c = replace(
+                c,
+                default={**c.default, "exposure_column": exposure_column},
+                space=_with_exposure(c.space, exposure_column),
+            )
         out.append(c)
     return out
 
@@ -237,7 +321,7 @@ def _with_exposure(space: Callable, column: str) -> Callable:
 def output_feature_names(pipe: Pipeline) -> list[str]:
     try:
         return [str(n) for n in pipe.named_steps["prep"].get_feature_names_out()]
-    except Exception:  # pragma: no cover - defensive
+    except Exception:  # noqa: BLE001 - pragma: no cover - defensive
         return []
 
 

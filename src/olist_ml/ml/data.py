@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -16,13 +16,17 @@ from .problem import Problem
 
 def load_abt(con, problem: Problem) -> pd.DataFrame:
     if not table_exists(con, problem.abt_table):
-        raise MissingStepError(f"warehouse has no table {problem.abt_table}: run `olist-ml train {problem.name}` "
-                               f"after `olist-ml {problem.build_step}`")
+        raise MissingStepError(
+            f"warehouse has no table {problem.abt_table}: run `olist-ml train {problem.name}` "
+            f"after `olist-ml {problem.build_step}`"
+        )
     order = ", ".join(dict.fromkeys([problem.time_column, *problem.key_columns]))
     df = con.execute(f"SELECT * FROM {problem.abt_table} ORDER BY {order}").df()
     if df.empty:
-        raise MissingStepError(f"table {problem.abt_table} is empty: run `olist-ml {problem.build_step}` over a "
-                               f"longer date range, then `olist-ml train {problem.name}`")
+        raise MissingStepError(
+            f"table {problem.abt_table} is empty: run `olist-ml {problem.build_step}` over a "
+            f"longer date range, then `olist-ml train {problem.name}`"
+        )
     df[problem.time_column] = pd.to_datetime(df[problem.time_column])
     return df
 
@@ -71,9 +75,16 @@ def _month_start(d: date, months_back: int) -> date:
     return (pd.Timestamp(d) - pd.DateOffset(months=months_back)).date()
 
 
-def split_protocol(df: pd.DataFrame, problem: Problem, settings, *, test_months: int | None = None,
-                   validation_months: int | None = None, test_start: date | None = None,
-                   test_end: date | None = None) -> Split:
+def split_protocol(
+    df: pd.DataFrame,
+    problem: Problem,
+    settings,
+    *,
+    test_months: int | None = None,
+    validation_months: int | None = None,
+    test_start: date | None = None,
+    test_end: date | None = None,
+) -> Split:
     """train | validation | test in time (see `Split`). By default the test set is the last
     `test_months` labelled calendar months and validation the `validation_months` before them
     (`SplitConfig.months`); `test_start` / `test_end` place the test period by hand. With too few
@@ -81,8 +92,10 @@ def split_protocol(df: pd.DataFrame, problem: Problem, settings, *, test_months:
     t_col = problem.time_column
     lab = df[df[problem.target].notna()] if problem.target else df
     if lab.empty:
-        raise NotReadyError(f"{problem.abt_table} has no labelled rows ({problem.target} is NULL everywhere): "
-                               f"the observed data is too short for the label horizon; ingest more history")
+        raise NotReadyError(
+            f"{problem.abt_table} has no labelled rows ({problem.target} is NULL everywhere): "
+            f"the observed data is too short for the label horizon; ingest more history"
+        )
     lab = lab.reset_index(drop=True)
     t = pd.to_datetime(lab[t_col])
     cfg = problem.split_of(settings)
@@ -92,8 +105,10 @@ def split_protocol(df: pd.DataFrame, problem: Problem, settings, *, test_months:
     months = sorted(t.dt.to_period("M").unique())
     if test_start is None:
         if len(months) < 3:
-            raise InputError(f"{problem.abt_table} has labelled rows in only {len(months)} month(s): need at least 3 "
-                             f"for a train | validation | test split; build features over a longer range")
+            raise InputError(
+                f"{problem.abt_table} has labelled rows in only {len(months)} month(s): need at least 3 "
+                f"for a train | validation | test split; build features over a longer range"
+            )
         want = (n_test, n_val)
         while n_test + n_val + 2 > len(months) and (n_test > 1 or n_val > 1):
             if n_val >= n_test and n_val > 1:
@@ -101,8 +116,10 @@ def split_protocol(df: pd.DataFrame, problem: Problem, settings, *, test_months:
             else:
                 n_test -= 1
         if (n_test, n_val) != want:
-            notes.append(f"only {len(months)} labelled months: test {want[0]} -> {n_test}, validation "
-                         f"{want[1]} -> {n_val} month(s)")
+            notes.append(
+                f"only {len(months)} labelled months: test {want[0]} -> {n_test}, validation "
+                f"{want[1]} -> {n_val} month(s)"
+            )
         test_start = months[-n_test].start_time.date()
     test_end = test_end or _d(t.max())
     val_start = _month_start(test_start, n_val)
@@ -117,19 +134,32 @@ def split_protocol(df: pd.DataFrame, problem: Problem, settings, *, test_months:
     pre_m = (t < ts) & (known <= ts)
     train, val, test = lab[tr_m], lab[va_m], lab[te_m]
     if train.empty or val.empty or test.empty:
-        raise InputError(f"{problem.abt_table}: test from {test_start} with {n_val} validation month(s) leaves "
-                         f"{len(train)} training, {len(val)} validation and {len(test)} test rows; choose other "
-                         f"--test-months / --validation-months / --test-start")
-    sp = Split(train=train.reset_index(drop=True), validation=val.reset_index(drop=True),
-               test=test.reset_index(drop=True), pretest=lab[pre_m].reset_index(drop=True), labelled=lab,
-               validation_start=val_start, test_start=test_start, test_end=test_end,
-               purged=bool(cfg.purge), train_known=known[tr_m].reset_index(drop=True),
-               labelled_known=known, validation_end=_d(val[t_col].max()), notes=notes)
+        raise InputError(
+            f"{problem.abt_table}: test from {test_start} with {n_val} validation month(s) leaves "
+            f"{len(train)} training, {len(val)} validation and {len(test)} test rows; choose other "
+            f"--test-months / --validation-months / --test-start"
+        )
+    sp = Split(
+        train=train.reset_index(drop=True),
+        validation=val.reset_index(drop=True),
+        test=test.reset_index(drop=True),
+        pretest=lab[pre_m].reset_index(drop=True),
+        labelled=lab,
+        validation_start=val_start,
+        test_start=test_start,
+        test_end=test_end,
+        purged=bool(cfg.purge),
+        train_known=known[tr_m].reset_index(drop=True),
+        labelled_known=known,
+        validation_end=_d(val[t_col].max()),
+        notes=notes,
+    )
     return sp
 
 
-def tuning_sample(train: pd.DataFrame, problem: Problem, known: pd.Series, max_rows: int | None,
-                  seed: int) -> tuple[pd.DataFrame, pd.Series]:
+def tuning_sample(
+    train: pd.DataFrame, problem: Problem, known: pd.Series, max_rows: int | None, seed: int
+) -> tuple[pd.DataFrame, pd.Series]:
     """At most `max_rows` training rows for tuning, the same share of every calendar month (so the
     time-ordered CV folds keep their shape); all rows when `max_rows` is None or not exceeded."""
     if not max_rows or len(train) <= max_rows:
@@ -150,8 +180,9 @@ def _group_bucket(values: pd.Series, k: int, seed: int) -> np.ndarray:
     return (h.to_numpy() % np.uint64(k)).astype(int)
 
 
-def time_group_folds(train: pd.DataFrame, problem: Problem, k: int, purge_days: int = 0, seed: int = 0,
-                     known: pd.Series | None = None) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
+def time_group_folds(
+    train: pd.DataFrame, problem: Problem, k: int, purge_days: int = 0, seed: int = 0, known: pd.Series | None = None
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
     """Time-ordered, group-disjoint folds over the training rows.
 
     Distinct reference dates are cut into k+1 contiguous blocks; fold i trains on the rows of
@@ -163,8 +194,11 @@ def time_group_folds(train: pd.DataFrame, problem: Problem, k: int, purge_days: 
     t = pd.to_datetime(train[problem.time_column])
     known = (t + pd.Timedelta(days=purge_days)) if known is None else pd.to_datetime(known).set_axis(train.index)
     times = np.array(sorted(t.unique()))
-    groups = (_group_bucket(train[problem.group_column], max(k, 2), seed) if problem.group_column
-              else np.arange(len(train)) % max(k, 2))
+    groups = (
+        _group_bucket(train[problem.group_column], max(k, 2), seed)
+        if problem.group_column
+        else np.arange(len(train)) % max(k, 2)
+    )
     folds: list[tuple[np.ndarray, np.ndarray]] = []
     note = ""
     k_eff = min(k, len(times) - 1)

@@ -29,11 +29,18 @@ def decile_table(y: np.ndarray, p: np.ndarray, n: int = 10) -> pd.DataFrame:
         cum_pos += pos
         cum_n += len(g)
         rate = pos / len(g) if len(g) else float("nan")
-        rows.append({"decile": i, "n": len(g), "positives": int(pos), "rate": rate,
-                     "mean_score": float(ps[g].mean()) if len(g) else float("nan"),
-                     "lift": rate / base if base else float("nan"),
-                     "cum_capture": cum_pos / ys.sum() if ys.sum() else float("nan"),
-                     "cum_lift": (cum_pos / cum_n) / base if base and cum_n else float("nan")})
+        rows.append(
+            {
+                "decile": i,
+                "n": len(g),
+                "positives": int(pos),
+                "rate": rate,
+                "mean_score": float(ps[g].mean()) if len(g) else float("nan"),
+                "lift": rate / base if base else float("nan"),
+                "cum_capture": cum_pos / ys.sum() if ys.sum() else float("nan"),
+                "cum_lift": (cum_pos / cum_n) / base if base and cum_n else float("nan"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -110,8 +117,9 @@ def _weighted_metric(metric: str, y, p, w) -> float:
     raise ValueError(f"no bootstrap for metric {metric}")
 
 
-def bootstrap_ci(y, p, clusters=None, *, metric: str = "roc_auc", n_boot: int = 1000, level: float = 0.95,
-                 seed: int = 0) -> tuple[float, float, int]:
+def bootstrap_ci(
+    y, p, clusters=None, *, metric: str = "roc_auc", n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, int]:
     """(low, high, resamples used) of a percentile bootstrap interval of `metric` of scores p.
 
     Clustered: whole clusters (e.g. every row of one seller) are resampled with replacement, as
@@ -171,8 +179,13 @@ def cluster_metrics(X: np.ndarray, labels: np.ndarray, sample: int = 5000, seed:
     labels = np.asarray(labels)
     k = len(np.unique(labels))
     if k < 2 or k >= len(labels):
-        return {"silhouette": float("nan"), "davies_bouldin": float("nan"), "calinski_harabasz": float("nan"),
-                "n_clusters": k, "n": int(len(labels))}
+        return {
+            "silhouette": float("nan"),
+            "davies_bouldin": float("nan"),
+            "calinski_harabasz": float("nan"),
+            "n_clusters": k,
+            "n": int(len(labels)),
+        }
     return {
         "silhouette": float(silhouette_score(X, labels, sample_size=min(sample, len(labels)), random_state=seed)),
         "davies_bouldin": float(davies_bouldin_score(X, labels)),
@@ -247,8 +260,12 @@ def reliability_plot(y, p_before, p_after, out_dir: Path, title: str, bins: int 
     ax.plot([0, 1], [0, 1], "--", color="grey")
     for label, p in (("before", p_before), ("after", p_after)):
         cal = calibration_table(y, p, bins)
-        ax.plot(cal["mean_pred"], cal["frac_pos"], "o-",
-                label=f"{label} calibration (ECE {expected_calibration_error(y, p, bins):.3f})")
+        ax.plot(
+            cal["mean_pred"],
+            cal["frac_pos"],
+            "o-",
+            label=f"{label} calibration (ECE {expected_calibration_error(y, p, bins):.3f})",
+        )
     ax.set(xlabel="mean predicted", ylabel="observed rate", title=f"Reliability - {title}", xlim=(0, 1), ylim=(0, 1))
     ax.legend(loc="upper left", fontsize=8)
     return _save(fig, out_dir / "reliability.png", plt)

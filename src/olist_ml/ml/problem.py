@@ -25,8 +25,21 @@ from ..config import INPUTS, ProblemSettings, Settings, SplitConfig, env_name, s
 from ..errors import MissingStepError, SettingsMismatchError
 from ..warehouse import table_exists
 
-_NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
-            "UBIGINT", "FLOAT", "DOUBLE", "REAL", "DECIMAL")
+_NUMERIC = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "FLOAT",
+    "DOUBLE",
+    "REAL",
+    "DECIMAL",
+)
 _CATEGORICAL = ("VARCHAR", "BOOLEAN", "ENUM")
 
 
@@ -212,8 +225,9 @@ class Problem:
 
     def check_champion(self, champion, settings: Settings) -> None:
         """`check_settings` of a loaded model version (its `settings` tag)."""
-        self.check_settings((getattr(champion, "tags", None) or {}).get(SETTINGS_TAG), settings,
-                            getattr(champion, "version", "?"))
+        self.check_settings(
+            (getattr(champion, "tags", None) or {}).get(SETTINGS_TAG), settings, getattr(champion, "version", "?")
+        )
 
     def check_settings(self, recorded: dict | str | None, settings: Settings, version: str | int) -> None:
         """Raise `SettingsMismatchError` (one line naming both values) when a model version recorded
@@ -230,12 +244,13 @@ class Problem:
             if key in rec and str(rec[key]) != str(now):
                 env = "OLIST_ML_FEATURE_WINDOWS"
                 if sec is not None and key.startswith(f"{sec.SECTION}_"):
-                    f = {x.name: x for x in dataclasses.fields(sec)}[key[len(sec.SECTION) + 1:]]
+                    f = {x.name: x for x in dataclasses.fields(sec)}[key[len(sec.SECTION) + 1 :]]
                     env = env_name(sec.SECTION, f)
                 alias = self.aliases[0] if self.aliases else self.name
                 raise SettingsMismatchError(
                     f"{self.name} v{version} was trained with {key}={rec[key]}, the current setting is {now}: "
-                    f"set {env}={rec[key]} to use it, or retrain it with `olist-ml train {alias}`")
+                    f"set {env}={rec[key]} to use it, or retrain it with `olist-ml train {alias}`"
+                )
 
     def feature_store_columns(self, settings: Settings) -> list[str]:
         """The feature-store columns this problem names (`uses_features`) at the current windows."""
@@ -272,17 +287,24 @@ class Problem:
         if self.categorical_features is not None and self.numeric_features is not None:
             return list(self.categorical_features), list(self.numeric_features)
         if not table_exists(con, self.abt_table):
-            raise MissingStepError(f"warehouse has no table {self.abt_table}: run `olist-ml train {self.name}` "
-                                   f"(it builds the ABT) after `olist-ml {self.build_step}`")
+            raise MissingStepError(
+                f"warehouse has no table {self.abt_table}: run `olist-ml train {self.name}` "
+                f"(it builds the ABT) after `olist-ml {self.build_step}`"
+            )
         rows = con.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_name = ? AND table_schema = 'main' ORDER BY ordinal_position", [self.abt_table]
+            "WHERE table_name = ? AND table_schema = 'main' ORDER BY ordinal_position",
+            [self.abt_table],
         ).fetchall()
         return derive_features(rows, self._non_features(), self.categorical_features, self.numeric_features)
 
 
-def derive_features(columns: list[tuple[str, str]], skip: set[str], cat: tuple[str, ...] | None = None,
-                    num: tuple[str, ...] | None = None) -> tuple[list[str], list[str]]:
+def derive_features(
+    columns: list[tuple[str, str]],
+    skip: set[str],
+    cat: tuple[str, ...] | None = None,
+    num: tuple[str, ...] | None = None,
+) -> tuple[list[str], list[str]]:
     dcat, dnum = [], []
     patterns = [s for s in skip if any(ch in s for ch in "*?[")]
     for name, dtype in columns:

@@ -57,8 +57,10 @@ class Champion:
 
 def _missing(settings: Settings, model_name: str, alias: str) -> MissingStepError:
     problem = model_name.replace("seller_", "") if model_name.startswith("seller_") else model_name
-    return MissingStepError(f"no model '{model_name}' with alias @{alias} in the registry at {settings.model_registry_uri}: "
-                            f"run `olist-ml train {problem}` first")
+    return MissingStepError(
+        f"no model '{model_name}' with alias @{alias} in the registry at {settings.model_registry_uri}: "
+        f"run `olist-ml train {problem}` first"
+    )
 
 
 def alias_version(settings: Settings, model_name: str, alias: str = CHAMPION):
@@ -100,8 +102,17 @@ def _wrap(model, pm, model_name, mv, alias) -> Champion:
     names = [str(x) for x in getattr(cast, "feature_names_in_", getattr(model, "feature_names_in_", []))]
     tags = dict(mv.tags or {})
     kind = tags.get("kind") or ("binary" if hasattr(model, "predict_proba") else "cluster")
-    return Champion(model=model, model_name=model_name, version=str(mv.version), run_id=mv.run_id or "",
-                    alias=alias, kind=kind, feature_names=names, tags=tags, pyfunc=pm)
+    return Champion(
+        model=model,
+        model_name=model_name,
+        version=str(mv.version),
+        run_id=mv.run_id or "",
+        alias=alias,
+        kind=kind,
+        feature_names=names,
+        tags=tags,
+        pyfunc=pm,
+    )
 
 
 def register(settings: Settings, model_name: str, model_uri: str, run_id: str | None, tags: dict[str, str]):
@@ -122,7 +133,7 @@ def register(settings: Settings, model_name: str, model_uri: str, run_id: str | 
     except MlflowException as e:
         if e.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
             raise
-    model_id = model_uri[len("models:/"):] if model_uri.startswith("models:/m-") else None
+    model_id = model_uri[len("models:/") :] if model_uri.startswith("models:/m-") else None
     mv = c.create_model_version(model_name, model_uri, run_id=run_id or None, tags=tags, model_id=model_id)
     if settings.verbose:
         print(f"Created version '{mv.version}' of model '{model_name}'.", file=sys.stderr)
@@ -148,8 +159,17 @@ class Decision:
     previous: str | None
 
 
-def register_and_decide(settings: Settings, model_name: str, model_uri: str, run_id: str, *, kind: str,
-                        candidate: str, tags: dict[str, str], decide) -> Decision:
+def register_and_decide(
+    settings: Settings,
+    model_name: str,
+    model_uri: str,
+    run_id: str,
+    *,
+    kind: str,
+    candidate: str,
+    tags: dict[str, str],
+    decide,
+) -> Decision:
     """The one path from a logged model to a registry decision, for every problem: register a version
     (tags `run_id` + `tags`), ask the problem's rule `decide(version, current_champion)` (the current
     champion's ModelVersion or None) for (decision, reason) and record it (`record_decision`)."""
@@ -168,8 +188,16 @@ def set_version_tag(settings: Settings, model_name: str, version: str | int, key
     tracking.client(settings).set_model_version_tag(model_name, str(version), key, value)
 
 
-def champion_rule(new: float, old: float, *, label: str, champion_version: str | int, on: str,
-                  lower_is_better: bool = False, min_delta: float = 0.0) -> tuple[str, str]:
+def champion_rule(
+    new: float,
+    old: float,
+    *,
+    label: str,
+    champion_version: str | int,
+    on: str,
+    lower_is_better: bool = False,
+    min_delta: float = 0.0,
+) -> tuple[str, str]:
     """(decision, reason) of the champion rule: the newcomer takes `champion` only when its score
     beats the current champion's score on the same rows (`on`) by more than `min_delta`; else it is
     the `challenger`. Scores print with 4 decimals, 6 when they tie at 4."""
@@ -206,8 +234,9 @@ def promote(settings: Settings, model_name: str, version: str | int, reason: str
         mv = c.get_model_version(model_name, str(version))
     except MlflowException:
         versions = sorted(int(v.version) for v in c.search_model_versions(f"name = '{model_name}'"))
-        raise UnknownNameError(f"model '{model_name}' has no version {version}: versions are "
-                               f"{', '.join(map(str, versions)) or 'none'}") from None
+        raise UnknownNameError(
+            f"model '{model_name}' has no version {version}: versions are {', '.join(map(str, versions)) or 'none'}"
+        ) from None
     previous = alias_version(settings, model_name, alias)
     when = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     c.set_registered_model_alias(model_name, alias, mv.version)
@@ -217,5 +246,10 @@ def promote(settings: Settings, model_name: str, version: str | int, reason: str
     desc = (mv.description or "").strip()
     line = f"[{when}] manual: alias @{alias} set (previously v{previous.version if previous else '-'}): {reason}"
     c.update_model_version(model_name, mv.version, description=(desc + "\n" + line).strip())
-    return {"model_name": model_name, "alias": alias, "version": str(mv.version),
-            "previous": str(previous.version) if previous else None, "reason": reason}
+    return {
+        "model_name": model_name,
+        "alias": alias,
+        "version": str(mv.version),
+        "previous": str(previous.version) if previous else None,
+        "reason": reason,
+    }

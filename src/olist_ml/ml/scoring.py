@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
@@ -52,8 +52,14 @@ def _create_sql(problem: Problem, frame: pd.DataFrame) -> str:
         else:
             cols.append(f"{k} VARCHAR")
     score_type = "DOUBLE" if problem.kind == "binary" else "INTEGER"
-    cols += [f"score {score_type}", "decile INTEGER", "model_name VARCHAR", "model_version VARCHAR",
-             "run_id VARCHAR", "scored_at TIMESTAMP"]
+    cols += [
+        f"score {score_type}",
+        "decile INTEGER",
+        "model_name VARCHAR",
+        "model_version VARCHAR",
+        "run_id VARCHAR",
+        "scored_at TIMESTAMP",
+    ]
     # extra columns a score_fn adds (e.g. segment_name): VARCHAR
     known = set(problem.key_columns) | {"score", "decile", "model_name", "model_version", "run_id", "scored_at"}
     cols += [f"{c} VARCHAR" for c in frame.columns if c not in known]
@@ -65,25 +71,32 @@ def score_date(problem: Problem, frame: pd.DataFrame, as_of: date | None = None)
     t = problem.time_column
     dts = pd.to_datetime(frame[t]).dt.date.unique()
     if len(dts) != 1:
-        raise InputError(f"scoring frame of {problem.name} spans {len(dts)} values of {t}; by convention "
-                         f"(Problem.time_column) it must hold the one scoring date on every row")
+        raise InputError(
+            f"scoring frame of {problem.name} spans {len(dts)} values of {t}; by convention "
+            f"(Problem.time_column) it must hold the one scoring date on every row"
+        )
     d = dts[0]
     if as_of is not None and d != pd.Timestamp(as_of).date():
-        raise InputError(f"scoring frame of {problem.name} at {pd.Timestamp(as_of).date()} holds {t} {d}: by "
-                         f"convention (Problem.time_column) it must hold the scoring date")
+        raise InputError(
+            f"scoring frame of {problem.name} at {pd.Timestamp(as_of).date()} holds {t} {d}: by "
+            f"convention (Problem.time_column) it must hold the scoring date"
+        )
     ev = problem.event_time_column
     if ev and ev in frame.columns:
         late = pd.to_datetime(frame[ev]) >= pd.Timestamp(d)
         if late.any():
             row = frame.loc[late].iloc[0]
-            raise InputError(f"scoring frame of {problem.name} at {d}: {ev} {row[ev]} of "
-                             f"{', '.join(f'{k}={row[k]}' for k in problem.key_columns if k != t)} is not before "
-                             f"the scoring date")
+            raise InputError(
+                f"scoring frame of {problem.name} at {d}: {ev} {row[ev]} of "
+                f"{', '.join(f'{k}={row[k]}' for k in problem.key_columns if k != t)} is not before "
+                f"the scoring date"
+            )
     return d
 
 
-def write_scores(con, problem: Problem, out: pd.DataFrame, dt_ref: date, model_version: str,
-                 settings: Settings | None = None) -> int:
+def write_scores(
+    con, problem: Problem, out: pd.DataFrame, dt_ref: date, model_version: str, settings: Settings | None = None
+) -> int:
     """Replace the rows of (dt_ref, model_version) in `scores_<name>` by `out`, in one transaction,
     with the lineage of the dt_ref partition (data as known at dt_ref, problem settings/code).
 
@@ -96,14 +109,19 @@ def write_scores(con, problem: Problem, out: pd.DataFrame, dt_ref: date, model_v
     cfg = lineage.problem_config_fp(problem, settings or Settings())
     with transaction(con):
         con.execute(_create_sql(problem, out))
-        have = {r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_schema = 'main'",
-            [problem.scores_table]).fetchall()}
+        have = {
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_schema = 'main'",
+                [problem.scores_table],
+            ).fetchall()
+        }
         for c in out.columns:
             if c not in have:  # a table from before an extra column existed
                 con.execute(f"ALTER TABLE {problem.scores_table} ADD COLUMN {c} VARCHAR")
-        con.execute(f"DELETE FROM {problem.scores_table} WHERE {t} = ? AND model_version = ?",
-                    [dt_ref, str(model_version)])
+        con.execute(
+            f"DELETE FROM {problem.scores_table} WHERE {t} = ? AND model_version = ?", [dt_ref, str(model_version)]
+        )
         con.register("_olist_scores", out)
         cols = ", ".join(out.columns)
         con.execute(f"INSERT INTO {problem.scores_table} ({cols}) SELECT {cols} FROM _olist_scores")
@@ -117,14 +135,21 @@ def purge_stale_scores(con, problem: Problem, settings: Settings):
     since (`olist_ml.lineage`); returns the `Staleness` of what was removed."""
     from .. import lineage
 
-    return lineage.purge_stale_partitions(con, problem.scores_table, lineage.problem_config_fp(problem, settings),
-                                          problem.time_column)
+    return lineage.purge_stale_partitions(
+        con, problem.scores_table, lineage.problem_config_fp(problem, settings), problem.time_column
+    )
 
 
 def distribution(problem: Problem, scores: pd.Series) -> dict[str, float]:
     s = scores.astype(float)
-    dist = {"mean": float(s.mean()), "min": float(s.min()), "p10": float(s.quantile(0.1)),
-            "p50": float(s.quantile(0.5)), "p90": float(s.quantile(0.9)), "max": float(s.max())}
+    dist = {
+        "mean": float(s.mean()),
+        "min": float(s.min()),
+        "p10": float(s.quantile(0.1)),
+        "p50": float(s.quantile(0.5)),
+        "p90": float(s.quantile(0.9)),
+        "max": float(s.max()),
+    }
     if problem.kind == "binary":
         dist["share_ge_0.5"] = float((s >= 0.5).mean())
     else:
@@ -133,7 +158,7 @@ def distribution(problem: Problem, scores: pd.Series) -> dict[str, float]:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 
 
 def predict(problem: Problem, settings: Settings, as_of: date | None = None, *, top_n: int = 10) -> ScoreReport:
@@ -149,25 +174,41 @@ def predict(problem: Problem, settings: Settings, as_of: date | None = None, *, 
         purged = purge_stale_scores(con, problem, settings)
         frame = problem.scoring_frame(con, settings, as_of)
         if frame is None or frame.empty:
-            raise MissingStepError(f"nothing to score for {problem.name} at {as_of or 'the default scoring date'}: "
-                                   f"run `olist-ml {problem.build_step}` for that date")
+            raise MissingStepError(
+                f"nothing to score for {problem.name} at {as_of or 'the default scoring date'}: "
+                f"run `olist-ml {problem.build_step}` for that date"
+            )
         t = problem.time_column
         dt_ref = score_date(problem, frame, as_of)
         scores = champ.score(frame)
         out = frame[list(problem.key_columns)].copy()
         out[t] = pd.to_datetime(out[t]).dt.date
         out["score"] = scores.astype(float) if problem.kind == "binary" else scores.astype(int)
-        out["decile"] = (pd.array(deciles(scores), dtype="Int64") if problem.kind == "binary"
-                         else pd.array([pd.NA] * len(out), dtype="Int64"))
+        out["decile"] = (
+            pd.array(deciles(scores), dtype="Int64")
+            if problem.kind == "binary"
+            else pd.array([pd.NA] * len(out), dtype="Int64")
+        )
         out["model_name"] = champ.model_name
         out["model_version"] = str(champ.version)
         out["run_id"] = champ.run_id
         out["scored_at"] = now_utc()
-        out = out.sort_values(["score"] + [k for k in problem.key_columns if k != t],
-                              ascending=[False] + [True] * (len(problem.key_columns) - 1)).reset_index(drop=True)
+        out = out.sort_values(
+            ["score"] + [k for k in problem.key_columns if k != t],
+            ascending=[False] + [True] * (len(problem.key_columns) - 1),
+        ).reset_index(drop=True)
         write_scores(con, problem, out, dt_ref, str(champ.version), settings)
     top = out.head(top_n)[list(problem.key_columns) + ["score", "decile"]].to_dict("records")
-    return ScoreReport(problem=problem.name, table=problem.scores_table, dt_ref=dt_ref, n_scored=int(len(out)),
-                       model_name=champ.model_name, model_version=str(champ.version), run_id=champ.run_id,
-                       distribution=distribution(problem, out["score"]), top=top, seconds=time.perf_counter() - t0,
-                       purged=purged.line() if purged.stale else "")
+    return ScoreReport(
+        problem=problem.name,
+        table=problem.scores_table,
+        dt_ref=dt_ref,
+        n_scored=int(len(out)),
+        model_name=champ.model_name,
+        model_version=str(champ.version),
+        run_id=champ.run_id,
+        distribution=distribution(problem, out["score"]),
+        top=top,
+        seconds=time.perf_counter() - t0,
+        purged=purged.line() if purged.stale else "",
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from ..config import Settings
 
@@ -25,14 +26,22 @@ def configure(settings: Settings):
 
     # MLflow's own chatter (pickle-format caution, pip version probing, registry notices) would
     # drown the command's summary; real problems still surface as exceptions. `--verbose` keeps it.
-    for name in ("mlflow", "mlflow.sklearn", "mlflow.utils.environment", "mlflow.utils.uv_utils",
-                 "mlflow.store.db.utils", "mlflow.tracking._model_registry.client", "mlflow.models.model", "alembic"):
+    for name in (
+        "mlflow",
+        "mlflow.sklearn",
+        "mlflow.utils.environment",
+        "mlflow.utils.uv_utils",
+        "mlflow.store.db.utils",
+        "mlflow.tracking._model_registry.client",
+        "mlflow.models.model",
+        "alembic",
+    ):
         logging.getLogger(name).setLevel(logging.INFO if settings.verbose else logging.ERROR)
     uri = settings.mlflow_uri
     if uri.startswith("sqlite:///"):
         from pathlib import Path
 
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     # mlflow.set_*_uri also export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI into os.environ, which
     # Settings.from_env would later read as the user's choice: keep the environment as it was.
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
@@ -75,7 +84,7 @@ def experiment_id(settings: Settings, name: str) -> str:
 def _proc_start(pid: int) -> str | None:
     """The start time of process `pid` (clock ticks since boot, from /proc), or None if unknown."""
     try:
-        stat = open(f"/proc/{pid}/stat").read()
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     return stat.rsplit(")", 1)[1].split()[19]
@@ -86,8 +95,11 @@ def owner_tags() -> dict[str, str]:
     import socket
 
     pid = os.getpid()
-    return {"olist_ml.host": socket.gethostname(), "olist_ml.pid": str(pid),
-            "olist_ml.proc_start": _proc_start(pid) or ""}
+    return {
+        "olist_ml.host": socket.gethostname(),
+        "olist_ml.pid": str(pid),
+        "olist_ml.proc_start": _proc_start(pid) or "",
+    }
 
 
 def _owner_dead(tags: dict) -> bool | None:

@@ -39,11 +39,10 @@ import pandas as pd
 from ..config import Settings
 from ..errors import InputError, NotReadyError
 from ..warehouse import session
-from . import artefact
+from . import artefact, registry, tracking
 from . import calibration as calib
 from . import candidates as cands
 from . import metrics as M
-from . import registry, tracking
 from .data import Split, content_hash, load_abt, split_protocol, time_group_folds, tuning_sample
 from .problem import SETTINGS_TAG, Problem
 
@@ -86,8 +85,19 @@ class TrainResult:
 
     def table(self) -> pd.DataFrame:
         """One row per candidate: CV score and VALIDATION metrics (what the winner was chosen on)."""
-        shown = ("roc_auc", "pr_auc", "log_loss", "brier", "ks", "top_decile_lift", "top_decile_precision",
-                 "silhouette", "davies_bouldin", "n_clusters", *self.extra_keys)
+        shown = (
+            "roc_auc",
+            "pr_auc",
+            "log_loss",
+            "brier",
+            "ks",
+            "top_decile_lift",
+            "top_decile_precision",
+            "silhouette",
+            "davies_bouldin",
+            "n_clusters",
+            *self.extra_keys,
+        )
         rows = []
         for c in self.candidates:
             r = {"candidate": c.name, f"cv_{self.metric}": c.cv_score, "trials": c.n_trials}
@@ -179,8 +189,11 @@ def _tune(problem, cand, cat, num, train, folds, n_trials, timeout, seed, n_jobs
     direction = "minimize" if problem.metric in _LOWER_IS_BETTER else "maximize"
     # a trial whose running CV mean after a fold is below the median of earlier trials at that fold
     # stops there (the first 2 trials always run every fold)
-    study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=seed),
-                                pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0))
+    study = optuna.create_study(
+        direction=direction,
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
+    )
     study.enqueue_trial(cand.default)  # the hand-picked defaults are always one of the trials
 
     def objective(trial):
@@ -211,10 +224,18 @@ class Spec:
     numeric: list[str] | None = None
 
     def key(self, cat: list[str], num: list[str]) -> str:
-        return json.dumps({"candidate": self.candidate, "params": self.params,
-                           "features": sorted(set(self.categorical if self.categorical is not None else cat)
-                                              | set(self.numeric if self.numeric is not None else num))},
-                          sort_keys=True, default=str)
+        return json.dumps(
+            {
+                "candidate": self.candidate,
+                "params": self.params,
+                "features": sorted(
+                    set(self.categorical if self.categorical is not None else cat)
+                    | set(self.numeric if self.numeric is not None else num)
+                ),
+            },
+            sort_keys=True,
+            default=str,
+        )
 
 
 @dataclass
@@ -234,8 +255,18 @@ def _resolve(problem: Problem, name: str):
     return cands.resolve([name], problem.kind, problem.exposure_column)[0]
 
 
-def _test_of(problem, spec: Spec, cat, num, split: Split, settings, n_jobs, *, train_model=None,
-             cal: calib.Calibration | None = None) -> Fitted:
+def _test_of(
+    problem,
+    spec: Spec,
+    cat,
+    num,
+    split: Split,
+    settings,
+    n_jobs,
+    *,
+    train_model=None,
+    cal: calib.Calibration | None = None,
+) -> Fitted:
     """Steps 2-4 of the protocol for one spec (reusing a model already fitted on train)."""
     cand = _resolve(problem, spec.candidate)
     cat = spec.categorical if spec.categorical is not None else cat
@@ -246,8 +277,13 @@ def _test_of(problem, spec: Spec, cat, num, split: Split, settings, n_jobs, *, t
     if problem.kind == "binary" and cal is None:
         y_val = split.validation[problem.target].to_numpy().astype(int)
         cl = split.validation[problem.cluster_column] if problem.cluster_column else None
-        cal = calib.choose(calib.response(train_model, split.validation),
-                           np.asarray(train_model.predict_proba(split.validation))[:, 1], y_val, cl, seed=settings.seed)
+        cal = calib.choose(
+            calib.response(train_model, split.validation),
+            np.asarray(train_model.predict_proba(split.validation))[:, 1],
+            y_val,
+            cl,
+            seed=settings.seed,
+        )
     pre = _fit(problem, cand.build(cat, num, spec.params, settings.seed, n_jobs), split.pretest)
     if problem.kind != "binary":
         return Fitted(spec, val, None, evaluate(problem, pre, split.test), pretest_model=pre)
@@ -262,8 +298,9 @@ def _test_of(problem, spec: Spec, cat, num, split: Split, settings, n_jobs, *, t
 def _ci(problem: Problem, df: pd.DataFrame, p: np.ndarray, settings: Settings) -> tuple[float, float]:
     n_boot = int(settings.training.bootstrap)
     cl = df[problem.cluster_column] if problem.cluster_column and problem.cluster_column in df.columns else None
-    lo, hi, _ = M.bootstrap_ci(df[problem.target].to_numpy().astype(int), p, cl, metric=problem.metric,
-                               n_boot=n_boot, seed=settings.seed)
+    lo, hi, _ = M.bootstrap_ci(
+        df[problem.target].to_numpy().astype(int), p, cl, metric=problem.metric, n_boot=n_boot, seed=settings.seed
+    )
     return lo, hi
 
 
@@ -301,14 +338,16 @@ def _gate(problem: Problem, test: dict[str, float], base: dict[str, Any]) -> tup
         b = base.get(f"test_{metric}", float("nan"))
         beats = _better(new, b, metric)
         ok &= bool(beats)
-        why.append(f"test {metric} {new:.4f} {'beats' if beats else 'does not beat'} the baseline ({gate.name}) "
-                   f"{b:.4f}")
+        why.append(
+            f"test {metric} {new:.4f} {'beats' if beats else 'does not beat'} the baseline ({gate.name}) {b:.4f}"
+        )
     if gate.ci_floor is not None:
         bound = hi if metric in _LOWER_IS_BETTER else lo
         clears = np.isfinite(bound) and _better(bound, gate.ci_floor, metric)
         ok &= bool(clears)
-        why.append(f"test {metric} 95 % CI [{lo:.4f}, {hi:.4f}] {'clears' if clears else 'does not clear'} "
-                   f"{gate.ci_floor}")
+        why.append(
+            f"test {metric} 95 % CI [{lo:.4f}, {hi:.4f}] {'clears' if clears else 'does not clear'} {gate.ci_floor}"
+        )
     return ok, "; ".join(why)
 
 
@@ -421,11 +460,24 @@ class _Steps:
             self.prog.stop()
 
 
-def train(problem: Problem, settings: Settings, *, n_trials: int | None = None, timeout: float | None = None,
-          candidates: list[str] | str | None = None, cv_folds: int | None = None, test_months: int | None = None,
-          validation_months: int | None = None, test_start: date | None = None, test_end: date | None = None,
-          build_abt: bool = True, register: bool = True, min_delta: float = 0.0, progress: bool = False,
-          **old) -> TrainResult:
+def train(
+    problem: Problem,
+    settings: Settings,
+    *,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    candidates: list[str] | str | None = None,
+    cv_folds: int | None = None,
+    test_months: int | None = None,
+    validation_months: int | None = None,
+    test_start: date | None = None,
+    test_end: date | None = None,
+    build_abt: bool = True,
+    register: bool = True,
+    min_delta: float = 0.0,
+    progress: bool = False,
+    **old,
+) -> TrainResult:
     """Train `problem` by the protocol of this module's docstring, log it to MLflow, register the
     refit winner and apply the quality gate and the champion rule. Budget: n_trials / timeout
     (seconds) of tuning per candidate. `oot_months` / `oot_start` / `oot_end` are accepted as the
@@ -440,14 +492,34 @@ def train(problem: Problem, settings: Settings, *, n_trials: int | None = None, 
     test_start = test_start or old.get("oot_start")
     test_end = test_end or old.get("oot_end")
     if problem.train_fn is not None:
-        return problem.train_fn(problem, settings, n_trials=n_trials, timeout=timeout, candidates=candidates,
-                                cv_folds=cv_folds, test_months=test_months, validation_months=validation_months,
-                                test_start=test_start, test_end=test_end, build_abt=build_abt, register=register,
-                                min_delta=min_delta, progress=progress)
+        return problem.train_fn(
+            problem,
+            settings,
+            n_trials=n_trials,
+            timeout=timeout,
+            candidates=candidates,
+            cv_folds=cv_folds,
+            test_months=test_months,
+            validation_months=validation_months,
+            test_start=test_start,
+            test_end=test_end,
+            build_abt=build_abt,
+            register=register,
+            min_delta=min_delta,
+            progress=progress,
+        )
     n_trials, timeout, names, cv_k = _budget(settings, n_trials, timeout, candidates, cv_folds)
     chosen = cands.resolve(names or problem.candidates, problem.kind, problem.exposure_column)
-    data = _prepare(problem, settings, build_abt=build_abt, cv_k=cv_k, test_months=test_months,
-                    validation_months=validation_months, test_start=test_start, test_end=test_end)
+    data = _prepare(
+        problem,
+        settings,
+        build_abt=build_abt,
+        cv_k=cv_k,
+        test_months=test_months,
+        validation_months=validation_months,
+        test_start=test_start,
+        test_end=test_end,
+    )
     lineage, notes, metric = data.lineage, data.notes, problem.metric
     n_jobs = _n_jobs(settings)
 
@@ -455,13 +527,21 @@ def train(problem: Problem, settings: Settings, *, n_trials: int | None = None, 
     exp_id = tracking.experiment_id(settings, problem.name)
     steps = _Steps(progress, f"training {problem.name}", len(chosen) + 2)
     try:
-        params = {"n_trials": n_trials, "timeout_s": timeout, "cv_folds": len(data.folds),
-                  "candidates": ",".join(c.name for c in chosen), "metric": metric, "seed": settings.seed,
-                  "tune_rows": len(data.tune_df), "dropped_empty_features": ",".join(data.empty) or "-"}
+        params = {
+            "n_trials": n_trials,
+            "timeout_s": timeout,
+            "cv_folds": len(data.folds),
+            "candidates": ",".join(c.name for c in chosen),
+            "metric": metric,
+            "seed": settings.seed,
+            "tune_rows": len(data.tune_df),
+            "dropped_empty_features": ",".join(data.empty) or "-",
+        }
         with parent_run(mlflow, exp_id, problem, settings, lineage, notes, params) as parent:
             _log_dataset(mlflow, data.df, problem, lineage, notes)
-            results, train_models, extra_keys = _fit_candidates(mlflow, exp_id, problem, settings, chosen, data,
-                                                                n_trials, timeout, n_jobs, steps)
+            results, train_models, extra_keys = _fit_candidates(
+                mlflow, exp_id, problem, settings, chosen, data, n_trials, timeout, n_jobs, steps
+            )
             best = _winner(mlflow, results, metric)
 
             # ---- test, once, with the winner's spec fitted before the test period ------------------
@@ -474,15 +554,31 @@ def train(problem: Problem, settings: Settings, *, n_trials: int | None = None, 
             if register:
                 steps.say(f"{problem.name}: refitting {best.name} on all labelled rows")
                 version, decision, reason, prev, refit_run = _refit_and_register(
-                    mlflow, exp_id, problem, settings, best, fitted, data, test, base, cal_info, min_delta, n_jobs)
+                    mlflow, exp_id, problem, settings, best, fitted, data, test, base, cal_info, min_delta, n_jobs
+                )
             steps.done()
     finally:
         steps.stop()
 
-    return TrainResult(problem=problem.name, experiment_id=exp_id, parent_run_id=parent.info.run_id, metric=metric,
-                       candidates=results, winner=best.name, model_version=version, decision=decision, reason=reason,
-                       previous_champion=prev, lineage=lineage, notes=notes, extra_keys=extra_keys, test=test,
-                       baseline=base, calibration=cal_info, refit_run_id=refit_run)
+    return TrainResult(
+        problem=problem.name,
+        experiment_id=exp_id,
+        parent_run_id=parent.info.run_id,
+        metric=metric,
+        candidates=results,
+        winner=best.name,
+        model_version=version,
+        decision=decision,
+        reason=reason,
+        previous_champion=prev,
+        lineage=lineage,
+        notes=notes,
+        extra_keys=extra_keys,
+        test=test,
+        baseline=base,
+        calibration=cal_info,
+        refit_run_id=refit_run,
+    )
 
 
 def _load_labelled(problem: Problem, settings: Settings, build_abt: bool) -> tuple[pd.DataFrame, list[str], list[str]]:
@@ -496,31 +592,52 @@ def _load_labelled(problem: Problem, settings: Settings, build_abt: bool) -> tup
         raise InputError(f"{problem.abt_table} has no feature columns: run `olist-ml {problem.build_step}` first")
     if problem.kind == "binary":
         vals = set(pd.unique(df[problem.target].dropna()))
-        if not vals <= {0, 1, True, False}:
+        if not vals <= {0, 1}:
             raise InputError(f"{problem.abt_table}.{problem.target} must hold 0/1 labels (found {sorted(vals)[:5]})")
         if len(vals) < 2:
             why = problem.readiness(df, settings) if problem.readiness else None
-            raise NotReadyError(why or f"{problem.abt_table} has no labelled rows with both classes yet "
-                                       f"({int(df[problem.target].notna().sum())} labelled, classes {sorted(vals)}): "
-                                       "nothing to learn until more labels mature")
+            raise NotReadyError(
+                why
+                or f"{problem.abt_table} has no labelled rows with both classes yet "
+                f"({int(df[problem.target].notna().sum())} labelled, classes {sorted(vals)}): "
+                "nothing to learn until more labels mature"
+            )
     return df, cat, num
 
 
-def _prepare(problem: Problem, settings: Settings, *, build_abt: bool, cv_k: int | None, test_months, validation_months,
-             test_start, test_end) -> _Data:
+def _prepare(
+    problem: Problem,
+    settings: Settings,
+    *,
+    build_abt: bool,
+    cv_k: int | None,
+    test_months,
+    validation_months,
+    test_start,
+    test_end,
+) -> _Data:
     """Step 0: load the ABT, split it (train | validation | test), drop features empty in training,
     take the tuning sample and its time-ordered folds, and compute the lineage."""
     notes: list[str] = []
     df, cat, num = _load_labelled(problem, settings, build_abt)
-    split = split_protocol(df, problem, settings, test_months=test_months, validation_months=validation_months,
-                           test_start=test_start, test_end=test_end)
+    split = split_protocol(
+        df,
+        problem,
+        settings,
+        test_months=test_months,
+        validation_months=validation_months,
+        test_start=test_start,
+        test_end=test_end,
+    )
     notes += split.notes
     if problem.kind == "binary":
         for part, frame in (("training", split.train), ("validation", split.validation)):
             if frame[problem.target].nunique() < 2:
-                raise NotReadyError(f"{problem.abt_table}: the {part} period has only one class of {problem.target}: "
-                                    "nothing to learn until more labels mature (or choose other --test-months / "
-                                    "--validation-months)")
+                raise NotReadyError(
+                    f"{problem.abt_table}: the {part} period has only one class of {problem.target}: "
+                    "nothing to learn until more labels mature (or choose other --test-months / "
+                    "--validation-months)"
+                )
     empty = _empty_features(split.train, cat, num)
     if empty:
         keep = [c for c in empty if c == problem.exposure_column]
@@ -528,12 +645,14 @@ def _prepare(problem: Problem, settings: Settings, *, build_abt: bool, cv_k: int
         cat = [c for c in cat if c not in empty]
         num = [c for c in num if c not in empty]
         notes.append(f"dropped {len(empty)} feature(s) empty in every training row: {', '.join(empty)}")
-    tune_df, tune_known = tuning_sample(split.train, problem, split.train_known,
-                                        problem.split_of(settings).tune_rows, settings.seed)
+    tune_df, tune_known = tuning_sample(
+        split.train, problem, split.train_known, problem.split_of(settings).tune_rows, settings.seed
+    )
     if len(tune_df) < len(split.train):
         notes.append(f"tuning on a time-stratified sample of {len(tune_df)} of {len(split.train)} training rows")
-    folds, fold_note = time_group_folds(tune_df, problem, cv_k or problem.split_of(settings).cv_folds,
-                                        seed=settings.seed, known=tune_known)
+    folds, fold_note = time_group_folds(
+        tune_df, problem, cv_k or problem.split_of(settings).cv_folds, seed=settings.seed, known=tune_known
+    )
     if fold_note:
         notes.append(fold_note)
     lineage = _lineage(problem, df, split, cat, num)
@@ -542,15 +661,31 @@ def _prepare(problem: Problem, settings: Settings, *, build_abt: bool, cv_k: int
 
 
 @contextmanager
-def parent_run(mlflow, exp_id: str, problem: Problem, settings: Settings, lineage: dict[str, Any], notes: list[str],
-               params: dict[str, Any], tags: dict[str, str] | None = None):
+def parent_run(
+    mlflow,
+    exp_id: str,
+    problem: Problem,
+    settings: Settings,
+    lineage: dict[str, Any],
+    notes: list[str],
+    params: dict[str, Any],
+    tags: dict[str, str] | None = None,
+):
     """The parent run of one training, for every problem (`train` and a `train_fn` such as segments'):
     owner tags, problem / kind / role / ABT hash tags, the settings, the lineage (params and
     lineage.json) and the run's own `params`."""
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"{problem.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                          tags=tracking.owner_tags()) as run:
-        mlflow.set_tags({"problem": problem.name, "kind": problem.kind, "role": "parent",
-                         **(tags or {}), "abt_content_hash": lineage["abt_content_hash"]})
+    with mlflow.start_run(
+        experiment_id=exp_id, run_name=f"{problem.name}-{time.strftime('%Y%m%d-%H%M%S')}", tags=tracking.owner_tags()
+    ) as run:
+        mlflow.set_tags(
+            {
+                "problem": problem.name,
+                "kind": problem.kind,
+                "role": "parent",
+                **(tags or {}),
+                "abt_content_hash": lineage["abt_content_hash"],
+            }
+        )
         log_settings(mlflow, problem, settings)
         mlflow.log_params({k: v for k, v in lineage.items() if not isinstance(v, list)})
         mlflow.log_params(params)
@@ -558,9 +693,18 @@ def parent_run(mlflow, exp_id: str, problem: Problem, settings: Settings, lineag
         yield run
 
 
-def _fit_candidates(mlflow, exp_id: str, problem: Problem, settings: Settings, chosen, data: _Data, n_trials: int,
-                    timeout: float, n_jobs: int,
-                    steps: _Steps) -> tuple[list[CandidateResult], dict[str, Any], list[str]]:
+def _fit_candidates(
+    mlflow,
+    exp_id: str,
+    problem: Problem,
+    settings: Settings,
+    chosen,
+    data: _Data,
+    n_trials: int,
+    timeout: float,
+    n_jobs: int,
+    steps: _Steps,
+) -> tuple[list[CandidateResult], dict[str, Any], list[str]]:
     """Steps 1-2: tune each candidate by CV inside train, fit it on train, measure it on validation;
     one nested run each. Returns the results, the fitted models and the extra metric names."""
     split, cat, num, lineage, metric = data.split, data.cat, data.num, data.lineage, problem.metric
@@ -570,24 +714,32 @@ def _fit_candidates(mlflow, exp_id: str, problem: Problem, settings: Settings, c
     for cand in chosen:
         steps.say(f"{problem.name}: tuning {cand.name}")
         t0 = time.perf_counter()
-        params, cv_score, n_done = _tune(problem, cand, cat, num, data.tune_df, data.folds, n_trials, timeout,
-                                         settings.seed, n_jobs)
+        params, cv_score, n_done = _tune(
+            problem, cand, cat, num, data.tune_df, data.folds, n_trials, timeout, settings.seed, n_jobs
+        )
         model = _fit(problem, cand.build(cat, num, params, settings.seed, n_jobs), split.train)
         val = evaluate(problem, model, split.validation)
         if problem.kind == "binary":
-            extra = extra_metrics(problem, split.validation,
-                                  np.asarray(model.predict_proba(split.validation))[:, 1], settings)
+            extra = extra_metrics(
+                problem, split.validation, np.asarray(model.predict_proba(split.validation))[:, 1], settings
+            )
             val.update(extra)
             extra_keys.extend(k for k in extra if k not in extra_keys)
         secs = time.perf_counter() - t0
         with mlflow.start_run(experiment_id=exp_id, run_name=cand.name, nested=True) as child:
-            mlflow.set_tags({"problem": problem.name, "kind": problem.kind, "candidate": cand.name,
-                             "role": "candidate"})
+            mlflow.set_tags(
+                {"problem": problem.name, "kind": problem.kind, "candidate": cand.name, "role": "candidate"}
+            )
             mlflow.log_params({f"hp_{k}": v for k, v in params.items()})
-            mlflow.log_params({"candidate": cand.name, "trials_done": n_done,
-                               "validation_start": lineage["validation_start"],
-                               "validation_end": lineage["validation_end"],
-                               "abt_content_hash": lineage["abt_content_hash"]})
+            mlflow.log_params(
+                {
+                    "candidate": cand.name,
+                    "trials_done": n_done,
+                    "validation_start": lineage["validation_start"],
+                    "validation_end": lineage["validation_end"],
+                    "abt_content_hash": lineage["abt_content_hash"],
+                }
+            )
             mlflow.log_metric(f"cv_{metric}", cv_score)
             mlflow.log_metrics({f"validation_{k}": float(v) for k, v in val.items()})
             mlflow.log_metric("fit_seconds", secs)
@@ -605,18 +757,22 @@ def _winner(mlflow, results: list[CandidateResult], metric: str) -> CandidateRes
             best = r
     mlflow.set_tag("winner", best.name)
     mlflow.log_metric(f"best_validation_{metric}", best.validation[metric])
-    mlflow.log_text(pd.DataFrame([{"candidate": r.name, "cv": r.cv_score, **r.validation} for r in results])
-                    .to_csv(index=False), "candidates.csv")
+    mlflow.log_text(
+        pd.DataFrame([{"candidate": r.name, "cv": r.cv_score, **r.validation} for r in results]).to_csv(index=False),
+        "candidates.csv",
+    )
     return best
 
 
-def _test_winner(problem: Problem, settings: Settings, best: CandidateResult, data: _Data, train_model,
-                 n_jobs: int) -> tuple[Fitted, dict, dict[str, Any], dict[str, Any]]:
+def _test_winner(
+    problem: Problem, settings: Settings, best: CandidateResult, data: _Data, train_model, n_jobs: int
+) -> tuple[Fitted, dict, dict[str, Any], dict[str, Any]]:
     """Steps 3-4: calibrate the winner on validation, fit its spec on pretest and measure the test
     period once (+ CI, ECE, extra metrics, the baseline). Returns (fitted, test, baseline, calibration)."""
     split, metric = data.split, problem.metric
-    fitted = _test_of(problem, Spec(best.name, best.params), data.cat, data.num, split, settings, n_jobs,
-                      train_model=train_model)
+    fitted = _test_of(
+        problem, Spec(best.name, best.params), data.cat, data.num, split, settings, n_jobs, train_model=train_model
+    )
     test = dict(fitted.test)
     base: dict[str, Any] = {}
     cal_info: dict[str, Any] = {}
@@ -629,47 +785,94 @@ def _test_winner(problem: Problem, settings: Settings, best: CandidateResult, da
         test.update(extra_metrics(problem, split.test, fitted.p_test, settings))
         base = _baseline(problem, split, settings)
         cal = fitted.calibration
-        cal_info = {"method": cal.method, "note": cal.note,
-                    **{f"validation_log_loss_{k}": v for k, v in cal.log_loss.items()}}
+        cal_info = {
+            "method": cal.method,
+            "note": cal.note,
+            **{f"validation_log_loss_{k}": v for k, v in cal.log_loss.items()},
+        }
         if cal.note:
             data.notes.append(cal.note)
     return fitted, test, base, cal_info
 
 
-def _refit_and_register(mlflow, exp_id: str, problem: Problem, settings: Settings, best: CandidateResult,
-                        fitted: Fitted, data: _Data, test: dict, base: dict, cal_info: dict, min_delta: float,
-                        n_jobs: int) -> tuple[str, str, str, str | None, str]:
+def _refit_and_register(
+    mlflow,
+    exp_id: str,
+    problem: Problem,
+    settings: Settings,
+    best: CandidateResult,
+    fitted: Fitted,
+    data: _Data,
+    test: dict,
+    base: dict,
+    cal_info: dict,
+    min_delta: float,
+    n_jobs: int,
+) -> tuple[str, str, str, str | None, str]:
     """Steps 5-6: refit the winner's spec on every labelled row (+ the calibrator), log it in a nested
     run, register it and apply the quality gate and the champion rule.
     Returns (version, decision, reason, previous champion, refit run id)."""
     split, cat, num, lineage, metric = data.split, data.cat, data.num, data.lineage, problem.metric
     spec = Spec(best.name, best.params)
-    final = _fit(problem, _resolve(problem, best.name).build(cat, num, best.params, settings.seed,
-                                                             n_jobs), split.labelled)
+    final = _fit(
+        problem, _resolve(problem, best.name).build(cat, num, best.params, settings.seed, n_jobs), split.labelled
+    )
     if problem.kind == "binary":
         final = calib.attach(final, fitted.calibration)
     tags = _version_tags(problem, lineage, spec, best, test, base, cal_info)
     tags[SETTINGS_TAG] = problem.settings_json(settings)
     with mlflow.start_run(experiment_id=exp_id, run_name=f"{best.name} (refit)", nested=True) as rr:
-        mlflow.set_tags({"problem": problem.name, "kind": problem.kind, "candidate": best.name,
-                         "role": "refit"})
+        mlflow.set_tags({"problem": problem.name, "kind": problem.kind, "candidate": best.name, "role": "refit"})
         mlflow.set_tags({k: v for k, v in tags.items() if k not in ("params",)})
         mlflow.log_params(problem.settings_record(settings))
         mlflow.log_params({f"hp_{k}": v for k, v in best.params.items()})
-        mlflow.log_params({k: lineage[k] for k in ("train_rows", "train_dt_ref_min", "train_dt_ref_max",
-                                                   "trained_until", "validation_start", "validation_end",
-                                                   "test_start", "test_end", "abt_content_hash")})
+        mlflow.log_params(
+            {
+                k: lineage[k]
+                for k in (
+                    "train_rows",
+                    "train_dt_ref_min",
+                    "train_dt_ref_max",
+                    "trained_until",
+                    "validation_start",
+                    "validation_end",
+                    "test_start",
+                    "test_end",
+                    "abt_content_hash",
+                )
+            }
+        )
         mlflow.log_params({"candidate": best.name, "calibration": cal_info.get("method", "-")})
         _log_test(mlflow, metric, test, base, cal_info, best.validation)
-        _plots(mlflow, problem, fitted, final, split,
-               f"{problem.name} / {best.name} (test {lineage['test_start']}..{lineage['test_end']})")
+        _plots(
+            mlflow,
+            problem,
+            fitted,
+            final,
+            split,
+            f"{problem.name} / {best.name} (test {lineage['test_start']}..{lineage['test_end']})",
+        )
         info = artefact.log_model(mlflow, final, problem.kind, data.df)
     refit_run = rr.info.run_id
     best.model_uri = info.model_uri
     gate_ok, gate_why = _gate(problem, test, base)
-    version, decision, reason, prev = _register(settings, problem, best, info.model_uri, refit_run, tags,
-                                                test, gate_ok, gate_why, split, cat, num, min_delta,
-                                                n_jobs, mlflow)
+    version, decision, reason, prev = _register(
+        settings,
+        problem,
+        best,
+        info.model_uri,
+        refit_run,
+        tags,
+        test,
+        gate_ok,
+        gate_why,
+        split,
+        cat,
+        num,
+        min_delta,
+        n_jobs,
+        mlflow,
+    )
     mlflow.set_tags({"registered_version": version, "decision": decision, "decision_reason": reason})
     return version, decision, reason, prev, refit_run
 
@@ -686,13 +889,14 @@ def _log_dataset(mlflow, df, problem, lineage, notes) -> None:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = mlflow.data.from_pandas(df, name=problem.abt_table, digest=lineage["abt_content_hash"],
-                                         targets=problem.target)
+            ds = mlflow.data.from_pandas(
+                df, name=problem.abt_table, digest=lineage["abt_content_hash"], targets=problem.target
+            )
             # the column schema from a sample: inferring it over the whole ABT takes ~13 s on the real
             # order-delay ABT (96 k x 222); rows, digest and profile still describe the whole frame
             ds.__dict__["schema"] = mlflow.data.from_pandas(df.head(2000)).schema
             mlflow.log_input(ds, context="abt")
-    except Exception as e:  # lineage via dataset entity is best-effort; params above carry it too
+    except Exception as e:  # noqa: BLE001 - lineage via dataset entity is best-effort; params above carry it too
         notes.append(f"dataset lineage not logged: {type(e).__name__}")
 
 
@@ -718,11 +922,16 @@ def _log_test(mlflow, metric: str, test: dict, base: dict, cal: dict, validation
 def _version_tags(problem, lineage, spec: Spec, best: CandidateResult, test, base, cal) -> dict[str, str]:
     metric = problem.metric
     tags = {
-        "kind": problem.kind, "candidate": spec.candidate, "params": json.dumps(spec.params, sort_keys=True, default=str),
-        "trained_until": lineage["trained_until"], "labels_known_until": lineage["labels_known_until"],
-        "validation_start": lineage["validation_start"], "validation_end": lineage["validation_end"],
+        "kind": problem.kind,
+        "candidate": spec.candidate,
+        "params": json.dumps(spec.params, sort_keys=True, default=str),
+        "trained_until": lineage["trained_until"],
+        "labels_known_until": lineage["labels_known_until"],
+        "validation_start": lineage["validation_start"],
+        "validation_end": lineage["validation_end"],
         f"validation_{metric}": f"{best.validation[metric]:.6f}",
-        "test_start": lineage["test_start"], "test_end": lineage["test_end"],
+        "test_start": lineage["test_start"],
+        "test_end": lineage["test_end"],
         f"test_{metric}": f"{test.get(metric, float('nan')):.6f}",
         "abt_content_hash": lineage["abt_content_hash"],
     }
@@ -760,14 +969,31 @@ def _spec_of(settings: Settings, problem: Problem, mv, columns) -> Spec | None:
     return Spec(tags["candidate"], params, cat, num)
 
 
-def _register(settings, problem, best: CandidateResult, model_uri: str, run_id: str, tags: dict[str, str],
-              test: dict, gate_ok: bool, gate_why: str, split: Split, cat, num, min_delta: float, n_jobs: int, mlflow):
+def _register(
+    settings,
+    problem,
+    best: CandidateResult,
+    model_uri: str,
+    run_id: str,
+    tags: dict[str, str],
+    test: dict,
+    gate_ok: bool,
+    gate_why: str,
+    split: Split,
+    cat,
+    num,
+    min_delta: float,
+    n_jobs: int,
+    mlflow,
+):
     """Register the refit winner and decide (`registry.register_and_decide`) by the quality gate, then
     the champion rule: the champion's spec refit on the same rows, measured on the same test rows."""
     metric = problem.metric
     new_score = test.get(metric, float("nan"))
-    on = (f"the same {len(split.test)} test rows {split.test_start}..{split.test_end}, both specs fitted on the "
-          f"same {len(split.pretest)} rows labelled before {split.test_start}")
+    on = (
+        f"the same {len(split.test)} test rows {split.test_start}..{split.test_end}, both specs fitted on the "
+        f"same {len(split.pretest)} rows labelled before {split.test_start}"
+    )
 
     def decide(version: str, current) -> tuple[str, str]:
         if not gate_ok:
@@ -780,9 +1006,11 @@ def _register(settings, problem, best: CandidateResult, model_uri: str, run_id: 
         champ_score, why, spec = float("nan"), "", None
         try:
             spec = _spec_of(settings, problem, current, split.labelled.columns)
-        except Exception as e:  # features gone, artefact unreadable
-            why = (f"champion v{current.version}'s spec cannot be refit on these rows "
-                   f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})")
+        except Exception as e:  # noqa: BLE001 - features gone, artefact unreadable
+            why = (
+                f"champion v{current.version}'s spec cannot be refit on these rows "
+                f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})"
+            )
         if spec is None and not why:
             why = f"champion v{current.version} records no spec (candidate + params) to refit on these rows"
         elif spec is not None and spec.key(cat, num) == Spec(best.name, best.params).key(cat, num):
@@ -790,17 +1018,27 @@ def _register(settings, problem, best: CandidateResult, model_uri: str, run_id: 
         elif spec is not None:
             try:
                 champ_score = _test_of(problem, spec, cat, num, split, settings, n_jobs).test[metric]
-            except Exception as e:  # e.g. its candidate is not one this problem can build any more
-                why = (f"champion v{current.version}'s spec {spec.candidate} cannot be refit on these rows "
-                       f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})")
+            except Exception as e:  # noqa: BLE001 - e.g. its candidate is not one this problem can build any more
+                why = (
+                    f"champion v{current.version}'s spec {spec.candidate} cannot be refit on these rows "
+                    f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})"
+                )
         if why:
             return registry.CHAMPION, f"{why}: newcomer promoted (test {metric} {new_score:.4f})"
-        registry.set_version_tag(settings, problem.name, version, f"champion_v{current.version}_test_{metric}",
-                                 f"{champ_score:.6f}")
-        return registry.champion_rule(new_score, champ_score, label=f"test {metric}",
-                                      champion_version=current.version, on=on,
-                                      lower_is_better=metric in _LOWER_IS_BETTER, min_delta=min_delta)
+        registry.set_version_tag(
+            settings, problem.name, version, f"champion_v{current.version}_test_{metric}", f"{champ_score:.6f}"
+        )
+        return registry.champion_rule(
+            new_score,
+            champ_score,
+            label=f"test {metric}",
+            champion_version=current.version,
+            on=on,
+            lower_is_better=metric in _LOWER_IS_BETTER,
+            min_delta=min_delta,
+        )
 
-    d = registry.register_and_decide(settings, problem.name, model_uri, run_id, kind=problem.kind,
-                                     candidate=best.name, tags=tags, decide=decide)
+    d = registry.register_and_decide(
+        settings, problem.name, model_uri, run_id, kind=problem.kind, candidate=best.name, tags=tags, decide=decide
+    )
     return d.version, d.decision, d.reason, d.previous

@@ -36,8 +36,9 @@ def as_date(x) -> date | None:
     return pd.Timestamp(x).date()
 
 
-def seller_features_as_of(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, key: str, ts_col: str,
-                          prefix: str = "seller_") -> pd.DataFrame:
+def seller_features_as_of(
+    con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, key: str, ts_col: str, prefix: str = "seller_"
+) -> pd.DataFrame:
     """Add to `frame` its seller's feature-store features of the latest dt_ref <= `ts_col`
     (`olist_ml.features.as_of`; a dt_ref is midnight and only holds facts strictly before it).
 

@@ -66,8 +66,9 @@ def deals_sql(settings: Settings, end: date, engine: str = "duckdb") -> str:
     """The deals query (activation_deals.sql) for `engine` ("duckdb" or "spark")."""
     from ..features.render import expand_macros
 
-    sql = read_sql("activation_deals.sql").format(horizon_days=int(settings.activation.horizon_days),
-                                                   observed_end=pd.Timestamp(end).date().isoformat())
+    sql = read_sql("activation_deals.sql").format(
+        horizon_days=int(settings.activation.horizon_days), observed_end=pd.Timestamp(end).date().isoformat()
+    )
     return expand_macros(sql, engine)
 
 
@@ -150,8 +151,10 @@ def readiness(abt: pd.DataFrame, settings: Settings) -> str | None:
     if labelled.any() or abt.empty:
         return None
     first = (pd.to_datetime(abt["won_date"]).min() + pd.Timedelta(days=h)).date()
-    return (f"no labelled deals yet: the first {h}-day window (deal won {pd.to_datetime(abt['won_date']).min().date()}) "
-            f"closes on {first}, after the observed end of the data")
+    return (
+        f"no labelled deals yet: the first {h}-day window (deal won {pd.to_datetime(abt['won_date']).min().date()}) "
+        f"closes on {first}, after the observed end of the data"
+    )
 
 
 PROBLEM = Problem(

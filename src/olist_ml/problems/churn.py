@@ -79,24 +79,57 @@ def reference_dates(con, settings: Settings) -> list[date]:
     elif cad == "weekly":
         dts = [d for d in dts if d.weekday() == 0]
     if not dts:
-        raise MissingStepError(f"the feature store has no {cad} dt_refs (first of month / Mondays): run "
-                               f"`olist-ml {FEATURES_STEP} build` with a {cad} cadence or a longer range")
+        raise MissingStepError(
+            f"the feature store has no {cad} dt_refs (first of month / Mondays): run "
+            f"`olist-ml {FEATURES_STEP} build` with a {cad} cadence or a longer range"
+        )
     return dts
 
 
 # the churn-specific columns; exp_sale_days_in_horizon_<w>d for every feature window w
-_CHURN_COLUMNS = ("horizon_days_left", "exp_sale_days_in_horizon_{w}d", "exp_sale_days_in_horizon_lifetime",
-                  "median_gap_days", "p90_gap_days", "max_gap_days", "pct_gaps_over_horizon", "recency_over_median_gap",
-                  "n_active_weeks_84d", "n_sale_days_7d", "n_sale_days_14d", "n_sale_days_28d", "n_orders_7d",
-                  "n_orders_14d", "sale_rate_accel_7_28d", "sale_rate_accel_28_90d", "p_no_sale_poisson_14d",
-                  "p_no_sale_poisson_28d", "p_no_sale_poisson_90d", "p_no_sale_poisson_lifetime",
-                  "p_gap_over_horizon_given_recency", "days_since_2nd_last_sale_day", "days_since_3rd_last_sale_day",
-                  "days_since_5th_last_sale_day", "avg_last5_gaps_days", "last_gap_days", "recency_over_tenure",
-                  "share_sale_days_last_90d", "n_orders_awaiting_carrier", "n_orders_in_flight",
-                  "n_orders_due_after_dt_ref", "n_orders_overdue_handover", "pct_orders_overdue_handover",
-                  "neg_log_p_no_sale_gamma_poisson", "neg_log_p_no_sale_gamma_poisson_90d", "n_products_lifetime",
-                  "top_product_share_90d", "product_hhi_90d",
-                  "mkt_orders_ratio_30d", "mkt_share_orders_30d", "mkt_share_orders_ratio")
+_CHURN_COLUMNS = (
+    "horizon_days_left",
+    "exp_sale_days_in_horizon_{w}d",
+    "exp_sale_days_in_horizon_lifetime",
+    "median_gap_days",
+    "p90_gap_days",
+    "max_gap_days",
+    "pct_gaps_over_horizon",
+    "recency_over_median_gap",
+    "n_active_weeks_84d",
+    "n_sale_days_7d",
+    "n_sale_days_14d",
+    "n_sale_days_28d",
+    "n_orders_7d",
+    "n_orders_14d",
+    "sale_rate_accel_7_28d",
+    "sale_rate_accel_28_90d",
+    "p_no_sale_poisson_14d",
+    "p_no_sale_poisson_28d",
+    "p_no_sale_poisson_90d",
+    "p_no_sale_poisson_lifetime",
+    "p_gap_over_horizon_given_recency",
+    "days_since_2nd_last_sale_day",
+    "days_since_3rd_last_sale_day",
+    "days_since_5th_last_sale_day",
+    "avg_last5_gaps_days",
+    "last_gap_days",
+    "recency_over_tenure",
+    "share_sale_days_last_90d",
+    "n_orders_awaiting_carrier",
+    "n_orders_in_flight",
+    "n_orders_due_after_dt_ref",
+    "n_orders_overdue_handover",
+    "pct_orders_overdue_handover",
+    "neg_log_p_no_sale_gamma_poisson",
+    "neg_log_p_no_sale_gamma_poisson_90d",
+    "n_products_lifetime",
+    "top_product_share_90d",
+    "product_hhi_90d",
+    "mkt_orders_ratio_30d",
+    "mkt_share_orders_30d",
+    "mkt_share_orders_ratio",
+)
 # the sale-day counts the churn columns read besides the feature windows' (7/14/28/90 days)
 _SALE_DAY_WINDOWS = (7, 14, 28, 90)
 
@@ -112,8 +145,16 @@ def churn_columns(windows: tuple[int, ...]) -> tuple[str, ...]:
 CHURN_COLUMNS = churn_columns(Settings().feature_windows)  # at the default windows
 
 
-def abt_sql(settings: Settings, dts: list[date], *, labelled: bool = True, observed_end: date | None = None,
-            feature_names: list[str] = (), features_sql: str | None = None, engine: str = "duckdb") -> str:
+def abt_sql(
+    settings: Settings,
+    dts: list[date],
+    *,
+    labelled: bool = True,
+    observed_end: date | None = None,
+    feature_names: list[str] = (),
+    features_sql: str | None = None,
+    engine: str = "duckdb",
+) -> str:
     """The ABT query for reference dates `dts`. Churn-specific columns whose name the feature
     store already uses are left out (the feature store's column wins). `features_sql` (default:
     the feature store's `feature_frame_sql()`) must yield dt_ref, seller_id, <features>.
@@ -151,8 +192,12 @@ def abt_sql(settings: Settings, dts: list[date], *, labelled: bool = True, obser
 def build_abt(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
     """(Re)build `abt_seller_churn` over every reference date of the cadence, atomically."""
     _require(con)
-    sql = abt_sql(settings, reference_dates(con, settings), observed_end=data_observed_end(con),
-                  feature_names=_features().feature_columns(con))
+    sql = abt_sql(
+        settings,
+        reference_dates(con, settings),
+        observed_end=data_observed_end(con),
+        feature_names=_features().feature_columns(con),
+    )
     return replace_table_atomically(con, ABT, sql)
 
 
@@ -164,8 +209,10 @@ def scoring_frame(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dat
         as_of = dts[-1]
     as_of = pd.Timestamp(as_of).date()
     if as_of not in set(dts):
-        raise MissingStepError(f"the feature store has no dt_ref {as_of} (it has {dts[0]}..{dts[-1]}): "
-                               f"run `olist-ml {FEATURES_STEP} build` for that date")
+        raise MissingStepError(
+            f"the feature store has no dt_ref {as_of} (it has {dts[0]}..{dts[-1]}): "
+            f"run `olist-ml {FEATURES_STEP} build` for that date"
+        )
     df = con.execute(abt_sql(settings, [as_of], labelled=False, feature_names=_features().feature_columns(con))).df()
     return df.drop(columns=["churn", LABEL_KNOWN_AT])
 
@@ -212,10 +259,16 @@ def actionable_metrics(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, settin
     from ..ml.metrics import ranking_metric
 
     out: dict[str, float] = {}
-    left = pd.to_numeric(frame["horizon_days_left"], errors="coerce").to_numpy(dtype=float) \
-        if "horizon_days_left" in frame.columns else np.full(len(y), np.nan)
-    rec = pd.to_numeric(frame[RECENCY], errors="coerce").to_numpy(dtype=float) \
-        if RECENCY in frame.columns else np.full(len(y), np.nan)
+    left = (
+        pd.to_numeric(frame["horizon_days_left"], errors="coerce").to_numpy(dtype=float)
+        if "horizon_days_left" in frame.columns
+        else np.full(len(y), np.nan)
+    )
+    rec = (
+        pd.to_numeric(frame[RECENCY], errors="coerce").to_numpy(dtype=float)
+        if RECENCY in frame.columns
+        else np.full(len(y), np.nan)
+    )
     buckets = horizon_buckets(settings.churn.horizon_days)
     groups = [(f"left_{lo}_{hi}d", (left >= lo) & (left <= hi)) for lo, hi in buckets]
     groups.append((f"sold_{RECENT_SALE_DAYS}d", rec <= RECENT_SALE_DAYS))

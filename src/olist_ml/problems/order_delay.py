@@ -60,7 +60,7 @@ New orders (bought at or after D) are scored by the API with their row at approv
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date
 from functools import lru_cache
 
 import duckdb
@@ -101,15 +101,43 @@ def base_sql() -> str:
 # ---------------------------------------------------------------------------------------
 # the calendar: Brazilian holidays from the maintained `holidays` package
 # ---------------------------------------------------------------------------------------
-UF = ("AC", "AL", "AM", "AP", "BA", "CE", "DF", "ES", "GO", "MA", "MG", "MS", "MT", "PA", "PB", "PE", "PI", "PR",
-      "RJ", "RN", "RO", "RR", "RS", "SC", "SE", "SP", "TO")
+UF = (
+    "AC",
+    "AL",
+    "AM",
+    "AP",
+    "BA",
+    "CE",
+    "DF",
+    "ES",
+    "GO",
+    "MA",
+    "MG",
+    "MS",
+    "MT",
+    "PA",
+    "PB",
+    "PE",
+    "PI",
+    "PR",
+    "RJ",
+    "RN",
+    "RO",
+    "RR",
+    "RS",
+    "SC",
+    "SE",
+    "SP",
+    "TO",
+)
 # optional national days ("pontos facultativos") on which banks, most businesses and the post are closed
 _OBSERVED_OPTIONAL = ("Carnival", "Corpus Christi")
 HOLIDAY_YEARS = (2016, 2035)
 
 
-def brazil_holidays(first_year: int = HOLIDAY_YEARS[0], last_year: int = HOLIDAY_YEARS[1],
-                    state: str | None = None) -> list[date]:
+def brazil_holidays(
+    first_year: int = HOLIDAY_YEARS[0], last_year: int = HOLIDAY_YEARS[1], state: str | None = None
+) -> list[date]:
     """Brazil's national holidays (the `holidays` package's public ones plus Carnival Monday/Tuesday and
     Corpus Christi, optional nationally but observed by banks, most businesses and the post), and with
     `state` (a UF code) that state's own holidays too. A public calendar, known years in advance."""
@@ -138,8 +166,10 @@ def holidays_sql() -> str:
     rows = [f":{d.isoformat()}" for d in brazil_holidays()]
     for uf in UF:
         rows += [f"{uf}:{d.isoformat()}" for d in brazil_holidays(state=uf)]
-    return (f"SELECT CAST(split_part(x, ':', 2) AS DATE) AS day, split_part(x, ':', 1) AS state "
-            f"FROM (SELECT unnest(string_split('{','.join(rows)}', ',')) AS x) t")
+    return (
+        f"SELECT CAST(split_part(x, ':', 2) AS DATE) AS day, split_part(x, ':', 1) AS state "
+        f"FROM (SELECT unnest(string_split('{','.join(rows)}', ',')) AS x) t"
+    )
 
 
 def calendar_sql() -> str:
@@ -242,8 +272,9 @@ def label_exprs(delivered: str, estimated: str) -> tuple[str, str]:
     return on_time, known_at
 
 
-def abt_sql(delivery_end_date: date | None, base: str | None = None, points: str | None = None,
-            step: int = STEP_DAYS) -> str:
+def abt_sql(
+    delivery_end_date: date | None, base: str | None = None, points: str | None = None, step: int = STEP_DAYS
+) -> str:
     """Every ABT row (see the module doc): features, `row_weight`, `label_known_at` and `is_late`, both
     NULL where the label is not known by `delivery_end_date` (exclusive end of the observed deliveries).
     base: the history (default: computed from the stg tables); points: its check points (default:
@@ -251,11 +282,16 @@ def abt_sql(delivery_end_date: date | None, base: str | None = None, points: str
     base = base or base_sql()
     points = points or checkpoints_sql(base, delivery_end_date, step)
     orders = f"SELECT * FROM ({base}) b WHERE order_id IN (SELECT order_id FROM ({points}) p)"
-    end = (f"TIMESTAMP '{as_date(delivery_end_date).isoformat()} 00:00:00'" if delivery_end_date is not None
-           else "CAST(NULL AS TIMESTAMP)")
+    end = (
+        f"TIMESTAMP '{as_date(delivery_end_date).isoformat()} 00:00:00'"
+        if delivery_end_date is not None
+        else "CAST(NULL AS TIMESTAMP)"
+    )
     on_time, known_at = label_exprs("f.delivered_at", "f.estimated_at")
-    labelled = (f"{known_at} <= {end} "
-                "AND NOT (f.order_status = 'delivered' AND f.delivered_at IS NULL)")  # delivered at an unknown time
+    labelled = (
+        f"{known_at} <= {end} "
+        "AND NOT (f.order_status = 'delivered' AND f.delivered_at IS NULL)"
+    )  # delivered at an unknown time
     return f"""
         SELECT f.*,
                1.0 / count(*) OVER (PARTITION BY f.order_id) AS {WEIGHT},
@@ -275,8 +311,9 @@ def build_abt(con: duckdb.DuckDBPyConnection, settings: Settings, step: int | No
     base = f"SELECT * FROM {_BASE_TMP}"
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {_POINTS_TMP} AS {checkpoints_sql(base, end, step)}")
-        df = con.execute(abt_sql(end, base=base, points=f"SELECT * FROM {_POINTS_TMP}")
-                         + " ORDER BY dt_ref, order_id").df()
+        df = con.execute(
+            abt_sql(end, base=base, points=f"SELECT * FROM {_POINTS_TMP}") + " ORDER BY dt_ref, order_id"
+        ).df()
     finally:
         con.execute(f"DROP TABLE IF EXISTS {_POINTS_TMP}")
         con.execute(f"DROP TABLE IF EXISTS {_BASE_TMP}")
@@ -387,8 +424,9 @@ def _request_target_sql(source: str) -> str:
     """
 
 
-def request_frame(con: duckdb.DuckDBPyConnection, settings: Settings, orders: pd.DataFrame,
-                  as_of=None, *, history: str | None = None) -> pd.DataFrame:
+def request_frame(
+    con: duckdb.DuckDBPyConnection, settings: Settings, orders: pd.DataFrame, as_of=None, *, history: str | None = None
+) -> pd.DataFrame:
     """The ABT's feature row (columns of `abt_order_delay` but the target and weight) of each order of
     `orders` at the scoring date D (`as_of`, a date or timestamp taken at its day's 00:00; default:
     today, UTC), as `scoring_frame` / `build_abt` give it:
@@ -407,14 +445,15 @@ def request_frame(con: duckdb.DuckDBPyConnection, settings: Settings, orders: pd
     / stg_sellers (seller_id). Orders without `order_purchase_timestamp` are bought at D 00:00
     (new). Rows come back in the order of `orders`; `dt_ref` is each row's check point.
     """
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from ..errors import InputError
     from ..warehouse import table_exists
 
     if "seller_id" not in orders.columns:
-        raise InputError("order_delay request: no seller_id column (columns: "
-                         f"{', '.join(map(str, orders.columns)) or 'none'})")
+        raise InputError(
+            f"order_delay request: no seller_id column (columns: {', '.join(map(str, orders.columns)) or 'none'})"
+        )
     require_tables(con, ["stg_customers", "stg_sellers"] + ([] if history else STG_TABLES), "ingest SOURCE")
     if not table_exists(con, geo.GEO_TABLE):
         geo.build_zip_coordinates(con)
@@ -432,7 +471,7 @@ def request_frame(con: duckdb.DuckDBPyConnection, settings: Settings, orders: pd
     dup = req["order_id"][req["order_id"].duplicated()]
     if len(dup):
         raise InputError(f"order_delay request: order_id {dup.iloc[0]} appears more than once")
-    d = as_date(as_of) if as_of is not None else datetime.now(timezone.utc).date()
+    d = as_date(as_of) if as_of is not None else datetime.now(UTC).date()
     if "order_purchase_timestamp" not in req.columns:
         req["order_purchase_timestamp"] = pd.Timestamp(d)
     req["order_purchase_timestamp"] = pd.to_datetime(req["order_purchase_timestamp"]).fillna(pd.Timestamp(d))
@@ -440,8 +479,9 @@ def request_frame(con: duckdb.DuckDBPyConnection, settings: Settings, orders: pd
     casts = ", ".join(f"CAST({c} AS {t}) AS {b or c}" for c, (t, b) in REQUEST_COLUMNS.items())
     target = _request_target_sql(f"SELECT {casts} FROM {_REQUEST_VIEW}")
     day = f"DATE '{d.isoformat()}'"
-    points = (f"SELECT CASE WHEN t.purchase_ts < {day} THEN {day} ELSE t.purchase_date END AS dt_ref, t.* "
-              f"FROM ({target}) t")
+    points = (
+        f"SELECT CASE WHEN t.purchase_ts < {day} THEN {day} ELSE t.purchase_date END AS dt_ref, t.* FROM ({target}) t"
+    )
     base = f"SELECT * FROM {history}" if history else base_sql()
     con.register(_REQUEST_VIEW, view)
     try:

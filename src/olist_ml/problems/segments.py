@@ -125,8 +125,10 @@ def curated_features(settings: Settings, available: list[str] | None = None) -> 
     if available is not None:
         missing = [c for c in cols if c not in set(available)]
         if missing:
-            raise MissingStepError(f"the feature store lacks {', '.join(missing)} used by {NAME}: run "
-                                   "`olist-ml features build` (with the current OLIST_ML_FEATURE_WINDOWS)")
+            raise MissingStepError(
+                f"the feature store lacks {', '.join(missing)} used by {NAME}: run "
+                "`olist-ml features build` (with the current OLIST_ML_FEATURE_WINDOWS)"
+            )
     return cols
 
 
@@ -160,8 +162,9 @@ def _population_date(con: duckdb.DuckDBPyConnection, dt_ref: date | None) -> dat
         raise MissingStepError("the feature store has no dt_ref rows: run `olist-ml features build` first")
     d = as_date(dt_ref) or default_dt_ref(con)
     if d not in dts:
-        raise MissingStepError(f"the feature store has no dt_ref {d}: "
-                               f"run `olist-ml features build --start {d} --end {d}`")
+        raise MissingStepError(
+            f"the feature store has no dt_ref {d}: run `olist-ml features build --start {d} --end {d}`"
+        )
     return d
 
 
@@ -188,12 +191,14 @@ def population(con: duckdb.DuckDBPyConnection, settings: Settings, dt_ref: date 
 def segment_pipeline(features: list[str], k: int, seed: int) -> Pipeline:
     from ..ml.candidates import FrameCaster
 
-    return Pipeline([
-        ("cast", FrameCaster([], features)),
-        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-        ("scale", HeavyTailScaler()),
-        ("model", KMeans(n_clusters=k, n_init=10, random_state=seed)),
-    ])
+    return Pipeline(
+        [
+            ("cast", FrameCaster([], features)),
+            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+            ("scale", HeavyTailScaler()),
+            ("model", KMeans(n_clusters=k, n_init=10, random_state=seed)),
+        ]
+    )
 
 
 def _silhouette(X: np.ndarray, labels, seed: int, sample: int = 4000) -> float:
@@ -203,13 +208,16 @@ def _silhouette(X: np.ndarray, labels, seed: int, sample: int = 4000) -> float:
     return float(silhouette_score(X, labels, sample_size=min(sample, len(X)), random_state=seed))
 
 
-def choose_k(df: pd.DataFrame, features: list[str], k_range: tuple[int, int], seed: int,
-             sample: int = 4000) -> tuple[int, dict[int, float]]:
+def choose_k(
+    df: pd.DataFrame, features: list[str], k_range: tuple[int, int], seed: int, sample: int = 4000
+) -> tuple[int, dict[int, float]]:
     lo, hi = k_range
     hi = min(hi, len(df) - 1)
     if hi < lo or lo < 2:
-        raise InputError(f"{len(df)} active sellers cannot form {lo}..{k_range[1]} segments: build features over a "
-                         "longer range or lower the k range")
+        raise InputError(
+            f"{len(df)} active sellers cannot form {lo}..{k_range[1]} segments: build features over a "
+            "longer range or lower the k range"
+        )
     scores = {}
     for k in range(lo, hi + 1):
         pipe = segment_pipeline(features, k, seed).fit(df)
@@ -225,8 +233,9 @@ def choose_k(df: pd.DataFrame, features: list[str], k_range: tuple[int, int], se
     return best, scores
 
 
-def stability(df: pd.DataFrame, features: list[str], k: int, ref_labels: np.ndarray, seed: int,
-              n_runs: int = 5, frac: float = 0.8) -> list[float]:
+def stability(
+    df: pd.DataFrame, features: list[str], k: int, ref_labels: np.ndarray, seed: int, n_runs: int = 5, frac: float = 0.8
+) -> list[float]:
     """ARI of models refitted on bootstrap subsamples (other seeds) against the reference labels."""
     from sklearn.metrics import adjusted_rand_score
 
@@ -240,8 +249,9 @@ def stability(df: pd.DataFrame, features: list[str], k: int, ref_labels: np.ndar
 
 
 # ---- profile and names -----------------------------------------------------------------------------
-def profile(df: pd.DataFrame, labels: np.ndarray, features: list[str], X: np.ndarray,
-            gmv_col: str | None) -> pd.DataFrame:
+def profile(
+    df: pd.DataFrame, labels: np.ndarray, features: list[str], X: np.ndarray, gmv_col: str | None
+) -> pd.DataFrame:
     """One row per segment: size, share, GMV share, raw feature means and z-scores (scaled space)."""
     lab = np.asarray(labels)
     mu, sd = X.mean(axis=0), X.std(axis=0)
@@ -346,8 +356,9 @@ class SegmentsResult:
         return {int(r.segment): int(r.n_sellers) for r in self.profile.itertuples()}
 
 
-def _write_outputs(con, settings: Settings, dt_ref: date, df: pd.DataFrame, labels, names: dict[int, str], version,
-                   run_id) -> int:
+def _write_outputs(
+    con, settings: Settings, dt_ref: date, df: pd.DataFrame, labels, names: dict[int, str], version, run_id
+) -> int:
     """The one writer of segment assignments: `seller_segments` (dt_ref partition replaced, with its
     lineage) and `scores_seller_segments` (rows of (dt_ref, model_version) replaced), in one transaction
     each. Partitions of both computed from data or settings that changed since are removed first."""
@@ -359,30 +370,46 @@ def _write_outputs(con, settings: Settings, dt_ref: date, df: pd.DataFrame, labe
     scoring.purge_stale_scores(con, PROBLEM, settings)
     data_fp = lineage.asof_fingerprints(con, [dt_ref])[as_date(dt_ref)]
 
-    out = pd.DataFrame({
-        "dt_ref": [dt_ref] * len(df),
-        "seller_id": df["seller_id"].astype(str).to_numpy(),
-        "segment": np.asarray(labels, dtype=int),
-    })
+    out = pd.DataFrame(
+        {
+            "dt_ref": [dt_ref] * len(df),
+            "seller_id": df["seller_id"].astype(str).to_numpy(),
+            "segment": np.asarray(labels, dtype=int),
+        }
+    )
     out["segment_name"] = out["segment"].map(lambda s: names.get(int(s), f"segment {s}"))
     out["model_version"] = str(version) if version is not None else None
     out["run_id"] = run_id
     with transaction(con):
-        con.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (dt_ref DATE, seller_id VARCHAR, segment INTEGER, "
-                    "segment_name VARCHAR, model_version VARCHAR, run_id VARCHAR)")
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {TABLE} (dt_ref DATE, seller_id VARCHAR, segment INTEGER, "
+            "segment_name VARCHAR, model_version VARCHAR, run_id VARCHAR)"
+        )
         con.execute(f"DELETE FROM {TABLE} WHERE dt_ref = ?", [dt_ref])
         con.register("_olist_segments", out)
-        con.execute(f"INSERT INTO {TABLE} SELECT CAST(dt_ref AS DATE), seller_id, segment, segment_name, "
-                    "model_version, run_id FROM _olist_segments")
+        con.execute(
+            f"INSERT INTO {TABLE} SELECT CAST(dt_ref AS DATE), seller_id, segment, segment_name, "
+            "model_version, run_id FROM _olist_segments"
+        )
         con.unregister("_olist_segments")
         lineage.record(con, TABLE, data_fp, cfg, part=as_date(dt_ref))
     if version is not None:  # scores_<name> rows always carry a registered version
-        sc = pd.DataFrame({"dt_ref": out["dt_ref"], "seller_id": out["seller_id"], "score": out["segment"],
-                           "decile": pd.array([pd.NA] * len(out), dtype="Int64"), "model_name": NAME,
-                           "model_version": str(version), "run_id": run_id, "scored_at": scoring.now_utc(),
-                           "segment_name": out["segment_name"]})
-        scoring.write_scores(con, PROBLEM, sc.sort_values(["score", "seller_id"]).reset_index(drop=True),
-                             dt_ref, str(version), settings)
+        sc = pd.DataFrame(
+            {
+                "dt_ref": out["dt_ref"],
+                "seller_id": out["seller_id"],
+                "score": out["segment"],
+                "decile": pd.array([pd.NA] * len(out), dtype="Int64"),
+                "model_name": NAME,
+                "model_version": str(version),
+                "run_id": run_id,
+                "scored_at": scoring.now_utc(),
+                "segment_name": out["segment_name"],
+            }
+        )
+        scoring.write_scores(
+            con, PROBLEM, sc.sort_values(["score", "seller_id"]).reset_index(drop=True), dt_ref, str(version), settings
+        )
     return len(out)
 
 
@@ -410,8 +437,10 @@ def _pca_png(X: np.ndarray, labels, names: dict[int, str], path: Path, title: st
 def _population_sql(settings: Settings, feats: list[str], cols: list[str]) -> str:
     active = _column(ACTIVE, settings)
     cond = f"AND coalesce(f.{active}, 0) > 0" if active in cols else ""
-    return (f"SELECT CAST(f.dt_ref AS DATE) AS dt_ref, f.seller_id, {', '.join('f.' + c for c in feats)} "
-            f"FROM ({_features().feature_frame_sql()}) f WHERE f.dt_ref = $d {cond}")
+    return (
+        f"SELECT CAST(f.dt_ref AS DATE) AS dt_ref, f.seller_id, {', '.join('f.' + c for c in feats)} "
+        f"FROM ({_features().feature_frame_sql()}) f WHERE f.dt_ref = $d {cond}"
+    )
 
 
 def write_abt(con: duckdb.DuckDBPyConnection, settings: Settings, dt_ref: date | None = None) -> int:
@@ -421,8 +450,9 @@ def write_abt(con: duckdb.DuckDBPyConnection, settings: Settings, dt_ref: date |
     cols = list(_features().feature_columns(con))
     feats = curated_features(settings, cols)
     d = _population_date(con, dt_ref)
-    return replace_table_atomically(con, ABT, _population_sql(settings, feats, cols) + " ORDER BY f.seller_id",
-                                    {"d": d})
+    return replace_table_atomically(
+        con, ABT, _population_sql(settings, feats, cols) + " ORDER BY f.seller_id", {"d": d}
+    )
 
 
 def build_abt(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
@@ -435,9 +465,17 @@ def _k_range(settings: Settings, k_range) -> tuple[int, int]:
     return int(lo), int(hi)
 
 
-def fit_segments(settings: Settings, dt_ref: date | None = None, *, k_range: tuple[int, int] | None = None,
-                 n_stability: int | None = None, log: bool = True, register: bool = True, build_abt: bool = True,
-                 min_delta: float = 0.0) -> SegmentsResult:
+def fit_segments(
+    settings: Settings,
+    dt_ref: date | None = None,
+    *,
+    k_range: tuple[int, int] | None = None,
+    n_stability: int | None = None,
+    log: bool = True,
+    register: bool = True,
+    build_abt: bool = True,
+    min_delta: float = 0.0,
+) -> SegmentsResult:
     """Choose k, fit, measure stability, profile and name on the active sellers at `dt_ref`
     (default: `default_dt_ref`); log to MLflow; register and apply the clustering champion rule;
     when the new version is champion, write its assignments (`seller_segments` and
@@ -459,8 +497,9 @@ def fit_segments(settings: Settings, dt_ref: date | None = None, *, k_range: tup
         df = con.execute(f"SELECT * FROM {ABT} ORDER BY seller_id").df()
         abt_hash = content_hash(load_abt(con, PROBLEM)) if not df.empty else ""
     if df.empty:
-        raise MissingStepError(f"no active sellers at {dt_ref or 'the default dt_ref'}: build features over a "
-                               "range that contains sales")
+        raise MissingStepError(
+            f"no active sellers at {dt_ref or 'the default dt_ref'}: build features over a range that contains sales"
+        )
     df["dt_ref"] = pd.to_datetime(df["dt_ref"]).dt.date
     d = df["dt_ref"].iloc[0]
     feats = [c for c in df.columns if c not in ("dt_ref", "seller_id")]
@@ -473,14 +512,37 @@ def fit_segments(settings: Settings, dt_ref: date | None = None, *, k_range: tup
     prof = profile(df, labels, feats, X, gmv if gmv in df.columns else None)
     names = name_segments(prof, feats, settings)
     prof.insert(1, "segment_name", prof["segment"].map(names))
-    res = SegmentsResult(dt_ref=d, n_sellers=len(df), k=k, silhouette=sil[k], silhouette_by_k=sil,
-                         stability_ari=aris, names=names, profile=prof, features=feats)
-    res.metrics = {**M.cluster_metrics(X, labels, seed=seed), "silhouette": sil[k],
-                   "stability_ari_mean": res.ari_mean, "stability_ari_min": res.ari_min}
-    res.lineage = {"abt_table": ABT, "abt_rows": len(df), "abt_labelled_rows": len(df),
-                   "abt_dt_ref_min": str(d), "abt_dt_ref_max": str(d), "abt_content_hash": abt_hash,
-                   "train_rows": len(df), "train_dt_ref_min": str(d), "train_dt_ref_max": str(d),
-                   "trained_until": str(d), "n_features": len(feats), "features": feats}
+    res = SegmentsResult(
+        dt_ref=d,
+        n_sellers=len(df),
+        k=k,
+        silhouette=sil[k],
+        silhouette_by_k=sil,
+        stability_ari=aris,
+        names=names,
+        profile=prof,
+        features=feats,
+    )
+    res.metrics = {
+        **M.cluster_metrics(X, labels, seed=seed),
+        "silhouette": sil[k],
+        "stability_ari_mean": res.ari_mean,
+        "stability_ari_min": res.ari_min,
+    }
+    res.lineage = {
+        "abt_table": ABT,
+        "abt_rows": len(df),
+        "abt_labelled_rows": len(df),
+        "abt_dt_ref_min": str(d),
+        "abt_dt_ref_max": str(d),
+        "abt_content_hash": abt_hash,
+        "train_rows": len(df),
+        "train_dt_ref_min": str(d),
+        "train_dt_ref_max": str(d),
+        "trained_until": str(d),
+        "n_features": len(feats),
+        "features": feats,
+    }
     res.fit_seconds = time.perf_counter() - t0
     if log:
         _log_run(settings, res, pipe, df, X, labels, register, min_delta)
@@ -488,8 +550,9 @@ def fit_segments(settings: Settings, dt_ref: date | None = None, *, k_range: tup
         with session(settings) as con:
             _write_outputs(con, settings, d, df, labels, names, res.model_version, res.run_id)
     elif res.model_version is not None:
-        res.notes.append(f"v{res.model_version} is {res.decision}: assignments stay with the champion "
-                         f"v{res.previous_champion}")
+        res.notes.append(
+            f"v{res.model_version} is {res.decision}: assignments stay with the champion v{res.previous_champion}"
+        )
     else:
         res.notes.append("not registered: no assignments written")
     return res
@@ -503,12 +566,20 @@ def _log_run(settings: Settings, res: SegmentsResult, pipe, df, X, labels, regis
 
     mlflow = tracking.configure(settings)
     exp = res.experiment_id = tracking.experiment_id(settings, NAME)
-    params = {"dt_ref": str(res.dt_ref), "n_sellers": res.n_sellers, "k": res.k,
-              "k_range": f"{min(res.silhouette_by_k)}..{max(res.silhouette_by_k)}",
-              "features": ",".join(res.features), "scaling": "log1p(skewed)+robust(10-90)+clip5",
-              "seed": settings.seed, "n_stability_runs": len(res.stability_ari), "metric": "silhouette"}
-    with parent_run(mlflow, exp, PROBLEM, settings, res.lineage, res.notes, params,
-                    tags={"candidate": CANDIDATE}) as run:
+    params = {
+        "dt_ref": str(res.dt_ref),
+        "n_sellers": res.n_sellers,
+        "k": res.k,
+        "k_range": f"{min(res.silhouette_by_k)}..{max(res.silhouette_by_k)}",
+        "features": ",".join(res.features),
+        "scaling": "log1p(skewed)+robust(10-90)+clip5",
+        "seed": settings.seed,
+        "n_stability_runs": len(res.stability_ari),
+        "metric": "silhouette",
+    }
+    with parent_run(
+        mlflow, exp, PROBLEM, settings, res.lineage, res.notes, params, tags={"candidate": CANDIDATE}
+    ) as run:
         mlflow.log_metrics({k: float(v) for k, v in res.metrics.items()})
         mlflow.set_tags({"trained_until": str(res.dt_ref)})
         mlflow.log_metric("fit_seconds", res.fit_seconds)
@@ -522,8 +593,14 @@ def _log_run(settings: Settings, res: SegmentsResult, pipe, df, X, labels, regis
         res.model_uri = info.model_uri
         if register:
             _register(settings, res, df, min_delta)
-            mlflow.set_tags({"registered_version": res.model_version, "decision": res.decision,
-                             "decision_reason": res.reason, "winner": CANDIDATE})
+            mlflow.set_tags(
+                {
+                    "registered_version": res.model_version,
+                    "decision": res.decision,
+                    "decision_reason": res.reason,
+                    "winner": CANDIDATE,
+                }
+            )
 
 
 def _write_artifacts(t: Path, res: SegmentsResult, X: np.ndarray, labels) -> None:
@@ -532,9 +609,11 @@ def _write_artifacts(t: Path, res: SegmentsResult, X: np.ndarray, labels) -> Non
     (t / "segment_profile.html").write_text(res.profile.round(3).to_html(index=False), encoding="utf-8")
     (t / "segment_names.json").write_text(json.dumps({str(k): v for k, v in res.names.items()}, indent=1))
     pd.DataFrame({"k": list(res.silhouette_by_k), "silhouette": list(res.silhouette_by_k.values())}).to_csv(
-        t / "silhouette_by_k.csv", index=False)
+        t / "silhouette_by_k.csv", index=False
+    )
     pd.DataFrame({"run": range(len(res.stability_ari)), "ari": res.stability_ari}).to_csv(
-        t / "stability_ari.csv", index=False)
+        t / "stability_ari.csv", index=False
+    )
     _pca_png(X, labels, res.names, t / "segments_pca.png", f"{NAME} at {res.dt_ref} (k={res.k})")
 
 
@@ -554,11 +633,16 @@ def _register(settings: Settings, res: SegmentsResult, df: pd.DataFrame, min_del
     from ..ml import registry
     from ..ml.problem import SETTINGS_TAG
 
-    tags = {"segment_names": json.dumps({str(k): n for k, n in res.names.items()}),
-            "silhouette": f"{res.silhouette:.6f}", "stability_ari_mean": f"{res.ari_mean:.4f}",
-            "dt_ref": str(res.dt_ref), "k": str(res.k),
-            # no labels: no validation / test periods; the one population it was fitted on
-            "trained_until": str(res.dt_ref), SETTINGS_TAG: PROBLEM.settings_json(settings)}
+    tags = {
+        "segment_names": json.dumps({str(k): n for k, n in res.names.items()}),
+        "silhouette": f"{res.silhouette:.6f}",
+        "stability_ari_mean": f"{res.ari_mean:.4f}",
+        "dt_ref": str(res.dt_ref),
+        "k": str(res.k),
+        # no labels: no validation / test periods; the one population it was fitted on
+        "trained_until": str(res.dt_ref),
+        SETTINGS_TAG: PROBLEM.settings_json(settings),
+    }
 
     def decide(version: str, current) -> tuple[str, str]:
         if current is None:
@@ -566,20 +650,24 @@ def _register(settings: Settings, res: SegmentsResult, df: pd.DataFrame, min_del
         try:
             champ = registry.load_version(settings, NAME, current.version, registry.CHAMPION)
             old = _champion_silhouette(champ, df, res.features, settings.seed)
-        except Exception as e:  # features changed or the old model cannot assign today's population
+        except Exception as e:  # noqa: BLE001 - features changed or the old model cannot assign today's population
             why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-            return registry.CHAMPION, (f"champion v{current.version} cannot segment this population ({why}): "
-                                       "newcomer promoted")
+            return registry.CHAMPION, (
+                f"champion v{current.version} cannot segment this population ({why}): newcomer promoted"
+            )
         registry.set_version_tag(settings, NAME, version, f"champion_v{current.version}_silhouette", f"{old:.6f}")
         on = f"the same {res.n_sellers} sellers at {res.dt_ref}"
         if np.isnan(old):  # the champion puts every seller in one segment: no silhouette to beat
-            return registry.CHAMPION, (f"champion v{current.version} has no silhouette (one segment) "
-                                       f"on {on}: newcomer promoted")
-        return registry.champion_rule(res.silhouette, old, label="silhouette", champion_version=current.version,
-                                      on=on, min_delta=min_delta)
+            return registry.CHAMPION, (
+                f"champion v{current.version} has no silhouette (one segment) on {on}: newcomer promoted"
+            )
+        return registry.champion_rule(
+            res.silhouette, old, label="silhouette", champion_version=current.version, on=on, min_delta=min_delta
+        )
 
-    d = registry.register_and_decide(settings, NAME, res.model_uri, res.run_id, kind="cluster", candidate=CANDIDATE,
-                                     tags=tags, decide=decide)
+    d = registry.register_and_decide(
+        settings, NAME, res.model_uri, res.run_id, kind="cluster", candidate=CANDIDATE, tags=tags, decide=decide
+    )
     res.model_version, res.decision, res.reason, res.previous_champion = d.version, d.decision, d.reason, d.previous
 
 
@@ -593,8 +681,16 @@ def champion_names(settings: Settings) -> tuple[dict[int, str], object]:
 
 
 # ---- hooks on the generic machinery ---------------------------------------------------------------
-def train_segments(problem: Problem, settings: Settings, *, build_abt: bool = True, register: bool = True,
-                   min_delta: float = 0.0, test_end: date | None = None, **_budget):
+def train_segments(
+    problem: Problem,
+    settings: Settings,
+    *,
+    build_abt: bool = True,
+    register: bool = True,
+    min_delta: float = 0.0,
+    test_end: date | None = None,
+    **_budget,
+):
     """`Problem.train_fn`: `olist_ml.ml.train.train(PROBLEM, ...)` lands here. `test_end` (the CLI's
     --test-end) picks the population date; the Optuna budget and the train | validation | test
     split do not apply (no labels: k is searched on the one population)."""
@@ -602,19 +698,39 @@ def train_segments(problem: Problem, settings: Settings, *, build_abt: bool = Tr
 
     res = fit_segments(settings, test_end, build_abt=build_abt, register=register, min_delta=min_delta)
     params = {"k": res.k, "k_range": f"{min(res.silhouette_by_k)}..{max(res.silhouette_by_k)}", "n_init": 10}
-    cand = CandidateResult(CANDIDATE, params, res.silhouette, len(res.silhouette_by_k), res.metrics,
-                           res.run_id or "", res.model_uri or "", res.fit_seconds)
-    notes = [f"population: {res.n_sellers} active sellers at {res.dt_ref}; k={res.k} by silhouette "
-             f"({', '.join(f'{k}:{v:.3f}' for k, v in res.silhouette_by_k.items())}); stability ARI mean "
-             f"{res.ari_mean:.3f} min {res.ari_min:.3f}"]
+    cand = CandidateResult(
+        CANDIDATE,
+        params,
+        res.silhouette,
+        len(res.silhouette_by_k),
+        res.metrics,
+        res.run_id or "",
+        res.model_uri or "",
+        res.fit_seconds,
+    )
+    notes = [
+        f"population: {res.n_sellers} active sellers at {res.dt_ref}; k={res.k} by silhouette "
+        f"({', '.join(f'{k}:{v:.3f}' for k, v in res.silhouette_by_k.items())}); stability ARI mean "
+        f"{res.ari_mean:.3f} min {res.ari_min:.3f}"
+    ]
     sizes = res.sizes()
     notes += [f"segment {s} ({sizes[s]} sellers): {n}" for s, n in sorted(res.names.items())]
     notes += res.notes
-    return TrainResult(problem=NAME, experiment_id=res.experiment_id or "", parent_run_id=res.run_id or "",
-                       metric="silhouette", candidates=[cand], winner=CANDIDATE, model_version=res.model_version,
-                       decision=res.decision if register else "not registered", reason=res.reason or "register=False",
-                       previous_champion=res.previous_champion, lineage=res.lineage, notes=notes,
-                       extra_keys=["stability_ari_mean", "stability_ari_min"])
+    return TrainResult(
+        problem=NAME,
+        experiment_id=res.experiment_id or "",
+        parent_run_id=res.run_id or "",
+        metric="silhouette",
+        candidates=[cand],
+        winner=CANDIDATE,
+        model_version=res.model_version,
+        decision=res.decision if register else "not registered",
+        reason=res.reason or "register=False",
+        previous_champion=res.previous_champion,
+        lineage=res.lineage,
+        notes=notes,
+        extra_keys=["stability_ari_mean", "stability_ari_min"],
+    )
 
 
 def score_segments(problem: Problem, settings: Settings, as_of: date | None = None, *, top_n: int = 10):
@@ -628,23 +744,36 @@ def score_segments(problem: Problem, settings: Settings, as_of: date | None = No
     with session(settings) as con:
         df = population(con, settings, as_of)
         if df.empty:
-            raise MissingStepError(f"no active sellers at {as_of or default_dt_ref(con)}: build features over a "
-                                   "range that contains sales")
+            raise MissingStepError(
+                f"no active sellers at {as_of or default_dt_ref(con)}: build features over a range that contains sales"
+            )
         missing = [f for f in champ.feature_names if f not in df.columns]
         if missing:
-            raise MissingStepError(f"the feature store lacks {', '.join(missing[:3])} used by {NAME} "
-                                   f"v{champ.version}: run `olist-ml train segments` again")
+            raise MissingStepError(
+                f"the feature store lacks {', '.join(missing[:3])} used by {NAME} "
+                f"v{champ.version}: run `olist-ml train segments` again"
+            )
         labels = champ.predict(df)
         d = df["dt_ref"].iloc[0]
         n = _write_outputs(con, settings, d, df, labels, names, champ.version, champ.run_id)
     lab = pd.Series(np.asarray(labels, dtype=int))
     counts = lab.value_counts().sort_index()
-    top = [{"segment": int(s), "segment_name": names.get(int(s), f"segment {s}"), "n_sellers": int(c)}
-           for s, c in counts.sort_values(ascending=False).head(top_n).items()]
-    return scoring.ScoreReport(problem=NAME, table=PROBLEM.scores_table, dt_ref=d, n_scored=n, model_name=NAME,
-                               model_version=str(champ.version), run_id=champ.run_id,
-                               distribution=scoring.distribution(PROBLEM, lab), top=top,
-                               seconds=time.perf_counter() - t0)
+    top = [
+        {"segment": int(s), "segment_name": names.get(int(s), f"segment {s}"), "n_sellers": int(c)}
+        for s, c in counts.sort_values(ascending=False).head(top_n).items()
+    ]
+    return scoring.ScoreReport(
+        problem=NAME,
+        table=PROBLEM.scores_table,
+        dt_ref=d,
+        n_scored=n,
+        model_name=NAME,
+        model_version=str(champ.version),
+        run_id=champ.run_id,
+        distribution=scoring.distribution(PROBLEM, lab),
+        top=top,
+        seconds=time.perf_counter() - t0,
+    )
 
 
 # ---- declaration on the generic machinery ---------------------------------------------------------

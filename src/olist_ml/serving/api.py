@@ -33,7 +33,7 @@ import os
 import reprlib
 import secrets
 import sys
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 import numpy as np
@@ -147,7 +147,8 @@ class OrderIn(BaseModel):
     order_purchase_timestamp: datetime | None = Field(None, description="default: now (UTC)")
     order_approved_at: datetime | None = None
     order_delivered_carrier_date: datetime | None = Field(
-        None, description="when a carrier took the order (in flight: counts when before the scoring date)")
+        None, description="when a carrier took the order (in flight: counts when before the scoring date)"
+    )
     order_estimated_delivery_date: datetime | None = None
     shipping_limit_date: datetime | None = None
     order_value: float | None = Field(None, ge=0, description="sum of item prices")
@@ -172,8 +173,10 @@ class DelayScore(BaseModel):
     order_id: str | None
     seller_id: str
     score: float = Field(description="P(order is delivered after its estimated date)")
-    check_point: date = Field(description="the date of the scored row: the scoring date for an order in flight, "
-                                          "the purchase date for a new order (its row at approval)")
+    check_point: date = Field(
+        description="the date of the scored row: the scoring date for an order in flight, "
+        "the purchase date for a new order (its row at approval)"
+    )
     in_flight: bool = Field(description="bought before the scoring date: scored by its state at that date")
     past_promise: bool = Field(False, description="in flight past its promised date: late for certain (score 1.0)")
     seller_known: bool = Field(description="False: the seller has no feature row at dt_ref")
@@ -200,9 +203,11 @@ def batch_models(max_batch: int) -> tuple[type[BaseModel], type[BaseModel]]:
 
     class BatchChurnIn(BaseModel):
         model_config = ConfigDict(
-            extra="forbid", json_schema_extra={"examples": [{"seller_ids": ["3442f8959a84dea7ee197c632cb2df15"]}]})
+            extra="forbid", json_schema_extra={"examples": [{"seller_ids": ["3442f8959a84dea7ee197c632cb2df15"]}]}
+        )
         seller_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
-            min_length=1, max_length=max_batch, description=f"seller ids, {limit}")
+            min_length=1, max_length=max_batch, description=f"seller ids, {limit}"
+        )
 
     class BatchDelayIn(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -255,8 +260,10 @@ def strict_json_loads(body: bytes | str) -> Any:
 
 class BodyTooLarge(HTTPException):
     def __init__(self, limit: int):
-        super().__init__(413, f"request body over {limit} bytes (server setting --max-body-bytes / {MAX_BODY_ENV}): "
-                              "send smaller batches")
+        super().__init__(
+            413,
+            f"request body over {limit} bytes (server setting --max-body-bytes / {MAX_BODY_ENV}): send smaller batches",
+        )
 
 
 class BodyLimitMiddleware:
@@ -345,8 +352,10 @@ def validation_body(errors: list[dict], max_batch: int) -> dict:
         elif e.get("type") == "json_invalid":
             err = (e.get("ctx") or {}).get("error")
             where, msg = "body", f"not valid JSON at character {loc[-1] if len(loc) > 1 else 0}: {clip(str(err), 300)}"
-        ctx = {str(k): clip(v if isinstance(v, (int, float, bool, type(None))) else str(v))
-               for k, v in (e.get("ctx") or {}).items()}
+        ctx = {
+            str(k): clip(v if isinstance(v, (int, float, bool, type(None))) else str(v))
+            for k, v in (e.get("ctx") or {}).items()
+        }
         item = {"type": str(e.get("type")), "loc": loc, "msg": msg, "input": clip(e.get("input"))}
         if ctx:
             item["ctx"] = ctx
@@ -384,14 +393,18 @@ def _finite(x: float) -> float:
 # (context features -- route_*, cstate_*, market_*, seller_* -- may be NULL in the ABT too)
 CONTEXT_PREFIXES = ("route_", "cstate_", "market_", "seller_", "now_")
 # NULL by the order's state, not by a missing field (not handed to a carrier yet, handed already)
-CONTEXT_FEATURES = ("promise_slack_days", "days_since_carrier", "carrier_days_after_purchase",
-                    "days_past_shipping_limit")
+CONTEXT_FEATURES = (
+    "promise_slack_days",
+    "days_since_carrier",
+    "carrier_days_after_purchase",
+    "days_past_shipping_limit",
+)
 
 
 def _naive_utc(v):
     """Datetimes as the warehouse stores them: naive UTC."""
     if isinstance(v, datetime) and v.tzinfo is not None:
-        return v.astimezone(timezone.utc).replace(tzinfo=None)
+        return v.astimezone(UTC).replace(tzinfo=None)
     return v
 
 
@@ -410,7 +423,8 @@ def _is_finite_number(v: Any) -> bool:
 
 def _kind_of(v: Any) -> str:
     return {bool: "a boolean", str: "a string", list: "a list", dict: "an object"}.get(
-        type(v), "a number" if isinstance(v, (int, float)) else type(v).__name__)
+        type(v), "a number" if isinstance(v, (int, float)) else type(v).__name__
+    )
 
 
 def check_overrides(orders: list[OrderIn], slot, batch: bool) -> None:
@@ -425,20 +439,32 @@ def check_overrides(orders: list[OrderIn], slot, batch: bool) -> None:
                 continue  # null: not given, the computed value stays
             where = (f"orders.{i}." if batch else "") + clip(k)
             if k not in names:
-                raise HTTPException(422, f"invalid request: {where}: unknown field: neither an order attribute nor "
-                                         f"a feature of the {DELAY} champion (version {slot.version}); "
-                                         "see OrderIn at /docs")
+                raise HTTPException(
+                    422,
+                    f"invalid request: {where}: unknown field: neither an order attribute nor "
+                    f"a feature of the {DELAY} champion (version {slot.version}); "
+                    "see OrderIn at /docs",
+                )
             kind = kinds.get(k)
             if kind == "number" and not _is_finite_number(v):
-                raise HTTPException(422, f"invalid request: {where}: the feature {clip(k)} is numeric: expected a "
-                                         f"finite number, got {_kind_of(v)} {json.dumps(clip(v, 40))}")
+                raise HTTPException(
+                    422,
+                    f"invalid request: {where}: the feature {clip(k)} is numeric: expected a "
+                    f"finite number, got {_kind_of(v)} {json.dumps(clip(v, 40))}",
+                )
             if kind == "category" and not (isinstance(v, str) and len(v) <= MAX_CATEGORY_CHARS):
-                raise HTTPException(422, f"invalid request: {where}: the feature {clip(k)} is categorical: expected a "
-                                         f"string of at most {MAX_CATEGORY_CHARS} characters, got {_kind_of(v)} "
-                                         f"{json.dumps(clip(v, 40))}")
+                raise HTTPException(
+                    422,
+                    f"invalid request: {where}: the feature {clip(k)} is categorical: expected a "
+                    f"string of at most {MAX_CATEGORY_CHARS} characters, got {_kind_of(v)} "
+                    f"{json.dumps(clip(v, 40))}",
+                )
             if kind is None and not (isinstance(v, str) or _is_finite_number(v)):
-                raise HTTPException(422, f"invalid request: {where}: expected a finite number or a string, got "
-                                         f"{_kind_of(v)} {json.dumps(clip(v, 40))}")
+                raise HTTPException(
+                    422,
+                    f"invalid request: {where}: expected a finite number or a string, got "
+                    f"{_kind_of(v)} {json.dumps(clip(v, 40))}",
+                )
 
 
 def _delay_frame(state: ServingState, orders: list[OrderIn], strict: bool, batch: bool = False):
@@ -454,7 +480,7 @@ def _delay_frame(state: ServingState, orders: list[OrderIn], strict: bool, batch
     if len(set(ids)) < len(ids):
         dup = next(x for i, x in enumerate(ids) if x in ids[:i])
         raise HTTPException(422, f"invalid request: order_id {dup} appears twice")
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     raw = [{k: _naive_utc(v) for k, v in o.model_dump(exclude_none=True).items()} for o in orders]
     req = pd.DataFrame([{k: v for k, v in r.items() if k in REQUEST_COLUMNS} for r in raw])
     req["order_purchase_timestamp"] = [r.get("order_purchase_timestamp", now) for r in raw]
@@ -464,17 +490,19 @@ def _delay_frame(state: ServingState, orders: list[OrderIn], strict: bool, batch
     try:
         frame = snap.delay.frame(req)
     except OlistMLError as e:
-        raise HTTPException(422, str(e))
+        raise HTTPException(422, str(e)) from e
     check_points = [pd.Timestamp(x).date() for x in frame["dt_ref"]]
-    in_flight = [bool(pd.Timestamp(p) < pd.Timestamp(c)) for p, c in zip(frame["purchase_ts"], frame["dt_ref"])]
-    past = [f and pd.notna(d) and d < 0 for f, d in zip(in_flight, frame["days_left"])]
+    in_flight = [
+        bool(pd.Timestamp(p) < pd.Timestamp(c)) for p, c in zip(frame["purchase_ts"], frame["dt_ref"], strict=False)
+    ]
+    past = [f and pd.notna(d) and d < 0 for f, d in zip(in_flight, frame["days_left"], strict=False)]
     known = [o.seller_id in snap.frame.index for o in orders] if snap.frame is not None else [False] * len(orders)
     # a field named like a champion feature (not a raw attribute) overrides the computed value
     overrides = {k for r in raw for k in r if k not in REQUEST_COLUMNS and k in names}
     for k in overrides:
         given = [r.get(k) for r in raw]
         col = frame[k].astype(object) if k in frame.columns else pd.Series([None] * len(frame), dtype=object)
-        frame[k] = [g if g is not None else c for g, c in zip(given, col)]
+        frame[k] = [g if g is not None else c for g, c in zip(given, col, strict=False)]
     for c in names:
         if c not in frame.columns:
             frame[c] = np.nan  # left for the model's imputer
@@ -485,7 +513,7 @@ def _delay_frame(state: ServingState, orders: list[OrderIn], strict: bool, batch
                 df[c] = pd.to_numeric(df[c])
     imputed = [[c for c in names if pd.isna(df.at[i, c])] for i in range(len(df))]
     if strict:
-        for o, miss in zip(orders, imputed):
+        for o, miss in zip(orders, imputed, strict=False):
             own = [c for c in miss if _own_feature(c)]
             if own:
                 raise HTTPException(
@@ -496,13 +524,16 @@ def _delay_frame(state: ServingState, orders: list[OrderIn], strict: bool, batch
     return slot, snap, df, known, imputed, (check_points, in_flight, past)
 
 
-def _score_orders(state: ServingState, orders: list[OrderIn], strict: bool = False, batch: bool = False
-                  ) -> list[DelayScore]:
+def _score_orders(
+    state: ServingState, orders: list[OrderIn], strict: bool = False, batch: bool = False
+) -> list[DelayScore]:
     slot, snap, df, known, imputed, (check_points, in_flight, past) = _delay_frame(state, orders, strict, batch)
     try:
         scores = np.asarray(positive_scores(slot.champion, df), dtype=float)
-    except Exception as e:
-        raise HTTPException(422, f"the {DELAY} champion could not score these orders: {type(e).__name__}: {e}".splitlines()[0])
+    except Exception as e:  # noqa: BLE001 - any model failure is the client's 422
+        raise HTTPException(
+            422, f"the {DELAY} champion could not score these orders: {type(e).__name__}: {e}".splitlines()[0]
+        ) from e
     scores = np.where(past, 1.0, scores)  # not delivered by its promised day: late, whatever a model says
     info = slot.info()
     return [
@@ -519,7 +550,7 @@ def _score_orders(state: ServingState, orders: list[OrderIn], strict: bool = Fal
             model_version=str(slot.version),
             dt_ref=snap.dt_ref,
         )
-        for o, s, c, f, pp, k, m in zip(orders, scores, check_points, in_flight, past, known, imputed)
+        for o, s, c, f, pp, k, m in zip(orders, scores, check_points, in_flight, past, known, imputed, strict=False)
     ]
 
 
@@ -587,8 +618,9 @@ def create_app(
         if token is None:
             return
         if creds is None or creds.scheme.lower() != "bearer":
-            raise HTTPException(401, "missing bearer token (Authorization: Bearer <token>)",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401, "missing bearer token (Authorization: Bearer <token>)", headers={"WWW-Authenticate": "Bearer"}
+            )
         if not secrets.compare_digest(creds.credentials.encode(), token.encode()):
             raise HTTPException(401, "invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
 
@@ -627,8 +659,13 @@ def create_app(
             "limits": {"max_body_bytes": max_body_bytes, "max_batch": max_batch},
         }
 
-    @app.get("/sellers/{seller_id}/churn", tags=["churn"], dependencies=auth, response_model=ChurnScore,
-             responses={404: {"description": "unknown seller"}, 503: {"description": "not ready"}})
+    @app.get(
+        "/sellers/{seller_id}/churn",
+        tags=["churn"],
+        dependencies=auth,
+        response_model=ChurnScore,
+        responses={404: {"description": "unknown seller"}, 503: {"description": "not ready"}},
+    )
     async def seller_churn(seller_id: Annotated[str, Path(min_length=1, max_length=64)]) -> ChurnScore:
         slot = _problem_slot(state, CHURN)
         snap = _snapshot(state)
@@ -637,8 +674,13 @@ def create_app(
         score = snap.churn_scores.get(seller_id)
         if score is None:
             raise HTTPException(404, f"unknown seller {seller_id}: no {CHURN} feature row at dt_ref {snap.dt_ref}")
-        return ChurnScore(seller_id=seller_id, score=_finite(score), model_name=slot.info()["model_name"],
-                          model_version=str(snap.churn_version), dt_ref=snap.dt_ref)
+        return ChurnScore(
+            seller_id=seller_id,
+            score=_finite(score),
+            model_name=slot.info()["model_name"],
+            model_version=str(snap.churn_version),
+            dt_ref=snap.dt_ref,
+        )
 
     @app.post("/batch/churn", tags=["churn"], dependencies=auth, response_model=BatchChurnOut)
     async def batch_churn(body: BatchChurnIn) -> BatchChurnOut:  # type: ignore[valid-type]
@@ -653,10 +695,18 @@ def create_app(
             if s is None:
                 unknown.append(sid)
             else:
-                results.append(ChurnScore(seller_id=sid, score=_finite(s), model_name=name,
-                                          model_version=str(snap.churn_version), dt_ref=snap.dt_ref))
-        return BatchChurnOut(model_name=name, model_version=str(snap.churn_version), dt_ref=snap.dt_ref,
-                             results=results, unknown=unknown)
+                results.append(
+                    ChurnScore(
+                        seller_id=sid,
+                        score=_finite(s),
+                        model_name=name,
+                        model_version=str(snap.churn_version),
+                        dt_ref=snap.dt_ref,
+                    )
+                )
+        return BatchChurnOut(
+            model_name=name, model_version=str(snap.churn_version), dt_ref=snap.dt_ref, results=results, unknown=unknown
+        )
 
     @app.post("/orders/delay", tags=["delay"], dependencies=auth, response_model=DelayScore)
     def order_delay(order: OrderIn, strict: bool = False) -> DelayScore:
@@ -667,8 +717,9 @@ def create_app(
     def batch_delay(body: BatchDelayIn, strict: bool = False) -> BatchDelayOut:  # type: ignore[valid-type]
         results = _score_orders(state, body.orders, strict, batch=True)
         r0 = results[0]
-        return BatchDelayOut(model_name=r0.model_name, model_version=r0.model_version, dt_ref=r0.dt_ref,
-                             results=results)
+        return BatchDelayOut(
+            model_name=r0.model_name, model_version=r0.model_version, dt_ref=r0.dt_ref, results=results
+        )
 
     return app
 
@@ -688,19 +739,30 @@ def exposure_warning(host: str, port: int, token: str | None) -> str | None:
     """The one-line warning for a bind beyond loopback without a token (None when there is no risk)."""
     if token or is_loopback(host):
         return None
-    return (f"warning: serving on {host}:{port} without a token: anyone who can reach this machine on the network "
-            f"can call the API; set {TOKEN_ENV}=<secret> (clients send 'Authorization: Bearer <secret>') "
-            f"or bind --host 127.0.0.1")
+    return (
+        f"warning: serving on {host}:{port} without a token: anyone who can reach this machine on the network "
+        f"can call the API; set {TOKEN_ENV}=<secret> (clients send 'Authorization: Bearer <secret>') "
+        f"or bind --host 127.0.0.1"
+    )
 
 
-def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, poll_seconds: float = 5.0,
-          problems: tuple[str, ...] = (CHURN, DELAY), log_level: str = "info", max_body_bytes: int | None = None,
-          max_batch: int | None = None) -> None:
+def serve(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    poll_seconds: float = 5.0,
+    problems: tuple[str, ...] = (CHURN, DELAY),
+    log_level: str = "info",
+    max_body_bytes: int | None = None,
+    max_batch: int | None = None,
+) -> None:
     """Run the API under uvicorn (blocks until stopped)."""
     import uvicorn
 
-    app = create_app(settings, poll_seconds=poll_seconds, problems=problems, max_body_bytes=max_body_bytes,
-                     max_batch=max_batch)
+    app = create_app(
+        settings, poll_seconds=poll_seconds, problems=problems, max_body_bytes=max_body_bytes, max_batch=max_batch
+    )
     warning = exposure_warning(host, port, os.environ.get(TOKEN_ENV))
     if warning:
         print(warning, file=sys.stderr, flush=True)

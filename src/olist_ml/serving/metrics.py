@@ -75,7 +75,7 @@ def psi(reference: pd.Series, current: pd.Series, *, epsilon: float = EPSILON) -
         rc, rnull = _numeric_counts(reference, edges)
         cc, cnull = _numeric_counts(current, edges)
         labels = [f"<= {edges[0]:.6g}"] if len(edges) else []
-        labels += [f"({a:.6g}, {b:.6g}]" for a, b in zip(edges[:-1], edges[1:])]
+        labels += [f"({a:.6g}, {b:.6g}]" for a, b in zip(edges[:-1], edges[1:], strict=False)]
         labels += [f"> {edges[-1]:.6g}" if len(edges) else "all"]
     else:
         ref_s = reference.astype("object")
@@ -134,8 +134,9 @@ def roc_auc(y_true, score) -> float:
     return ranking_metric("roc_auc", y, score) if y.size else float("nan")
 
 
-def realised_performance(df: pd.DataFrame, *, group_cols: str | list[str] = "dt_ref", target_col: str = "target",
-                         score_col: str = "score") -> pd.DataFrame:
+def realised_performance(
+    df: pd.DataFrame, *, group_cols: str | list[str] = "dt_ref", target_col: str = "target", score_col: str = "score"
+) -> pd.DataFrame:
     """Per group (e.g. dt_ref, model_version): n, positives, base rate, ROC AUC, top-decile lift.
 
     Rows whose target is NULL (label not matured yet) are dropped first.
@@ -149,7 +150,7 @@ def realised_performance(df: pd.DataFrame, *, group_cols: str | list[str] = "dt_
         s = g[score_col].astype(float).to_numpy()
         rows.append(
             {
-                **dict(zip(groups, key)),
+                **dict(zip(groups, key, strict=False)),
                 "n": int(y.size),
                 "n_positive": int(y.sum()),
                 "base_rate": float(y.mean()) if y.size else float("nan"),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import tempfile
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -102,7 +102,9 @@ def _scores(con, problem) -> pd.DataFrame:
     from ..warehouse import table_exists
 
     if not table_exists(con, problem.scores_table):
-        raise MissingStepError(f"warehouse has no table {problem.scores_table}: run `olist-ml predict {problem.name}` first")
+        raise MissingStepError(
+            f"warehouse has no table {problem.scores_table}: run `olist-ml predict {problem.name}` first"
+        )
     return con.execute(f"SELECT * FROM {problem.scores_table}").df()
 
 
@@ -128,37 +130,67 @@ def _latest_population(con, settings: Settings, problem, scores: pd.DataFrame) -
     frame = frame.copy()
     frame[t] = _as_date(frame[t])
     keys = list(problem.key_columns)
-    merged = cur[[*keys, "score", "model_version"]].merge(frame.drop(columns=["score"], errors="ignore"), on=keys,
-                                                          how="inner")
+    merged = cur[[*keys, "score", "model_version"]].merge(
+        frame.drop(columns=["score"], errors="ignore"), on=keys, how="inner"
+    )
     return latest, merged
 
 
-def drift_table(reference: pd.DataFrame, current: pd.DataFrame, features: list[str], ref_score, cur_score,
-                *, categorical_score: bool = False, epsilon: float = EPSILON) -> pd.DataFrame:
+def drift_table(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    features: list[str],
+    ref_score,
+    cur_score,
+    *,
+    categorical_score: bool = False,
+    epsilon: float = EPSILON,
+) -> pd.DataFrame:
     """PSI rows for every feature (kind 'feature') and for the score (kind 'score')."""
     rows = []
     for f in features:
         if f not in reference.columns or f not in current.columns:
             continue
         r = psi(reference[f], current[f], epsilon=epsilon)
-        rows.append({"feature": f, "kind": "feature", "psi": r.psi, "flag": bool(r.flag), "n_reference": r.n_ref,
-                     "n_current": r.n_cur, "null_reference": r.null_ref, "null_current": r.null_cur,
-                     "bins": json.dumps({"bins": r.bins, "reference": r.ref_share, "current": r.cur_share})})
+        rows.append(
+            {
+                "feature": f,
+                "kind": "feature",
+                "psi": r.psi,
+                "flag": bool(r.flag),
+                "n_reference": r.n_ref,
+                "n_current": r.n_cur,
+                "null_reference": r.null_ref,
+                "null_current": r.null_cur,
+                "bins": json.dumps({"bins": r.bins, "reference": r.ref_share, "current": r.cur_share}),
+            }
+        )
     rs, cs = pd.Series(np.asarray(ref_score)), pd.Series(np.asarray(cur_score))
     if categorical_score:
         rs, cs = rs.astype(str), cs.astype(str)
     r = psi(rs, cs, epsilon=epsilon)
-    rows.append({"feature": "score", "kind": "score", "psi": r.psi, "flag": bool(r.flag), "n_reference": r.n_ref,
-                 "n_current": r.n_cur, "null_reference": r.null_ref, "null_current": r.null_cur,
-                 "bins": json.dumps({"bins": r.bins, "reference": r.ref_share, "current": r.cur_share})})
+    rows.append(
+        {
+            "feature": "score",
+            "kind": "score",
+            "psi": r.psi,
+            "flag": bool(r.flag),
+            "n_reference": r.n_ref,
+            "n_current": r.n_cur,
+            "null_reference": r.null_ref,
+            "null_current": r.null_cur,
+            "bins": json.dumps({"bins": r.bins, "reference": r.ref_share, "current": r.cur_share}),
+        }
+    )
     return pd.DataFrame(rows)
 
 
 def performance_table(con, problem, scores: pd.DataFrame) -> pd.DataFrame:
     """Realised ROC AUC / top-decile lift of past scores against the ABT's matured targets."""
     if problem.kind != "binary" or not problem.target:
-        return pd.DataFrame(columns=["dt_ref", "model_version", "n", "n_positive", "base_rate", "roc_auc",
-                                     "lift_top_decile"])
+        return pd.DataFrame(
+            columns=["dt_ref", "model_version", "n", "n_positive", "base_rate", "roc_auc", "lift_top_decile"]
+        )
     t = problem.time_column
     keys = list(problem.key_columns)
     cols = ", ".join(dict.fromkeys([*keys, problem.target]))
@@ -179,17 +211,25 @@ def _log_mlflow(settings: Settings, problem, res: MonitorResult) -> str | None:
     name = f"monitor-{res.run_ts:%Y%m%d-%H%M%S}"
     with mlflow.start_run(experiment_id=exp_id, run_name=name) as run:
         mlflow.set_tags({"problem": problem.name, "role": "monitor", "champion_version": res.model_version})
-        mlflow.log_params({"reference_start": str(res.reference_start), "reference_end": str(res.reference_end),
-                           "current_dt_ref": str(res.current_dt_ref), "n_reference": res.n_reference,
-                           "n_current": res.n_current, "psi_flag": PSI_FLAG, "psi_epsilon": EPSILON,
-                           "model_version": res.model_version})
+        mlflow.log_params(
+            {
+                "reference_start": str(res.reference_start),
+                "reference_end": str(res.reference_end),
+                "current_dt_ref": str(res.current_dt_ref),
+                "n_reference": res.n_reference,
+                "n_current": res.n_current,
+                "psi_flag": PSI_FLAG,
+                "psi_epsilon": EPSILON,
+                "model_version": res.model_version,
+            }
+        )
         metrics = {}
         for r in res.drift.itertuples():
             if np.isfinite(r.psi):
                 metrics["psi_score" if r.kind == "score" else f"psi_{r.feature}"] = float(r.psi)
         metrics["n_drifted"] = float(res.n_flagged)
         mlflow.log_metrics(metrics)
-        for i, r in enumerate(res.performance.sort_values("dt_ref").itertuples()):
+        for _i, r in enumerate(res.performance.sort_values("dt_ref").itertuples()):
             step = int(pd.Timestamp(r.dt_ref).strftime("%Y%m%d"))
             if np.isfinite(r.roc_auc):
                 mlflow.log_metric("realised_roc_auc", float(r.roc_auc), step=step)
@@ -245,7 +285,7 @@ def monitor(problem, settings: Settings, *, log_to_mlflow: bool = True) -> Monit
     champ = registry.load_champion(settings, problem.name)
     problem.check_champion(champ, settings)  # it scores the current population: same settings as trained
     ref_start, ref_end = training_range(settings, champ)
-    run_ts = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    run_ts = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     t = problem.time_column
     with session(settings) as con:
         require_tables(con, [problem.abt_table], f"train {problem.name}")
@@ -256,19 +296,31 @@ def monitor(problem, settings: Settings, *, log_to_mlflow: bool = True) -> Monit
             f"SELECT * FROM {problem.abt_table} WHERE CAST({t} AS DATE) BETWEEN ? AND ?", [ref_start, ref_end]
         ).df()
         if reference.empty:
-            raise MissingStepError(f"{problem.abt_table} has no rows in the champion's training period "
-                                   f"{ref_start}..{ref_end}: rebuild it with `olist-ml train {problem.name}`")
+            raise MissingStepError(
+                f"{problem.abt_table} has no rows in the champion's training period "
+                f"{ref_start}..{ref_end}: rebuild it with `olist-ml train {problem.name}`"
+            )
         scores = _scores(con, problem)
         current_dt, current = _latest_population(con, settings, problem, scores)
         features = list(champ.feature_names)
         ref_score = champ.score(reference) if hasattr(champ, "score") else champ.predict_proba(reference)
-        drift = drift_table(reference, current, features, ref_score, current["score"],
-                            categorical_score=problem.kind != "binary")
+        drift = drift_table(
+            reference, current, features, ref_score, current["score"], categorical_score=problem.kind != "binary"
+        )
         perf = performance_table(con, problem, scores)
-        res = MonitorResult(problem=problem.name, run_ts=run_ts, model_name=champ.model_name,
-                            model_version=str(champ.version), reference_start=ref_start, reference_end=ref_end,
-                            current_dt_ref=current_dt, n_reference=len(reference), n_current=len(current),
-                            drift=drift, performance=perf)
+        res = MonitorResult(
+            problem=problem.name,
+            run_ts=run_ts,
+            model_name=champ.model_name,
+            model_version=str(champ.version),
+            reference_start=ref_start,
+            reference_end=ref_end,
+            current_dt_ref=current_dt,
+            n_reference=len(reference),
+            n_current=len(current),
+            drift=drift,
+            performance=perf,
+        )
         if log_to_mlflow:
             res.mlflow_run_id = _log_mlflow(settings, problem, res)
         _store(con, problem, res, settings)

@@ -18,11 +18,12 @@ PNG images embedded as base64 `data:` URIs, styles are inline. Sections:
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -39,15 +40,44 @@ td.l,th.l{text-align:left}.champion{background:#e8f7e8}.flag{color:#b00;font-wei
 .plots img{max-width:48%;margin:4px;border:1px solid #ddd}.note{color:#666;font-style:italic}
 """
 
-_CANDIDATE_METRICS = ("validation_roc_auc", "validation_pr_auc", "validation_top_decile_lift", "validation_brier",
-                      "validation_log_loss", "validation_ks", "validation_silhouette", "validation_davies_bouldin",
-                      "test_roc_auc", "test_silhouette", "fit_seconds")
+_CANDIDATE_METRICS = (
+    "validation_roc_auc",
+    "validation_pr_auc",
+    "validation_top_decile_lift",
+    "validation_brier",
+    "validation_log_loss",
+    "validation_ks",
+    "validation_silhouette",
+    "validation_davies_bouldin",
+    "test_roc_auc",
+    "test_silhouette",
+    "fit_seconds",
+)
 # metrics of a registered version's run (the refit run of the generic trainer; segments' own run)
-_VERSION_METRICS = ("test_roc_auc", "test_roc_auc_ci_low", "test_roc_auc_ci_high", "baseline_test_roc_auc",
-                    "validation_roc_auc", "test_pr_auc", "test_top_decile_lift", "test_brier", "test_log_loss",
-                    "test_ece", "test_silhouette", "silhouette", "davies_bouldin")
-_PLOT_ORDER = ("roc.png", "pr.png", "lift.png", "calibration.png", "reliability.png", "clusters.png",
-               "feature_importance.png")
+_VERSION_METRICS = (
+    "test_roc_auc",
+    "test_roc_auc_ci_low",
+    "test_roc_auc_ci_high",
+    "baseline_test_roc_auc",
+    "validation_roc_auc",
+    "test_pr_auc",
+    "test_top_decile_lift",
+    "test_brier",
+    "test_log_loss",
+    "test_ece",
+    "test_silhouette",
+    "silhouette",
+    "davies_bouldin",
+)
+_PLOT_ORDER = (
+    "roc.png",
+    "pr.png",
+    "lift.png",
+    "calibration.png",
+    "reliability.png",
+    "clusters.png",
+    "feature_importance.png",
+)
 
 
 def _e(x) -> str:
@@ -113,17 +143,17 @@ def _versions(client, name: str) -> pd.DataFrame:
         return pd.DataFrame()
     for mv in client.search_model_versions(f"name = '{name}'"):
         metrics = {}
-        try:
+        with contextlib.suppress(MlflowException):  # its run was deleted: the version row shows its tags only
             metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
-        except MlflowException:  # its run was deleted: the version row shows its tags only
-            pass
         row = {
             "version": int(mv.version),
             "alias": ", ".join(sorted(aliases.get(str(mv.version), []))),
             "candidate": (mv.tags or {}).get("candidate", ""),
-            "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M"),
+            "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M"),
             "trained_until": (mv.tags or {}).get("trained_until", ""),
-            "test period": "..".join(x for x in ((mv.tags or {}).get("test_start"), (mv.tags or {}).get("test_end")) if x),
+            "test period": "..".join(
+                x for x in ((mv.tags or {}).get("test_start"), (mv.tags or {}).get("test_end")) if x
+            ),
         }
         for k in _VERSION_METRICS:
             if k in metrics:
@@ -141,7 +171,10 @@ def _candidates_of(client, run_id: str) -> pd.DataFrame:
     runs = client.search_runs([run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
     rows = []
     for r in runs:
-        row = {"candidate": r.data.tags.get("candidate", r.info.run_name), "champion run": "yes" if r.info.run_id == run_id else ""}
+        row = {
+            "candidate": r.data.tags.get("candidate", r.info.run_name),
+            "champion run": "yes" if r.info.run_id == run_id else "",
+        }
         for k, v in sorted(r.data.metrics.items()):
             if k.startswith("cv_") or k in _CANDIDATE_METRICS:
                 row[k] = float(v)
@@ -185,8 +218,11 @@ def segment_profiles(con, settings: Settings, problem) -> pd.DataFrame:
     for d in (sc, frame):
         d[t] = pd.to_datetime(d[t]).dt.date
     df = sc.merge(frame.drop(columns=["score"], errors="ignore"), on=keys)
-    num = [c for c in df.columns if c not in (*keys, "score") and pd.api.types.is_numeric_dtype(df[c])
-           and not pd.api.types.is_bool_dtype(df[c])]
+    num = [
+        c
+        for c in df.columns
+        if c not in (*keys, "score") and pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
+    ]
     prof = df.groupby("score")[num].mean()
     prof.insert(0, "share", df.groupby("score").size() / len(df))
     prof.insert(0, "n", df.groupby("score").size())
@@ -203,12 +239,15 @@ def _monitor_tables(con, problem_name: str) -> tuple[pd.DataFrame, pd.DataFrame]
             "SELECT feature, kind, psi, flag, n_reference, n_current, model_version, reference_start, reference_end, "
             "current_dt_ref, run_ts FROM monitor_drift WHERE problem = ? AND run_ts = "
             "(SELECT max(run_ts) FROM monitor_drift WHERE problem = ?) ORDER BY psi DESC NULLS LAST",
-            [problem_name, problem_name]).df()
+            [problem_name, problem_name],
+        ).df()
     if table_exists(con, "monitor_performance"):
         perf = con.execute(
             "SELECT dt_ref, model_version, n, n_positive, base_rate, roc_auc, lift_top_decile FROM monitor_performance "
             "WHERE problem = ? AND run_ts = (SELECT max(run_ts) FROM monitor_performance WHERE problem = ?) "
-            "ORDER BY dt_ref, model_version", [problem_name, problem_name]).df()
+            "ORDER BY dt_ref, model_version",
+            [problem_name, problem_name],
+        ).df()
     return drift, perf
 
 
@@ -249,8 +288,8 @@ def build_html(problem, settings: Settings) -> str:
     client = tracking.client(settings)
     champ_mv = registry.alias_version(settings, problem.name, registry.CHAMPION)
     parts = [f"<h1>Model report: {_e(problem.name)}</h1>"]
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    parts.append(f'<p>{_e(problem.description or "")} Kind: <b>{_e(problem.kind)}</b>. Generated {now}.</p>')
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts.append(f"<p>{_e(problem.description or '')} Kind: <b>{_e(problem.kind)}</b>. Generated {now}.</p>")
     if champ_mv is None:
         parts.append(f'<p class="flag">No champion registered: run <code>olist-ml train {_e(problem.name)}</code>.</p>')
     else:
@@ -259,19 +298,32 @@ def build_html(problem, settings: Settings) -> str:
     # 1. champion vs challengers
     parts.append("<h2>Champion vs challengers</h2><h3>Registered versions</h3>")
     versions = _versions(client, problem.name)
-    parts.append(_table(versions, left=("alias", "candidate", "created", "trained_until", "test period", "decision"),
-                        row_class=lambda r: "champion" if "champion" in str(r.get("alias", "")) else ""))
+    parts.append(
+        _table(
+            versions,
+            left=("alias", "candidate", "created", "trained_until", "test period", "decision"),
+            row_class=lambda r: "champion" if "champion" in str(r.get("alias", "")) else "",
+        )
+    )
     art: dict[str, bytes] = {}
     if champ_mv is not None and champ_mv.run_id:
-        parts.append("<h3>Candidates of the champion's training run (validation metrics; the refit row is the "
-                     "registered artefact, with the test metrics of its spec fitted before the test period)</h3>")
-        parts.append(_table(_candidates_of(client, champ_mv.run_id), left=("candidate", "champion run"),
-                            row_class=lambda r: "champion" if r.get("champion run") else ""))
+        parts.append(
+            "<h3>Candidates of the champion's training run (validation metrics; the refit row is the "
+            "registered artefact, with the test metrics of its spec fitted before the test period)</h3>"
+        )
+        parts.append(
+            _table(
+                _candidates_of(client, champ_mv.run_id),
+                left=("candidate", "champion run"),
+                row_class=lambda r: "champion" if r.get("champion run") else "",
+            )
+        )
         art = _artifacts(client, champ_mv.run_id)
 
     # 2. plots
-    parts.append("<h2>Evaluation of the champion (test period, fitted before it; reliability before/after "
-                 "calibration)</h2>")
+    parts.append(
+        "<h2>Evaluation of the champion (test period, fitted before it; reliability before/after calibration)</h2>"
+    )
     pngs = [n for n in _PLOT_ORDER if n in art and n != "feature_importance.png"]
     if pngs:
         parts.append('<div class="plots">' + "".join(_img(art[n], n[:-4]) for n in pngs) + "</div>")
@@ -294,7 +346,7 @@ def build_html(problem, settings: Settings) -> str:
             parts.append("<h2>Segment profiles (latest scored population)</h2>")
             try:
                 parts.append(_table(segment_profiles(con, settings, problem)))
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - a report section degrades to a note
                 parts.append(f'<p class="note">segment profiles unavailable: {_e(str(e).splitlines()[0])}</p>')
         # 5. drift / performance
         drift, perf = _monitor_tables(con, problem.name)
@@ -303,12 +355,19 @@ def build_html(problem, settings: Settings) -> str:
         parts.append(f'<p class="note">no monitoring run yet: run <code>olist-ml monitor {_e(problem.name)}</code></p>')
     else:
         r0 = drift.iloc[0]
-        parts.append(f"<p>Monitoring run {_fmt(r0['run_ts'])}: champion v{_e(r0['model_version'])}, reference "
-                     f"{_fmt(r0['reference_start'])}..{_fmt(r0['reference_end'])} vs scored population at "
-                     f"{_fmt(r0['current_dt_ref'])}; {int(drift['flag'].sum())} of {len(drift)} columns with PSI &gt; 0.2.</p>")
+        parts.append(
+            f"<p>Monitoring run {_fmt(r0['run_ts'])}: champion v{_e(r0['model_version'])}, reference "
+            f"{_fmt(r0['reference_start'])}..{_fmt(r0['reference_end'])} vs scored population at "
+            f"{_fmt(r0['current_dt_ref'])}; {int(drift['flag'].sum())} of {len(drift)} columns with PSI &gt; 0.2.</p>"
+        )
         parts.append('<div class="plots">' + _img(_drift_png(drift), "drift") + "</div>")
-        parts.append(_table(drift[["feature", "kind", "psi", "flag", "n_reference", "n_current"]], left=("feature", "kind"),
-                            row_class=lambda r: "flag" if r["flag"] else ""))
+        parts.append(
+            _table(
+                drift[["feature", "kind", "psi", "flag", "n_reference", "n_current"]],
+                left=("feature", "kind"),
+                row_class=lambda r: "flag" if r["flag"] else "",
+            )
+        )
     parts.append("<h2>Realised performance</h2>")
     if perf.empty:
         parts.append('<p class="note">no past scores with matured labels yet</p>')
@@ -317,8 +376,10 @@ def build_html(problem, settings: Settings) -> str:
         parts.append(_table(perf, left=("dt_ref", "model_version")))
 
     body = "\n".join(parts)
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>olist-ml report: {_e(problem.name)}'
-            f"</title><style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>olist-ml report: {_e(problem.name)}'
+        f"</title><style>{_CSS}</style></head><body>\n{body}\n</body></html>\n"
+    )
 
 
 def report(problem, settings: Settings, *, out: Path | None = None) -> Path:

@@ -58,7 +58,7 @@ ALIAS = "champion"
 # ---------------------------------------------------------------------------------------
 def _sqlite_store(settings: Settings) -> Path | None:
     uri = settings.mlflow_uri
-    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 
 
 def _mlflow_store_missing(settings: Settings) -> str | None:
@@ -86,8 +86,10 @@ def check_registry_store(path: Path) -> str | None:
     try:
         con = sqlite3.connect(path.absolute().as_uri() + "?mode=ro", uri=True, timeout=2)
         try:
-            n = con.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
-                            "('registered_models', 'model_versions', 'registered_model_aliases')").fetchall()[0][0]
+            n = con.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
+                "('registered_models', 'model_versions', 'registered_model_aliases')"
+            ).fetchall()[0][0]
         finally:
             con.close()
     except sqlite3.OperationalError as e:
@@ -133,8 +135,10 @@ def alias_version(settings: Settings, model_name: str, client=None) -> str | Non
     try:
         return str(client.get_model_version_by_alias(model_name, ALIAS).version)
     except MlflowException as e:
-        if getattr(e, "error_code", None) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") \
-                and "not found" in str(e):
+        if getattr(e, "error_code", None) in (
+            "RESOURCE_DOES_NOT_EXIST",
+            "INVALID_PARAMETER_VALUE",
+        ) and "not found" in str(e):
             return None
         raise
 
@@ -225,7 +229,9 @@ def _locked(e: Exception) -> bool:
     return "Could not set lock" in str(e) or "Conflicting lock" in str(e)
 
 
-def latest_feature_frames(con, settings: Settings, problems: tuple[str, ...]) -> tuple[date, pd.DataFrame, pd.DataFrame | None]:
+def latest_feature_frames(
+    con, settings: Settings, problems: tuple[str, ...]
+) -> tuple[date, pd.DataFrame, pd.DataFrame | None]:
     """(latest dt_ref, every seller's feature-store row at it, the churn population at it).
 
     The churn population is the churn problem's own scoring frame (eligible sellers, with the
@@ -280,13 +286,17 @@ class DelayContext:
         try:
             db.execute("ATTACH '" + str(settings.warehouse).replace("'", "''") + "' AS wh (READ_ONLY)")
             try:
-                have = {r[0] for r in db.execute(
-                    "SELECT table_name FROM duckdb_tables() WHERE database_name = 'wh' AND schema_name = 'main'"
-                ).fetchall()}
+                have = {
+                    r[0]
+                    for r in db.execute(
+                        "SELECT table_name FROM duckdb_tables() WHERE database_name = 'wh' AND schema_name = 'main'"
+                    ).fetchall()
+                }
                 missing = [t for t in order_delay.STG_TABLES if t not in have]
                 if missing:
-                    raise MissingStepError(f"warehouse has no table {', '.join(missing)}: run `olist-ml ingest SOURCE` "
-                                           "first")
+                    raise MissingStepError(
+                        f"warehouse has no table {', '.join(missing)}: run `olist-ml ingest SOURCE` first"
+                    )
                 for t in order_delay.STG_TABLES + (["stg_geolocation"] if "stg_geolocation" in have else []):
                     db.execute(f"CREATE TABLE main.{t} AS SELECT * FROM wh.main.{t}")
                 if geo.GEO_TABLE in have:
@@ -311,8 +321,7 @@ class DelayContext:
 
         cur = self.db.cursor()  # one connection per call: requests run on several threads
         try:
-            return order_delay.request_frame(cur, self.settings, orders, as_of=self.scoring_date,
-                                             history=DELAY_HISTORY)
+            return order_delay.request_frame(cur, self.settings, orders, as_of=self.scoring_date, history=DELAY_HISTORY)
         finally:
             cur.close()
 
@@ -461,8 +470,14 @@ class ServingState:
             delay = DelayContext(self.settings, dt_ref) if DELAY in self.problems else None
             if warehouse_signature(self.settings) != sig:  # replaced while read: the parts may not match
                 raise _Transient("the warehouse changed while it was read")
-            new = FeatureSnapshot(dt_ref=dt_ref, frame=frame, churn_frame=_by_seller(churn_frame), delay=delay,
-                                  signature=sig, loaded_at=time.time())
+            new = FeatureSnapshot(
+                dt_ref=dt_ref,
+                frame=frame,
+                churn_frame=_by_seller(churn_frame),
+                delay=delay,
+                signature=sig,
+                loaded_at=time.time(),
+            )
             self.features = self._score(new, churn)
             self.features_fault = self.features_busy = self._failed_signature = None
             log.info("loaded features at dt_ref %s (%d sellers)", dt_ref, len(frame))
@@ -471,7 +486,7 @@ class ServingState:
             busy = f"feature store busy: {e}"
         except OlistMLError as e:
             fault = str(e)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - the old snapshot keeps serving
             if _locked(e):  # a writer (batch job) holds the warehouse: keep the old snapshot, retry
                 busy = f"feature store busy: {type(e).__name__}: {e}".splitlines()[0]
             else:
@@ -486,8 +501,14 @@ class ServingState:
             snap.error = fault or busy
 
     def _score(self, snap: FeatureSnapshot, churn: ChampionSlot | None) -> FeatureSnapshot:
-        new = FeatureSnapshot(dt_ref=snap.dt_ref, frame=snap.frame, churn_frame=snap.churn_frame, delay=snap.delay,
-                              signature=snap.signature, loaded_at=snap.loaded_at)
+        new = FeatureSnapshot(
+            dt_ref=snap.dt_ref,
+            frame=snap.frame,
+            churn_frame=snap.churn_frame,
+            delay=snap.delay,
+            signature=snap.signature,
+            loaded_at=snap.loaded_at,
+        )
         cf = snap.churn_frame
         if churn is None or not churn.ready or cf is None:
             return new
@@ -500,7 +521,7 @@ class ServingState:
             scores = positive_scores(churn.champion, cf[names]) if len(cf) else np.array([])
             new.churn_scores = pd.Series(scores, index=cf.index)
             new.churn_version = churn.version
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - the error is served by /ready
             new.error = f"scoring the feature snapshot failed: {type(e).__name__}: {e}".splitlines()[0]
         return new
 

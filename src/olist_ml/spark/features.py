@@ -79,8 +79,9 @@ def spark_sql(table: str, windows: tuple[int, ...], dates: list[dt.date]) -> str
     """The feature query for Spark with the requested day-number range inlined."""
     dns = [(d - EPOCH).days for d in dates]
     sql = render(table, windows, "spark")
-    return (sql.replace("(SELECT min(dn) FROM fs_dates)", str(min(dns)))
-               .replace("(SELECT max(dn) FROM fs_dates)", str(max(dns))))
+    return sql.replace("(SELECT min(dn) FROM fs_dates)", str(min(dns))).replace(
+        "(SELECT max(dn) FROM fs_dates)", str(max(dns))
+    )
 
 
 def compute_spark(spark, table: str, windows: tuple[int, ...], dates: list[dt.date] | None = None):
@@ -99,7 +100,7 @@ def read_build_log(lake: Lake) -> pd.DataFrame:
 
 def logged_lineage(log: pd.DataFrame, table: str) -> dict[dt.date, tuple[str | None, str | None]]:
     t = log[log["table_name"] == table]
-    return {d: (a, b) for d, a, b in zip(t["dt_ref"], t["data_fp"], t["config_fp"])}
+    return {d: (a, b) for d, a, b in zip(t["dt_ref"], t["data_fp"], t["config_fp"], strict=False)}
 
 
 def available_dt_refs(lake: Lake) -> list[dt.date]:
@@ -111,8 +112,16 @@ def available_dt_refs(lake: Lake) -> list[dt.date]:
 
 
 # ---- build -----------------------------------------------------------------------------------
-def build_spark(settings: Settings, *, start=None, end=None, cadence: str = "daily", tables=None, full: bool = False,
-                progress: bool = False) -> BuildReport:
+def build_spark(
+    settings: Settings,
+    *,
+    start=None,
+    end=None,
+    cadence: str = "daily",
+    tables=None,
+    full: bool = False,
+    progress: bool = False,
+) -> BuildReport:
     """`olist_ml.features.build` on Spark over the lake (module docstring)."""
     t0 = time.perf_counter()
     check_cadence(cadence)
@@ -151,9 +160,18 @@ def build_spark(settings: Settings, *, start=None, end=None, cadence: str = "dai
                     log = _log_rows(log, name, plan.todo, counts, asof, cfg)
                 if plan.todo or plan.drop or reshaped:
                     dirty = True
-                report.tables.append(TableBuild(
-                    name, len(plan.todo), rows, time.perf_counter() - t1, skipped=len(dates) - len(plan.todo),
-                    stale=plan.stale, dropped=len(plan.drop), reason=plan.reason))
+                report.tables.append(
+                    TableBuild(
+                        name,
+                        len(plan.todo),
+                        rows,
+                        time.perf_counter() - t1,
+                        skipped=len(dates) - len(plan.todo),
+                        stale=plan.stale,
+                        dropped=len(plan.drop),
+                        reason=plan.reason,
+                    )
+                )
                 advance(name)
     finally:
         # the build log is written once (also after a failure: what was written is recorded); a build
@@ -204,12 +222,21 @@ def _write_table(lake: Lake, name: str, windows: tuple[int, ...], todo: list[dt.
     return counts
 
 
-def _log_rows(log: pd.DataFrame, name: str, todo: list[dt.date], counts: dict[dt.date, int],
-              asof: dict[dt.date, str], cfg: str) -> pd.DataFrame:
+def _log_rows(
+    log: pd.DataFrame, name: str, todo: list[dt.date], counts: dict[dt.date, int], asof: dict[dt.date, str], cfg: str
+) -> pd.DataFrame:
     keep = log[~((log["table_name"] == name) & log["dt_ref"].isin(set(todo)))]
     now = pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime().replace(microsecond=0)
-    new = pd.DataFrame({"table_name": name, "dt_ref": list(todo), "n_rows": [counts.get(d, 0) for d in todo],
-                        "built_at": now, "data_fp": [asof[d] for d in todo], "config_fp": cfg})
+    new = pd.DataFrame(
+        {
+            "table_name": name,
+            "dt_ref": list(todo),
+            "n_rows": [counts.get(d, 0) for d in todo],
+            "built_at": now,
+            "data_fp": [asof[d] for d in todo],
+            "config_fp": cfg,
+        }
+    )
     return pd.concat([keep, new], ignore_index=True) if len(keep) else new
 
 

@@ -30,7 +30,7 @@ import json
 import math
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -45,13 +45,35 @@ from .session import get_spark
 from .warehouse import read_meta, write_meta
 
 QUARANTINE_SCHEMA = "file STRING, line BIGINT, column STRING, reason STRING, raw_value STRING"
-RUNS_COLUMNS = ["run_id", "started_at", "finished_at", "source", "source_kind", "content_hash", "strict",
-                "rows_loaded", "rows_quarantined", "table_counts", "checks", "warnings", "skipped", "olist_ml_version"]
-RUNS_SCHEMA = ("run_id STRING, started_at TIMESTAMP, finished_at TIMESTAMP, source STRING, source_kind STRING, "
-               "content_hash STRING, strict BOOLEAN, rows_loaded BIGINT, rows_quarantined BIGINT, table_counts STRING, "
-               "checks STRING, warnings STRING, skipped STRING, olist_ml_version STRING")
-_SPARK_TYPES = {"VARCHAR": "STRING", "INTEGER": "INT", "DOUBLE": "DOUBLE", "TIMESTAMP": "TIMESTAMP_NTZ",
-                "DATE": "DATE", "BOOLEAN": "BOOLEAN"}
+RUNS_COLUMNS = [
+    "run_id",
+    "started_at",
+    "finished_at",
+    "source",
+    "source_kind",
+    "content_hash",
+    "strict",
+    "rows_loaded",
+    "rows_quarantined",
+    "table_counts",
+    "checks",
+    "warnings",
+    "skipped",
+    "olist_ml_version",
+]
+RUNS_SCHEMA = (
+    "run_id STRING, started_at TIMESTAMP, finished_at TIMESTAMP, source STRING, source_kind STRING, "
+    "content_hash STRING, strict BOOLEAN, rows_loaded BIGINT, rows_quarantined BIGINT, table_counts STRING, "
+    "checks STRING, warnings STRING, skipped STRING, olist_ml_version STRING"
+)
+_SPARK_TYPES = {
+    "VARCHAR": "STRING",
+    "INTEGER": "INT",
+    "DOUBLE": "DOUBLE",
+    "TIMESTAMP": "TIMESTAMP_NTZ",
+    "DATE": "DATE",
+    "BOOLEAN": "BOOLEAN",
+}
 _INF = {"infinity", "+infinity", "inf", "+inf"}
 _NEG_INF = {"-infinity", "-inf"}
 
@@ -62,9 +84,19 @@ def _read(spark, uri: str, header: list[str]):
     from pyspark.sql import functions as F
 
     schema = ", ".join(f"`{h}` STRING" for h in header) + ", _corrupt STRING"
-    df = (spark.read.options(header=True, multiLine=True, quote='"', escape='"', mode="PERMISSIVE",
-                             columnNameOfCorruptRecord="_corrupt", encoding="UTF-8")
-          .schema(schema).csv(uri))
+    df = (
+        spark.read.options(
+            header=True,
+            multiLine=True,
+            quote='"',
+            escape='"',
+            mode="PERMISSIVE",
+            columnNameOfCorruptRecord="_corrupt",
+            encoding="UTF-8",
+        )
+        .schema(schema)
+        .csv(uri)
+    )
     # a multi-line CSV file is never split: one partition, so the ids are 0..n-1 in file order
     return df.withColumn("_rec", F.monotonically_increasing_id())
 
@@ -77,8 +109,10 @@ def _typed_column(c: Column):
     if c.type == "VARCHAR":
         return raw, raw, None
     if c.type == "INTEGER":  # DuckDB reads "1.0" and "1e3" as integers (rounding "3.5" to 4): so does this
-        v = F.coalesce(F.expr(f"try_cast(`{c.source}` AS INT)"),
-                       F.expr(f"try_cast(round(try_cast(`{c.source}` AS DOUBLE)) AS INT)"))
+        v = F.coalesce(
+            F.expr(f"try_cast(`{c.source}` AS INT)"),
+            F.expr(f"try_cast(round(try_cast(`{c.source}` AS DOUBLE)) AS INT)"),
+        )
         return v, raw, None
     if c.type in ("DOUBLE", "BOOLEAN"):
         return F.expr(f"try_cast(`{c.source}` AS {_SPARK_TYPES[c.type]})"), raw, None
@@ -91,8 +125,12 @@ def _typed_column(c: Column):
     low = F.lower(F.trim(raw))
     far = F.lit("9999-12-31 23:59:59.999999" if c.type == "TIMESTAMP" else "9999-12-31").cast(ty)
     near = F.lit("0001-01-01 00:00:00" if c.type == "TIMESTAMP" else "0001-01-01").cast(ty)
-    v = (F.when(zone, conv).when(low.isin(*_INF), far).when(low.isin(*_NEG_INF), near)
-         .otherwise(F.expr(f"try_cast(`{c.source}` AS {ty})")))
+    v = (
+        F.when(zone, conv)
+        .when(low.isin(*_INF), far)
+        .when(low.isin(*_NEG_INF), near)
+        .otherwise(F.expr(f"try_cast(`{c.source}` AS {ty})"))
+    )
     return v, raw, zone
 
 
@@ -112,8 +150,12 @@ def _typed(df, spec: SourceTable):
             cols.append(F.lower(F.trim(raw)).isin(*(_INF | _NEG_INF)).alias(f"_inf_{c.name}"))
         cols.append(v.alias(c.name))
     # newlines this record adds to the file beyond its own line (quoted values; the raw text when malformed)
-    texts = [F.coalesce(F.length(F.col(f"`{c.source}`")) - F.length(F.regexp_replace(F.col(f"`{c.source}`"), "\n", "")),
-                        F.lit(0)) for c in spec.columns]
+    texts = [
+        F.coalesce(
+            F.length(F.col(f"`{c.source}`")) - F.length(F.regexp_replace(F.col(f"`{c.source}`"), "\n", "")), F.lit(0)
+        )
+        for c in spec.columns
+    ]
     nl_fields = texts[0]
     for t in texts[1:]:
         nl_fields = nl_fields + t
@@ -127,15 +169,21 @@ def _date_window(typed, col: str) -> tuple[str, str] | None:
     from pyspark.sql import functions as F
 
     c = F.col(col)
-    q = (typed.where(c.isNotNull() & ~F.col(f"_inf_{col}"))
-         .select(F.unix_micros(c.cast("timestamp_ltz")).alias("u"))
-         .selectExpr("percentile_disc(0.25) WITHIN GROUP (ORDER BY u) AS q1",
-                     "percentile_disc(0.75) WITHIN GROUP (ORDER BY u) AS q3").collect()[0])
+    q = (
+        typed.where(c.isNotNull() & ~F.col(f"_inf_{col}"))
+        .select(F.unix_micros(c.cast("timestamp_ltz")).alias("u"))
+        .selectExpr(
+            "percentile_disc(0.25) WITHIN GROUP (ORDER BY u) AS q1",
+            "percentile_disc(0.75) WITHIN GROUP (ORDER BY u) AS q3",
+        )
+        .collect()[0]
+    )
     if q[0] is None:
         return None
     epoch = dt.datetime(1970, 1, 1)
-    return I.window_from_quartiles(epoch + dt.timedelta(microseconds=int(q[0])),
-                                   epoch + dt.timedelta(microseconds=int(q[1])))
+    return I.window_from_quartiles(
+        epoch + dt.timedelta(microseconds=int(q[0])), epoch + dt.timedelta(microseconds=int(q[1]))
+    )
 
 
 def _condition(c: Column, rule: I.ValueRule):
@@ -172,18 +220,25 @@ def _bad_values(typed, spec: SourceTable, window):
             continue
         conds = [_condition(c, r) for r in rules]
         reason = F.when(conds[0], F.lit(rules[0].reason))
-        for cond, r in zip(conds[1:], rules[1:]):
+        for cond, r in zip(conds[1:], rules[1:], strict=False):
             reason = reason.when(cond, F.lit(r.reason))
         raw = F.col(c.name) if c.type == "VARCHAR" else F.col(f"_raw_{c.name}")
-        checks.append(F.when(reason.isNotNull(), F.struct(F.lit(c.name).alias("col"), reason.alias("reason"),
-                                                          raw.alias("raw_value"))))
-    malformed = F.struct(F.lit("").alias("col"),
-                         F.lit(f"malformed CSV record: not {len(spec.columns)} fields").alias("reason"),
-                         F.col("_corrupt").alias("raw_value"))
+        checks.append(
+            F.when(
+                reason.isNotNull(), F.struct(F.lit(c.name).alias("col"), reason.alias("reason"), raw.alias("raw_value"))
+            )
+        )
+    malformed = F.struct(
+        F.lit("").alias("col"),
+        F.lit(f"malformed CSV record: not {len(spec.columns)} fields").alias("reason"),
+        F.col("_corrupt").alias("raw_value"),
+    )
     found = F.when(F.col("_corrupt").isNotNull(), F.array(malformed)).otherwise(
-        F.filter(F.array(*checks), lambda x: x.isNotNull()) if checks else F.array().cast(F.array(malformed).dataType))
-    return (typed.select("_rec", F.explode(found).alias("b"))
-            .select("_rec", "b.col", "b.reason", "b.raw_value", F.lit(None).cast("bigint").alias("ref_rec")))
+        F.filter(F.array(*checks), lambda x: x.isNotNull()) if checks else F.array().cast(F.array(malformed).dataType)
+    )
+    return typed.select("_rec", F.explode(found).alias("b")).select(
+        "_rec", "b.col", "b.reason", "b.raw_value", F.lit(None).cast("bigint").alias("ref_rec")
+    )
 
 
 def _duplicates(typed, bad, spec: SourceTable):
@@ -198,11 +253,22 @@ def _duplicates(typed, bad, spec: SourceTable):
     w = Window.partitionBy(*key).orderBy("_rec")
     clean = typed.join(bad.select("_rec").distinct(), "_rec", "left_anti")
     text = F.concat_ws(",", *[F.col(k).cast("string") for k in key])
-    return (clean.select("_rec", text.alias("raw_value"), F.row_number().over(w).alias("rn"),
-                         F.min("_rec").over(Window.partitionBy(*key)).alias("ref_rec"))
-            .where("rn > 1")
-            .select("_rec", F.lit(names).alias("col"), F.lit(f"duplicate primary key ({names})").alias("reason"),
-                    "raw_value", "ref_rec"))
+    return (
+        clean.select(
+            "_rec",
+            text.alias("raw_value"),
+            F.row_number().over(w).alias("rn"),
+            F.min("_rec").over(Window.partitionBy(*key)).alias("ref_rec"),
+        )
+        .where("rn > 1")
+        .select(
+            "_rec",
+            F.lit(names).alias("col"),
+            F.lit(f"duplicate primary key ({names})").alias("reason"),
+            "raw_value",
+            "ref_rec",
+        )
+    )
 
 
 def _with_lines(typed, bad):
@@ -212,13 +278,17 @@ def _with_lines(typed, bad):
 
     w = Window.orderBy("_rec").rowsBetween(Window.unboundedPreceding, -1)
     lines = typed.select("_rec", (F.lit(2) + F.col("_rec") + F.coalesce(F.sum("_nl").over(w), F.lit(0))).alias("line"))
-    wanted = bad.select("_rec").union(bad.where("ref_rec IS NOT NULL").select(F.col("ref_rec").alias("_rec"))).distinct()
+    wanted = (
+        bad.select("_rec").union(bad.where("ref_rec IS NOT NULL").select(F.col("ref_rec").alias("_rec"))).distinct()
+    )
     lines = lines.join(F.broadcast(wanted), "_rec")
     out = bad.join(lines, "_rec", "left").join(
-        lines.select(F.col("_rec").alias("ref_rec"), F.col("line").alias("ref_line")), "ref_rec", "left")
-    reason = F.when(F.col("ref_line").isNotNull(),
-                    F.concat(F.col("reason"), F.lit(" first seen at line "), F.col("ref_line").cast("string"))
-                    ).otherwise(F.col("reason"))
+        lines.select(F.col("_rec").alias("ref_rec"), F.col("line").alias("ref_line")), "ref_rec", "left"
+    )
+    reason = F.when(
+        F.col("ref_line").isNotNull(),
+        F.concat(F.col("reason"), F.lit(" first seen at line "), F.col("ref_line").cast("string")),
+    ).otherwise(F.col("reason"))
     return out.select("_rec", "line", "col", reason.alias("reason"), "raw_value")
 
 
@@ -261,49 +331,64 @@ class _TableLoad:
                 raise InputError(f"{self.shown}: cannot read as CSV ({I._first_line(e)[:300]})") from None
             recs = sorted(set(q["_rec"].astype(int)))
             if recs:  # line numbers: one window over the file, only when something is quarantined
-                rows = [(int(r[0]), r[1], r[2], None if _missing(r[3]) else str(r[3]),
-                         None if pd.isna(r[4]) else int(r[4]))
-                        for r in q[["_rec", "col", "reason", "raw_value", "ref_rec"]].itertuples(index=False)]
-                small = spark.createDataFrame(rows, "_rec BIGINT, col STRING, reason STRING, raw_value STRING, "
-                                                    "ref_rec BIGINT")
+                rows = [
+                    (int(r[0]), r[1], r[2], None if _missing(r[3]) else str(r[3]), None if pd.isna(r[4]) else int(r[4]))
+                    for r in q[["_rec", "col", "reason", "raw_value", "ref_rec"]].itertuples(index=False)
+                ]
+                small = spark.createDataFrame(
+                    rows, "_rec BIGINT, col STRING, reason STRING, raw_value STRING, ref_rec BIGINT"
+                )
                 q = _with_lines(typed, small).toPandas()
                 q = q.sort_values(["line", "col"], kind="stable")
             self.rep.quarantined = len(recs)
             # the write also counts the rows and the converted time zones (an observation: no extra job)
             obs = Observation(f"ingest_{self.spec.key}")
-            observed = typed.observe(obs, F.count(F.lit(1)).alias("_n"), *[
-                F.sum((F.col(f"_tz_{c}") & F.col(c).isNotNull()).cast("int")).alias(c) for c in dates])
+            observed = typed.observe(
+                obs,
+                F.count(F.lit(1)).alias("_n"),
+                *[F.sum((F.col(f"_tz_{c}") & F.col(c).isNotNull()).cast("int")).alias(c) for c in dates],
+            )
             if recs:
                 gone = spark.createDataFrame([(r,) for r in recs], "_rec BIGINT")
                 clean = observed.join(F.broadcast(gone), "_rec", "left_anti")
             else:
                 clean = observed
-            self.stage = self.lake.stage(self._stg_frame(clean, translation).orderBy("_rec").drop("_rec"),
-                                         self.spec.stg)
+            self.stage = self.lake.stage(
+                self._stg_frame(clean, translation).orderBy("_rec").drop("_rec"), self.spec.stg
+            )
             agg = obs.get
             self.rep.loaded = int(agg["_n"]) - len(recs)
             self._require_rows(q)
-            self.quarantine = pd.DataFrame({
-                "file": self.rep.file, "line": q["line"].astype("Int64") if recs else pd.Series(dtype="Int64"),
-                "column": q["col"], "reason": q["reason"],
-                "raw_value": q["raw_value"].map(lambda v: None if _missing(v) else str(v)[:I._MAX_RAW]),
-            })
+            self.quarantine = pd.DataFrame(
+                {
+                    "file": self.rep.file,
+                    "line": q["line"].astype("Int64") if recs else pd.Series(dtype="Int64"),
+                    "column": q["col"],
+                    "reason": q["reason"],
+                    "raw_value": q["raw_value"].map(lambda v: None if _missing(v) else str(v)[: I._MAX_RAW]),
+                }
+            )
             if recs:  # as DuckDB words it: malformed records first, then the other quarantined rows
                 mal = q["reason"].str.startswith("malformed")
                 if mal.any():
-                    self.rep.warnings.append(f"{self.shown}: {int(mal.sum())} malformed CSV record(s) quarantined "
-                                             f"(first at line {int(q.loc[mal, 'line'].min())})")
+                    self.rep.warnings.append(
+                        f"{self.shown}: {int(mal.sum())} malformed CSV record(s) quarantined "
+                        f"(first at line {int(q.loc[mal, 'line'].min())})"
+                    )
                 rest = q[~mal]
                 if len(rest):
                     first = rest.iloc[0]
                     n = len(set(recs) - set(q.loc[mal, "_rec"].astype(int)))
-                    self.rep.warnings.append(f"{self.shown}: {n} row(s) quarantined (first: line "
-                                             f"{int(first['line'])}, column {first['col']}: {first['reason']})")
+                    self.rep.warnings.append(
+                        f"{self.shown}: {n} row(s) quarantined (first: line "
+                        f"{int(first['line'])}, column {first['col']}: {first['reason']})"
+                    )
             hit = [(c, int(agg[c] or 0)) for c in dates if agg[c]]
             if hit:
                 self.rep.warnings.append(
                     f"{self.shown}: {sum(n for _, n in hit)} timestamp(s) with a UTC offset converted to "
-                    f"{I.LOCAL_TZ} local time ({', '.join(f'{c}: {n}' for c, n in hit)})")
+                    f"{I.LOCAL_TZ} local time ({', '.join(f'{c}: {n}' for c, n in hit)})"
+                )
         finally:
             typed.unpersist()
 
@@ -317,7 +402,8 @@ class _TableLoad:
             return clean.select("_rec", *cols, F.lit(None).cast("string").alias("product_category_name_english"))
         tr = translation.select("product_category_name", "product_category_name_english")
         return clean.join(F.broadcast(tr), "product_category_name", "left").select(
-            "_rec", *cols, "product_category_name_english")
+            "_rec", *cols, "product_category_name_english"
+        )
 
     def _require_rows(self, q: pd.DataFrame) -> None:
         rep, spec, shown = self.rep, self.spec, self.shown
@@ -330,8 +416,11 @@ class _TableLoad:
         if rep.quarantined == 0:
             raise InputError(f"{shown}: no data rows (header only); {spec.stg} must not be empty (lake unchanged)")
         first = q.iloc[0]
-        raise InputError(f"{shown}: all {rep.quarantined} row(s) quarantined (first: line {int(first['line'])}, "
-                         f"column {first['col']}: {first['reason']}); {spec.stg} must not be empty (lake unchanged)")
+        raise InputError(
+            f"{shown}: all {rep.quarantined} row(s) quarantined (first: line {int(first['line'])}, "
+            f"column {first['col']}: {first['reason']}); {spec.stg} must not be empty (lake unchanged)"
+        )
+
 
 # ---- the raw files where the executors can read them --------------------------------------------
 def _raw_uris(lake: Lake, settings: Settings, files: dict[str, Path], run: str) -> tuple[dict[str, str], str | None]:
@@ -342,8 +431,10 @@ def _raw_uris(lake: Lake, settings: Settings, files: dict[str, Path], run: str) 
     out = {}
     for k, p in files.items():
         dest = f"{folder}/{p.name}"
-        lake._call(dest, lambda fs, s=p, d=dest: fs.copyFromLocalFile(False, True, lake._path(s.absolute().as_uri()),
-                                                                      lake._path(d)))
+        lake._call(
+            dest,
+            lambda fs, s=p, d=dest: fs.copyFromLocalFile(False, True, lake._path(s.absolute().as_uri()), lake._path(d)),
+        )
         out[k] = dest
     return out, folder
 
@@ -352,7 +443,7 @@ def _raw_uris(lake: Lake, settings: Settings, files: dict[str, Path], run: str) 
 def ingest_spark(source: Path, settings: Settings, *, strict: bool = False, progress: bool = False) -> I.IngestReport:
     """`olist_ml.ingest.ingest` on Spark: SOURCE (folder or zip) -> stg_* tables of the lake."""
     t0 = time.perf_counter()
-    started = datetime.now(timezone.utc).replace(tzinfo=None)
+    started = datetime.now(dt.UTC).replace(tzinfo=None)
     source = Path(source)
     run = uuid.uuid4().hex[:12]
     with I._resolve(source) as src:
@@ -372,8 +463,9 @@ def ingest_spark(source: Path, settings: Settings, *, strict: bool = False, prog
                 for spec in plan.order:
                     if bar:
                         bar.update(task, description=f"loading {spec.stg}")
-                    ld = _TableLoad(lake, spec, uris[spec.key], plan.headers[spec.key], src.display[spec.key],
-                                    plan.reps[spec.key])
+                    ld = _TableLoad(
+                        lake, spec, uris[spec.key], plan.headers[spec.key], src.display[spec.key], plan.reps[spec.key]
+                    )
                     loads.append(ld)
                     translation = spark.table(_translation) if spark.catalog.tableExists(_translation) else None
                     ld.load(rules, translation)
@@ -385,25 +477,36 @@ def ingest_spark(source: Path, settings: Settings, *, strict: bool = False, prog
             quarantine = pd.concat([ld.quarantine for ld in loads], ignore_index=True)
             if strict and len(quarantine):
                 first = quarantine.sort_values(["file", "line"]).iloc[0]
-                raise InputError(f"--strict: {sum(r.quarantined for r in plan.reps.values())} row(s) would be "
-                                 f"quarantined; first: {first['file']} line {first['line']}, column {first['column']}: "
-                                 f"{first['reason']} (lake unchanged)")
+                raise InputError(
+                    f"--strict: {sum(r.quarantined for r in plan.reps.values())} row(s) would be "
+                    f"quarantined; first: {first['file']} line {first['line']}, column {first['column']}: "
+                    f"{first['reason']} (lake unchanged)"
+                )
             reps = plan.reps
             report = I.IngestReport(
-                source=str(source.absolute()), source_kind=src.kind, warehouse=lake.root, content_hash=content_hash,
-                run_id=uuid.uuid4().hex, tables=[reps[s.key] for s in SOURCES if s.key in reps], checks=checks,
+                source=str(source.absolute()),
+                source_kind=src.kind,
+                warehouse=lake.root,
+                content_hash=content_hash,
+                run_id=uuid.uuid4().hex,
+                tables=[reps[s.key] for s in SOURCES if s.key in reps],
+                checks=checks,
                 warnings=plan.notes + [w for s in SOURCES if s.key in reps for w in reps[s.key].warnings],
-                groups_loaded=sorted({s.group for s in plan.order}), skipped=plan.skipped,
+                groups_loaded=sorted({s.group for s in plan.order}),
+                skipped=plan.skipped,
                 kept_tables=[t for t in lake.tables() if not t.startswith("stg_") and t != I.QUARANTINE_TABLE],
-                strict=strict, date_window=list(rules.window or ()))
+                strict=strict,
+                date_window=list(rules.window or ()),
+            )
             # ---- swap in: every staged stg table, then the quarantine and the run record ----
             for ld in loads:
                 lake.swap(ld.stage, ld.spec.stg)
             for spec in SOURCES:  # an optional table this source does not have: not left from an older ingest
                 if spec.key not in src.files and lake.exists(spec.stg):
                     lake.drop(spec.stg)
-            qdf = spark.createDataFrame([tuple(_py(v) for v in r) for r in quarantine.itertuples(index=False)],
-                                        QUARANTINE_SCHEMA)
+            qdf = spark.createDataFrame(
+                [tuple(_py(v) for v in r) for r in quarantine.itertuples(index=False)], QUARANTINE_SCHEMA
+            )
             lake.replace(qdf, I.QUARANTINE_TABLE)
             report.elapsed_s = round(time.perf_counter() - t0, 3)
             _record_run(lake, report, started)
@@ -420,8 +523,11 @@ def ingest_spark(source: Path, settings: Settings, *, strict: bool = False, prog
 def _cross_checks(spark, reps: dict[str, I.TableReport]) -> dict[str, int]:
     """`ingest.cross_checks` with every count in ONE Spark query (a dry run collects the queries)."""
     queries: list[str] = []
-    I.cross_checks(lambda sql: queries.append(sql.replace('"', "`")) or 0, {k: _Sink(v) for k, v in reps.items()},
-                   anti="LEFT ANTI JOIN")
+    I.cross_checks(
+        lambda sql: queries.append(sql.replace('"', "`")) or 0,
+        {k: _Sink(v) for k, v in reps.items()},
+        anti="LEFT ANTI JOIN",
+    )
     if not queries:
         return {}
     row = spark.sql("SELECT " + ", ".join(f"({q}) AS c{i}" for i, q in enumerate(queries))).collect()[0]
@@ -444,13 +550,32 @@ def _py(v):
 
 def _record_run(lake: Lake, rep: I.IngestReport, started: datetime) -> None:
     runs = read_meta(lake, I.RUNS_TABLE, RUNS_COLUMNS)
-    counts = {t.stg: {"file": t.file, "loaded": t.loaded, "quarantined": t.quarantined, "warnings": len(t.warnings),
-                      "sha256": t.sha256} for t in rep.tables}
-    row = {"run_id": rep.run_id, "started_at": started, "finished_at": datetime.now(timezone.utc).replace(tzinfo=None),
-           "source": rep.source, "source_kind": rep.source_kind, "content_hash": rep.content_hash, "strict": rep.strict,
-           "rows_loaded": sum(t.loaded for t in rep.tables), "rows_quarantined": rep.quarantined,
-           "table_counts": json.dumps(counts, sort_keys=True), "checks": json.dumps(rep.checks, sort_keys=True),
-           "warnings": json.dumps(rep.warnings), "skipped": json.dumps(rep.skipped), "olist_ml_version": __version__}
+    counts = {
+        t.stg: {
+            "file": t.file,
+            "loaded": t.loaded,
+            "quarantined": t.quarantined,
+            "warnings": len(t.warnings),
+            "sha256": t.sha256,
+        }
+        for t in rep.tables
+    }
+    row = {
+        "run_id": rep.run_id,
+        "started_at": started,
+        "finished_at": datetime.now(dt.UTC).replace(tzinfo=None),
+        "source": rep.source,
+        "source_kind": rep.source_kind,
+        "content_hash": rep.content_hash,
+        "strict": rep.strict,
+        "rows_loaded": sum(t.loaded for t in rep.tables),
+        "rows_quarantined": rep.quarantined,
+        "table_counts": json.dumps(counts, sort_keys=True),
+        "checks": json.dumps(rep.checks, sort_keys=True),
+        "warnings": json.dumps(rep.warnings),
+        "skipped": json.dumps(rep.skipped),
+        "olist_ml_version": __version__,
+    }
     new = pd.DataFrame([row], columns=RUNS_COLUMNS)
     out = pd.concat([runs, new], ignore_index=True) if len(runs) else new
     write_meta(lake, I.RUNS_TABLE, out, RUNS_SCHEMA)

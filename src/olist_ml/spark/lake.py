@@ -22,7 +22,6 @@ from collections.abc import Iterable
 
 from ..errors import EnvironmentFault, MissingStepError
 
-
 # partition columns whose type Spark's partition discovery would guess wrong (as the DuckDB tables type them)
 _PARTITION_TYPES = {"model_version": "string"}
 
@@ -66,8 +65,9 @@ class Lake:
     def require(self, names: Iterable[str], step: str) -> None:
         missing = [n for n in names if not self.exists(n)]
         if missing:
-            raise MissingStepError(f"lake {self.root} has no table {', '.join(missing)}: "
-                                   f"run `olist-ml --engine spark {step}` first")
+            raise MissingStepError(
+                f"lake {self.root} has no table {', '.join(missing)}: run `olist-ml --engine spark {step}` first"
+            )
 
     def _children(self, uri: str) -> list[str]:
         def ls(fs):
@@ -84,7 +84,7 @@ class Lake:
     def partitions(self, name: str, column: str = "dt_ref") -> list[str]:
         """Values of the first-level partition column present in the table (as written: text)."""
         pre = column + "="
-        return sorted(n[len(pre):] for n in self._children(self.uri(name)) if n.startswith(pre))
+        return sorted(n[len(pre) :] for n in self._children(self.uri(name)) if n.startswith(pre))
 
     def drop_partitions(self, name: str, values: Iterable, column: str = "dt_ref") -> None:
         for v in values:
@@ -158,7 +158,9 @@ def _fs_error(root: str, e: Exception) -> EnvironmentFault:
     missing_class = "ClassNotFoundException" in text and "FileSystem" in text
     if "No FileSystem for scheme" in text or "UnsupportedFileSystemException" in text or missing_class:
         scheme = root.split(":", 1)[0]
-        return EnvironmentFault(f"lake {root}: Spark has no Hadoop file system for '{scheme}:' URIs; add its "
-                                f"connector and credentials to the Spark configuration (e.g. hadoop-aws and "
-                                f"spark.hadoop.fs.s3a.* for s3a) or use a file:// lake ({first[:200]})")
+        return EnvironmentFault(
+            f"lake {root}: Spark has no Hadoop file system for '{scheme}:' URIs; add its "
+            f"connector and credentials to the Spark configuration (e.g. hadoop-aws and "
+            f"spark.hadoop.fs.s3a.* for s3a) or use a file:// lake ({first[:200]})"
+        )
     return EnvironmentFault(f"lake {root}: {first[:300]}")

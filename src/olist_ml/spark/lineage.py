@@ -45,13 +45,19 @@ def _versions_sql(spark) -> str:
     h = "CAST(xxhash64({}) AS DECIMAL(38, 0))"
     parts = []
     if view_exists(spark, "stg_orders"):
-        ts = ("order_purchase_timestamp", "order_approved_at", "order_delivered_carrier_date",
-              "order_delivered_customer_date")
+        ts = (
+            "order_purchase_timestamp",
+            "order_approved_at",
+            "order_delivered_carrier_date",
+            "order_delivered_customer_date",
+        )
         days = ", ".join(_dn("o." + c) for c in ts)
         status = f"CASE WHEN {_dn('o.order_delivered_customer_date')} <= u.k THEN o.order_status ELSE 'in flight' END"
-        fields = (f"o.order_id, o.customer_id, o.order_purchase_timestamp, o.order_estimated_delivery_date, "
-                  f"{_known('o.order_approved_at')}, {_known('o.order_delivered_carrier_date')}, "
-                  f"{_known('o.order_delivered_customer_date')}, {status}")
+        fields = (
+            f"o.order_id, o.customer_id, o.order_purchase_timestamp, o.order_estimated_delivery_date, "
+            f"{_known('o.order_approved_at')}, {_known('o.order_delivered_carrier_date')}, "
+            f"{_known('o.order_delivered_customer_date')}, {status}"
+        )
         parts.append(f"""
         SELECT u.k, {h.format(fields)} AS h, concat('o', o.order_id) AS rk
         FROM stg_orders o
@@ -59,20 +65,24 @@ def _versions_sql(spark) -> str:
         for t in ("stg_order_items", "stg_order_payments"):
             if view_exists(spark, t):
                 parts.append(f"""
-        SELECT {_dn('o.order_purchase_timestamp')} AS k, {h.format(_cols(spark, t, 'x'))} AS h, CAST(NULL AS STRING) AS rk
+        SELECT {_dn("o.order_purchase_timestamp")} AS k, {h.format(_cols(spark, t, "x"))} AS h,
+               CAST(NULL AS STRING) AS rk
         FROM {t} x JOIN stg_orders o ON o.order_id = x.order_id""")
     if view_exists(spark, "stg_order_reviews"):
         days = f"{_dn('r.review_creation_date')}, {_dn('r.review_answer_timestamp')}"
         parts.append(f"""
-        SELECT u.k, CASE WHEN u.k = {_dn('r.review_answer_timestamp')} THEN {h.format(_cols(spark, 'stg_order_reviews', 'r'))}
-                         ELSE {h.format('r.review_id, r.order_id, r.review_creation_date')} END AS h,
+        SELECT u.k, CASE WHEN u.k = {_dn("r.review_answer_timestamp")}
+                         THEN {h.format(_cols(spark, "stg_order_reviews", "r"))}
+                         ELSE {h.format("r.review_id, r.order_id, r.review_creation_date")} END AS h,
                concat('r', r.review_id, '|', r.order_id) AS rk
         FROM stg_order_reviews r
         LATERAL VIEW explode(array_distinct(filter(array({days}), x -> x IS NOT NULL))) u AS k""")
     for t, col in (("stg_closed_deals", "won_date"), ("stg_marketing_qualified_leads", "first_contact_date")):
         if view_exists(spark, t):
-            parts.append(f"SELECT {_dn('x.' + col)} AS k, {h.format(_cols(spark, t, 'x'))} AS h, "
-                         f"CAST(NULL AS STRING) AS rk FROM {t} x")
+            parts.append(
+                f"SELECT {_dn('x.' + col)} AS k, {h.format(_cols(spark, t, 'x'))} AS h, "
+                f"CAST(NULL AS STRING) AS rk FROM {t} x"
+            )
     if not parts:
         return "SELECT CAST(NULL AS INT) AS k, CAST(NULL AS DECIMAL(38, 0)) AS d WHERE false"
     union = "\nUNION ALL\n".join(parts)
@@ -91,8 +101,11 @@ def _table_hashes(spark, tables: list[str]) -> dict[str, tuple[int, str]]:
     """{table: (rows, order-independent sum of row hashes)} for the given views, in ONE query."""
     if not tables:
         return {}
-    parts = [f"SELECT '{t}' AS t, count(*) AS n, CAST(coalesce(sum(CAST(xxhash64({_cols(spark, t, 'x')}) "
-             f"AS DECIMAL(38, 0))), 0) AS STRING) AS s FROM {t} x" for t in tables]
+    parts = [
+        f"SELECT '{t}' AS t, count(*) AS n, CAST(coalesce(sum(CAST(xxhash64({_cols(spark, t, 'x')}) "
+        f"AS DECIMAL(38, 0))), 0) AS STRING) AS s FROM {t} x"
+        for t in tables
+    ]
     return {r[0]: (int(r[1]), str(r[2])) for r in spark.sql(" UNION ALL ".join(parts)).collect()}
 
 
@@ -107,7 +120,9 @@ def asof_fingerprints(spark, dates: Iterable[dt.date]) -> dict[dt.date, str]:
     if not dates:
         return {}
     static = _static_fingerprint(spark)
-    cum = spark.sql(f"SELECT k, CAST(sum(d) OVER (ORDER BY k) AS STRING) AS cum FROM ({_versions_sql(spark)}) x").toPandas()
+    cum = spark.sql(
+        f"SELECT k, CAST(sum(d) OVER (ORDER BY k) AS STRING) AS cum FROM ({_versions_sql(spark)}) x"
+    ).toPandas()
     cum = cum.sort_values("k")
     ks = cum["k"].to_numpy()
     vals = cum["cum"].tolist()
@@ -129,14 +144,16 @@ def data_fingerprint(spark, tables: Iterable[str]) -> str:
 def recorded(lake: Lake, table: str) -> dict[dt.date | None, tuple[str, str]]:
     df = read_meta(lake, LINEAGE_TABLE, LINEAGE_COLUMNS)
     df = df[df["table_name"] == table]
-    return {_part(p): (d, c) for p, d, c in zip(df["part"], df["data_fp"], df["config_fp"])}
+    return {_part(p): (d, c) for p, d, c in zip(df["part"], df["data_fp"], df["config_fp"], strict=False)}
 
 
 def _part(p) -> dt.date | None:
     return None if p is None or pd.isna(p) else pd.Timestamp(p).date()
 
 
-def record(lake: Lake, table: str, entries: dict[dt.date | None, tuple[str, str]], *, replace_all: bool = False) -> None:
+def record(
+    lake: Lake, table: str, entries: dict[dt.date | None, tuple[str, str]], *, replace_all: bool = False
+) -> None:
     """Remember what `table` (its dt_ref parts, or None = whole table) was computed from."""
     df = read_meta(lake, LINEAGE_TABLE, LINEAGE_COLUMNS)
     drop = df["table_name"] == table
@@ -144,8 +161,13 @@ def record(lake: Lake, table: str, entries: dict[dt.date | None, tuple[str, str]
         keys = set(entries)
         drop &= df["part"].map(lambda p: _part(p) in keys)
     now = pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime().replace(microsecond=0)
-    new = pd.DataFrame([{"table_name": table, "part": p, "data_fp": d, "config_fp": c, "built_at": now}
-                        for p, (d, c) in entries.items()], columns=LINEAGE_COLUMNS)
+    new = pd.DataFrame(
+        [
+            {"table_name": table, "part": p, "data_fp": d, "config_fp": c, "built_at": now}
+            for p, (d, c) in entries.items()
+        ],
+        columns=LINEAGE_COLUMNS,
+    )
     out = pd.concat([df[~drop], new], ignore_index=True) if len(df[~drop]) else new
     write_meta(lake, LINEAGE_TABLE, out, LINEAGE_SCHEMA)
 

@@ -86,11 +86,17 @@ def abt_to_driver(env: SparkEnv, problem: Problem, settings: Settings):
     group = [problem.group_column] if problem.group_column else [k for k in problem.key_columns if k != t]
     h = F.xxhash64(*[F.col(c).cast("string") for c in group], F.lit(int(settings.seed)))
     w = Window.partitionBy(t).orderBy(h, *[F.col(c) for c in group])
-    keep = (df.withColumn("_rn", F.row_number().over(w)).withColumn("_n", F.count(F.lit(1)).over(Window.partitionBy(t)))
-            .where(F.col("_rn") <= F.ceil(F.col("_n") * F.lit(frac))).drop("_rn", "_n"))
+    keep = (
+        df.withColumn("_rn", F.row_number().over(w))
+        .withColumn("_n", F.count(F.lit(1)).over(Window.partitionBy(t)))
+        .where(F.col("_rn") <= F.ceil(F.col("_n") * F.lit(frac)))
+        .drop("_rn", "_n")
+    )
     table = keep.toArrow()
-    note = (f"ABT of {n:,} rows above spark_train_max_rows={cap:,}: trained on a time-stratified sample of "
-            f"{table.num_rows:,} rows ({frac:.1%} of every {t}, chosen by a hash of {', '.join(group)})")
+    note = (
+        f"ABT of {n:,} rows above spark_train_max_rows={cap:,}: trained on a time-stratified sample of "
+        f"{table.num_rows:,} rows ({frac:.1%} of every {t}, chosen by a hash of {', '.join(group)})"
+    )
     return table, note
 
 
@@ -124,8 +130,7 @@ def abt_content_hash(env: SparkEnv, problem: Problem, settings: Settings) -> str
         return content_hash(load_abt(con, problem))
 
 
-def train_spark(problem: Problem, settings: Settings, *, build_abt: bool = True, env: SparkEnv | None = None,
-                **budget):
+def train_spark(problem: Problem, settings: Settings, *, build_abt: bool = True, env: SparkEnv | None = None, **budget):
     """`olist_ml.ml.train.train` for the Spark engine (module docstring): the lake's ABT on the driver."""
     from ..ml import tracking
     from ..ml.train import train
@@ -158,8 +163,11 @@ def _copy_segment_outputs(env: SparkEnv, problem: Problem, scratch: Settings, se
         if not table_exists(con, segments.TABLE):
             return
         seg = con.execute(f"SELECT * FROM {segments.TABLE}").arrow().read_all()
-        sc = con.execute(f"SELECT * FROM {problem.scores_table}").arrow().read_all() \
-            if table_exists(con, problem.scores_table) else None
+        sc = (
+            con.execute(f"SELECT * FROM {problem.scores_table}").arrow().read_all()
+            if table_exists(con, problem.scores_table)
+            else None
+        )
     finally:
         con.close()
     spark = env.spark
@@ -170,20 +178,31 @@ def _copy_segment_outputs(env: SparkEnv, problem: Problem, scratch: Settings, se
         from pyspark.sql import functions as F
 
         sc_df = spark.createDataFrame(sc.to_pandas()).withColumn("scored_at", F.col("scored_at").cast("timestamp_ntz"))
-        env.lake.overwrite_partitions(sc_df.repartition(1), problem.scores_table, [problem.time_column, "model_version"])
-    _record_parts(env, problem, settings, [pd.Timestamp(d).date() for d in days], [segments.TABLE, problem.scores_table])
+        env.lake.overwrite_partitions(
+            sc_df.repartition(1), problem.scores_table, [problem.time_column, "model_version"]
+        )
+    _record_parts(
+        env, problem, settings, [pd.Timestamp(d).date() for d in days], [segments.TABLE, problem.scores_table]
+    )
 
 
-def _record_parts(env: SparkEnv, problem: Problem, settings: Settings, days: list[dt.date], tables: list[str],
-                  fps: dict[dt.date, str] | None = None) -> None:
+def _record_parts(
+    env: SparkEnv,
+    problem: Problem,
+    settings: Settings,
+    days: list[dt.date],
+    tables: list[str],
+    fps: dict[dt.date, str] | None = None,
+) -> None:
     fps = fps if fps is not None and all(d in fps for d in days) else L.asof_fingerprints(env.spark, days)
     cfg = problem_config_fp(problem, settings)
     for t in tables:
         L.record(env.lake, t, {d: (fps[d], cfg) for d in days})
 
 
-def purge_stale_scores(env: SparkEnv, problem: Problem, settings: Settings, table: str | None = None,
-                       extra: tuple[dt.date, ...] = ()) -> tuple[Staleness, dict[dt.date, str]]:
+def purge_stale_scores(
+    env: SparkEnv, problem: Problem, settings: Settings, table: str | None = None, extra: tuple[dt.date, ...] = ()
+) -> tuple[Staleness, dict[dt.date, str]]:
     """Drop the date partitions of a scores table whose data as known then, or whose problem settings /
     code, changed since they were written (`lineage.purge_stale_partitions` on the lake). Returns what
     was dropped and the as-of fingerprints computed (of the partitions and of `extra` dates)."""
@@ -208,8 +227,16 @@ def purge_stale_scores(env: SparkEnv, problem: Problem, settings: Settings, tabl
 
 
 # ---- scoring ---------------------------------------------------------------------------------------
-_MLFLOW_TO_SPARK = {"double": "double", "float": "float", "long": "bigint", "integer": "int", "string": "string",
-                    "boolean": "boolean", "datetime": "timestamp_ntz", "binary": "binary"}
+_MLFLOW_TO_SPARK = {
+    "double": "double",
+    "float": "float",
+    "long": "bigint",
+    "integer": "int",
+    "string": "string",
+    "boolean": "boolean",
+    "datetime": "timestamp_ntz",
+    "binary": "binary",
+}
 
 
 def _signature_columns(model_uri: str) -> list[tuple[str, str | None]]:
@@ -233,25 +260,32 @@ def score_date(problem: Problem, frame, as_of: dt.date | None) -> dt.date:
     t = problem.time_column
     dts = [r[0] for r in frame.select(F.col(t).cast("date")).distinct().limit(2).collect()]
     if len(dts) != 1:
-        raise InputError(f"scoring frame of {problem.name} spans {len(dts)} values of {t}; by convention "
-                         "(Problem.time_column) it must hold the one scoring date on every row")
+        raise InputError(
+            f"scoring frame of {problem.name} spans {len(dts)} values of {t}; by convention "
+            "(Problem.time_column) it must hold the one scoring date on every row"
+        )
     d = dts[0]
     if as_of is not None and d != pd.Timestamp(as_of).date():
-        raise InputError(f"scoring frame of {problem.name} at {pd.Timestamp(as_of).date()} holds {t} {d}: by "
-                         "convention (Problem.time_column) it must hold the scoring date")
+        raise InputError(
+            f"scoring frame of {problem.name} at {pd.Timestamp(as_of).date()} holds {t} {d}: by "
+            "convention (Problem.time_column) it must hold the scoring date"
+        )
     ev = problem.event_time_column
     if ev and ev in frame.columns:
         late = frame.where(F.col(ev) >= F.lit(d).cast("timestamp_ntz")).limit(1).collect()
         if late:
             row = late[0].asDict()
-            raise InputError(f"scoring frame of {problem.name} at {d}: {ev} {row[ev]} of "
-                             f"{', '.join(f'{k}={row[k]}' for k in problem.key_columns if k != t)} is not before "
-                             "the scoring date")
+            raise InputError(
+                f"scoring frame of {problem.name} at {d}: {ev} {row[ev]} of "
+                f"{', '.join(f'{k}={row[k]}' for k in problem.key_columns if k != t)} is not before "
+                "the scoring date"
+            )
     return d
 
 
-def predict_spark(problem: Problem, settings: Settings, as_of: dt.date | None = None, *, top_n: int = 10,
-                  env: SparkEnv | None = None):
+def predict_spark(
+    problem: Problem, settings: Settings, as_of: dt.date | None = None, *, top_n: int = 10, env: SparkEnv | None = None
+):
     """`olist_ml.ml.scoring.predict` on Spark: the champion as a `spark_udf` over the scoring frame."""
     import mlflow.pyfunc
     from pyspark.sql import Window
@@ -270,8 +304,10 @@ def predict_spark(problem: Problem, settings: Settings, as_of: dt.date | None = 
     frame = sp.scoring_frame(env, settings, as_of)
     t = problem.time_column
     if not frame.limit(1).collect():
-        raise MissingStepError(f"nothing to score for {problem.name} at {as_of or 'the default scoring date'}: "
-                               f"run `olist-ml --engine spark {problem.build_step}` for that date")
+        raise MissingStepError(
+            f"nothing to score for {problem.name} at {as_of or 'the default scoring date'}: "
+            f"run `olist-ml --engine spark {problem.build_step}` for that date"
+        )
     d = score_date(problem, frame, as_of)
     purged, fps = purge_stale_scores(env, problem, settings, extra=(d,))
     if problem.name == "seller_segments":  # the assignments table follows the same lineage
@@ -282,8 +318,10 @@ def predict_spark(problem: Problem, settings: Settings, as_of: dt.date | None = 
     cols = _signature_columns(uri)
     missing = [c for c, _ in cols if c not in frame.columns]
     if missing:
-        raise MissingStepError(f"the scoring frame lacks {', '.join(missing[:3])} used by {problem.name} "
-                               f"v{mv.version}: run `olist-ml --engine spark train {problem.name}` again")
+        raise MissingStepError(
+            f"the scoring frame lacks {', '.join(missing[:3])} used by {problem.name} "
+            f"v{mv.version}: run `olist-ml --engine spark train {problem.name}` again"
+        )
     binary = problem.kind == "binary"
     # the champion (olist_ml_model.ChampionModel) returns one score per row: P(class 1) or the cluster id
     udf = mlflow.pyfunc.spark_udf(env.spark, uri, result_type="double" if binary else "long", env_manager="local")
@@ -291,24 +329,36 @@ def predict_spark(problem: Problem, settings: Settings, as_of: dt.date | None = 
     pred = udf(args)
     score = pred if binary else pred.cast("int")
     keys = [k for k in problem.key_columns if k != t]
-    scored = frame.select(*[F.col(k) for k in keys], F.lit(d).cast("date").alias(t), score.alias("score"),
-                          *[F.expr(e).alias(f"_o{i}") for i, e in enumerate(sp.frame_order)]).cache()
+    scored = frame.select(
+        *[F.col(k) for k in keys],
+        F.lit(d).cast("date").alias(t),
+        score.alias("score"),
+        *[F.expr(e).alias(f"_o{i}") for i, e in enumerate(sp.frame_order)],
+    ).cache()
     try:
         n = scored.count()
         order = [F.col("score").desc()] + [F.col(f"_o{i}") for i in range(len(sp.frame_order))]
         rank = F.row_number().over(Window.orderBy(*order)) - 1
         decile = (F.floor(rank * 10 / F.lit(n)) + 1).cast("int") if binary else F.lit(None).cast("int")
-        out = scored.select(*[F.col(k) for k in problem.key_columns], "score", decile.alias("decile"),
-                            F.lit(problem.name).alias("model_name"), F.lit(str(mv.version)).alias("model_version"),
-                            F.lit(mv.run_id or "").alias("run_id"),
-                            F.lit(scoring.now_utc()).cast("timestamp_ntz").alias("scored_at"))
+        out = scored.select(
+            *[F.col(k) for k in problem.key_columns],
+            "score",
+            decile.alias("decile"),
+            F.lit(problem.name).alias("model_name"),
+            F.lit(str(mv.version)).alias("model_version"),
+            F.lit(mv.run_id or "").alias("run_id"),
+            F.lit(scoring.now_utc()).cast("timestamp_ntz").alias("scored_at"),
+        )
         names = {}
         if problem.name == "seller_segments":
             raw = (mv.tags or {}).get("segment_names")
             names = {int(k): v for k, v in json.loads(raw).items()} if raw else {}
             mapping = F.create_map(*[x for k, v in names.items() for x in (F.lit(k), F.lit(v))]) if names else None
-            seg_name = (F.coalesce(mapping[F.col("score")], F.concat(F.lit("segment "), F.col("score").cast("string")))
-                        if mapping is not None else F.concat(F.lit("segment "), F.col("score").cast("string")))
+            seg_name = (
+                F.coalesce(mapping[F.col("score")], F.concat(F.lit("segment "), F.col("score").cast("string")))
+                if mapping is not None
+                else F.concat(F.lit("segment "), F.col("score").cast("string"))
+            )
             out = out.withColumn("segment_name", seg_name)
         out = out.orderBy(F.col("score").desc(), *[F.col(k) for k in keys]).cache()
         env.lake.overwrite_partitions(out.coalesce(1), problem.scores_table, [t, "model_version"])
@@ -323,10 +373,19 @@ def predict_spark(problem: Problem, settings: Settings, as_of: dt.date | None = 
         dist, top = _summary(problem, out, keys, top_n, names)
     finally:
         scored.unpersist()
-    return scoring.ScoreReport(problem=problem.name, table=problem.scores_table, dt_ref=d, n_scored=int(n),
-                               model_name=problem.name, model_version=str(mv.version), run_id=mv.run_id or "",
-                               distribution=dist, top=top, seconds=time.perf_counter() - t0,
-                               purged=purged.line() if purged.stale else "")
+    return scoring.ScoreReport(
+        problem=problem.name,
+        table=problem.scores_table,
+        dt_ref=d,
+        n_scored=int(n),
+        model_name=problem.name,
+        model_version=str(mv.version),
+        run_id=mv.run_id or "",
+        distribution=dist,
+        top=top,
+        seconds=time.perf_counter() - t0,
+        purged=purged.line() if purged.stale else "",
+    )
 
 
 def _summary(problem: Problem, out, keys: list[str], top_n: int, names: dict[int, str]):
@@ -334,18 +393,36 @@ def _summary(problem: Problem, out, keys: list[str], top_n: int, names: dict[int
     from pyspark.sql import functions as F
 
     s = F.col("score").cast("double")
-    r = out.agg(F.avg(s), F.min(s), F.expr("percentile(CAST(score AS DOUBLE), array(0.1, 0.5, 0.9))"), F.max(s),
-                F.avg((s >= 0.5).cast("double"))).collect()[0]
-    dist = {"mean": float(r[0]), "min": float(r[1]), "p10": float(r[2][0]), "p50": float(r[2][1]),
-            "p90": float(r[2][2]), "max": float(r[3])}
+    r = out.agg(
+        F.avg(s),
+        F.min(s),
+        F.expr("percentile(CAST(score AS DOUBLE), array(0.1, 0.5, 0.9))"),
+        F.max(s),
+        F.avg((s >= 0.5).cast("double")),
+    ).collect()[0]
+    dist = {
+        "mean": float(r[0]),
+        "min": float(r[1]),
+        "p10": float(r[2][0]),
+        "p50": float(r[2][1]),
+        "p90": float(r[2][2]),
+        "max": float(r[3]),
+    }
     if problem.kind == "binary":
         dist["share_ge_0.5"] = float(r[4])
-        top = (out.orderBy(F.col("score").desc(), *[F.col(k) for k in keys]).limit(top_n)
-               .select(*problem.key_columns, "score", "decile").toPandas().to_dict("records"))
+        top = (
+            out.orderBy(F.col("score").desc(), *[F.col(k) for k in keys])
+            .limit(top_n)
+            .select(*problem.key_columns, "score", "decile")
+            .toPandas()
+            .to_dict("records")
+        )
         return dist, top
     counts = {int(k): int(v) for k, v in out.groupBy("score").count().collect()}
     total = sum(counts.values())
     dist.update({f"cluster_{k}": counts[k] / total for k in sorted(counts)})
-    top = [{"segment": k, "segment_name": names.get(k, f"segment {k}"), "n_sellers": c}
-           for k, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top_n]]
+    top = [
+        {"segment": k, "segment_name": names.get(k, f"segment {k}"), "n_sellers": c}
+        for k, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top_n]
+    ]
     return dist, top

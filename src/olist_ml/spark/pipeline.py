@@ -45,19 +45,31 @@ def _source_is_current(settings: Settings, source: Path) -> bool:
     if state.get("lake") != settings.lake_uri or state.get("source") != str(Path(source).absolute()):
         return False
     last = last_run(settings)
-    return (state.get("fingerprint") == source_fingerprint(source) and last is not None
-            and state.get("ingest_run_id") == last.get("run_id"))
+    return (
+        state.get("fingerprint") == source_fingerprint(source)
+        and last is not None
+        and state.get("ingest_run_id") == last.get("run_id")
+    )
 
 
 def _remember_source(settings: Settings, source: Path, run_id: str) -> None:
     f = _state_file(settings)
     f.parent.mkdir(parents=True, exist_ok=True)
-    f.write_text(json.dumps({"lake": settings.lake_uri, "source": str(Path(source).absolute()),
-                             "fingerprint": source_fingerprint(source), "ingest_run_id": run_id}))
+    f.write_text(
+        json.dumps(
+            {
+                "lake": settings.lake_uri,
+                "source": str(Path(source).absolute()),
+                "fingerprint": source_fingerprint(source),
+                "ingest_run_id": run_id,
+            }
+        )
+    )
 
 
-def run_problem_spark(problem, settings: Settings, report: PipelineReport, *, force_train: bool = False,
-                      env=None, **budget) -> None:
+def run_problem_spark(
+    problem, settings: Settings, report: PipelineReport, *, force_train: bool = False, env=None, **budget
+) -> None:
     """ABT (unless current) -> train on the driver (unless already trained on this ABT) -> score with spark_udf."""
     from ..ml import registry, tracking
     from ..ml.data import content_hash, load_abt
@@ -88,8 +100,12 @@ def run_problem_spark(problem, settings: Settings, report: PipelineReport, *, fo
         if earlier and (has_champion or rejected):  # as on DuckDB: not retrained on the same ABT
             report.add(f"{problem.name}: train", "skipped", t0, f"already trained on this ABT (run {earlier[:8]})")
             if rejected:
-                report.add(f"{problem.name}: score", "skipped", time.perf_counter(),
-                           "no champion: the model trained on this ABT is below its quality gate")
+                report.add(
+                    f"{problem.name}: score",
+                    "skipped",
+                    time.perf_counter(),
+                    "no champion: the model trained on this ABT is below its quality gate",
+                )
                 return
         else:
             res = train(problem, s2, build_abt=False, **budget)
@@ -98,11 +114,18 @@ def run_problem_spark(problem, settings: Settings, report: PipelineReport, *, fo
             if note and res.parent_run_id:
                 tracking.client(settings).set_tag(res.parent_run_id, SM.SAMPLE_TAG, note)
             best = next(c for c in res.candidates if c.name == res.winner)
-            part, metric = ("test", res.test[res.metric]) if res.metric in res.test else \
-                ("", best.validation.get(res.metric, float("nan")))
-            report.add(f"{problem.name}: train", "done", t0,
-                       f"winner {res.winner} {part + ' ' if part else ''}{res.metric}={metric:.3f} -> "
-                       f"v{res.model_version} {res.decision}" + (" (sampled ABT)" if note else ""))
+            part, metric = (
+                ("test", res.test[res.metric])
+                if res.metric in res.test
+                else ("", best.validation.get(res.metric, float("nan")))
+            )
+            report.add(
+                f"{problem.name}: train",
+                "done",
+                t0,
+                f"winner {res.winner} {part + ' ' if part else ''}{res.metric}={metric:.3f} -> "
+                f"v{res.model_version} {res.decision}" + (" (sampled ABT)" if note else ""),
+            )
             if res.decision == registry.REJECTED and not has_champion:
                 report.add(f"{problem.name}: score", "skipped", time.perf_counter(), f"no champion: {res.reason}")
                 return
@@ -110,13 +133,26 @@ def run_problem_spark(problem, settings: Settings, report: PipelineReport, *, fo
     t0 = time.perf_counter()
     sr = SM.predict_spark(problem, settings, env=env)
     purged = f"; {sr.purged}" if sr.purged else ""
-    report.add(f"{problem.name}: score", "done", t0,
-               f"{sr.n_scored} rows at {sr.dt_ref} -> {sr.table} (v{sr.model_version}, spark_udf){purged}")
+    report.add(
+        f"{problem.name}: score",
+        "done",
+        t0,
+        f"{sr.n_scored} rows at {sr.dt_ref} -> {sr.table} (v{sr.model_version}, spark_udf){purged}",
+    )
 
 
-def run_pipeline_spark(settings: Settings, *, data: Path | None = None, problems: list[str] | None = None,
-                       seed: int = 42, scale: float = 0.3, cadence: str = "daily", force_train: bool = False,
-                       progress: bool = False, **budget) -> PipelineReport:
+def run_pipeline_spark(
+    settings: Settings,
+    *,
+    data: Path | None = None,
+    problems: list[str] | None = None,
+    seed: int = 42,
+    scale: float = 0.3,
+    cadence: str = "daily",
+    force_train: bool = False,
+    progress: bool = False,
+    **budget,
+) -> PipelineReport:
     """`olist_ml.pipeline.run_pipeline` with every table in the lake (module docstring)."""
     from .. import problems as P
     from ..errors import NotReadyError, OlistMLError
@@ -132,7 +168,8 @@ def run_pipeline_spark(settings: Settings, *, data: Path | None = None, problems
     if synthetic:
         console.print(
             f"[bold yellow]No --data given: running on SYNTHETIC Olist data[/] (seed={seed}, scale={scale}) "
-            f"generated into {settings.synthetic_dir}. Pass --data <folder or zip of the Olist CSVs> for the real thing."
+            f"generated into {settings.synthetic_dir}. Pass --data <folder or zip of the Olist CSVs> for the real "
+            "thing."
         )
     report = PipelineReport(source=str(data or settings.synthetic_dir), synthetic=synthetic)
 
@@ -149,16 +186,23 @@ def run_pipeline_spark(settings: Settings, *, data: Path | None = None, problems
         rep = ingest_spark(source, settings, progress=progress)
         _remember_source(settings, source, rep.run_id)
         loaded = sum(t.loaded for t in rep.tables)
-        report.add("ingest (spark)", "done", t0, f"{loaded:,} rows ({rep.quarantined} quarantined) into {rep.warehouse}")
+        report.add(
+            "ingest (spark)", "done", t0, f"{loaded:,} rows ({rep.quarantined} quarantined) into {rep.warehouse}"
+        )
 
     t0 = time.perf_counter()
     fb = build_spark(settings, cadence=cadence, progress=progress)
     built = sum(t.dt_refs for t in fb.tables)
     stale = sum(t.stale for t in fb.tables)
     why = next((t.reason for t in fb.tables if t.reason), "")
-    report.add("feature store (spark)", "done" if built else "skipped", t0,
-               f"{fb.start}..{fb.end} {cadence}: {built} table-dates computed"
-               + (f" ({stale} stale: {why})" if stale else "") + f", {fb.rows} rows")
+    report.add(
+        "feature store (spark)",
+        "done" if built else "skipped",
+        t0,
+        f"{fb.start}..{fb.end} {cadence}: {built} table-dates computed"
+        + (f" ({stale} stale: {why})" if stale else "")
+        + f", {fb.rows} rows",
+    )
 
     env = SparkEnv.open(settings)
     for problem in chosen:

@@ -59,8 +59,10 @@ class SparkEnv:
     def require_features(self) -> None:
         missing = [t for t in FEATURE_TABLES if t not in self._features]
         if missing:
-            raise MissingStepError(f"lake {self.lake.root} has no table {', '.join(missing)}: "
-                                   "run `olist-ml --engine spark features build` first")
+            raise MissingStepError(
+                f"lake {self.lake.root} has no table {', '.join(missing)}: "
+                "run `olist-ml --engine spark features build` first"
+            )
 
     def feature_columns(self) -> list[str]:
         return [c for t in FEATURE_TABLES for c in self._features.get(t, [])]
@@ -80,7 +82,9 @@ class SparkEnv:
     def dt_refs(self) -> list[dt.date]:
         dts = available_dt_refs(self.lake)
         if not dts:
-            raise MissingStepError("the feature store has no dt_ref rows: run `olist-ml --engine spark features build` first")
+            raise MissingStepError(
+                "the feature store has no dt_ref rows: run `olist-ml --engine spark features build` first"
+            )
         return dts
 
     def observed_end(self) -> dt.date:
@@ -93,7 +97,7 @@ class SparkEnv:
 class SparkProblem:
     name: str
     build_abt: Callable[[SparkEnv, Settings], object]  # -> Spark DataFrame (the ABT rows)
-    scoring_frame: Callable[[SparkEnv, Settings, "dt.date | None"], object]  # -> Spark DataFrame
+    scoring_frame: Callable[[SparkEnv, Settings, dt.date | None], object]  # -> Spark DataFrame
     # the scoring frame's row order as on DuckDB (SQL expressions): ties of the score are broken by it
     # when deciles are assigned, exactly as `scoring.deciles` breaks them by frame order
     frame_order: tuple[str, ...] = ("seller_id",)
@@ -111,16 +115,24 @@ def _churn_dates(env: SparkEnv, settings: Settings) -> list[dt.date]:
     elif cad == "weekly":
         dts = [d for d in dts if d.weekday() == 0]
     if not dts:
-        raise MissingStepError(f"the feature store has no {cad} dt_refs (first of month / Mondays): run "
-                               f"`olist-ml --engine spark features build` with a {cad} cadence or a longer range")
+        raise MissingStepError(
+            f"the feature store has no {cad} dt_refs (first of month / Mondays): run "
+            f"`olist-ml --engine spark features build` with a {cad} cadence or a longer range"
+        )
     return dts
 
 
 def churn_abt(env: SparkEnv, settings: Settings):
     from ..problems import churn
 
-    sql = churn.abt_sql(settings, _churn_dates(env, settings), observed_end=env.observed_end(),
-                        feature_names=env.feature_columns(), features_sql=env.feature_frame_sql(), engine="spark")
+    sql = churn.abt_sql(
+        settings,
+        _churn_dates(env, settings),
+        observed_end=env.observed_end(),
+        feature_names=env.feature_columns(),
+        features_sql=env.feature_frame_sql(),
+        engine="spark",
+    )
     return env.spark.sql(sql)
 
 
@@ -130,10 +142,18 @@ def churn_scoring_frame(env: SparkEnv, settings: Settings, as_of: dt.date | None
     dts = env.dt_refs()
     d = pd.Timestamp(as_of).date() if as_of is not None else dts[-1]
     if d not in set(dts):
-        raise MissingStepError(f"the feature store has no dt_ref {d} (it has {dts[0]}..{dts[-1]}): "
-                               "run `olist-ml --engine spark features build` for that date")
-    sql = churn.abt_sql(settings, [d], labelled=False, feature_names=env.feature_columns(),
-                        features_sql=env.feature_frame_sql(), engine="spark")
+        raise MissingStepError(
+            f"the feature store has no dt_ref {d} (it has {dts[0]}..{dts[-1]}): "
+            "run `olist-ml --engine spark features build` for that date"
+        )
+    sql = churn.abt_sql(
+        settings,
+        [d],
+        labelled=False,
+        feature_names=env.feature_columns(),
+        features_sql=env.feature_frame_sql(),
+        engine="spark",
+    )
     return env.spark.sql(sql).drop("churn", churn.LABEL_KNOWN_AT)
 
 
@@ -144,9 +164,11 @@ def _deals(env: SparkEnv, settings: Settings):
     missing = [t for t in activation.MARKETING if not view_exists(env.spark, t)]
     if missing:
         raise NotReadyError(
-            f"lake has no {', '.join(missing)}: the marketing-funnel files (olist_marketing_qualified_leads_dataset.csv, "
+            f"lake has no {', '.join(missing)}: the marketing-funnel files "
+            "(olist_marketing_qualified_leads_dataset.csv, "
             "olist_closed_deals_dataset.csv) were not ingested; add them to SOURCE and run "
-            "`olist-ml --engine spark ingest SOURCE`")
+            "`olist-ml --engine spark ingest SOURCE`"
+        )
     return env.spark.sql(activation.deals_sql(settings, env.observed_end(), "spark"))
 
 
@@ -169,10 +191,16 @@ def activation_scoring_frame(env: SparkEnv, settings: Settings, as_of: dt.date |
     h = int(settings.activation.horizon_days)
     day = F.lit(d.isoformat()).cast("timestamp_ntz")
     df = _deals(env, settings)
-    keep = ((F.col("won_date") < day) & (F.col("won_date") + F.expr(f"INTERVAL {h} DAY") > day)
-            & (F.col("first_sale_ts").isNull() | (F.col("first_sale_ts") >= day)))
-    return (df.where(keep).drop("observed_end", activation.TARGET, "label_known_at")
-            .withColumn("dt_ref", F.lit(d).cast("date")))
+    keep = (
+        (F.col("won_date") < day)
+        & (F.col("won_date") + F.expr(f"INTERVAL {h} DAY") > day)
+        & (F.col("first_sale_ts").isNull() | (F.col("first_sale_ts") >= day))
+    )
+    return (
+        df.where(keep)
+        .drop("observed_end", activation.TARGET, "label_known_at")
+        .withColumn("dt_ref", F.lit(d).cast("date"))
+    )
 
 
 # ---- segments --------------------------------------------------------------------------------------
@@ -189,15 +217,18 @@ def segments_population(env: SparkEnv, settings: Settings, as_of: dt.date | None
 
     d = pd.Timestamp(as_of).date() if as_of is not None else segments_dt_ref(env)
     if d not in set(env.dt_refs()):
-        raise MissingStepError(f"the feature store has no dt_ref {d}: run "
-                               f"`olist-ml --engine spark features build --start {d} --end {d}`")
+        raise MissingStepError(
+            f"the feature store has no dt_ref {d}: run `olist-ml --engine spark features build --start {d} --end {d}`"
+        )
     cols = env.feature_columns()
     feats = segments.curated_features(cols, settings) if curated else cols
     active = f"n_orders_{segments.window(settings)}d"
     cond = f"AND coalesce(f.{active}, 0) > 0" if active in cols else ""
-    return env.spark.sql(f"SELECT CAST(f.dt_ref AS DATE) AS dt_ref, f.seller_id, {', '.join('f.' + c for c in feats)} "
-                         f"FROM ({env.feature_frame_sql()}) f WHERE f.dt_ref = DATE '{d.isoformat()}' {cond} "
-                         "ORDER BY f.seller_id")
+    return env.spark.sql(
+        f"SELECT CAST(f.dt_ref AS DATE) AS dt_ref, f.seller_id, {', '.join('f.' + c for c in feats)} "
+        f"FROM ({env.feature_frame_sql()}) f WHERE f.dt_ref = DATE '{d.isoformat()}' {cond} "
+        "ORDER BY f.seller_id"
+    )
 
 
 def segments_abt(env: SparkEnv, settings: Settings):
@@ -205,14 +236,20 @@ def segments_abt(env: SparkEnv, settings: Settings):
 
 
 def order_delay_abt(env: SparkEnv, settings: Settings):
-    raise NotReadyError("order_delay does not run on the spark engine yet (its ABT SQL is DuckDB-only): "
-                        "run it with `--engine duckdb`")
+    raise NotReadyError(
+        "order_delay does not run on the spark engine yet (its ABT SQL is DuckDB-only): run it with `--engine duckdb`"
+    )
 
 
 SPARK_PROBLEMS: dict[str, SparkProblem] = {
     "seller_churn": SparkProblem("seller_churn", churn_abt, churn_scoring_frame),
-    "seller_activation": SparkProblem("seller_activation", activation_abt, activation_scoring_frame,
-                                      frame_order=("CAST(won_date AS DATE)", "mql_id"), needs_features=False),
+    "seller_activation": SparkProblem(
+        "seller_activation",
+        activation_abt,
+        activation_scoring_frame,
+        frame_order=("CAST(won_date AS DATE)", "mql_id"),
+        needs_features=False,
+    ),
     "seller_segments": SparkProblem("seller_segments", segments_abt, segments_population),
     "order_delay": SparkProblem("order_delay", order_delay_abt, lambda env, s, d=None: order_delay_abt(env, s)),
 }

@@ -27,9 +27,11 @@ def _local(master: str) -> bool:
     return master.startswith("local")
 
 
-INSTALL_HINT = ("the spark engine needs PySpark, which is not installed: install the extra with "
-                "`pip install 'olist-ml[spark]'` (in a clone: `make install`, or "
-                "`uv sync --extra spark`), or use --engine duckdb")
+INSTALL_HINT = (
+    "the spark engine needs PySpark, which is not installed: install the extra with "
+    "`pip install 'olist-ml[spark]'` (in a clone: `make install`, or "
+    "`uv sync --extra spark`), or use --engine duckdb"
+)
 
 
 def require_pyspark() -> None:

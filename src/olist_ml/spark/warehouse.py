@@ -41,7 +41,9 @@ def scalar(spark, sql: str):
 
 def data_range(spark) -> tuple[dt.datetime, dt.datetime]:
     """(first, last) order_purchase_timestamp of the registered `stg_orders`."""
-    lo, hi = spark.sql("SELECT min(order_purchase_timestamp), max(order_purchase_timestamp) FROM stg_orders").collect()[0]
+    lo, hi = spark.sql("SELECT min(order_purchase_timestamp), max(order_purchase_timestamp) FROM stg_orders").collect()[
+        0
+    ]
     if lo is None:
         raise MissingStepError("stg_orders is empty: run `olist-ml --engine spark ingest SOURCE` first")
     return lo, hi
@@ -52,7 +54,9 @@ def observed_end(spark, min_share: float = OBSERVED_END_MIN_SHARE, column: str =
     day has fewer than `min_share` x the median daily count of the 28 days before it)."""
     if column not in ("order_purchase_timestamp", "order_delivered_customer_date"):
         raise ValueError(f"observed_end: unknown column {column}")
-    end = scalar(spark, f"""
+    end = scalar(
+        spark,
+        f"""
         WITH daily AS (
             SELECT CAST({column} AS DATE) AS d, count(*) AS n FROM stg_orders WHERE {column} IS NOT NULL GROUP BY 1
         ),
@@ -74,7 +78,8 @@ def observed_end(spark, min_share: float = OBSERVED_END_MIN_SHARE, column: str =
             FROM ref
         )
         SELECT min(d) FROM med WHERE med_prev > 0 AND max_after < {float(min_share)!r} * med_prev
-    """)
+    """,
+    )
     if end is None:
         end = scalar(spark, f"SELECT CAST(max({column}) AS DATE) + INTERVAL 1 DAY FROM stg_orders")
     return end.date() if isinstance(end, dt.datetime) else end

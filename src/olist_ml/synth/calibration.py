@@ -22,16 +22,40 @@ def _read(folder: Path, key: str, cols: list[str] | None = None) -> pd.DataFrame
     raise InputError(f"{Path(folder) / src.file}: file not found (expected {src.file} or {src.file}.gz)")
 
 
-def seller_churn_frame(items: pd.DataFrame, orders: pd.DataFrame, reviews: pd.DataFrame | None = None,
-                       refs=CHURN_REFS, window: int = 180, horizon: int = 45) -> pd.DataFrame:
-    """(dt_ref, seller) rows for sellers with a sale in [ref-window, ref): history + churned (no sale in [ref, ref+horizon))."""
-    x = items[["order_id", "seller_id"]].drop_duplicates().merge(
-        orders[["order_id", "order_purchase_timestamp", "order_delivered_customer_date", "order_estimated_delivery_date"]], on="order_id")
+def seller_churn_frame(
+    items: pd.DataFrame,
+    orders: pd.DataFrame,
+    reviews: pd.DataFrame | None = None,
+    refs=CHURN_REFS,
+    window: int = 180,
+    horizon: int = 45,
+) -> pd.DataFrame:
+    """(dt_ref, seller) rows for sellers with a sale in [ref-window, ref): history + churned (no sale in
+    [ref, ref+horizon))."""
+    x = (
+        items[["order_id", "seller_id"]]
+        .drop_duplicates()
+        .merge(
+            orders[
+                [
+                    "order_id",
+                    "order_purchase_timestamp",
+                    "order_delivered_customer_date",
+                    "order_estimated_delivery_date",
+                ]
+            ],
+            on="order_id",
+        )
+    )
     x["t"] = pd.to_datetime(x["order_purchase_timestamp"])
     x["late"] = pd.to_datetime(x["order_delivered_customer_date"]) > pd.to_datetime(x["order_estimated_delivery_date"])
     if reviews is not None:
         r = reviews.assign(s=reviews["review_score"].astype(float), c=pd.to_datetime(reviews["review_creation_date"]))
-        x = x.merge(r.groupby("order_id").agg(score=("s", "mean"), created=("c", "min")).reset_index(), on="order_id", how="left")
+        x = x.merge(
+            r.groupby("order_id").agg(score=("s", "mean"), created=("c", "min")).reset_index(),
+            on="order_id",
+            how="left",
+        )
     rows = []
     for ref in refs:
         ref = pd.Timestamp(ref)
@@ -56,7 +80,11 @@ def stats(folder: Path) -> dict[str, float]:
     o = _read(folder, "orders")
     it = _read(folder, "order_items")
     p = _read(folder, "order_payments")
-    rv = _read(folder, "order_reviews", ["review_id", "order_id", "review_score", "review_comment_message", "review_creation_date"])
+    rv = _read(
+        folder,
+        "order_reviews",
+        ["review_id", "order_id", "review_score", "review_comment_message", "review_creation_date"],
+    )
     c = _read(folder, "customers")
     s = _read(folder, "sellers")
     pr = _read(folder, "products")
@@ -87,9 +115,22 @@ def stats(folder: Path) -> dict[str, float]:
     dd = pd.to_datetime(d["order_delivered_customer_date"])
     late = dd > pd.to_datetime(d["order_estimated_delivery_date"])
     out["share late (delivered)"] = late.mean()
-    out["mean days purchase->delivered"] = ((dd - pd.to_datetime(d["order_purchase_timestamp"])).dt.total_seconds() / 86400).mean()
-    out["mean days purchase->estimated"] = ((pd.to_datetime(d["order_estimated_delivery_date"]) - pd.to_datetime(d["order_purchase_timestamp"])).dt.total_seconds() / 86400).mean()
-    m = it[["order_id", "seller_id"]].drop_duplicates("order_id").merge(s, on="seller_id").merge(o[["order_id", "customer_id"]], on="order_id").merge(c, on="customer_id")
+    out["mean days purchase->delivered"] = (
+        (dd - pd.to_datetime(d["order_purchase_timestamp"])).dt.total_seconds() / 86400
+    ).mean()
+    out["mean days purchase->estimated"] = (
+        (
+            pd.to_datetime(d["order_estimated_delivery_date"]) - pd.to_datetime(d["order_purchase_timestamp"])
+        ).dt.total_seconds()
+        / 86400
+    ).mean()
+    m = (
+        it[["order_id", "seller_id"]]
+        .drop_duplicates("order_id")
+        .merge(s, on="seller_id")
+        .merge(o[["order_id", "customer_id"]], on="order_id")
+        .merge(c, on="customer_id")
+    )
     out["share orders seller state == customer state"] = (m.seller_state == m.customer_state).mean()
     out["share sellers in SP"] = (s.seller_state == "SP").mean()
     out["share customers in SP"] = (c.customer_state == "SP").mean()
@@ -104,7 +145,10 @@ def stats(folder: Path) -> dict[str, float]:
     out["peak month"] = str(monthly.idxmax())
     out["orders in 2017-11"] = int(monthly.get(pd.Period("2017-11", "M"), 0))
     daily = t.dt.date.value_counts()
-    out["orders on 2017-11-24 / median day 2017-11"] = daily.get(pd.Timestamp("2017-11-24").date(), 0) / daily[[k for k in daily.index if str(k).startswith("2017-11")]].median()
+    out["orders on 2017-11-24 / median day 2017-11"] = (
+        daily.get(pd.Timestamp("2017-11-24").date(), 0)
+        / daily[[k for k in daily.index if str(k).startswith("2017-11")]].median()
+    )
     out["share orders on Sat+Sun"] = (t.dt.dayofweek >= 5).mean()
     ps = it.groupby("seller_id").order_id.nunique()
     out["orders per seller (median)"] = ps.median()

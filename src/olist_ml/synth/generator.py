@@ -91,7 +91,9 @@ def _fmt_date(sec: np.ndarray) -> np.ndarray:
 
 def _fmt_money(cents: np.ndarray) -> np.ndarray:
     c = np.asarray(cents, dtype=np.int64)
-    return np.char.add(np.char.add((c // 100).astype("U12"), "."), np.char.zfill((c % 100).astype("U2"), 2)).astype(object)
+    return np.char.add(np.char.add((c // 100).astype("U12"), "."), np.char.zfill((c % 100).astype("U2"), 2)).astype(
+        object
+    )
 
 
 def _month_start(ym: str) -> int:
@@ -126,7 +128,7 @@ def _geography(rng: np.random.Generator, scale: float) -> Geo:
     mix = np.array([0.6 * K.STATES[s][0] + 0.4 * K.STATES[s][1] for s in states])
     counts = np.maximum(2, np.round(n_total * mix / mix.sum()).astype(int))
     st, pf, la, ln, ci, cw, sw = [], [], [], [], [], [], []
-    for s, k in zip(states, counts):
+    for s, k in zip(states, counts, strict=False):
         c_share, s_share, (lo, hi), lat0, lng0, sdla, sdln, cities = K.STATES[s]
         k = min(k, hi - lo + 1)
         p = np.sort(rng.choice(hi - lo + 1, size=k, replace=False) + lo)
@@ -148,9 +150,14 @@ def _geography(rng: np.random.Generator, scale: float) -> Geo:
     ends = np.cumsum(sizes)
     return Geo(
         state_code=np.repeat(np.arange(len(states)), sizes),
-        state_span=tuple(zip((ends - sizes).tolist(), ends.tolist())),
-        state=np.concatenate(st), prefix=np.concatenate(pf), lat=np.concatenate(la), lng=np.concatenate(ln),
-        city=np.concatenate(ci), cust_p=cust_p / cust_p.sum(), seller_p=seller_p / seller_p.sum(),
+        state_span=tuple(zip((ends - sizes).tolist(), ends.tolist(), strict=False)),
+        state=np.concatenate(st),
+        prefix=np.concatenate(pf),
+        lat=np.concatenate(la),
+        lng=np.concatenate(ln),
+        city=np.concatenate(ci),
+        cust_p=cust_p / cust_p.sum(),
+        seller_p=seller_p / seller_p.sum(),
     )
 
 
@@ -179,8 +186,12 @@ def _daily_expected(scale: float) -> np.ndarray:
 def _season(n_days: int) -> np.ndarray:
     """Transit-time multiplier per purchase day (carrier congestion peaks)."""
     f = np.ones(n_days)
-    for a, b, m in (("2017-03-01", "2017-04-10", 1.25), ("2017-11-18", "2017-12-22", 1.5),
-                    ("2018-02-05", "2018-03-28", 1.6), ("2018-08-01", "2018-08-31", 1.25)):
+    for a, b, m in (
+        ("2017-03-01", "2017-04-10", 1.25),
+        ("2017-11-18", "2017-12-22", 1.5),
+        ("2018-02-05", "2018-03-28", 1.6),
+        ("2018-08-01", "2018-08-31", 1.25),
+    ):
         f[_t(a) // DAY : _t(b) // DAY] = m
     return f
 
@@ -229,28 +240,56 @@ def _funnel(rng: np.random.Generator, scale: float) -> dict:
     has_gtin = np.where(filled, np.where(rng.random(m) < 0.84, "True", "False"), "").astype(object)
     stock_keys = list(K.AVERAGE_STOCK)
     stock = np.where(filled, np.array(stock_keys, dtype=object)[_choice(rng, list(K.AVERAGE_STOCK.values()), m)], "")
-    cat_size = np.where(filled & (rng.random(m) < 0.85), np.round(rng.lognormal(np.log(100), 1.1, m) / 10).clip(0.1, 200) * 10, np.nan)
+    cat_size = np.where(
+        filled & (rng.random(m) < 0.85), np.round(rng.lognormal(np.log(100), 1.1, m) / 10).clip(0.1, 200) * 10, np.nan
+    )
     cat_size = np.where(cat_size < 10, 1.0 + np.floor(rng.random(m) * 9), cat_size)
     cat_size = np.where(np.isnan(np.where(filled, cat_size, np.nan)), np.nan, cat_size)
-    revenue = np.where(rng.random(m) < 0.054, rng.choice([5000, 10000, 20000, 30000, 50000, 100000, 200000, 500000], m), 0).astype(float)
+    revenue = np.where(
+        rng.random(m) < 0.054, rng.choice([5000, 10000, 20000, 30000, 50000, 100000, 200000, 500000], m), 0
+    ).astype(float)
     n_sdr, n_sr = 32, 22
     sdr_ids, sr_ids = _hex_ids(rng, n_sdr), _hex_ids(rng, n_sr)
     sdr_i = _choice(rng, rng.lognormal(0, 0.8, n_sdr), m)
     sr_i = _choice(rng, rng.lognormal(0, 0.8, n_sr), m)
     sdr_skill = rng.normal(0, 0.35, n_sdr)
     logit = (
-        -0.25 + e_seg + e_lead + e_beh + e_bt + 0.6 * (revenue > 0) + sdr_skill[sdr_i]
-        + np.where(has_gtin == "True", 0.5, 0.0) + np.where(np.isnan(cat_size), 0.0, 0.25 * np.log1p(np.nan_to_num(cat_size)) - 1.0)
+        -0.25
+        + e_seg
+        + e_lead
+        + e_beh
+        + e_bt
+        + 0.6 * (revenue > 0)
+        + sdr_skill[sdr_i]
+        + np.where(has_gtin == "True", 0.5, 0.0)
+        + np.where(np.isnan(cat_size), 0.0, 0.25 * np.log1p(np.nan_to_num(cat_size)) - 1.0)
     )
     activates = rng.random(m) < _sigmoid(logit)
     # better leads also start faster; first sale at least 3 days after the won date
     delay_days = 3 + rng.gamma(2.0, 28.0, m) * np.exp(-0.45 * (logit - logit.mean()))
     first_sale = won + (delay_days * DAY).astype(np.int64) + rng.integers(0, DAY, m)
     return dict(
-        mql_id=mql_id, first_contact=first_contact, landing_page_id=lp, origin=origin, deal_idx=di,
-        seller_id=_hex_ids(rng, m), sdr_id=sdr_ids[sdr_i], sr_id=sr_ids[sr_i], won=won, segment=seg, lead_type=lead,
-        behaviour=beh, has_company=has_company, has_gtin=has_gtin, stock=stock, business_type=btype,
-        catalog_size=cat_size, revenue=revenue, activates=activates, first_sale=first_sale, quality=logit - logit.mean(),
+        mql_id=mql_id,
+        first_contact=first_contact,
+        landing_page_id=lp,
+        origin=origin,
+        deal_idx=di,
+        seller_id=_hex_ids(rng, m),
+        sdr_id=sdr_ids[sdr_i],
+        sr_id=sr_ids[sr_i],
+        won=won,
+        segment=seg,
+        lead_type=lead,
+        behaviour=beh,
+        has_company=has_company,
+        has_gtin=has_gtin,
+        stock=stock,
+        business_type=btype,
+        catalog_size=cat_size,
+        revenue=revenue,
+        activates=activates,
+        first_sale=first_sale,
+        quality=logit - logit.mean(),
     )
 
 
@@ -271,8 +310,17 @@ def _simulate(rng: np.random.Generator, scale: float, geo: Geo, funnel: dict, pr
 
     # ---- sellers: organic entrants + activated deal sellers ---------------------------------
     n_org = max(8, int(round(3150 * scale)))
-    q_w = {"2016-09": 3, "2016-10": 142, "2017-01": 552, "2017-04": 316, "2017-07": 371, "2017-10": 427,
-           "2018-01": 330, "2018-04": 400, "2018-07": 180}
+    q_w = {
+        "2016-09": 3,
+        "2016-10": 142,
+        "2017-01": 552,
+        "2017-04": 316,
+        "2017-07": 371,
+        "2017-10": 427,
+        "2018-01": 330,
+        "2018-04": 400,
+        "2018-07": 180,
+    }
     q_keys = list(q_w)
     qi = _choice(rng, list(q_w.values()), n_org)
     q_start = np.array([_month_start(k) // DAY for k in q_keys])
@@ -348,7 +396,9 @@ def _simulate(rng: np.random.Generator, scale: float, geo: Geo, funnel: dict, pr
         alive_started = alive & (start_week <= w)
         bad_rate = (dbad + 0.12 * 3) / (dn + 3)
         late_rate = (dlate + 0.07 * 3) / (dn + 3)
-        h = np.where(alive_started, h + rng.normal(0, 0.06, n_s) - 0.25 * (bad_rate - 0.12) - 0.25 * (late_rate - 0.07), h)
+        h = np.where(
+            alive_started, h + rng.normal(0, 0.06, n_s) - 0.25 * (bad_rate - 0.12) - 0.25 * (late_rate - 0.07), h
+        )
         h = np.clip(h, -3.0, 2.3)
         age = w - start_week
         hazard = _sigmoid(-4.3 - 0.75 * h + 5.0 * (bad_rate - 0.12) + 5.0 * (late_rate - 0.07) + 0.7 * (age < 8))
@@ -390,7 +440,9 @@ def _orders_of_week(rng, s_idx, t, h, geo, geo_seller_pref, s_lat, s_lng, cust_c
         status[n - n_forced :] = 0  # a won deal's first sale is a real, delivered sale
     # approval: cards within minutes (sometimes hours), boleto 1-3 days
     fast = rng.random(n) < 0.75
-    approve_h = np.where(pay == 1, 24 * (0.6 + rng.gamma(1.5, 0.6, n)), np.where(fast, rng.exponential(0.3, n), rng.exponential(14.0, n)))
+    approve_h = np.where(
+        pay == 1, 24 * (0.6 + rng.gamma(1.5, 0.6, n)), np.where(fast, rng.exponential(0.3, n), rng.exponential(14.0, n))
+    )
     approved = t + (approve_h * 3600).astype(np.int64) + 60
     handling = (0.1 + rng.gamma(1.6, 1.7, n)) * np.exp(-0.35 * (hs - H_CENTER))
     carrier = approved + (handling * DAY).astype(np.int64)
@@ -407,8 +459,20 @@ def _orders_of_week(rng, s_idx, t, h, geo, geo_seller_pref, s_lat, s_lng, cust_c
     z -= np.where(late, np.where(days_late <= 3, 0.9, 1.75), 0.0)
     z -= np.where(is_deliv, 0.0, 1.9)
     score = 1 + (z[:, None] > _CUTS[None, :]).sum(axis=1)
-    return dict(seller=s_idx, t=t, cp=cp, dist=dist, pay=pay, status=status, approved=approved, carrier=carrier,
-                delivered=delivered, est=est, late=late, score=score.astype(np.int8))
+    return dict(
+        seller=s_idx,
+        t=t,
+        cp=cp,
+        dist=dist,
+        pay=pay,
+        status=status,
+        approved=approved,
+        carrier=carrier,
+        delivered=delivered,
+        est=est,
+        late=late,
+        score=score.astype(np.int8),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -436,31 +500,54 @@ def _assemble(rng: np.random.Generator, scale: float, geo: Geo, funnel: dict, si
     payments = _payments(rng, o, b["oi"], b["n_items"], item_price_c, freight_c, order_ids)
     reviews = _reviews(rng, o, delivered, order_ids)
 
-    orders = pd.DataFrame({
-        "order_id": order_ids, "customer_id": customer_id, "order_status": status,
-        "order_purchase_timestamp": _fmt_ts(t), "order_approved_at": _fmt_ts(approved),
-        "order_delivered_carrier_date": _fmt_ts(carrier), "order_delivered_customer_date": _fmt_ts(delivered),
-        "order_estimated_delivery_date": _fmt_ts(o["est"]),
-    })
-    customers = pd.DataFrame({
-        "customer_id": customer_id, "customer_unique_id": uid, "customer_zip_code_prefix": _zip5(geo.prefix[cp]),
-        "customer_city": geo.city[cp], "customer_state": geo.state[cp],
-    })
+    orders = pd.DataFrame(
+        {
+            "order_id": order_ids,
+            "customer_id": customer_id,
+            "order_status": status,
+            "order_purchase_timestamp": _fmt_ts(t),
+            "order_approved_at": _fmt_ts(approved),
+            "order_delivered_carrier_date": _fmt_ts(carrier),
+            "order_delivered_customer_date": _fmt_ts(delivered),
+            "order_estimated_delivery_date": _fmt_ts(o["est"]),
+        }
+    )
+    customers = pd.DataFrame(
+        {
+            "customer_id": customer_id,
+            "customer_unique_id": uid,
+            "customer_zip_code_prefix": _zip5(geo.prefix[cp]),
+            "customer_city": geo.city[cp],
+            "customer_state": geo.state[cp],
+        }
+    )
     sold = np.bincount(b["seller"], minlength=n_s) > 0
     sp = sim["seller_pref"][sold]
-    sellers = pd.DataFrame({
-        "seller_id": seller_ids[sold], "seller_zip_code_prefix": _zip5(geo.prefix[sp]),
-        "seller_city": geo.city[sp], "seller_state": geo.state[sp],
-    })
+    sellers = pd.DataFrame(
+        {
+            "seller_id": seller_ids[sold],
+            "seller_zip_code_prefix": _zip5(geo.prefix[sp]),
+            "seller_city": geo.city[sp],
+            "seller_state": geo.state[sp],
+        }
+    )
     translation = pd.DataFrame(
         [(pt, en) for pt, en, _ in K.CATEGORIES if en is not None],
         columns=["product_category_name", "product_category_name_english"],
     )
     mqls, deals = _funnel_tables(funnel)
     return {
-        "orders": orders, "order_items": items, "order_payments": payments, "order_reviews": reviews,
-        "customers": customers, "sellers": sellers, "products": products, "category_translation": translation,
-        "geolocation": _geolocation(rng, geo), "marketing_qualified_leads": mqls, "closed_deals": deals,
+        "orders": orders,
+        "order_items": items,
+        "order_payments": payments,
+        "order_reviews": reviews,
+        "customers": customers,
+        "sellers": sellers,
+        "products": products,
+        "category_translation": translation,
+        "geolocation": _geolocation(rng, geo),
+        "marketing_qualified_leads": mqls,
+        "closed_deals": deals,
     }
 
 
@@ -512,7 +599,9 @@ def _basket(rng: np.random.Generator, o: dict, is_: dict, u: np.ndarray, n_s: in
     """Items per order, their sellers and products (each seller's catalogue grows sub-linearly)."""
     N = len(o["t"])
     has_items = ~(is_["created"] | (is_["unavailable"] & (u[:, 0] < 0.99)) | (is_["canceled"] & (u[:, 1] < 0.26)))
-    n_items = np.where(has_items, np.array(list(K.ITEMS_PER_ORDER))[_choice(rng, list(K.ITEMS_PER_ORDER.values()), N)], 0)
+    n_items = np.where(
+        has_items, np.array(list(K.ITEMS_PER_ORDER))[_choice(rng, list(K.ITEMS_PER_ORDER.values()), N)], 0
+    )
     multi_seller = has_items & (rng.random(N) < 0.0135)
     n_items = np.where(multi_seller, np.maximum(n_items, 2), n_items)
     oi = np.repeat(np.arange(N), n_items)
@@ -524,7 +613,9 @@ def _basket(rng: np.random.Generator, o: dict, is_: dict, u: np.ndarray, n_s: in
     seller[last_of_ms] = o["seller"][near]
     # repeated product within an order (same seller): copy the first item's product
     same_prod_order = (n_items >= 2) & ~multi_seller & (rng.random(N) < 0.62)
-    repeat_item = (item_no > 1) & (same_prod_order[oi] | (multi_seller[oi] & ~last_of_ms & (item_no > 1) & (rng.random(len(oi)) < 0.5)))
+    repeat_item = (item_no > 1) & (
+        same_prod_order[oi] | (multi_seller[oi] & ~last_of_ms & (item_no > 1) & (rng.random(len(oi)) < 0.5))
+    )
     slot = ~repeat_item
     # products: each seller's catalogue grows sub-linearly with its sales; a few best sellers
     si = np.flatnonzero(slot)
@@ -547,8 +638,9 @@ def _basket(rng: np.random.Generator, o: dict, is_: dict, u: np.ndarray, n_s: in
         product[idx] = product[idx - 1]
     n_prod = int(m_s.sum())
     prod_seller = np.repeat(np.arange(n_s), m_s)
-    return dict(n_items=n_items, oi=oi, item_no=item_no, seller=seller, product=product, n_prod=n_prod,
-                prod_seller=prod_seller)
+    return dict(
+        n_items=n_items, oi=oi, item_no=item_no, seller=seller, product=product, n_prod=n_prod, prod_seller=prod_seller
+    )
 
 
 def _products(rng: np.random.Generator, n_s: int, n_prod: int, prod_seller: np.ndarray) -> tuple:
@@ -561,7 +653,9 @@ def _products(rng: np.random.Generator, n_s: int, n_prod: int, prod_seller: np.n
     cat_weight = np.array([K.CATEGORY_WEIGHT.get(c, K.DEFAULT_WEIGHT) for c in cats])
     price = rng.lognormal(np.log(cat_price[pcat]) - 0.12, 1.0)
     price = np.clip(price, 0.85, 6700)
-    price_c = np.where(price > 15, np.round(price) * 100 - np.where(rng.random(n_prod) < 0.6, 10, 0), np.round(price * 100)).astype(np.int64)
+    price_c = np.where(
+        price > 15, np.round(price) * 100 - np.where(rng.random(n_prod) < 0.6, 10, 0), np.round(price * 100)
+    ).astype(np.int64)
     weight = np.clip(np.round(rng.lognormal(np.log(cat_weight[pcat]), 0.95) / 25) * 25, 50, 40425)
     vol = weight * rng.lognormal(1.5, 0.45, n_prod)  # cm^3
     side = np.cbrt(vol)
@@ -576,22 +670,34 @@ def _products(rng: np.random.Generator, n_s: int, n_prod: int, prod_seller: np.n
         out[miss] = ""
         return out
 
-    products = pd.DataFrame({
-        "product_id": _hex_ids(rng, n_prod),
-        "product_category_name": np.where(no_cat, "", np.array(cats, dtype=object)[pcat]),
-        "product_name_lenght": nint(np.clip(rng.normal(48.5, 10, n_prod), 5, 76), no_cat),
-        "product_description_lenght": nint(np.clip(rng.lognormal(6.35, 0.75, n_prod), 4, 3992), no_cat),
-        "product_photos_qty": nint(np.clip(1 + rng.geometric(0.55, n_prod) - 1 + (rng.random(n_prod) < 0.1) * 3, 1, 20), no_cat),
-        "product_weight_g": nint(weight, no_dim),
-        "product_length_cm": nint(length, no_dim),
-        "product_height_cm": nint(height, no_dim),
-        "product_width_cm": nint(width, no_dim),
-    })
+    products = pd.DataFrame(
+        {
+            "product_id": _hex_ids(rng, n_prod),
+            "product_category_name": np.where(no_cat, "", np.array(cats, dtype=object)[pcat]),
+            "product_name_lenght": nint(np.clip(rng.normal(48.5, 10, n_prod), 5, 76), no_cat),
+            "product_description_lenght": nint(np.clip(rng.lognormal(6.35, 0.75, n_prod), 4, 3992), no_cat),
+            "product_photos_qty": nint(
+                np.clip(1 + rng.geometric(0.55, n_prod) - 1 + (rng.random(n_prod) < 0.1) * 3, 1, 20), no_cat
+            ),
+            "product_weight_g": nint(weight, no_dim),
+            "product_length_cm": nint(length, no_dim),
+            "product_height_cm": nint(height, no_dim),
+            "product_width_cm": nint(width, no_dim),
+        }
+    )
     return products, price_c, weight
 
 
-def _items(rng: np.random.Generator, o: dict, sim: dict, funnel: dict, b: dict, products: pd.DataFrame,
-           price_c: np.ndarray, weight: np.ndarray) -> tuple:
+def _items(
+    rng: np.random.Generator,
+    o: dict,
+    sim: dict,
+    funnel: dict,
+    b: dict,
+    products: pd.DataFrame,
+    price_c: np.ndarray,
+    weight: np.ndarray,
+) -> tuple:
     """(order_items table, order ids, seller ids, item price and freight in cents)."""
     t = o["t"]
     N = len(t)
@@ -607,16 +713,29 @@ def _items(rng: np.random.Generator, o: dict, sim: dict, funnel: dict, b: dict, 
     seller_ids = np.concatenate([_hex_ids(rng, sim["n_org"]), funnel["seller_id"][sim["deal_seller_idx"]]])
     product_ids = products["product_id"].to_numpy()
     order_ids = _hex_ids(rng, N)
-    items = pd.DataFrame({
-        "order_id": order_ids[oi], "order_item_id": item_no, "product_id": product_ids[product],
-        "seller_id": seller_ids[seller], "shipping_limit_date": _fmt_ts(ship_lim),
-        "price": _fmt_money(item_price_c), "freight_value": _fmt_money(freight_c),
-    })
+    items = pd.DataFrame(
+        {
+            "order_id": order_ids[oi],
+            "order_item_id": item_no,
+            "product_id": product_ids[product],
+            "seller_id": seller_ids[seller],
+            "shipping_limit_date": _fmt_ts(ship_lim),
+            "price": _fmt_money(item_price_c),
+            "freight_value": _fmt_money(freight_c),
+        }
+    )
     return items, order_ids, seller_ids, item_price_c, freight_c
 
 
-def _payments(rng: np.random.Generator, o: dict, oi: np.ndarray, n_items: np.ndarray, item_price_c: np.ndarray,
-              freight_c: np.ndarray, order_ids: np.ndarray) -> pd.DataFrame:
+def _payments(
+    rng: np.random.Generator,
+    o: dict,
+    oi: np.ndarray,
+    n_items: np.ndarray,
+    item_price_c: np.ndarray,
+    freight_c: np.ndarray,
+    order_ids: np.ndarray,
+) -> pd.DataFrame:
     N = len(o["t"])
     total_c = np.bincount(oi, weights=item_price_c + freight_c, minlength=N).astype(np.int64)
     no_item_total = np.round(rng.lognormal(np.log(110), 0.8, N) * 100).astype(np.int64)
@@ -638,10 +757,15 @@ def _payments(rng: np.random.Generator, o: dict, oi: np.ndarray, n_items: np.nda
     inst = np.array(list(K.CC_INSTALLMENTS))[_choice(rng, list(K.CC_INSTALLMENTS.values()), len(po))]
     inst = np.minimum(inst, np.maximum(1, value_c // 2500))
     inst = np.where(ptype == "credit_card", inst, 1)
-    payments = pd.DataFrame({
-        "order_id": order_ids[po], "payment_sequential": seq, "payment_type": ptype,
-        "payment_installments": inst, "payment_value": _fmt_money(value_c),
-    })
+    payments = pd.DataFrame(
+        {
+            "order_id": order_ids[po],
+            "payment_sequential": seq,
+            "payment_type": ptype,
+            "payment_installments": inst,
+            "payment_value": _fmt_money(value_c),
+        }
+    )
     return payments
 
 
@@ -680,11 +804,17 @@ def _reviews(rng: np.random.Generator, o: dict, delivered: np.ndarray, order_ids
         msgs[m & has_msg] = mp[rng.integers(0, len(mp), int((m & has_msg).sum()))]
     multiline = has_msg & (rng.random(nr) < 0.03)
     msgs[multiline] = msgs[multiline] + "\r\n" + "Obrigado."
-    reviews = pd.DataFrame({
-        "review_id": _hex_ids(rng, nr), "order_id": order_ids[ro], "review_score": score,
-        "review_comment_title": titles, "review_comment_message": msgs,
-        "review_creation_date": _fmt_ts(created), "review_answer_timestamp": _fmt_ts(answer),
-    })
+    reviews = pd.DataFrame(
+        {
+            "review_id": _hex_ids(rng, nr),
+            "order_id": order_ids[ro],
+            "review_score": score,
+            "review_comment_title": titles,
+            "review_comment_message": msgs,
+            "review_creation_date": _fmt_ts(created),
+            "review_answer_timestamp": _fmt_ts(answer),
+        }
+    )
     return reviews
 
 
@@ -692,35 +822,52 @@ def _geolocation(rng: np.random.Generator, geo: Geo) -> pd.DataFrame:
     """~20 points per zip prefix around its centre."""
     per = 1 + rng.poisson(19, len(geo.prefix))
     gi = np.repeat(np.arange(len(geo.prefix)), per)
-    geolocation = pd.DataFrame({
-        "geolocation_zip_code_prefix": _zip5(geo.prefix[gi]),
-        "geolocation_lat": geo.lat[gi] + rng.normal(0, 0.004, len(gi)),
-        "geolocation_lng": geo.lng[gi] + rng.normal(0, 0.0045, len(gi)),
-        "geolocation_city": geo.city[gi], "geolocation_state": geo.state[gi],
-    })
+    geolocation = pd.DataFrame(
+        {
+            "geolocation_zip_code_prefix": _zip5(geo.prefix[gi]),
+            "geolocation_lat": geo.lat[gi] + rng.normal(0, 0.004, len(gi)),
+            "geolocation_lng": geo.lng[gi] + rng.normal(0, 0.0045, len(gi)),
+            "geolocation_city": geo.city[gi],
+            "geolocation_state": geo.state[gi],
+        }
+    )
     return geolocation
 
 
 def _funnel_tables(f: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(marketing_qualified_leads, closed_deals) of the simulated funnel."""
-    mqls = pd.DataFrame({
-        "mql_id": f["mql_id"], "first_contact_date": _fmt_date(f["first_contact"]),
-        "landing_page_id": f["landing_page_id"], "origin": f["origin"],
-    })
+    mqls = pd.DataFrame(
+        {
+            "mql_id": f["mql_id"],
+            "first_contact_date": _fmt_date(f["first_contact"]),
+            "landing_page_id": f["landing_page_id"],
+            "origin": f["origin"],
+        }
+    )
 
     def one_decimal(x):
         out = np.char.mod("%.1f", np.nan_to_num(x)).astype(object)
         out[np.isnan(x)] = ""
         return out
 
-    deals = pd.DataFrame({
-        "mql_id": f["mql_id"][f["deal_idx"]], "seller_id": f["seller_id"], "sdr_id": f["sdr_id"], "sr_id": f["sr_id"],
-        "won_date": _fmt_ts(f["won"]), "business_segment": f["segment"], "lead_type": f["lead_type"],
-        "lead_behaviour_profile": f["behaviour"], "has_company": f["has_company"], "has_gtin": f["has_gtin"],
-        "average_stock": f["stock"], "business_type": f["business_type"],
-        "declared_product_catalog_size": one_decimal(f["catalog_size"]),
-        "declared_monthly_revenue": one_decimal(f["revenue"]),
-    })
+    deals = pd.DataFrame(
+        {
+            "mql_id": f["mql_id"][f["deal_idx"]],
+            "seller_id": f["seller_id"],
+            "sdr_id": f["sdr_id"],
+            "sr_id": f["sr_id"],
+            "won_date": _fmt_ts(f["won"]),
+            "business_segment": f["segment"],
+            "lead_type": f["lead_type"],
+            "lead_behaviour_profile": f["behaviour"],
+            "has_company": f["has_company"],
+            "has_gtin": f["has_gtin"],
+            "average_stock": f["stock"],
+            "business_type": f["business_type"],
+            "declared_product_catalog_size": one_decimal(f["catalog_size"]),
+            "declared_monthly_revenue": one_decimal(f["revenue"]),
+        }
+    )
     return mqls, deals
 
 
@@ -734,7 +881,9 @@ def _write(df: pd.DataFrame, path: Path, *, gz: bool, crlf: bool = False, bom: b
     tmp.replace(path)
 
 
-def generate(out_dir: Path, *, seed: int = 42, scale: float = 1.0, gzip: bool = False, progress: bool = False) -> dict[str, int]:
+def generate(
+    out_dir: Path, *, seed: int = 42, scale: float = 1.0, gzip: bool = False, progress: bool = False
+) -> dict[str, int]:
     """Write every Olist CSV (synthetic) into `out_dir`; return rows per file name.
 
     Same `seed` and `scale` give byte-identical files. `scale=1` is about the real size.
