@@ -24,10 +24,33 @@ seller's next delta day; facts that cannot reach the requested dt_refs are prune
 incremental run stays small and gives the same bits as a full rebuild.
 """
 
-from .build import CADENCES, BuildReport, TableBuild, build, compute, dt_ref_spine, prepare, resolve_tables
+from .build import CADENCES, BuildReport, TableBuild, check_cadence, compute, dt_ref_spine, prepare, resolve_tables
 from .catalog import FEATURE_TABLES, KEY_COLUMNS, F, Feature, FeatureDoc, catalog
-from .render import render
+from .render import ENGINES, render
 from .retrieval import as_of, available_dt_refs, feature_columns, feature_frame_sql
+
+
+def build(
+    settings, *, start=None, end=None, cadence: str = "daily", tables=None, full: bool = False, progress: bool = False
+) -> BuildReport:
+    """Build the feature tables for every `cadence` dt_ref in [start, end] (default: the data's range),
+    incrementally (`full=True` recomputes the range), on the engine `settings.engine` chooses: DuckDB
+    (`features.build`) or Spark over the lake's tables (`olist_ml.spark.features`). The dispatch lives
+    here, above both engines, so that neither imports the other."""
+    from ..errors import UnknownNameError
+    from .build import build as build_duckdb
+
+    engine = (settings.engine or "duckdb").lower()
+    if engine not in ENGINES:
+        raise UnknownNameError(f"unknown engine {settings.engine!r}: valid engines are {', '.join(ENGINES)}")
+    kw = dict(start=start, end=end, cadence=cadence, full=full, progress=progress)
+    if engine == "spark":
+        from ..spark.features import build_spark
+
+        check_cadence(cadence)
+        return build_spark(settings, tables=resolve_tables(tables), **kw)
+    return build_duckdb(settings, tables=tables, **kw)
+
 
 __all__ = [
     "CADENCES",

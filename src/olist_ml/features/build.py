@@ -31,7 +31,6 @@ from .progress import table_progress
 from .render import render, statements
 
 CADENCES = ("daily", "weekly", "monthly")
-ENGINES = ("duckdb", "spark")
 REQUIRED_STG = (
     "stg_orders",
     "stg_order_items",
@@ -394,24 +393,16 @@ def build(
     """Build the feature tables for every `cadence` dt_ref in [start, end] (default: the data's range).
 
     Incremental by default (only dt_refs not built yet); `full=True` recomputes the range.
-    `settings.engine == "spark"` runs the same SQL on PySpark over the lake's tables
-    (`olist_ml.spark.features`: Parquet partitioned by dt_ref under `settings.lake_uri`).
+    DuckDB; `olist_ml.features.build` chooses the engine (`settings.engine`).
     """
     t0 = time.perf_counter()
     check_cadence(cadence)
     names = resolve_tables(tables)
-    engine = (settings.engine or "duckdb").lower()
-    if engine not in ENGINES:
-        raise UnknownNameError(f"unknown engine {settings.engine!r}: valid engines are {', '.join(ENGINES)}")
-    if engine == "spark":  # engine dispatch: the lake tables on Spark (olist_ml.spark.features)
-        from ..spark.features import build_spark
-
-        return build_spark(settings, start=start, end=end, cadence=cadence, tables=names, full=full, progress=progress)
     windows = tuple(sorted(set(settings.feature_windows)))
     con = connect(settings)
     try:
         start_d, end_d, dates = resolve_range(con, start, end, cadence)
-        report = BuildReport(engine=engine, cadence=cadence, start=start_d, end=end_d)
+        report = BuildReport(engine="duckdb", cadence=cadence, start=start_d, end=end_d)
         from ..lineage import asof_fingerprints
 
         _ensure_log(con)

@@ -63,14 +63,18 @@ def _missing(settings: Settings, model_name: str, alias: str) -> MissingStepErro
     )
 
 
-def alias_version(settings: Settings, model_name: str, alias: str = CHAMPION):
-    """The ModelVersion behind `alias`, or None."""
+def alias_version(settings: Settings, model_name: str, alias: str = CHAMPION, *, client=None, strict: bool = False):
+    """The ModelVersion behind `alias`, or None. `strict`: None only when the model or the alias does
+    not exist; other registry errors (an unreadable store) are raised (the server reports them)."""
     from mlflow.exceptions import MlflowException
 
-    c = tracking.client(settings)
+    c = client or tracking.client(settings)
     try:
         return c.get_model_version_by_alias(model_name, alias)
-    except MlflowException:
+    except MlflowException as e:
+        not_found = getattr(e, "error_code", None) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+        if strict and not (not_found and "not found" in str(e)):
+            raise
         return None
 
 

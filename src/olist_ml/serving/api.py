@@ -572,47 +572,8 @@ def _limit(value: int | None, env: str, default: int, option: str) -> int:
     return value
 
 
-def create_app(
-    settings: Settings,
-    *,
-    poll_seconds: float = 5.0,
-    token: str | None = None,
-    problems: tuple[str, ...] = (CHURN, DELAY),
-    max_body_bytes: int | None = None,
-    max_batch: int | None = None,
-) -> FastAPI:
-    """Build the app. `token=None` reads OLIST_ML_API_TOKEN; an empty token means no auth.
-    `max_body_bytes` / `max_batch` None read OLIST_ML_API_MAX_BODY_BYTES / OLIST_ML_API_MAX_BATCH
-    (defaults 10 MiB and 10,000 items)."""
-    token = os.environ.get(TOKEN_ENV) if token is None else token
-    token = token or None
-    max_body_bytes = _limit(max_body_bytes, MAX_BODY_ENV, DEFAULT_MAX_BODY_BYTES, "--max-body-bytes")
-    max_batch = _limit(max_batch, MAX_BATCH_ENV, DEFAULT_MAX_BATCH, "--max-batch")
-    BatchChurnIn, BatchDelayIn = batch_models(max_batch)
-    state = ServingState(settings, problems=tuple(problems), poll_seconds=poll_seconds)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI):
-        import anyio
-
-        await anyio.to_thread.run_sync(state.start)
-        try:
-            yield
-        finally:
-            await anyio.to_thread.run_sync(state.stop)
-
-    app = FastAPI(
-        title="olist-ml serving",
-        version="1",
-        description="Champion scores for Olist sellers and orders. Models reload when the registry's "
-        "`champion` alias moves; features are the feature store's latest dt_ref.",
-        lifespan=lifespan,
-    )
-    app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes)
-    app.router.route_class = StrictJSONRoute  # routes below parse JSON bodies with strict_json_loads
-    app.state.serving = state
-    app.state.max_body_bytes = max_body_bytes
-    app.state.max_batch = max_batch
+def _token_check(token: str | None):
+    """The dependency every route but /health has: the bearer token when one is set."""
 
     async def require_token(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
         if token is None:
@@ -624,11 +585,11 @@ def create_app(
         if not secrets.compare_digest(creds.credentials.encode(), token.encode()):
             raise HTTPException(401, "invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
 
-    auth = [Depends(require_token)]
+    return require_token
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError):
-        return JSONResponse(status_code=422, content=validation_body(list(exc.errors()), max_batch))
+
+def _ops_routes(app: FastAPI, state: ServingState, auth: list, max_body_bytes: int, max_batch: int) -> None:
+    """/health (open), /ready (503 with the reasons), /models."""
 
     @app.get("/health", tags=["ops"])
     async def health() -> dict:
@@ -658,6 +619,10 @@ def create_app(
             "poll_seconds": state.poll_seconds,
             "limits": {"max_body_bytes": max_body_bytes, "max_batch": max_batch},
         }
+
+
+def _churn_routes(app: FastAPI, state: ServingState, auth: list, BatchChurnIn) -> None:
+    """GET /sellers/{seller_id}/churn and POST /batch/churn: the feature snapshot's scores."""
 
     @app.get(
         "/sellers/{seller_id}/churn",
@@ -708,6 +673,10 @@ def create_app(
             model_name=name, model_version=str(snap.churn_version), dt_ref=snap.dt_ref, results=results, unknown=unknown
         )
 
+
+def _delay_routes(app: FastAPI, state: ServingState, auth: list, BatchDelayIn) -> None:
+    """POST /orders/delay and /batch/delay: new orders and orders in flight (`_score_orders`)."""
+
     @app.post("/orders/delay", tags=["delay"], dependencies=auth, response_model=DelayScore)
     def order_delay(order: OrderIn, strict: bool = False) -> DelayScore:
         """`strict=true`: 422 when a champion feature is neither in the request nor derivable."""
@@ -721,6 +690,58 @@ def create_app(
             model_name=r0.model_name, model_version=r0.model_version, dt_ref=r0.dt_ref, results=results
         )
 
+
+def create_app(
+    settings: Settings,
+    *,
+    poll_seconds: float = 5.0,
+    token: str | None = None,
+    problems: tuple[str, ...] = (CHURN, DELAY),
+    max_body_bytes: int | None = None,
+    max_batch: int | None = None,
+) -> FastAPI:
+    """Build the app. `token=None` reads OLIST_ML_API_TOKEN; an empty token means no auth.
+    `max_body_bytes` / `max_batch` None read OLIST_ML_API_MAX_BODY_BYTES / OLIST_ML_API_MAX_BATCH
+    (defaults 10 MiB and 10,000 items)."""
+    token = os.environ.get(TOKEN_ENV) if token is None else token
+    token = token or None
+    max_body_bytes = _limit(max_body_bytes, MAX_BODY_ENV, DEFAULT_MAX_BODY_BYTES, "--max-body-bytes")
+    max_batch = _limit(max_batch, MAX_BATCH_ENV, DEFAULT_MAX_BATCH, "--max-batch")
+    BatchChurnIn, BatchDelayIn = batch_models(max_batch)
+    state = ServingState(settings, problems=tuple(problems), poll_seconds=poll_seconds)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        import anyio
+
+        await anyio.to_thread.run_sync(state.start)
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(state.stop)
+
+    app = FastAPI(
+        title="olist-ml serving",
+        version="1",
+        description="Champion scores for Olist sellers and orders. Models reload when the registry's "
+        "`champion` alias moves; features are the feature store's latest dt_ref.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes)
+    app.router.route_class = StrictJSONRoute  # routes below parse JSON bodies with strict_json_loads
+    app.state.serving = state
+    app.state.max_body_bytes = max_body_bytes
+    app.state.max_batch = max_batch
+
+    auth = [Depends(_token_check(token))]
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        return JSONResponse(status_code=422, content=validation_body(list(exc.errors()), max_batch))
+
+    _ops_routes(app, state, auth, max_body_bytes, max_batch)
+    _churn_routes(app, state, auth, BatchChurnIn)
+    _delay_routes(app, state, auth, BatchDelayIn)
     return app
 
 

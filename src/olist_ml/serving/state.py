@@ -118,29 +118,15 @@ def _forget_registry_connections(uri: str) -> None:
             engine.dispose()
 
 
-def _client(settings: Settings):
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.model_registry_uri)
-
-
 def alias_version(settings: Settings, model_name: str, client=None) -> str | None:
     """Version the `champion` alias points at, or None when there is none (cheap: one query).
     Other registry errors (an unreadable store) are raised."""
+    from ..ml import registry
+
     if _mlflow_store_missing(settings):
         return None
-    from mlflow.exceptions import MlflowException
-
-    client = client or _client(settings)
-    try:
-        return str(client.get_model_version_by_alias(model_name, ALIAS).version)
-    except MlflowException as e:
-        if getattr(e, "error_code", None) in (
-            "RESOURCE_DOES_NOT_EXIST",
-            "INVALID_PARAMETER_VALUE",
-        ) and "not found" in str(e):
-            return None
-        raise
+    mv = registry.alias_version(settings, model_name, ALIAS, client=client, strict=True)
+    return None if mv is None else str(mv.version)
 
 
 def load_champion(settings: Settings, model_name: str):
@@ -407,7 +393,9 @@ class ServingState:
 
     def _registry_client(self):
         if self._client is None and not _mlflow_store_missing(self.settings):
-            self._client = _client(self.settings)
+            from ..ml import tracking
+
+            self._client = tracking.client(self.settings)
         return self._client
 
     def _refresh_champion(self, name: str, registry_fault: str | None = None) -> None:

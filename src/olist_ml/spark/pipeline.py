@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ..config import Settings
-from ..pipeline import (
+from ..steps import (
     PIPELINE_TIMEOUT_S,
     PIPELINE_TRIALS,
     PipelineReport,
