@@ -40,7 +40,7 @@ lint: install
 test: install browser lint
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
-# the tests marked slow (Spark end to end for activation and segments, incremental lineage on the lake)
+# the tests marked slow (Spark/DuckDB parity runs, clean environments built from a model's requirements)
 test-slow: install
 	.venv/bin/python -m pytest -m slow $(PYTEST_ARGS)
 

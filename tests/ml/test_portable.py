@@ -291,6 +291,7 @@ def _envs(world: World) -> dict[str, tuple[Path, dict, list[str]]]:
 
 
 @pytest.mark.portable
+@pytest.mark.slow  # builds / starts a clean environment
 def test_clean_env_predictions_equal_olist_ml_predict(world, tmp_path):
     """In an environment with only the model's logged requirements (no olist-ml, no DuckDB, no Spark),
     `mlflow.pyfunc.load_model(models:/<name>@champion).predict` on the rows `olist-ml predict` scored
@@ -426,6 +427,7 @@ def _stop(server: _Server) -> None:
 
 
 @pytest.mark.portable
+@pytest.mark.slow  # builds / starts a clean environment
 @pytest.mark.server
 def test_mlflow_models_serve_from_clean_env(world):
     """`mlflow models serve` in the clean environment, on loopback: POSTed rows (dataframe_split JSON,

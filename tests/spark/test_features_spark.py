@@ -49,6 +49,7 @@ def _fixture_lake(settings, tmp_path):
     return s
 
 
+@pytest.mark.slow  # every table on both engines; the pipeline parity test covers the default path
 def test_every_feature_query_same_on_duckdb_and_spark(spark, tmp_path, settings):
     from olist_ml.spark.features import compute_spark, lake_of, register_dates, register_events
     from olist_ml.spark.warehouse import register_stg

@@ -22,7 +22,8 @@ from olist_ml.pipeline import run_pipeline
 from olist_ml.schema import SOURCES
 from support.spark import session, spark_settings
 
-pytestmark = pytest.mark.spark
+# the engine-parity runs take minutes on 2 cores: `make test-slow` (CI runs it after the default suite)
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
 pytest.importorskip("pyspark")
 
 BUDGET = {"n_trials": 0, "candidates": "logreg"}
@@ -128,7 +129,6 @@ def test_run_churn_equal_on_both_engines(runs) -> None:
     assert_same(a, b, ["dt_ref", "seller_id"], "scores_seller_churn", skip=("scored_at", "run_id"))
 
 
-@pytest.mark.slow
 def test_activation_and_segments_run_end_to_end_on_spark_like_on_duckdb(more_runs) -> None:
     duck, lake, rd, rs, _ = more_runs
     sd = {s.step: (s.status, s.detail) for s in rd.steps}
@@ -198,7 +198,6 @@ def test_training_sample_is_time_stratified(runs) -> None:
     ) | set(full.loc[full.dt_ref == first, "seller_id"])
 
 
-@pytest.mark.slow
 def test_features_incremental_on_spark_recompute_what_duckdb_recomputes(spark, tmp_path: Path) -> None:
     """Lineage on the lake: an appended day of orders makes exactly the dt_refs after it stale (and
     nothing before), on both engines; a rebuild then equals the DuckDB rebuild."""
