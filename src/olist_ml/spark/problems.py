@@ -221,7 +221,7 @@ def segments_population(env: SparkEnv, settings: Settings, as_of: dt.date | None
             f"the feature store has no dt_ref {d}: run `olist-ml --engine spark features build --start {d} --end {d}`"
         )
     cols = env.feature_columns()
-    feats = segments.curated_features(cols, settings) if curated else cols
+    feats = segments.curated_features(settings, cols) if curated else cols
     active = f"n_orders_{segments.window(settings)}d"
     cond = f"AND coalesce(f.{active}, 0) > 0" if active in cols else ""
     return env.spark.sql(
