@@ -3,7 +3,7 @@ dates outside the window), UTC offsets converted to America/Sao_Paulo, empty req
 zip size caps, physical line numbers in every row message, and an end-to-end check that
 `olist-ml features build` runs on what ingest let through.
 
-Fixtures: the hand-written CSVs of tests/test_ingest.py and the seeded synthetic generator.
+Fixtures: the hand-written CSVs of tests/support/raw_files.py and the seeded synthetic generator.
 """
 
 from __future__ import annotations

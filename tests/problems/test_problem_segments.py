@@ -55,7 +55,7 @@ FEATS = [
 
 def test_curated_features_come_from_the_catalog():
     """Every curated feature is a catalog column at the longest window (no list of its own; the check
-    against a built feature store is tests/test_settings.py)."""
+    against a built feature store is tests/pipeline/test_settings.py)."""
     from olist_ml.errors import MissingStepError
     from olist_ml.features.catalog import catalog
 
