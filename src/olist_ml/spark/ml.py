@@ -162,9 +162,9 @@ def _copy_segment_outputs(env: SparkEnv, problem: Problem, scratch: Settings, se
     try:
         if not table_exists(con, segments.TABLE):
             return
-        seg = con.execute(f"SELECT * FROM {segments.TABLE}").arrow().read_all()
+        seg = con.sql(f"SELECT * FROM {segments.TABLE}").to_arrow_table()
         sc = (
-            con.execute(f"SELECT * FROM {problem.scores_table}").arrow().read_all()
+            con.sql(f"SELECT * FROM {problem.scores_table}").to_arrow_table()
             if table_exists(con, problem.scores_table)
             else None
         )
