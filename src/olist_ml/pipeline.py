@@ -31,6 +31,7 @@ from .steps import (  # noqa: F401 - re-exported: the pipeline's public names
     console,
     ensure_synthetic,
     source_fingerprint,
+    start_report,
 )
 
 
@@ -134,21 +135,7 @@ def run_pipeline(
     # a pipeline run tunes lightly by default; `olist-ml train` (and --trials/--timeout) for more
     budget.setdefault("n_trials", PIPELINE_TRIALS)
     budget.setdefault("timeout", PIPELINE_TIMEOUT_S)
-    synthetic = data is None
-    if synthetic:
-        console.print(
-            f"[bold yellow]No --data given: running on SYNTHETIC Olist data[/] (seed={seed}, scale={scale}) "
-            f"generated into {settings.synthetic_dir}. Pass --data <folder or zip of the Olist CSVs> for the real "
-            "thing."
-        )
-    report = PipelineReport(source=str(data or settings.synthetic_dir), synthetic=synthetic)
-
-    t0 = time.perf_counter()
-    if synthetic:
-        source, generated = ensure_synthetic(settings, seed, scale)
-        report.add("synthetic data", "done" if generated else "skipped", t0, str(source))
-    else:
-        source = Path(data)
+    report, source = start_report(settings, data, seed, scale)
     t0 = time.perf_counter()
     if _source_is_current(settings, source):
         report.add("ingest", "skipped", t0, "warehouse already holds this source")

@@ -61,6 +61,25 @@ def ensure_synthetic(settings: Settings, seed: int, scale: float) -> tuple[Path,
     return out, True
 
 
+def start_report(settings: Settings, data: Path | str | None, seed: int, scale: float) -> tuple[PipelineReport, Path]:
+    """A run's report and its source folder: `data`, or synthetic data generated once per (seed, scale)
+    when none is given, which the run says plainly."""
+    synthetic = data is None
+    if synthetic:
+        console.print(
+            f"[bold yellow]No --data given: running on SYNTHETIC Olist data[/] (seed={seed}, scale={scale}) "
+            f"generated into {settings.synthetic_dir}. Pass --data <folder or zip of the Olist CSVs> for the real "
+            "thing."
+        )
+    report = PipelineReport(source=str(data or settings.synthetic_dir), synthetic=synthetic)
+    if not synthetic:
+        return report, Path(data)
+    t0 = time.perf_counter()
+    source, generated = ensure_synthetic(settings, seed, scale)
+    report.add("synthetic data", "done" if generated else "skipped", t0, str(source))
+    return report, source
+
+
 def source_fingerprint(source: Path) -> str:
     """Cheap fingerprint of a source folder/zip: names, sizes and mtimes of its files."""
     import hashlib

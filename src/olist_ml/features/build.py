@@ -56,6 +56,20 @@ class TableBuild:
     dropped: int = 0  # stale dt_refs outside the requested range, removed (not recomputed)
     reason: str = ""  # why the stale ones were stale (olist_ml.lineage.why)
 
+    @classmethod
+    def of_plan(cls, table: str, plan, n_dates: int, rows: int, seconds: float) -> TableBuild:
+        """What a build did with a table's plan (`plan_dates`) over `n_dates` requested dt_refs."""
+        return cls(
+            table,
+            len(plan.todo),
+            rows,
+            seconds,
+            skipped=n_dates - len(plan.todo),
+            stale=plan.stale,
+            dropped=len(plan.drop),
+            reason=plan.reason,
+        )
+
 
 @dataclass
 class BuildReport:
@@ -426,18 +440,7 @@ def build(
                     cfg = table_config_fp(name, windows)
                     for batch in _batches(plan.todo, [sizes[d] for d in sorted(plan.todo)], chunk_rows):
                         rows += _write_duckdb(con, name, batch, windows, asof, cfg)
-                report.tables.append(
-                    TableBuild(
-                        name,
-                        len(plan.todo),
-                        rows,
-                        time.perf_counter() - t1,
-                        skipped=len(dates) - len(plan.todo),
-                        stale=plan.stale,
-                        dropped=len(plan.drop),
-                        reason=plan.reason,
-                    )
-                )
+                report.tables.append(TableBuild.of_plan(name, plan, len(dates), rows, time.perf_counter() - t1))
                 advance(name)
     finally:
         con.close()

@@ -72,7 +72,12 @@ def cadence_of(settings: Settings) -> str:
 
 
 def reference_dates(con, settings: Settings) -> list[date]:
-    dts = _available(con)
+    return cadence_dates(_available(con), settings, f"olist-ml {FEATURES_STEP}")
+
+
+def cadence_dates(dts: list[date], settings: Settings, features_cmd: str) -> list[date]:
+    """The feature-store dt_refs `dts` that are churn reference dates at the settings' cadence (both
+    engines); none is a MissingStepError naming `features_cmd build`."""
     cad = cadence_of(settings)
     if cad == "monthly":
         dts = [d for d in dts if d.day == 1]
@@ -81,7 +86,7 @@ def reference_dates(con, settings: Settings) -> list[date]:
     if not dts:
         raise MissingStepError(
             f"the feature store has no {cad} dt_refs (first of month / Mondays): run "
-            f"`olist-ml {FEATURES_STEP} build` with a {cad} cadence or a longer range"
+            f"`{features_cmd} build` with a {cad} cadence or a longer range"
         )
     return dts
 

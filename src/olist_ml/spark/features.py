@@ -160,18 +160,7 @@ def build_spark(
                     log = _log_rows(log, name, plan.todo, counts, asof, cfg)
                 if plan.todo or plan.drop or reshaped:
                     dirty = True
-                report.tables.append(
-                    TableBuild(
-                        name,
-                        len(plan.todo),
-                        rows,
-                        time.perf_counter() - t1,
-                        skipped=len(dates) - len(plan.todo),
-                        stale=plan.stale,
-                        dropped=len(plan.drop),
-                        reason=plan.reason,
-                    )
-                )
+                report.tables.append(TableBuild.of_plan(name, plan, len(dates), rows, time.perf_counter() - t1))
                 advance(name)
     finally:
         # the build log is written once (also after a failure: what was written is recorded); a build

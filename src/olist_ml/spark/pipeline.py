@@ -23,8 +23,8 @@ from ..steps import (
     _decision_of,
     _trained_on,
     console,
-    ensure_synthetic,
     source_fingerprint,
+    start_report,
 )
 
 
@@ -163,22 +163,8 @@ def run_pipeline_spark(
     chosen = [P.get(p) for p in problems] if problems else list(P.REGISTRY.values())
     budget.setdefault("n_trials", PIPELINE_TRIALS)
     budget.setdefault("timeout", PIPELINE_TIMEOUT_S)
-    synthetic = data is None
     console.print(f"[bold]engine: spark[/] (master {settings.spark_master}), lake {settings.lake_uri}")
-    if synthetic:
-        console.print(
-            f"[bold yellow]No --data given: running on SYNTHETIC Olist data[/] (seed={seed}, scale={scale}) "
-            f"generated into {settings.synthetic_dir}. Pass --data <folder or zip of the Olist CSVs> for the real "
-            "thing."
-        )
-    report = PipelineReport(source=str(data or settings.synthetic_dir), synthetic=synthetic)
-
-    t0 = time.perf_counter()
-    if synthetic:
-        source, generated = ensure_synthetic(settings, seed, scale)
-        report.add("synthetic data", "done" if generated else "skipped", t0, str(source))
-    else:
-        source = Path(data)
+    report, source = start_report(settings, data, seed, scale)
     t0 = time.perf_counter()
     if _source_is_current(settings, source):
         report.add("ingest (spark)", "skipped", t0, "lake already holds this source")

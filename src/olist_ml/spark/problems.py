@@ -108,18 +108,7 @@ class SparkProblem:
 def _churn_dates(env: SparkEnv, settings: Settings) -> list[dt.date]:
     from ..problems import churn
 
-    dts = env.dt_refs()
-    cad = churn.cadence_of(settings)
-    if cad == "monthly":
-        dts = [d for d in dts if d.day == 1]
-    elif cad == "weekly":
-        dts = [d for d in dts if d.weekday() == 0]
-    if not dts:
-        raise MissingStepError(
-            f"the feature store has no {cad} dt_refs (first of month / Mondays): run "
-            f"`olist-ml --engine spark features build` with a {cad} cadence or a longer range"
-        )
-    return dts
+    return churn.cadence_dates(env.dt_refs(), settings, "olist-ml --engine spark features")
 
 
 def churn_abt(env: SparkEnv, settings: Settings):
