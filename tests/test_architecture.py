@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "olist_ml.features",
             "olist_ml.warehouse",
             "olist_ml.lineage",
+            "olist_ml.records",
             "olist_ml.ingest",
             "olist_ml.synth",
             "olist_ml.geo",

@@ -174,6 +174,9 @@ class ProblemSettings:
     purge: bool = _f(True, doc="drop rows whose label is not known by the next period's start")
     purge_days: int | None = _f(None, doc="label known at time + N days (problems without label_known_at)")
     tune_rows: int | None = _f(None, doc="tune on a time-stratified sample of at most N training rows")
+    retrain_every_days: int = _f(
+        30, doc="the daily run retrains when the data has grown N days since the last training (0: every run)"
+    )
 
     def __post_init__(self) -> None:
         _check(self, self.SECTION)
@@ -207,6 +210,7 @@ class ChurnSettings(ProblemSettings):
     test_months: int | None = _f(3, doc="last labelled months measured once")
     validation_months: int | None = _f(3, doc="months before the test months that choose and calibrate")
     purge_days: int | None = _f(None, doc="None: the horizon (a row's label is known by dt_ref + horizon)")
+    retrain_every_days: int = _f(30, doc="the monthly ABT gains one labelled reference date a month: retrain monthly")
 
     @property
     def split(self) -> SplitConfig:
@@ -236,6 +240,7 @@ class DelaySettings(ProblemSettings):
     purge_days: int | None = _f(69, doc="p99.9 of label_known_at - purchase on the real data")
     tune_rows: int | None = _f(20_000, doc="tune on a time-stratified sample of at most N training rows")
     step_days: int = _f(6, shapes=ABT, doc="in-flight check points every N days after purchase (and month starts)")
+    retrain_every_days: int = _f(7, doc="labels mature daily and the carriers' market moves: retrain weekly")
 
 
 @dataclass(frozen=True)
@@ -249,6 +254,7 @@ class ActivationSettings(ProblemSettings):
     test_months: int | None = _f(2, doc="last labelled months measured once")
     validation_months: int | None = _f(1, doc="months before the test months that choose and calibrate")
     purge: bool = _f(False, doc="deals are independent and fixed at won_date: not purged")
+    retrain_every_days: int = _f(30, doc="a month labels about a month of deals (won 90 days before): retrain monthly")
 
 
 @dataclass(frozen=True)
@@ -259,6 +265,7 @@ class SegmentsSettings(ProblemSettings):
 
     k_range: tuple[int, int] = _f((3, 8), doc="k is chosen by silhouette in lo..hi")
     stability_runs: int = _f(5, doc="bootstrap refits measuring the stability ARI")
+    retrain_every_days: int = _f(30, doc="segment names the account managers use stay put for a month")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -266,6 +273,22 @@ class SegmentsSettings(ProblemSettings):
             raise InputError(
                 f"segments.k_range {self.k_range!r} must be lo-hi with 2 <= lo <= hi (OLIST_ML_SEGMENTS_K_RANGE=3-8)"
             )
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    """Realised performance and score drift of the champions (`olist_ml.serving.monitor`), and when
+    they make the daily run retrain before its due date."""
+
+    SECTION: ClassVar[str] = "monitoring"
+
+    min_rows: int = _f(200, doc="matured rows a scored dt_ref needs before its realised metric can raise an alert")
+    drift_psi: float = _f(
+        0.25, doc="PSI of the champion's scores (first vs latest scored dt_ref) that makes a retrain due"
+    )
+
+    def __post_init__(self) -> None:
+        _check(self, self.SECTION)
 
 
 @dataclass(frozen=True)
@@ -285,7 +308,8 @@ class TrainingSettings:
 
 
 SECTIONS: dict[str, type] = {
-    c.SECTION: c for c in (ChurnSettings, DelaySettings, ActivationSettings, SegmentsSettings, TrainingSettings)
+    c.SECTION: c
+    for c in (ChurnSettings, DelaySettings, ActivationSettings, SegmentsSettings, TrainingSettings, MonitoringSettings)
 }
 
 
@@ -318,6 +342,7 @@ class Settings:
     activation: ActivationSettings = field(default_factory=ActivationSettings)
     segments: SegmentsSettings = field(default_factory=SegmentsSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
+    monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
 
     def __post_init__(self) -> None:
         if not self.feature_windows or any(int(w) <= 0 for w in self.feature_windows):

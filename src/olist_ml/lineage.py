@@ -1,7 +1,6 @@
 """Lineage of derived tables: what each one was computed from, and whether it is still current.
 
-Every derived table (fs_seller_*, abt_*, scores_*, seller_segments, monitor_*) records two
-fingerprints when it is written:
+Every derived table (fs_seller_*, abt_*) records two fingerprints when it is written:
 
 - a DATA fingerprint of the stg tables it reads, and
 - a CONFIG fingerprint of the settings and code that shape it (feature windows, horizons,
@@ -12,22 +11,24 @@ the next `features build` / `train` / `predict` / `run` recomputes it, saying so
 `olist-ml summary` shows per derived table whether it is current (`olist_ml.pipeline.derived_status`).
 
 Granularity (chosen for speed and for history):
-- Tables partitioned by `dt_ref` (feature store, scores, segment assignments) use the data
-  AS KNOWN STRICTLY BEFORE each dt_ref (`asof_fingerprints`), the same cut as the point-in-time
-  contract and its truncation test: an order exists from its purchase, its approval / hand-over /
-  delivery timestamps from when they happened, a review from its answer (the survey from its
-  creation), a deal from its won date, a lead from its first contact; the order status is only
-  seen once the order is delivered (before that it is "in flight"). So appending new data (the
-  normal daily case) leaves past partitions current: the feature store recomputes only the dt_refs
-  the new facts reach, and past scores (the history monitoring needs) survive. Rewriting history
-  (other prices, another data set) makes every partition it touches stale.
-- Whole tables (ABTs, monitoring) use the fingerprint of ALL the data (`data_fingerprint`):
-  targets look into the future, so any change is a change. An ABT also depends on the feature
-  store's build log (which dt_refs exist, from which data).
+- The feature store's dt_ref partitions use the facts it reads AS KNOWN STRICTLY BEFORE each dt_ref
+  (`asof_fingerprints`, the rule written once above `asof_facts_sql`), the same cut as the
+  point-in-time contract and its truncation test: an order from its purchase, its approval /
+  hand-over / delivery from when they happened (never its status: a snapshot no feature reads), a
+  review from its answer, a deal from its won date, a lead from its first contact; customers, products
+  and sellers through the facts that read them. So a daily extract (new orders, later deliveries,
+  late review answers, status changes) leaves every past partition current: the feature store
+  recomputes only the dt_refs the new facts reach. Rewriting history (other prices, another data
+  set) makes every partition it touches stale.
+- Score batches are records, not derived state (`olist_ml.records`): they carry the same as-known
+  fingerprint of what their problem reads (`Problem.reads`) and are marked revised, never deleted.
+- Whole tables (ABTs) use the fingerprint of ALL the data (`data_fingerprint`): targets look into
+  the future, so any change is a change. An ABT also depends on the feature store's build log (which
+  dt_refs exist, from which data). The daily run rebuilds an ABT only when it retrains.
 
-Fingerprints are order-independent sums of DuckDB row hashes: cheap (one scan per table), exact
-for any change of any value, and stable for the same DuckDB version (a DuckDB upgrade may change
-them once: everything is then recomputed, never silently kept).
+Fingerprints are order-independent sums of the engine's row hashes: cheap (one scan per table), exact
+for any change of any value, and stable for the same engine version (an upgrade may change them once:
+everything is then recomputed, never silently kept).
 """
 
 from __future__ import annotations
@@ -44,15 +45,6 @@ import duckdb
 from .warehouse import table_exists
 
 LINEAGE_TABLE = "olist_ml_lineage"
-
-# stg tables without a time of their own: any change to them changes every dt_ref
-STATIC_TABLES = (
-    "stg_customers",
-    "stg_sellers",
-    "stg_products",
-    "stg_product_category_name_translation",
-    "stg_geolocation",
-)
 
 
 def _hex(parts: Iterable) -> str:
@@ -98,98 +90,173 @@ def data_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     return _hex(parts)
 
 
-def _static_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
-    parts = []
-    for t in STATIC_TABLES:
-        if table_exists(con, t):
-            parts.append(
-                f"{t}|{con.execute(f'SELECT CAST(coalesce(sum(hash(t)), 0) AS VARCHAR) FROM {t} t').fetchall()[0][0]}"
-            )
-    return _hex(parts)
+# How each stg row becomes known (the point-in-time contract, DESIGN.md principle 2). A dt_ref-partitioned
+# output (feature store, scores, segment assignments) reads some stg tables (`reads`); its fingerprint at
+# dt_ref sums the row hashes of exactly the facts of those tables known strictly before dt_ref 00:00:
+# - an order from its purchase, re-hashed at its approval, carrier hand-over and delivery (each known from
+#   when it happened; before that the column counts as NULL); its customer's attributes with it. Its
+#   `order_status` is never part of it: a snapshot taken at extraction, which no feature reads;
+# - an order item and a payment with their order's purchase (the item with its product's and, when read,
+#   its seller's attributes);
+# - a review from its ANSWER only (its score and comment exist from then; an unanswered review is never
+#   known: every feature reads reviews by `review_answer_timestamp`);
+# - a closed deal from its won date, a lead from its first contact;
+# - a reference table whose rows are only read through those facts (customers, products, sellers) counts
+#   through them, not as a whole: a daily extract that adds the customers of its new orders leaves every
+#   earlier dt_ref current. Tables without a time of their own (geolocation, the category translation)
+#   count as a whole: any change to them changes every dt_ref that reads them.
+_ORDER_TIMES = (
+    "order_purchase_timestamp",
+    "order_approved_at",
+    "order_delivered_carrier_date",
+    "order_delivered_customer_date",
+)
+_DATED = {"stg_closed_deals": "won_date", "stg_marketing_qualified_leads": "first_contact_date"}
+# reference table -> (the fact table that reads it, its join column)
+_REFERENCES = {
+    "stg_customers": ("stg_orders", "customer_id"),
+    "stg_products": ("stg_order_items", "product_id"),
+    "stg_sellers": ("stg_order_items", "seller_id"),
+}
+_FACTS = ("stg_orders", "stg_order_items", "stg_order_payments", "stg_order_reviews", *_DATED)
+
+
+def static_tables(present: Iterable[str], reads: Iterable[str] | None = None) -> list[str]:
+    """The stg tables of `present` (and of `reads`, None = all) that count as a whole."""
+    scope = _scope(present, reads)
+    return sorted(t for t in scope if t not in _FACTS and not _through(t, scope))
+
+
+def _scope(present: Iterable[str], reads: Iterable[str] | None) -> set[str]:
+    present = set(present)
+    return present if reads is None else present & set(reads)
+
+
+def _through(table: str, scope: set[str]) -> bool:
+    ref = _REFERENCES.get(table)
+    return ref is not None and ref[0] in scope and (ref[0] != "stg_order_items" or "stg_orders" in scope)
 
 
 def _dn(col: str) -> str:
     """Day number of the first dt_ref at which a timestamp is known (ts < dt_ref 00:00)."""
-    return f"(date_diff('day', DATE '1970-01-01', CAST({col} AS DATE)) + 1)"
+    return f"(DAYNUM({col}) + 1)"
 
 
-def _known(ts: str, at: str = "k") -> str:
-    return f"CASE WHEN {_dn(ts)} <= {at} THEN {ts} END"
+def asof_facts_sql(columns: dict[str, list[str]], engine: str, reads: Iterable[str] | None = None) -> str:
+    """The as-known rule above, once for every engine: a query of (k, d) rows, d the sum of the signed
+    row-hash deltas that become known on day number k (a row seen in several versions contributes
+    h(v_i) - h(v_(i-1)) on each version's day). `columns`: {present stg table: its columns}; `reads`: the
+    stg tables the output reads (None: all). Rendered through the portable macros (`features.render`)."""
+    from .features.render import expand_macros
 
+    scope = _scope(columns, reads)
 
-def _versions_sql(con: duckdb.DuckDBPyConnection) -> str:
-    """(day k, signed hash delta) rows: from day k on, a row is known in a new version."""
+    def cols(table: str, alias: str) -> list[str]:
+        return [f"{alias}.{c}" for c in columns[table]]
+
+    def joined(fact: str, alias: str) -> tuple[list[str], str]:
+        """(extra hashed columns, joins) of the reference tables read through `fact`."""
+        extra, joins = [], ""
+        for ref, (via, key) in _REFERENCES.items():
+            if via == fact and ref in scope and _through(ref, scope):
+                a = ref[4:7]
+                extra += cols(ref, a)
+                joins += f" LEFT JOIN {ref} {a} ON {a}.{key} = {alias}.{key}"
+        return extra, joins
+
     parts = []
-    if table_exists(con, "stg_orders"):
-        ts = (
-            "order_purchase_timestamp",
-            "order_approved_at",
-            "order_delivered_carrier_date",
-            "order_delivered_customer_date",
+    if "stg_orders" in scope:
+        k = "CASE t.i " + " ".join(f"WHEN {i} THEN {_dn('o.' + c)}" for i, c in enumerate(_ORDER_TIMES)) + " END"
+        known = [f"CASE WHEN {_dn('o.' + c)} <= {k} THEN o.{c} END" for c in _ORDER_TIMES[1:]]
+        extra, joins = joined("stg_orders", "o")
+        fields = ["o.order_id", "o.customer_id", "o.order_purchase_timestamp", "o.order_estimated_delivery_date"]
+        parts.append(
+            f"SELECT {k} AS k, ROW_HASH({', '.join(fields + known + extra)}) AS h, concat('o', o.order_id) AS rk "
+            f"FROM stg_orders o{joins} CROSS JOIN (VALUES (0), (1), (2), (3)) AS t(i)"
         )
-        parts.append(f"""
-        SELECT k, hash(o.order_id, o.customer_id, o.order_purchase_timestamp, o.order_estimated_delivery_date,
-                       {_known("o.order_approved_at")}, {_known("o.order_delivered_carrier_date")},
-                       {_known("o.order_delivered_customer_date")},
-                       CASE WHEN {_dn("o.order_delivered_customer_date")} <= k THEN o.order_status
-                            ELSE 'in flight' END) AS h,
-               'o' || o.order_id AS rk
-        FROM stg_orders o, unnest(list_distinct(list_filter([{", ".join(_dn("o." + c) for c in ts)}],
-                                                            lambda x: x IS NOT NULL))) AS u(k)
-        """)
-        for t in ("stg_order_items", "stg_order_payments"):
-            if table_exists(con, t):
-                parts.append(f"""
-        SELECT {_dn("o.order_purchase_timestamp")} AS k, hash(x) AS h, NULL AS rk
-        FROM {t} x JOIN stg_orders o USING (order_id)""")
-    if table_exists(con, "stg_order_reviews"):
-        parts.append(f"""
-        SELECT k, CASE WHEN k = {_dn("r.review_answer_timestamp")} THEN hash(r)
-                       ELSE hash(r.review_id, r.order_id, r.review_creation_date) END AS h,
-               'r' || r.review_id || '|' || r.order_id AS rk
-        FROM stg_order_reviews r, unnest(list_distinct(list_filter(
-            [{_dn("r.review_creation_date")}, {_dn("r.review_answer_timestamp")}], lambda x: x IS NOT NULL))) AS u(k)
-        """)
-    for t, col in (("stg_closed_deals", "won_date"), ("stg_marketing_qualified_leads", "first_contact_date")):
-        if table_exists(con, t):
-            parts.append(f"SELECT {_dn('x.' + col)} AS k, hash(x) AS h, NULL AS rk FROM {t} x")
+        for fact in ("stg_order_items", "stg_order_payments"):
+            if fact in scope:
+                extra, joins = joined(fact, "x")
+                parts.append(
+                    f"SELECT {_dn('o.order_purchase_timestamp')} AS k, ROW_HASH({', '.join(cols(fact, 'x') + extra)}) "
+                    f"AS h, CAST(NULL AS STRING) AS rk FROM {fact} x JOIN stg_orders o ON o.order_id = x.order_id"
+                    f"{joins}"
+                )
+    if "stg_order_reviews" in scope:
+        parts.append(
+            f"SELECT {_dn('r.review_answer_timestamp')} AS k, ROW_HASH({', '.join(cols('stg_order_reviews', 'r'))}) "
+            "AS h, CAST(NULL AS STRING) AS rk FROM stg_order_reviews r"
+        )
+    for t, col in _DATED.items():
+        if t in scope:
+            parts.append(
+                f"SELECT {_dn('x.' + col)} AS k, ROW_HASH({', '.join(cols(t, 'x'))}) AS h, "
+                f"CAST(NULL AS STRING) AS rk FROM {t} x"
+            )
     if not parts:
-        return "SELECT CAST(NULL AS BIGINT) AS k, CAST(NULL AS HUGEINT) AS d WHERE false"
+        return "SELECT CAST(NULL AS INTEGER) AS k, CAST(NULL AS DECIMAL(38, 0)) AS d FROM (SELECT 1 AS x) z WHERE 1 = 0"
     union = "\nUNION ALL\n".join(parts)
-    # a row seen in several versions contributes h(v_i) - h(v_{i-1}) at each version's day
-    return f"""
+    sql = f"""
         WITH v AS ({union}),
         deltas AS (
-            SELECT k, CAST(h AS HUGEINT) - coalesce(CAST(lag(h) OVER (PARTITION BY rk ORDER BY k) AS HUGEINT), 0) AS d
-            FROM v WHERE rk IS NOT NULL
+            SELECT k, h - coalesce(lag(h) OVER (PARTITION BY rk ORDER BY k), 0) AS d FROM v WHERE rk IS NOT NULL
             UNION ALL
-            SELECT k, CAST(h AS HUGEINT) FROM v WHERE rk IS NULL
+            SELECT k, h AS d FROM v WHERE rk IS NULL
         )
-        SELECT k, sum(d) AS d FROM deltas WHERE k IS NOT NULL GROUP BY k
+        SELECT k, CAST(sum(d) AS STRING) AS d FROM deltas WHERE k IS NOT NULL GROUP BY k
     """
+    return expand_macros(sql, engine)
 
 
-def asof_fingerprints(con: duckdb.DuckDBPyConnection, dates: Iterable[dt.date]) -> dict[dt.date, str]:
-    """{dt_ref: fingerprint of the data as known strictly before dt_ref 00:00} (module docstring)."""
-    dates = sorted(
+def cumulate(rows: Iterable[tuple[int, str]], dates: Iterable[dt.date], static: str) -> dict[dt.date, str]:
+    """{dt_ref: fingerprint} from the (k, d) rows of `asof_facts_sql` (exact integer sums)."""
+    import bisect
+
+    pairs = sorted((int(k), int(d)) for k, d in rows if k is not None)
+    ks, cum, total = [], [], 0
+    for k, d in pairs:
+        total += d
+        ks.append(k)
+        cum.append(total)
+    out = {}
+    for d in dates:
+        i = bisect.bisect_right(ks, (d - dt.date(1970, 1, 1)).days) - 1
+        out[d] = _hex([static, cum[i] if i >= 0 else 0])
+    return out
+
+
+def _as_dates(dates: Iterable) -> list[dt.date]:
+    return sorted(
         {
             d if isinstance(d, dt.date) and not isinstance(d, dt.datetime) else dt.date.fromisoformat(str(d)[:10])
             for d in dates
         }
     )
+
+
+def _columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    return {t: [r[0] for r in con.execute(f"DESCRIBE {t}").fetchall()] for t in _stg_tables(con)}
+
+
+def _static_fingerprint(con: duckdb.DuckDBPyConnection, tables: list[str]) -> str:
+    parts = []
+    for t in tables:
+        s = con.execute(f"SELECT CAST(coalesce(sum(hash(t)), 0) AS VARCHAR) FROM {t} t").fetchall()[0][0]
+        parts.append(f"{t}|{s}")
+    return _hex(parts)
+
+
+def asof_fingerprints(
+    con: duckdb.DuckDBPyConnection, dates: Iterable[dt.date], reads: Iterable[str] | None = None
+) -> dict[dt.date, str]:
+    """{dt_ref: fingerprint of the facts of `reads` (None: every stg table) as known strictly before
+    dt_ref 00:00} (the rule above `asof_facts_sql`)."""
+    dates = _as_dates(dates)
     if not dates:
         return {}
-    static = _static_fingerprint(con)
-    rows = con.execute(
-        f"""
-        WITH c AS (SELECT k, sum(d) OVER (ORDER BY k) AS cum FROM ({_versions_sql(con)}) x),
-        q AS (SELECT CAST(unnest(?::DATE[]) AS DATE) AS dt_ref)
-        SELECT q.dt_ref, CAST(coalesce(c.cum, 0) AS VARCHAR)
-        FROM q ASOF LEFT JOIN c ON date_diff('day', DATE '1970-01-01', q.dt_ref) >= c.k
-        """,
-        [dates],
-    ).fetchall()
-    return {r[0]: _hex([static, r[1]]) for r in rows}
+    columns = _columns(con)
+    static = _static_fingerprint(con, static_tables(columns, reads))
+    return cumulate(con.execute(asof_facts_sql(columns, "duckdb", reads)).fetchall(), dates, static)
 
 
 # ---- the lineage table ----------------------------------------------------------------------
@@ -348,26 +415,3 @@ def refresh_abt(con: duckdb.DuckDBPyConnection, problem, settings, *, force: boo
     record(con, problem.abt_table, data_fp, cfg)
     reason = "forced" if force else ("not built yet" if st.reason == "no lineage recorded" else st.reason)
     return AbtRefresh(problem.abt_table, int(rows), reason)
-
-
-def purge_stale_partitions(
-    con: duckdb.DuckDBPyConnection, table: str, config_fp: str, time_column: str = "dt_ref"
-) -> Staleness:
-    """Delete the dt_ref partitions of a partitioned output table (scores, segment assignments)
-    whose data or settings changed since they were written; returns what was removed."""
-    if not table_exists(con, table):
-        return Staleness(table, (), "")
-    parts = [r[0] for r in con.execute(f"SELECT DISTINCT CAST({time_column} AS DATE) FROM {table}").fetchall()]
-    st = stale_parts(con, table, parts, config_fp)
-    if st.stale:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute(
-                f"DELETE FROM {table} WHERE CAST({time_column} AS DATE) IN (SELECT unnest(?::DATE[]))", [list(st.stale)]
-            )
-            forget(con, table, st.stale)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-    return st

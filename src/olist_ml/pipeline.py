@@ -30,73 +30,53 @@ from .steps import (  # noqa: F401 - re-exported: the pipeline's public names
     _trained_on,
     console,
     ensure_synthetic,
+    monitor_step,
+    retrain_decision,
+    score_allowed,
     source_fingerprint,
     start_report,
+    train_step,
 )
 
 
 def run_problem(problem, settings: Settings, report: PipelineReport, *, force_train: bool = False, **budget) -> None:
-    """ABT (unless current) -> train (unless already trained on this exact ABT) -> score, for one problem."""
+    """One problem's day: realised performance of its past scores -> ABT and training when the retrain
+    policy says so (`olist_ml.ml.policy`) -> scores of today with the champion (appended to the history)."""
     from . import lineage
-    from .ml import registry, scoring, tracking
+    from .ml import scoring
     from .ml.data import content_hash, load_abt
     from .ml.train import train
-    from .warehouse import session
+    from .warehouse import observed_end, session
+
+    def asof(day):  # the problem's facts as known at `day` (the policy's "data revised" rule)
+        with session(settings) as con:
+            return lineage.asof_fingerprints(con, [day], problem.reads)[day]
 
     t0 = time.perf_counter()
     with session(settings) as con:
-        ref = lineage.refresh_abt(con, problem, settings)
-        abt = load_abt(con, problem)
-        abt_hash = content_hash(abt)
-    if ref.rebuilt:
-        report.add(f"{problem.name}: ABT", "done", t0, f"{problem.abt_table}: {ref.rows} rows ({ref.reason})")
-    else:
-        report.add(f"{problem.name}: ABT", "skipped", t0, f"{problem.abt_table}: current ({len(abt)} rows)")
-
-    t0 = time.perf_counter()
-    reaped = tracking.reap_dead_runs(settings, problem.name)
-    if reaped:
-        console.print(f"        {problem.name}: {len(reaped)} run(s) left RUNNING by a dead process marked FAILED")
-    has_champion = registry.alias_version(settings, problem.name) is not None
-    earlier = None if force_train else _trained_on(settings, problem, abt_hash)
-    rejected = bool(earlier) and not has_champion and _decision_of(settings, earlier) == registry.REJECTED
-    if earlier and (has_champion or rejected):  # a model below its quality gate is not retrained on the same ABT
-        report.add(f"{problem.name}: train", "skipped", t0, f"already trained on this ABT (run {earlier[:8]})")
-        if rejected:
-            report.add(
-                f"{problem.name}: score",
-                "skipped",
-                time.perf_counter(),
-                "no champion: the model trained on this ABT is below its quality gate",
-            )
+        today = observed_end(con)
+        signals = monitor_step(con, settings, problem, report, t0)
+    decision = retrain_decision(problem, settings, today, force=force_train, signals=signals, asof=asof)
+    if decision.due:
+        t0 = time.perf_counter()
+        with session(settings) as con:
+            ref = lineage.refresh_abt(con, problem, settings)
+            abt_hash = content_hash(load_abt(con, problem))
+        detail = f"{ref.rows} rows ({ref.reason})" if ref.rebuilt else "current"
+        report.add(f"{problem.name}: ABT", "done" if ref.rebuilt else "skipped", t0, f"{problem.abt_table}: {detail}")
+        fit = lambda: train(problem, settings, build_abt=False, **budget)  # noqa: E731
+        if not train_step(problem, settings, report, decision, abt_hash, today, fit, force=force_train, asof=asof):
             return
-    else:
-        res = train(problem, settings, build_abt=False, **budget)
-        best = next(c for c in res.candidates if c.name == res.winner)
-        part, metric = (
-            ("test", res.test[res.metric])
-            if res.metric in res.test
-            else ("", best.validation.get(res.metric, float("nan")))
-        )
-        report.add(
-            f"{problem.name}: train",
-            "done",
-            t0,
-            f"winner {res.winner} {part + ' ' if part else ''}{res.metric}={metric:.3f} -> v{res.model_version} "
-            f"{res.decision}",
-        )
-        if res.decision == registry.REJECTED and not has_champion:
-            report.add(f"{problem.name}: score", "skipped", time.perf_counter(), f"no champion: {res.reason}")
-            return
-
+    elif not score_allowed(problem, settings, report, decision):
+        return
     t0 = time.perf_counter()
     sr = scoring.predict(problem, settings)
-    purged = f"; {sr.purged}" if sr.purged else ""
+    revised = f"; {sr.revised}" if sr.revised else ""
     report.add(
         f"{problem.name}: score",
         "done",
         t0,
-        f"{sr.n_scored} rows at {sr.dt_ref} -> {sr.table} (v{sr.model_version}){purged}",
+        f"{sr.n_scored} rows at {sr.dt_ref} -> {sr.table} (v{sr.model_version}){revised}",
     )
 
 
@@ -225,42 +205,21 @@ def problems_status(settings: Settings) -> list[dict]:
 
 
 def derived_status(con, settings) -> list[dict]:
-    """Per derived table in the warehouse: how many parts it has, how many are stale, and why
-    (`olist-ml summary`). Here, not in `olist_ml.lineage`, because it walks every problem and feature
-    table: lineage itself sits below them (the feature store and the problems record through it)."""
+    """Per derived table in the warehouse (feature store, ABTs): how many parts it has, how many are
+    stale, and why (`olist-ml summary`). Here, not in `olist_ml.lineage`, because it walks every problem
+    and feature table: lineage itself sits below them (the feature store and the problems record through
+    it). Score histories are records, not derived state: `records_status`."""
     from . import problems as P
-    from .features.build import logged_lineage, table_config_fp
+    from .features.build import READS, logged_lineage, table_config_fp
     from .features.catalog import FEATURE_TABLES
-    from .lineage import (
-        Staleness,
-        abt_inputs_fp,
-        asof_fingerprints,
-        problem_config_fp,
-        recorded,
-        stale_parts,
-        whole_table_staleness,
-        why,
-    )
+    from .lineage import Staleness, abt_inputs_fp, asof_fingerprints, problem_config_fp, whole_table_staleness, why
     from .warehouse import table_exists
 
     rows: list[dict] = []
     windows = tuple(sorted(set(settings.feature_windows)))
     logged = {t: logged_lineage(con, t) for t in FEATURE_TABLES if table_exists(con, t)}
     parts: set = set().union(*logged.values()) if logged else set()
-    outputs: dict[str, tuple[str, str]] = {}  # partitioned output table -> (config fp, time column)
-    for p in P.REGISTRY.values():
-        outputs[p.scores_table] = (problem_config_fp(p, settings), p.time_column)
-    segments = P.REGISTRY.get("seller_segments")
-    if segments is not None:
-        outputs["seller_segments"] = (problem_config_fp(segments, settings), "dt_ref")
-    present = {
-        t: [r[0] for r in con.execute(f"SELECT DISTINCT CAST({c} AS DATE) FROM {t}").fetchall()]
-        for t, (_, c) in outputs.items()
-        if table_exists(con, t)
-    }
-    for v in present.values():
-        parts |= set(v)
-    asof = asof_fingerprints(con, parts) if parts else {}
+    asof = asof_fingerprints(con, parts, READS) if parts else {}
 
     def add(table: str, n: int | None, st: Staleness) -> None:
         rows.append(
@@ -281,11 +240,21 @@ def derived_status(con, settings) -> list[dict]:
     for p in P.REGISTRY.values():
         if table_exists(con, p.abt_table):
             add(p.abt_table, None, whole_table_staleness(con, p.abt_table, data_fp, problem_config_fp(p, settings)))
-    for t, vals in present.items():
-        add(t, len(vals), stale_parts(con, t, vals, outputs[t][0], asof))
-    for p in P.REGISTRY.values():
-        for t in ("monitor_drift", "monitor_performance"):
-            name = f"{t}/{p.name}"
-            if recorded(con, name):
-                add(name, None, whole_table_staleness(con, name, data_fp, problem_config_fp(p, settings)))
     return rows
+
+
+def records_status(con) -> list[dict]:
+    """Per score history (`scores_<problem>`, `seller_segments`): dt_refs, batches, rows, and the dt_refs
+    whose batches were computed from data revised since (`olist_ml.records.status`; `olist-ml summary`)."""
+    from . import problems as P
+    from . import records
+    from .warehouse import table_exists
+
+    out = []
+    for p in P.REGISTRY.values():
+        if table_exists(con, p.scores_table):
+            out.append(records.status(con, p.scores_table, p.reads, p.time_column))
+    seg = P.REGISTRY.get("seller_segments")
+    if seg is not None and table_exists(con, "seller_segments"):
+        out.append(records.status(con, "seller_segments", seg.reads))
+    return out

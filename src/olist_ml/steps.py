@@ -155,3 +155,92 @@ def _decision_of(settings: Settings, run_id: str) -> str | None:
     from .ml import tracking
 
     return tracking.client(settings).get_run(run_id).data.tags.get("decision")
+
+
+# ---- one problem's day, shared by the engines' pipelines ----------------------------------------------
+def monitor_step(con, settings: Settings, problem, report: PipelineReport, t0: float) -> list[str]:
+    """Realised performance of the past scores as their labels mature (stored in `monitor_performance`)
+    and what monitoring says about retraining (`olist_ml.serving.monitor.signals`); alerts are printed."""
+    from .serving import monitor
+
+    if problem.kind != "binary":
+        return monitor.signals(con, settings, problem)
+    real = monitor.realised(con, settings, problem)
+    if len(real.table):
+        report.add(f"{problem.name}: realised", "done", t0, real.line())
+    for alert in real.alerts:
+        console.print(f"[bold red]  ALERT[/] {alert}")
+    return monitor.signals(con, settings, problem, real)
+
+
+def retrain_decision(problem, settings: Settings, today, *, force: bool, signals: list[str], asof=None):
+    """`olist_ml.ml.policy.decide`, after marking runs left RUNNING by a dead process FAILED."""
+    from .ml import policy, tracking
+
+    reaped = tracking.reap_dead_runs(settings, problem.name)
+    if reaped:
+        console.print(f"        {problem.name}: {len(reaped)} run(s) left RUNNING by a dead process marked FAILED")
+    return policy.decide(problem, settings, today, force=force, monitoring=signals, asof=asof)
+
+
+def score_allowed(problem, settings: Settings, report: PipelineReport, decision) -> bool:
+    """A day that is not due: say when the retrain is due; score only when there is a champion."""
+    from .ml import registry
+
+    t0 = time.perf_counter()
+    report.add(f"{problem.name}: train", "skipped", t0, decision.reason)
+    if registry.alias_version(settings, problem.name) is None:
+        report.add(
+            f"{problem.name}: score",
+            "skipped",
+            t0,
+            f"no champion: v{decision.latest_version} is below its quality gate; {decision.reason}",
+        )
+        return False
+    return True
+
+
+def train_step(
+    problem, settings: Settings, report: PipelineReport, decision, abt_hash: str, today, fit, *, force: bool, asof=None
+) -> bool:
+    """Train (through `fit()`) on a due day, unless a finished run already trained on exactly this ABT;
+    record the data's end (and, with `asof(day)`, the fingerprint of the facts known then) on the new
+    version: the policy counts from them. True when scoring may follow."""
+    from .ml import policy, registry
+
+    t0 = time.perf_counter()
+    has_champion = registry.alias_version(settings, problem.name) is not None
+    earlier = None if force else _trained_on(settings, problem, abt_hash)
+    if earlier:  # nothing new to learn from: the same ABT (a model below its gate is not retrained on it either)
+        rejected = not has_champion and _decision_of(settings, earlier) == registry.REJECTED
+        report.add(f"{problem.name}: train", "skipped", t0, f"already trained on this ABT (run {earlier[:8]})")
+        if rejected:
+            report.add(
+                f"{problem.name}: score",
+                "skipped",
+                time.perf_counter(),
+                "no champion: the model trained on this ABT is below its quality gate",
+            )
+        return not rejected
+    res = fit()
+    if res.model_version is not None and today is not None:
+        registry.set_version_tag(settings, problem.name, res.model_version, policy.DATA_END_TAG, str(today))
+        if asof is not None:
+            registry.set_version_tag(settings, problem.name, res.model_version, policy.DATA_FP_TAG, asof(today))
+    best = next(c for c in res.candidates if c.name == res.winner)
+    part, metric = (
+        ("test", res.test[res.metric])
+        if res.metric in res.test
+        else ("", best.validation.get(res.metric, float("nan")))
+    )
+    report.add(
+        f"{problem.name}: train",
+        "done",
+        t0,
+        f"{decision.reason}: winner {res.winner} {part + ' ' if part else ''}{res.metric}={metric:.3f} -> "
+        f"v{res.model_version} {res.decision}",
+    )
+    if res.decision == registry.REJECTED and not has_champion:
+        report.add(f"{problem.name}: score", "skipped", time.perf_counter(), f"no champion: {res.reason}")
+        return False
+    return True

@@ -141,37 +141,106 @@ def test_asof_fingerprint_changes_exactly_from_the_day_a_fact_becomes_known(synt
     assert before[days[2]] != after[days[2]] and before[days[3]] != after[days[3]]
 
 
-def test_scores_of_other_data_are_removed_and_summary_says_what_is_stale(synth_dir, tmp_path, capsys):
+def test_the_asof_fingerprint_covers_exactly_what_the_features_read_when_they_know_it(synth_dir, tmp_path):
+    """A review counts from its answer (not its creation), an order's status never, a customer through
+    its orders; a product's attribute through the items that sell it. Each edit below is made on a copy
+    of one warehouse and compared with the untouched one (FEATURE store scope: `features.READS`)."""
+    from olist_ml.features import READS
+
+    s = Settings(home=tmp_path / "h")
+    ingest(synth_dir, s)
+    with duckdb.connect(str(s.warehouse)) as con:
+        oid, bought, answered, created = con.execute(
+            "SELECT o.order_id, o.order_purchase_timestamp, r.review_answer_timestamp, r.review_creation_date "
+            "FROM stg_orders o JOIN stg_order_reviews r USING (order_id) "
+            "WHERE CAST(r.review_answer_timestamp AS DATE) >= CAST(r.review_creation_date AS DATE) + 3 "
+            "AND o.order_purchase_timestamp > TIMESTAMP '2017-06-01' ORDER BY o.order_id LIMIT 1"
+        ).fetchall()[0]
+        ans, made = answered.date(), created.date()
+        days = sorted({made, made + dt.timedelta(days=1), ans, ans + dt.timedelta(days=1), ans + dt.timedelta(days=40)})
+        base = lineage.asof_fingerprints(con, days, READS)
+
+        def after(sql: str, params=()) -> dict:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(sql, list(params))
+                return lineage.asof_fingerprints(con, days, READS)
+            finally:
+                con.execute("ROLLBACK")
+
+        # the review's score changes: known from the day after its answer, not from its creation
+        r = after("UPDATE stg_order_reviews SET review_score = 6 - review_score WHERE order_id = ?", [oid])
+        assert [r[d] == base[d] for d in days] == [d <= ans for d in days], (made, ans)
+        # the status of an order (a snapshot at extraction): no dt_ref changes
+        assert after("UPDATE stg_orders SET order_status = 'canceled' WHERE order_id = ?", [oid]) == base
+        # a customer row no order refers to (a new customer of a future order): no dt_ref changes
+        assert (
+            after(
+                "INSERT INTO stg_customers SELECT 'no-such-customer', customer_unique_id, customer_zip_code_prefix, "
+                "customer_city, customer_state FROM stg_customers LIMIT 1"
+            )
+            == base
+        )
+        # the customer of the order moves state: it changes from the day after the purchase on
+        r = after(
+            "UPDATE stg_customers SET customer_state = 'XX' WHERE customer_id = "
+            "(SELECT customer_id FROM stg_orders WHERE order_id = ?)",
+            [oid],
+        )
+        assert all(r[d] != base[d] for d in days if d > bought.date())
+    # the churn scores (scope: the feature store) do not read the geolocation; order delay's do
+    with duckdb.connect(str(s.warehouse)) as con:
+        from olist_ml.problems import get
+
+        churn, delay = get("churn"), get("delay")
+        a = (lineage.asof_fingerprints(con, days, churn.reads), lineage.asof_fingerprints(con, days, delay.reads))
+        con.execute("UPDATE stg_geolocation SET geolocation_lat = geolocation_lat + 1")
+        b = (lineage.asof_fingerprints(con, days, churn.reads), lineage.asof_fingerprints(con, days, delay.reads))
+    assert a[0] == b[0] and all(a[1][d] != b[1][d] for d in days)
+
+
+def test_scores_of_other_data_are_kept_and_marked_and_summary_says_so(synth_dir, tmp_path, capsys):
+    """Predictions are records: ingesting other data (history rewritten) keeps every earlier score batch,
+    marks it data_revised_at, `summary` counts it; the policy retrains (the champion's data was revised)."""
     from olist_ml.cli import main
     from olist_ml.pipeline import run_pipeline
 
     s = Settings(home=tmp_path / "h", churn=ChurnSettings(cadence="weekly"))  # enough labelled months
     budget = {"n_trials": 0, "candidates": "logreg"}
     run_pipeline(s, data=synth_dir, problems=["churn"], cadence="weekly", **budget)
+    with duckdb.connect(str(s.warehouse), read_only=True) as con:
+        first = con.execute("SELECT * FROM scores_seller_churn ORDER BY seller_id").df()
     x10 = _variant(synth_dir, tmp_path / "x10", _prices_x10)
     ingest(x10, s)
     capsys.readouterr()
     assert main(["--home", str(s.home), "summary"]) == 0
     out = capsys.readouterr().out
-    assert "fs_seller_sales" in out and "stale: data changed" in out and "scores_seller_churn" in out
+    assert "fs_seller_sales" in out and "stale: data changed" in out and "score history" in out
 
     rep = run_pipeline(s, data=x10, problems=["churn"], cadence="weekly", **budget)
     steps = {r.step: r for r in rep.steps}
     assert steps["seller_churn: ABT"].status == "done" and "data changed" in steps["seller_churn: ABT"].detail
-    assert "stale" in steps["seller_churn: score"].detail
+    assert "revised since" in steps["seller_churn: train"].detail, steps["seller_churn: train"].detail
+    assert "marked data_revised_at" in steps["seller_churn: score"].detail
     with duckdb.connect(str(s.warehouse), read_only=True) as con:
-        n_rows = con.execute("SELECT count(*) FROM scores_seller_churn").fetchall()[0][0]
-        parts = [r[0] for r in con.execute("SELECT DISTINCT dt_ref FROM scores_seller_churn").fetchall()]
-        rec = lineage.recorded(con, "scores_seller_churn")
-        asof = lineage.asof_fingerprints(con, parts)
-    n_scored = int(steps["seller_churn: score"].detail.split(" rows")[0])
-    assert n_rows == n_scored  # only this run's scores: those computed from the old data are gone
-    assert all(rec[p][0] == asof[p] for p in parts)
+        fp = first["data_fp"][0]
+        kept = con.execute("SELECT * FROM scores_seller_churn WHERE data_fp = ? ORDER BY seller_id", [fp]).df()
+        new = con.execute("SELECT * FROM scores_seller_churn WHERE data_fp <> ?", [fp]).df()
+    # the first batch is still there, value for value, now marked; the new one (same dt_ref) is current
+    assert kept["data_revised_at"].notna().all() and len(new) > 0 and new["data_revised_at"].isna().all()
+    pd.testing.assert_frame_equal(kept.drop(columns=["data_revised_at"]), first.drop(columns=["data_revised_at"]))
     from olist_ml.commands.data import derived_status
 
-    derived = derived_status(s)  # `olist-ml summary`'s table, with this test's settings (weekly churn)
-    assert {r["table"] for r in derived} >= {"fs_seller_sales", "abt_seller_churn", "scores_seller_churn"}
+    derived, records = derived_status(s)  # `olist-ml summary`'s tables, with this test's settings (weekly churn)
+    assert {r["table"] for r in derived} >= {"fs_seller_sales", "abt_seller_churn"}
     assert all(r["status"] == "current" for r in derived), derived
+    (churn,) = [r for r in records if r["table"] == "scores_seller_churn"]
+    assert churn["revised"] == 1 and churn["batches"] == 2 and churn["dt_refs"] == 1, churn
+    # only an explicit command removes history
+    assert main(["--home", str(s.home), "scores", "delete", "churn", "--revised"]) == 2  # needs --yes
+    assert main(["--home", str(s.home), "scores", "delete", "churn", "--revised", "--yes"]) == 0
+    with duckdb.connect(str(s.warehouse), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM scores_seller_churn").fetchall()[0][0] == len(new)
 
 
 def test_run_reingests_its_source_after_an_ingest_of_other_data(synth_dir, tmp_path):

@@ -161,8 +161,11 @@ def test_monitor_end_to_end(settings):
     assert drift.loc["x2", "flag"] and drift.loc["x2", "psi"] > 1.0
     assert not drift.loc["x1", "flag"] and not drift.loc["state", "flag"]
     assert drift.loc["x2", "kind"] == "feature" and drift.loc["score", "kind"] == "score"
-    # realised performance: only the matured date, equal to the metric over the join, with the known signal
-    assert list(perf["dt_ref"].astype(str)) == ["2017-12-01"]
+    # realised performance: a row per scored date; only the matured one has labels, and its metric equals
+    # the metric over the join, with the known signal; the latest date waits for its labels
+    assert list(perf["dt_ref"].astype(str)) == ["2017-12-01", str(REFS[-1])]
+    assert perf["n"].iloc[1] == 0 and not perf["final"].iloc[1] and perf["final"].iloc[0]
+    assert perf["n"].iloc[0] == perf["n_scored"].iloc[0] == len(joined)
     assert perf["roc_auc"].iloc[0] == pytest.approx(roc_auc(joined["target"], joined["score"]))
     assert perf["roc_auc"].iloc[0] > 0.7
     assert perf["lift_top_decile"].iloc[0] == pytest.approx(top_decile_lift(joined["target"], joined["score"]))

@@ -49,9 +49,9 @@ def register(app: typer.Typer) -> None:
 
         settings = settings_of(ctx)
         rows = summary(settings)
-        derived = derived_status(settings)
+        derived, kept = derived_status(settings)
         if as_json:
-            typer.echo(json.dumps({"stg": rows, "derived": derived}, indent=2, default=str))
+            typer.echo(json.dumps({"stg": rows, "derived": derived, "records": kept}, indent=2, default=str))
             return
         t = Table(title=f"warehouse {settings.warehouse}")
         for col, just in (
@@ -95,17 +95,43 @@ def register(app: typer.Typer) -> None:
                     style=None if r["status"] == "current" else "yellow",
                 )
             console.print(d)
+        if kept:
+            k = Table(title="score history (records: kept for good; `revised`: dt_refs scored from data revised since)")
+            for col, just in (
+                ("table", "left"),
+                ("dt_refs", "right"),
+                ("batches", "right"),
+                ("rows", "right"),
+                ("from", "left"),
+                ("to", "left"),
+                ("revised", "right"),
+            ):
+                k.add_column(col, justify=just)
+            for r in kept:
+                k.add_row(
+                    r["table"],
+                    f"{r['dt_refs']:,}",
+                    f"{r['batches']:,}",
+                    f"{r['rows']:,}",
+                    str(r["first"] or ""),
+                    str(r["last"] or ""),
+                    str(r["revised"]),
+                    style="yellow" if r["revised"] else None,
+                )
+            console.print(k)
 
 
-def derived_status(settings) -> list[dict]:
-    """`olist_ml.pipeline.derived_status` on a read-only connection (readers never take the writer lock)."""
+def derived_status(settings) -> tuple[list[dict], list[dict]]:
+    """(`olist_ml.pipeline.derived_status`, `records_status`) on a read-only connection (readers never
+    take the writer lock)."""
     import duckdb
 
     from ..pipeline import derived_status as status
+    from ..pipeline import records_status
 
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     try:
-        return status(con, settings)
+        return status(con, settings), records_status(con)
     finally:
         con.close()
 

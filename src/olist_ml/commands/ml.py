@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 import typer
 
-from ..errors import InputError
+from ..errors import InputError, MissingStepError
 from ._options import Candidates, Timeout, Trials, check_alias
 
 
@@ -169,6 +169,80 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"top {len(r.top)}:")
             for row in r.top:
                 typer.echo("  " + "  ".join(f"{k}={_fmt(v)}" for k, v in row.items()))
+
+    sapp = typer.Typer(
+        help="The score history scores_<problem> (records: kept until deleted here).", no_args_is_help=True
+    )
+    app.add_typer(sapp, name="scores")
+
+    @sapp.command("list")
+    def scores_list_cmd(
+        ctx: typer.Context,
+        problem: str = typer.Argument(..., help="Problem name or alias."),
+        last: int = typer.Option(20, "--last", min=1, help="How many of the latest batches to show."),
+    ) -> None:
+        """The batches of the score history: dt_ref, model version, rows, scored_at, revised."""
+        import duckdb
+
+        from ..problems import get
+        from ..warehouse import table_exists
+        from ._context import settings_of
+
+        s, p = settings_of(ctx), get(problem)
+        if not s.warehouse.exists():
+            raise MissingStepError(f"no warehouse at {s.warehouse}: run `olist-ml run` first")
+        con = duckdb.connect(str(s.warehouse), read_only=True)
+        try:
+            if not table_exists(con, p.scores_table):
+                raise MissingStepError(f"warehouse has no table {p.scores_table}: run `olist-ml predict {problem}`")
+            have = {r[0] for r in con.execute(f"DESCRIBE {p.scores_table}").fetchall()}
+            rev = "max(data_revised_at)" if "data_revised_at" in have else "NULL"
+            rows = con.execute(
+                f"SELECT CAST({p.time_column} AS DATE) AS dt_ref, model_version, count(*) AS n, max(scored_at), "
+                f"{rev} FROM {p.scores_table} GROUP BY ALL ORDER BY 1 DESC, 4 DESC LIMIT ?",
+                [last],
+            ).fetchall()
+        finally:
+            con.close()
+        typer.echo(f"{p.scores_table}: the {len(rows)} latest batches")
+        for d, v, n, at, revised in rows:
+            typer.echo(f"  {d}  v{v}  {n:>7,} rows  scored {at}" + (f"  data revised {revised}" if revised else ""))
+
+    @sapp.command("delete")
+    def scores_delete_cmd(
+        ctx: typer.Context,
+        problem: str = typer.Argument(..., help="Problem name or alias."),
+        dt_ref: Optional[str] = typer.Option(None, "--dt-ref", help="Only this scoring date."),
+        before: Optional[str] = typer.Option(None, "--before", help="Only scoring dates before this one."),
+        version: Optional[str] = typer.Option(None, "--version", help="Only this model version."),
+        revised: bool = typer.Option(False, "--revised", help="Only batches computed from data revised since."),
+        yes: bool = typer.Option(False, "--yes", help="Really delete (history cannot be recomputed)."),
+    ) -> None:
+        """Remove score history explicitly: the only way it is ever deleted."""
+        from .. import records
+        from ..problems import get
+        from ..warehouse import session
+        from ._context import writer
+
+        if not (dt_ref or before or version or revised):
+            raise InputError("scores delete needs a filter: --dt-ref, --before, --version or --revised")
+        if not yes:
+            raise InputError("scores delete removes what was predicted for good: add --yes to confirm")
+        s = writer(ctx, f"scores delete {problem}")
+        p = get(problem)
+        tables = [p.scores_table] + (["seller_segments"] if p.name == "seller_segments" else [])
+        with session(s) as con:
+            for t in tables:
+                n = records.delete(
+                    con,
+                    t,
+                    dt_ref=_date(dt_ref, "--dt-ref"),
+                    before=_date(before, "--before"),
+                    version=version,
+                    revised_only=revised,
+                    time_column=p.time_column,
+                )
+                typer.echo(f"{t}: {n:,} rows deleted")
 
     @app.command("promote")
     def promote_cmd(

@@ -27,7 +27,12 @@ def register(app: typer.Typer) -> None:
         trials: Trials = None,
         timeout: Timeout = None,
         candidates: Candidates = None,
-        force_train: bool = typer.Option(False, "--force-train", help="Retrain even when the ABT is unchanged."),
+        force_train: bool = typer.Option(
+            False,
+            "--retrain",
+            "--force-train",
+            help="Retrain today whatever the retrain policy says (<problem>.retrain_every_days, monitoring).",
+        ),
     ) -> None:
         """The whole pipeline, incremental: (synth) -> ingest -> features -> ABT -> train -> champion -> scores."""
         from ..pipeline import console, run_pipeline
@@ -55,9 +60,8 @@ def register(app: typer.Typer) -> None:
         total = sum(r.seconds for r in rep.steps)
         failed = [r.step for r in rep.steps if r.status == "failed"]
         kind = "SYNTHETIC data" if rep.synthetic else f"data from {rep.source}"
-        console.print(
-            f"[bold]pipeline finished in {total:.1f}s on {kind}[/]; warehouse {s.warehouse}, MLflow {s.mlflow_uri}"
-        )
+        where = f"lake {s.lake_uri}" if s.engine == "spark" else f"warehouse {s.warehouse}"
+        console.print(f"[bold]pipeline finished in {total:.1f}s on {kind}[/]; {where}, MLflow {s.mlflow_uri}")
         console.print("next: `olist-ml problems`, `olist-ml report churn`, `olist-ml serve`, `olist-ml ui`")
         if failed:
             console.print(f"[red]failed steps: {', '.join(failed)}[/]")

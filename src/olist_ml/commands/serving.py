@@ -26,6 +26,9 @@ def _problem_names(values: list[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+ALERT_EXIT = 3  # `olist-ml monitor`: realised performance below the quality gate
+
+
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve_cmd(
@@ -81,7 +84,8 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         problem: str = typer.Argument(..., help="Problem name or alias (churn, delay, activation...)."),
     ) -> None:
-        """Drift (PSI of every feature and of the score) and realised performance of the champion."""
+        """Drift (PSI of every feature and of the score), realised performance of past scores as their labels
+        mature, served predictions; exit 3 when the champion's realised performance is below its quality gate."""
         from rich.console import Console
         from rich.table import Table
 
@@ -99,19 +103,52 @@ def register(app: typer.Typer) -> None:
         for r in res.drift.sort_values("psi", ascending=False, na_position="last").itertuples():
             t.add_row(r.feature, r.kind, f"{r.psi:.4f}", "DRIFT" if r.flag else "")
         con.print(t)
-        if len(res.performance):
-            p = Table(title=f"realised performance of past scores ({res.problem})")
-            for c in ("dt_ref", "n", "base_rate", "roc_auc", "lift_top_decile"):
+        perf = res.performance[res.performance["source"] == "batch"] if len(res.performance) else res.performance
+        if len(perf):
+            p = Table(title=f"realised performance of past scores ({res.problem}; labels as they mature)")
+            for c in ("dt_ref", "version", "scored", "matured", "base_rate", "roc_auc (95 % CI)", "baseline", "gate"):
                 p.add_column(c)
-            for r in res.performance.itertuples():
-                p.add_row(str(r.dt_ref), str(r.n), f"{r.base_rate:.3f}", f"{r.roc_auc:.3f}", f"{r.lift_top_decile:.2f}")
+            for r in perf.sort_values("dt_ref").tail(30).itertuples():
+                auc = (
+                    f"{r.roc_auc:.3f} ({r.roc_auc_ci_low:.3f}-{r.roc_auc_ci_high:.3f})"
+                    if r.roc_auc == r.roc_auc
+                    else "-"
+                )
+                base = f"{r.baseline_roc_auc:.3f}" if r.baseline_roc_auc == r.baseline_roc_auc else "-"
+                rate = f"{r.base_rate:.3f}" if r.base_rate == r.base_rate else "-"
+                p.add_row(
+                    str(r.dt_ref),
+                    f"v{r.model_version}",
+                    str(r.n_scored),
+                    str(r.n),
+                    rate,
+                    auc,
+                    base,
+                    "BELOW" if r.below_gate else ("final" if r.final else ""),
+                )
             con.print(p)
+            con.print(f"realised performance: {res.realised_line}")
         else:
-            con.print("realised performance: no past scores with matured labels yet")
+            con.print("realised performance: no past scores yet")
+        for n in res.notes:
+            con.print(n)
+        if res.served:
+            sv = res.served
+            line = f"served: {sv['rows']:,} rows in {sv['requests']:,} requests ({sv['first']}..{sv['last']})"
+            if "served_vs_batch" in sv:
+                c = sv["served_vs_batch"]
+                line += f"; vs batch: {c['n_compared']:,} rows compared, max |diff| {c['max_abs_diff']:.2e}"
+            if "psi_vs_batch" in sv:
+                line += f"; score PSI vs the latest batch {sv['psi_vs_batch']['score']:.3f}"
+            con.print(line)
         con.print(
             f"{res.n_flagged} of {len(res.drift)} columns drifted (PSI > 0.2); stored in monitor_drift / "
             f"monitor_performance, MLflow run {res.mlflow_run_id}"
         )
+        for a in res.alerts:
+            con.print(f"[bold red]ALERT[/] {a}")
+        if res.alerts:
+            raise typer.Exit(ALERT_EXIT)
 
     @app.command("report")
     def report_cmd(

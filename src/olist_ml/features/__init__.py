@@ -24,7 +24,17 @@ seller's next delta day; facts that cannot reach the requested dt_refs are prune
 incremental run stays small and gives the same bits as a full rebuild.
 """
 
-from .build import CADENCES, BuildReport, TableBuild, check_cadence, compute, dt_ref_spine, prepare, resolve_tables
+from .build import (
+    CADENCES,
+    READS,
+    BuildReport,
+    TableBuild,
+    check_cadence,
+    compute,
+    dt_ref_spine,
+    prepare,
+    resolve_tables,
+)
 from .catalog import FEATURE_TABLES, KEY_COLUMNS, F, Feature, FeatureDoc, catalog
 from .render import ENGINES, render
 from .retrieval import as_of, available_dt_refs, feature_columns, feature_frame_sql
@@ -57,6 +67,7 @@ __all__ = [
     "F",
     "FEATURE_TABLES",
     "KEY_COLUMNS",
+    "READS",
     "BuildReport",
     "Feature",
     "FeatureDoc",

@@ -39,6 +39,7 @@ REQUIRED_STG = (
     "stg_customers",
     "stg_products",
 )
+READS = REQUIRED_STG  # what the feature store reads: its dt_refs are fingerprinted on exactly these (lineage)
 BUILD_LOG = "fs_build_log"
 EPOCH = dt.date(1970, 1, 1)
 CHUNK_ROWS = Settings.feature_chunk_rows  # default rows per batch of dt_refs (OLIST_ML_FEATURE_CHUNK_ROWS)
@@ -424,7 +425,7 @@ def build(
         chunk_rows = int(settings.feature_chunk_rows)
         prepared = False
         logged = set().union(*(built_dt_refs(con, n) for n in names))
-        asof = asof_fingerprints(con, set(dates) | logged)
+        asof = asof_fingerprints(con, set(dates) | logged, READS)
         with table_progress(progress, len(names)) as advance:
             for name in names:
                 t1 = time.perf_counter()

@@ -180,9 +180,12 @@ def _split_args(s: str, start: int) -> tuple[list[str], int]:
 #                             LIST_AVG_FIRST give NULL for both)
 #   LIST_AT(list, i)          1-based element, NULL past the end
 #   LIST_AVG_FIRST(list, n)   mean of the first n elements (NULL when empty)
+#   ROW_HASH(a, b, ...)       a 64-bit hash of the values as a wide exact integer (sums of millions stay
+#                             exact); each engine has its own hash function, so values differ by engine
 _MACROS = {
     "duckdb": {
         "DAYNUM": lambda a: f"CAST(date_diff('day', DATE '1970-01-01', CAST({a[0]} AS DATE)) AS INTEGER)",
+        "ROW_HASH": lambda a: f"CAST(hash({', '.join(a)}) AS HUGEINT)",
         "EXPLODE_RANGE": lambda a: f"unnest(range({a[0]}, {a[1]}))",
         "DATEDIFF_DAYS": lambda a: f"date_diff('day', CAST({a[0]} AS DATE), CAST({a[1]} AS DATE))",
         "QUANTILE_CONT": lambda a: f"quantile_cont({a[0]}, {a[1]})",
@@ -192,6 +195,7 @@ _MACROS = {
     },
     "spark": {
         "DAYNUM": lambda a: f"datediff(CAST({a[0]} AS DATE), DATE '1970-01-01')",
+        "ROW_HASH": lambda a: f"CAST(xxhash64({', '.join(a)}) AS DECIMAL(38, 0))",
         "EXPLODE_RANGE": lambda a: f"explode(sequence({a[0]}, ({a[1]}) - 1))",
         "DATEDIFF_DAYS": lambda a: f"datediff(CAST({a[1]} AS DATE), CAST({a[0]} AS DATE))",
         "QUANTILE_CONT": lambda a: f"percentile({a[0]}, {a[1]})",

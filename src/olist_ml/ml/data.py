@@ -31,6 +31,14 @@ def load_abt(con, problem: Problem) -> pd.DataFrame:
     return df
 
 
+def data_end(con) -> date | None:
+    """The exclusive end of the data in the warehouse (`olist_ml.warehouse.observed_end`), None without
+    orders (a scratch warehouse holding only an ABT)."""
+    from ..warehouse import observed_end, table_exists
+
+    return observed_end(con) if table_exists(con, "stg_orders") else None
+
+
 def content_hash(df: pd.DataFrame) -> str:
     h = hashlib.sha256()
     h.update(",".join(map(str, df.columns)).encode())
@@ -75,6 +83,24 @@ def _month_start(d: date, months_back: int) -> date:
     return (pd.Timestamp(d) - pd.DateOffset(months=months_back)).date()
 
 
+def _enough_from(df: pd.DataFrame, problem: Problem, settings, months: int) -> str:
+    """When the ABT's rows will hold labels in `months` calendar months, as far as its rows tell (the
+    first row of the `months`-th month of rows, labelled when its label is known whatever it is)."""
+    t = pd.to_datetime(df[problem.time_column])
+    per = sorted(t.dt.to_period("M").unique())
+    if len(per) < months:
+        return (
+            f"its rows span {len(per)} month(s) so far: enough once the data holds {months} months of "
+            "labelled rows (or build features over a longer range)"
+        )
+    rows = df[t.dt.to_period("M") == per[months - 1]]
+    if problem.label_known_fn is not None:
+        known = pd.to_datetime(pd.Series(problem.label_known_fn(rows, settings), index=rows.index))
+    else:
+        known = pd.to_datetime(rows[problem.time_column]) + pd.Timedelta(days=problem.split_of(settings).purge_gap())
+    return f"enough from about {known.min().date()} (when the first row of {per[months - 1]} is labelled)"
+
+
 def split_protocol(
     df: pd.DataFrame,
     problem: Problem,
@@ -105,9 +131,9 @@ def split_protocol(
     months = sorted(t.dt.to_period("M").unique())
     if test_start is None:
         if len(months) < 3:
-            raise InputError(
+            raise NotReadyError(
                 f"{problem.abt_table} has labelled rows in only {len(months)} month(s): need at least 3 "
-                f"for a train | validation | test split; build features over a longer range"
+                f"for a train | validation | test split; {_enough_from(df, problem, settings, 3)}"
             )
         want = (n_test, n_val)
         while n_test + n_val + 2 > len(months) and (n_test > 1 or n_val > 1):

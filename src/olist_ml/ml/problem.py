@@ -81,6 +81,8 @@ ExtraMetrics = Callable[[pd.DataFrame, np.ndarray, np.ndarray, Settings], "dict[
 LabelKnownFn = Callable[[pd.DataFrame, Settings], pd.Series]
 # readiness(abt, settings) -> reason why nothing can be learned yet (None: the generic message)
 Readiness = Callable[[pd.DataFrame, Settings], "str | None"]
+# outcomes(con, settings, scored keys) -> keys + label + label_known_at of past scored rows, as known now
+Outcomes = Callable[[duckdb.DuckDBPyConnection, Settings, pd.DataFrame], pd.DataFrame]
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,14 @@ class Problem:
     readiness(abt, settings) -> str | None: called when the labelled rows do not hold both classes;
         returns the stated reason why there is nothing to learn yet (`errors.NotReadyError`: `olist-ml
         run` reports the problem as skipped, exit 0), e.g. when the first label horizon closes.
+    reads: the stg tables its scoring population reads (directly or through the feature store); a
+        score batch is fingerprinted on exactly their facts as known before its date (`olist_ml.records`:
+        marked `data_revised_at` when they change later). None: every stg table.
+    outcomes(con, settings, scored) -> DataFrame: binary problems: the realised label of scored rows
+        (`scored`: the key columns, the time column being the scoring date) as known now: the key
+        columns + `label` (NULL while unknown) + `label_known_at` (when it is known WHATEVER it turns
+        out to be, so maturing never selects on the outcome). Realised performance
+        (`olist_ml.serving.monitor`) is measured on it. None: not monitored.
     """
 
     name: str
@@ -178,6 +188,8 @@ class Problem:
     weight_column: str | None = None
     settings_of: Callable[[Settings], ProblemSettings] | None = None
     uses_features: tuple[Any, ...] = ()
+    reads: tuple[str, ...] | None = None
+    outcomes: Outcomes | None = None
 
     @property
     def scores_table(self) -> str:

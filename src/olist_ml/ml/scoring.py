@@ -1,18 +1,20 @@
 """Batch scoring: load `models:/<name>@champion`, score the problem's population at a reference
-date, write `scores_<name>` idempotently per (reference date, model version)."""
+date, append the batch to the score history `scores_<name>` (`olist_ml.records`: kept for good,
+idempotent per (reference date, model version, data))."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 
 import numpy as np
 import pandas as pd
 
+from .. import records
 from ..config import Settings
 from ..errors import InputError, MissingStepError
-from ..warehouse import session, transaction
+from ..warehouse import session
 from . import registry
 from .problem import Problem
 
@@ -29,7 +31,7 @@ class ScoreReport:
     distribution: dict[str, float] = field(default_factory=dict)
     top: list[dict] = field(default_factory=list)
     seconds: float = 0.0
-    purged: str = ""  # stale score partitions removed first (data/settings changed since), one line
+    revised: str = ""  # earlier batches whose data was revised since (kept and marked), one line
 
 
 def deciles(scores: np.ndarray) -> np.ndarray:
@@ -59,10 +61,13 @@ def _create_sql(problem: Problem, frame: pd.DataFrame) -> str:
         "model_version VARCHAR",
         "run_id VARCHAR",
         "scored_at TIMESTAMP",
+        "baseline_score DOUBLE",
     ]
     # extra columns a score_fn adds (e.g. segment_name): VARCHAR
     known = set(problem.key_columns) | {"score", "decile", "model_name", "model_version", "run_id", "scored_at"}
+    known |= {"baseline_score", *records.RECORD_COLUMNS}
     cols += [f"{c} VARCHAR" for c in frame.columns if c not in known]
+    cols += [f"{c} {t}" for c, t in records.RECORD_COLUMNS.items()]
     return f"CREATE TABLE IF NOT EXISTS {problem.scores_table} ({', '.join(cols)})"
 
 
@@ -94,50 +99,44 @@ def score_date(problem: Problem, frame: pd.DataFrame, as_of: date | None = None)
     return d
 
 
-def write_scores(
-    con, problem: Problem, out: pd.DataFrame, dt_ref: date, model_version: str, settings: Settings | None = None
-) -> int:
-    """Replace the rows of (dt_ref, model_version) in `scores_<name>` by `out`, in one transaction,
-    with the lineage of the dt_ref partition (data as known at dt_ref, problem settings/code).
+def write_scores(con, problem: Problem, out: pd.DataFrame, dt_ref: date, model_version: str) -> int:
+    """Append the batch `out` of (dt_ref, model_version) to the score history `scores_<name>` in one
+    transaction, with the fingerprint of the data it was computed from (`olist_ml.records`; a batch of
+    the same dt_ref, version and data is replaced: idempotent).
 
     `out` holds the key columns, score, decile, model_name, model_version, run_id, scored_at and
-    optionally extra (text) columns."""
+    optionally baseline_score and extra (text) columns."""
     from .. import lineage
 
-    t = problem.time_column
-    data_fp = lineage.asof_fingerprints(con, [dt_ref])[pd.Timestamp(dt_ref).date()]
-    cfg = lineage.problem_config_fp(problem, settings or Settings())
-    with transaction(con):
-        con.execute(_create_sql(problem, out))
-        have = {
-            r[0]
-            for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_schema = 'main'",
-                [problem.scores_table],
-            ).fetchall()
-        }
-        for c in out.columns:
-            if c not in have:  # a table from before an extra column existed
-                con.execute(f"ALTER TABLE {problem.scores_table} ADD COLUMN {c} VARCHAR")
-        con.execute(
-            f"DELETE FROM {problem.scores_table} WHERE {t} = ? AND model_version = ?", [dt_ref, str(model_version)]
-        )
-        con.register("_olist_scores", out)
-        cols = ", ".join(out.columns)
-        con.execute(f"INSERT INTO {problem.scores_table} ({cols}) SELECT {cols} FROM _olist_scores")
-        con.unregister("_olist_scores")
-        lineage.record(con, problem.scores_table, data_fp, cfg, part=pd.Timestamp(dt_ref).date())
-    return len(out)
-
-
-def purge_stale_scores(con, problem: Problem, settings: Settings):
-    """Remove the dt_ref partitions of `scores_<name>` computed from data or settings that changed
-    since (`olist_ml.lineage`); returns the `Staleness` of what was removed."""
-    from .. import lineage
-
-    return lineage.purge_stale_partitions(
-        con, problem.scores_table, lineage.problem_config_fp(problem, settings), problem.time_column
+    d = pd.Timestamp(dt_ref).date()
+    data_fp = lineage.asof_fingerprints(con, [d], problem.reads)[d]
+    return records.write_batch(
+        con,
+        problem.scores_table,
+        out,
+        _create_sql(problem, out),
+        dt_ref=d,
+        model_version=str(model_version),
+        data_fp=data_fp,
+        time_column=problem.time_column,
     )
+
+
+def mark_revised_scores(con, problem: Problem) -> records.Revision:
+    """Mark the batches of `scores_<name>` whose data as known at their dt_ref changed since (kept)."""
+    return records.mark_revised(con, problem.scores_table, problem.reads, problem.time_column)
+
+
+def baseline_scores(problem: Problem, frame: pd.DataFrame) -> np.ndarray | None:
+    """The quality gate's rule score of every row (None when the gate has no rule): kept beside the
+    model's score, so realised performance can show the baseline on the same rows."""
+    gate = problem.quality_gate
+    if gate is None or gate.score is None:
+        return None
+    try:
+        return np.asarray(gate.score(frame), dtype=float)
+    except KeyError:  # a frame without the rule's column (an ad-hoc problem): no baseline
+        return None
 
 
 def distribution(problem: Problem, scores: pd.Series) -> dict[str, float]:
@@ -157,8 +156,7 @@ def distribution(problem: Problem, scores: pd.Series) -> dict[str, float]:
     return dist
 
 
-def now_utc() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+now_utc = records.now_utc
 
 
 def predict(problem: Problem, settings: Settings, as_of: date | None = None, *, top_n: int = 10) -> ScoreReport:
@@ -171,7 +169,7 @@ def predict(problem: Problem, settings: Settings, as_of: date | None = None, *, 
     # a champion trained with other horizon / windows would score inputs it never saw
     problem.check_champion(champ, settings)
     with session(settings) as con:
-        purged = purge_stale_scores(con, problem, settings)
+        revised = mark_revised_scores(con, problem)
         frame = problem.scoring_frame(con, settings, as_of)
         if frame is None or frame.empty:
             raise MissingStepError(
@@ -193,11 +191,14 @@ def predict(problem: Problem, settings: Settings, as_of: date | None = None, *, 
         out["model_version"] = str(champ.version)
         out["run_id"] = champ.run_id
         out["scored_at"] = now_utc()
+        base = baseline_scores(problem, frame)
+        if base is not None:
+            out["baseline_score"] = base
         out = out.sort_values(
             ["score"] + [k for k in problem.key_columns if k != t],
             ascending=[False] + [True] * (len(problem.key_columns) - 1),
         ).reset_index(drop=True)
-        write_scores(con, problem, out, dt_ref, str(champ.version), settings)
+        write_scores(con, problem, out, dt_ref, str(champ.version))
     top = out.head(top_n)[list(problem.key_columns) + ["score", "decile"]].to_dict("records")
     return ScoreReport(
         problem=problem.name,
@@ -210,5 +211,5 @@ def predict(problem: Problem, settings: Settings, as_of: date | None = None, *, 
         distribution=distribution(problem, out["score"]),
         top=top,
         seconds=time.perf_counter() - t0,
-        purged=purged.line() if purged.stale else "",
+        revised=revised.line(),
     )

@@ -43,7 +43,7 @@ from . import artefact, registry, tracking
 from . import calibration as calib
 from . import candidates as cands
 from . import metrics as M
-from .data import Split, content_hash, load_abt, split_protocol, time_group_folds, tuning_sample
+from .data import Split, content_hash, data_end, load_abt, split_protocol, time_group_folds, tuning_sample
 from .problem import SETTINGS_TAG, Problem
 
 # metrics where lower is better
@@ -588,6 +588,7 @@ def _load_labelled(problem: Problem, settings: Settings, build_abt: bool) -> tup
             problem.build_abt(con, settings)
         df = load_abt(con, problem)
         cat, num = problem.features_of(con)
+        df.attrs["data_end"] = data_end(con)
     if not cat and not num:
         raise InputError(f"{problem.abt_table} has no feature columns: run `olist-ml {problem.build_step}` first")
     if problem.kind == "binary":
@@ -657,6 +658,8 @@ def _prepare(
         notes.append(fold_note)
     lineage = _lineage(problem, df, split, cat, num)
     lineage["dropped_empty_features"] = empty
+    if df.attrs.get("data_end"):
+        lineage["data_end"] = str(df.attrs["data_end"])
     return _Data(df, split, cat, num, empty, tune_df, folds, lineage, notes)
 
 
@@ -935,6 +938,8 @@ def _version_tags(problem, lineage, spec: Spec, best: CandidateResult, test, bas
         f"test_{metric}": f"{test.get(metric, float('nan')):.6f}",
         "abt_content_hash": lineage["abt_content_hash"],
     }
+    if lineage.get("data_end"):  # the retrain policy counts the days since (olist_ml.ml.policy)
+        tags["data_end"] = lineage["data_end"]
     for k in (f"{metric}_ci_low", f"{metric}_ci_high", "ece", "ece_uncalibrated"):
         if k in test:
             tags[f"test_{k}"] = f"{test[k]:.6f}"

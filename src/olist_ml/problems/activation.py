@@ -110,6 +110,16 @@ def scoring_frame(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dat
     return out.reset_index(drop=True)
 
 
+def outcomes(con: duckdb.DuckDBPyConnection, settings: Settings, scored: pd.DataFrame) -> pd.DataFrame:
+    """`Problem.outcomes`: each scored deal's label as known now (the ABT's own query), known whatever it
+    turns out to be at won_date + the horizon."""
+    deals = _deals(con, settings)[["mql_id", "won_date", TARGET]]
+    out = scored[["dt_ref", "mql_id"]].merge(deals, on="mql_id", how="left")
+    out["label"] = out.pop(TARGET).astype("Int64")
+    out["label_known_at"] = label_known_at(out, settings)
+    return out.drop(columns=["won_date"])
+
+
 def label_known_at(df: pd.DataFrame, settings: Settings) -> pd.Series:
     """When a deal's label is known whatever it turns out to be: won_date + the horizon (a first
     sale inside the horizon settles activated = 1 earlier, but purging on that would select on
@@ -179,6 +189,8 @@ PROBLEM = Problem(
     # The split and the horizon: Settings.activation (olist_ml.config.ActivationSettings).
     settings_of=lambda s: s.activation,
     build_step="ingest SOURCE",
+    reads=(*MARKETING, "stg_orders", "stg_order_items"),  # deals and leads, and the sellers' first sales
+    outcomes=outcomes,
     event_time_column="won_date",
     readiness=readiness,
     label_known_fn=label_known_at,

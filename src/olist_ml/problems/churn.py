@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..config import CHURN_CADENCES, Settings
 from ..errors import MissingStepError
+from ..features.build import READS as FEATURE_READS
 from ..features.catalog import F
 from ..features.render import render_text
 from ..ml.problem import Baseline, Problem
@@ -235,6 +236,45 @@ def label_known_at(df: pd.DataFrame, settings: Settings) -> pd.Series:
     return t + pd.Timedelta(days=horizon)
 
 
+def outcomes(con: duckdb.DuckDBPyConnection, settings: Settings, scored: pd.DataFrame) -> pd.DataFrame:
+    """`Problem.outcomes`: the churn label of scored (dt_ref, seller) rows as known now, by the ABT's rule
+    (no sale from dt_ref through the last sale date before dt_ref + horizon days): 0 from the first sale in
+    that window (decided early), 1 once the window closed without one. `label_known_at` is the window's
+    end, dt_ref + horizon_days_left, when the label is known whatever it turns out to be."""
+    end = pd.Timestamp(data_observed_end(con))
+    h = int(settings.churn.horizon_days)
+    con.register("_olist_scored", scored[["dt_ref", "seller_id"]].drop_duplicates())
+    try:
+        return con.execute(
+            f"""
+            WITH sc AS (SELECT CAST(dt_ref AS DATE) AS dt_ref, seller_id FROM _olist_scored),
+            sales AS (
+                SELECT DISTINCT i.seller_id, o.order_purchase_timestamp AS ts
+                FROM stg_order_items i JOIN stg_orders o ON o.order_id = i.order_id
+                WHERE i.seller_id IN (SELECT seller_id FROM sc) AND o.order_purchase_timestamp < ?
+            ),
+            w AS (
+                SELECT sc.dt_ref, sc.seller_id,
+                       CAST(CAST(max(s.ts) AS DATE) + INTERVAL {h + 1} DAY AS TIMESTAMP) AS window_end
+                FROM sc LEFT JOIN sales s ON s.seller_id = sc.seller_id AND s.ts < sc.dt_ref
+                GROUP BY ALL
+            ),
+            f AS (
+                SELECT w.dt_ref, w.seller_id, w.window_end, min(s.ts) AS first_sale
+                FROM w LEFT JOIN sales s ON s.seller_id = w.seller_id AND s.ts >= w.dt_ref AND s.ts < w.window_end
+                GROUP BY ALL
+            )
+            SELECT dt_ref, seller_id,
+                   CAST(CASE WHEN first_sale IS NOT NULL THEN 0 WHEN window_end <= ? THEN 1 END AS INTEGER) AS label,
+                   window_end AS label_known_at
+            FROM f
+            """,
+            [end, end],
+        ).df()
+    finally:
+        con.unregister("_olist_scored")
+
+
 def recency(df: pd.DataFrame) -> np.ndarray:
     """The baseline: days since the seller's last sale (longer silence, more likely churn)."""
     return pd.to_numeric(df[RECENCY], errors="coerce").to_numpy(dtype=float)
@@ -299,6 +339,8 @@ PROBLEM = Problem(
     # split (test: the last 3 labelled months; validation: the 3 before; purged by label_known_at),
     # horizon, eligibility and cadence: Settings.churn (olist_ml.config.ChurnSettings)
     settings_of=lambda s: s.churn,
+    reads=FEATURE_READS,  # the feature store's facts (the churn columns read orders and items too)
+    outcomes=outcomes,
     uses_features=(F.days_since_last_sale,),
     build_step=f"{FEATURES_STEP} build",
     exposure_column="horizon_days_left",  # churn = no sale during these days: the hazard_glm candidate

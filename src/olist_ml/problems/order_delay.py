@@ -287,18 +287,40 @@ def abt_sql(
         if delivery_end_date is not None
         else "CAST(NULL AS TIMESTAMP)"
     )
-    on_time, known_at = label_exprs("f.delivered_at", "f.estimated_at")
-    labelled = (
-        f"{known_at} <= {end} "
-        "AND NOT (f.order_status = 'delivered' AND f.delivered_at IS NULL)"
-    )  # delivered at an unknown time
+    label, known_at = label_sql("f.delivered_at", "f.estimated_at", "f.order_status", end)
     return f"""
         SELECT f.*,
                1.0 / count(*) OVER (PARTITION BY f.order_id) AS {WEIGHT},
-               CAST(CASE WHEN {labelled} THEN {known_at} END AS TIMESTAMP) AS label_known_at,
-               CAST(CASE WHEN {labelled} THEN (CASE WHEN {on_time} THEN 0 ELSE 1 END) END AS INTEGER) AS {TARGET}
+               CAST(CASE WHEN {label} IS NOT NULL THEN {known_at} END AS TIMESTAMP) AS label_known_at,
+               {label} AS {TARGET}
         FROM ({features_sql(orders, points, base)}) f
     """
+
+
+def label_sql(delivered: str, estimated: str, status: str, end: str) -> tuple[str, str]:
+    """SQL of (the label: 1 late, 0 on time, NULL while not known by `end`, the exclusive end of the
+    observed deliveries; when it is known whatever it turns out to be). An order shown delivered
+    without a delivery time is never labelled (delivered at an unknown time)."""
+    on_time, known_at = label_exprs(delivered, estimated)
+    labelled = f"{known_at} <= {end} AND NOT ({status} = 'delivered' AND {delivered} IS NULL)"
+    return f"CAST(CASE WHEN {labelled} THEN (CASE WHEN {on_time} THEN 0 ELSE 1 END) END AS INTEGER)", known_at
+
+
+def outcomes(con: duckdb.DuckDBPyConnection, settings: Settings, scored: pd.DataFrame) -> pd.DataFrame:
+    """`Problem.outcomes`: each scored order's label as known now (`label_sql`, the ABT's own rule)."""
+    end = delivery_end(con)
+    end_sql = f"TIMESTAMP '{end.isoformat()} 00:00:00'" if end is not None else "CAST(NULL AS TIMESTAMP)"
+    label, known_at = label_sql(
+        "o.order_delivered_customer_date", "o.order_estimated_delivery_date", "o.order_status", end_sql
+    )
+    con.register("_olist_scored", scored[["dt_ref", "order_id"]])
+    try:
+        return con.execute(
+            f"SELECT s.dt_ref, s.order_id, {label} AS label, CAST({known_at} AS TIMESTAMP) AS label_known_at "
+            "FROM _olist_scored s LEFT JOIN stg_orders o ON o.order_id = s.order_id"
+        ).df()
+    finally:
+        con.unregister("_olist_scored")
 
 
 def build_abt(con: duckdb.DuckDBPyConnection, settings: Settings, step: int | None = None) -> int:
@@ -580,6 +602,8 @@ PROBLEM = Problem(
     ci_cluster_column="order_id",
     weight_column=WEIGHT,
     build_step="ingest SOURCE",  # the ABT reads the stg tables only (no feature-store row)
+    reads=(*STG_TABLES, "stg_geolocation"),  # the order facts, the parties and their zip coordinates
+    outcomes=outcomes,
     # dt_ref: the check point (purchase date for the row at approval), the scoring date when scored
     event_time_column="purchase_ts",
 )

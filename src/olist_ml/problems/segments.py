@@ -75,10 +75,11 @@ from olist_ml_model import CLIP, HeavyTailScaler  # noqa: F401  (earlier pickles
 
 from ..config import Settings
 from ..errors import InputError, MissingStepError
+from ..features.build import READS as FEATURE_READS
 from ..features.catalog import F
 from ..ml.problem import Problem
 from ..ml.train import cluster_space as _space
-from ..warehouse import observed_end, replace_table_atomically, require_tables, session, table_exists, transaction
+from ..warehouse import observed_end, replace_table_atomically, require_tables, session, table_exists
 from ._common import as_date
 
 NAME = "seller_segments"
@@ -359,20 +360,20 @@ class SegmentsResult:
 def _write_outputs(
     con, settings: Settings, dt_ref: date, df: pd.DataFrame, labels, names: dict[int, str], version, run_id
 ) -> int:
-    """The one writer of segment assignments: `seller_segments` (dt_ref partition replaced, with its
-    lineage) and `scores_seller_segments` (rows of (dt_ref, model_version) replaced), in one transaction
-    each. Partitions of both computed from data or settings that changed since are removed first."""
-    from .. import lineage
+    """The one writer of segment assignments: a batch of `seller_segments` and of
+    `scores_seller_segments` (`olist_ml.records`: history kept, idempotent per (dt_ref, version, data)).
+    Earlier batches computed from data that changed since are kept and marked revised."""
+    from .. import lineage, records
     from ..ml import scoring
 
-    cfg = lineage.problem_config_fp(PROBLEM, settings)
-    lineage.purge_stale_partitions(con, TABLE, cfg)
-    scoring.purge_stale_scores(con, PROBLEM, settings)
-    data_fp = lineage.asof_fingerprints(con, [dt_ref])[as_date(dt_ref)]
-
+    d = as_date(dt_ref)
+    records.mark_revised(con, TABLE, PROBLEM.reads)
+    scoring.mark_revised_scores(con, PROBLEM)
+    data_fp = lineage.asof_fingerprints(con, [d], PROBLEM.reads)[d]
+    scored_at = scoring.now_utc()
     out = pd.DataFrame(
         {
-            "dt_ref": [dt_ref] * len(df),
+            "dt_ref": [d] * len(df),
             "seller_id": df["seller_id"].astype(str).to_numpy(),
             "segment": np.asarray(labels, dtype=int),
         }
@@ -380,19 +381,19 @@ def _write_outputs(
     out["segment_name"] = out["segment"].map(lambda s: names.get(int(s), f"segment {s}"))
     out["model_version"] = str(version) if version is not None else None
     out["run_id"] = run_id
-    with transaction(con):
-        con.execute(
-            f"CREATE TABLE IF NOT EXISTS {TABLE} (dt_ref DATE, seller_id VARCHAR, segment INTEGER, "
-            "segment_name VARCHAR, model_version VARCHAR, run_id VARCHAR)"
-        )
-        con.execute(f"DELETE FROM {TABLE} WHERE dt_ref = ?", [dt_ref])
-        con.register("_olist_segments", out)
-        con.execute(
-            f"INSERT INTO {TABLE} SELECT CAST(dt_ref AS DATE), seller_id, segment, segment_name, "
-            "model_version, run_id FROM _olist_segments"
-        )
-        con.unregister("_olist_segments")
-        lineage.record(con, TABLE, data_fp, cfg, part=as_date(dt_ref))
+    out["scored_at"] = scored_at
+    records.write_batch(
+        con,
+        TABLE,
+        out,
+        f"CREATE TABLE IF NOT EXISTS {TABLE} (dt_ref DATE, seller_id VARCHAR, segment INTEGER, "
+        "segment_name VARCHAR, model_version VARCHAR, run_id VARCHAR, scored_at TIMESTAMP, data_fp VARCHAR, "
+        "data_revised_at TIMESTAMP)",
+        dt_ref=d,
+        model_version=None if version is None else str(version),
+        data_fp=data_fp,
+        types={"scored_at": "TIMESTAMP"},
+    )
     if version is not None:  # scores_<name> rows always carry a registered version
         sc = pd.DataFrame(
             {
@@ -403,12 +404,12 @@ def _write_outputs(
                 "model_name": NAME,
                 "model_version": str(version),
                 "run_id": run_id,
-                "scored_at": scoring.now_utc(),
+                "scored_at": scored_at,
                 "segment_name": out["segment_name"],
             }
         )
         scoring.write_scores(
-            con, PROBLEM, sc.sort_values(["score", "seller_id"]).reset_index(drop=True), dt_ref, str(version), settings
+            con, PROBLEM, sc.sort_values(["score", "seller_id"]).reset_index(drop=True), d, str(version)
         )
     return len(out)
 
@@ -485,7 +486,7 @@ def fit_segments(
     hashes it). k_range default: `segments.k_range` (3..8); stability runs: `segments.stability_runs` (5).
     """
     from ..ml import metrics as M
-    from ..ml.data import content_hash, load_abt
+    from ..ml.data import content_hash, data_end, load_abt
 
     seed = settings.seed
     k_range = _k_range(settings, k_range)
@@ -496,6 +497,7 @@ def fit_segments(
             write_abt(con, settings, dt_ref)
         df = con.execute(f"SELECT * FROM {ABT} ORDER BY seller_id").df()
         abt_hash = content_hash(load_abt(con, PROBLEM)) if not df.empty else ""
+        end = data_end(con)
     if df.empty:
         raise MissingStepError(
             f"no active sellers at {dt_ref or 'the default dt_ref'}: build features over a range that contains sales"
@@ -543,6 +545,8 @@ def fit_segments(
         "n_features": len(feats),
         "features": feats,
     }
+    if end is not None:
+        res.lineage["data_end"] = str(end)
     res.fit_seconds = time.perf_counter() - t0
     if log:
         _log_run(settings, res, pipe, df, X, labels, register, min_delta)
@@ -643,6 +647,8 @@ def _register(settings: Settings, res: SegmentsResult, df: pd.DataFrame, min_del
         "trained_until": str(res.dt_ref),
         SETTINGS_TAG: PROBLEM.settings_json(settings),
     }
+    if res.lineage.get("data_end"):  # the retrain policy counts the days since (olist_ml.ml.policy)
+        tags["data_end"] = res.lineage["data_end"]
 
     def decide(version: str, current) -> tuple[str, str]:
         if current is None:
@@ -795,6 +801,7 @@ PROBLEM = Problem(
     aliases=("segments", "segmentation"),
     description="Segments of active sellers (k-means on robust-scaled feature-store features), named from profiles",
     settings_of=lambda s: s.segments,  # k_range, stability_runs (no labels: the split is unused)
+    reads=FEATURE_READS,  # its population and features come from the feature store
     uses_features=tuple(ref for ref, _ in CURATED) + (ACTIVE,),
     build_step="features build",
     train_fn=train_segments,

@@ -536,6 +536,16 @@ def _score_orders(
         ) from e
     scores = np.where(past, 1.0, scores)  # not delivered by its promised day: late, whatever a model says
     info = slot.info()
+    names = [c for c in slot.champion.feature_names if c in df.columns]
+    state.log_served(
+        DELAY,
+        slot,
+        snap.dt_ref if getattr(snap, "delay", None) is None else snap.delay.scoring_date,
+        [{"order_id": o.order_id} for o in orders],
+        lambda: df[names].to_dict("records"),
+        [float(s) for s in scores],
+        "/batch/delay" if batch else "/orders/delay",
+    )
     return [
         DelayScore(
             order_id=o.order_id,
@@ -639,6 +649,7 @@ def _churn_routes(app: FastAPI, state: ServingState, auth: list, BatchChurnIn) -
         score = snap.churn_scores.get(seller_id)
         if score is None:
             raise HTTPException(404, f"unknown seller {seller_id}: no {CHURN} feature row at dt_ref {snap.dt_ref}")
+        _log_churn(state, slot, snap, [seller_id], [score], "/sellers/{seller_id}/churn")
         return ChurnScore(
             seller_id=seller_id,
             score=_finite(score),
@@ -669,9 +680,30 @@ def _churn_routes(app: FastAPI, state: ServingState, auth: list, BatchChurnIn) -
                         dt_ref=snap.dt_ref,
                     )
                 )
+        _log_churn(state, slot, snap, [r.seller_id for r in results], [r.score for r in results], "/batch/churn")
         return BatchChurnOut(
             model_name=name, model_version=str(snap.churn_version), dt_ref=snap.dt_ref, results=results, unknown=unknown
         )
+
+
+def _log_churn(state: ServingState, slot, snap, sellers: list[str], scores: list, endpoint: str) -> None:
+    """The served log of churn answers: the champion's features of each seller from the snapshot."""
+    names = list(slot.champion.feature_names) if slot.champion is not None else []
+    frame = snap.churn_frame
+
+    def features() -> list[dict]:
+        cols = [c for c in names if c in frame.columns]
+        return [frame.loc[s, cols].to_dict() for s in sellers]
+
+    state.log_served(
+        CHURN,
+        slot,
+        snap.dt_ref,
+        [{"seller_id": s} for s in sellers],
+        features if frame is not None else None,
+        scores,
+        endpoint,
+    )
 
 
 def _delay_routes(app: FastAPI, state: ServingState, auth: list, BatchDelayIn) -> None:

@@ -7,13 +7,24 @@
   latest reference date, joined to the problem's scoring frame at that date for the features).
   Binning: see `olist_ml.serving.metrics` (reference deciles, NULL bin, epsilon 1e-4 for
   empty bins). PSI > 0.2 is flagged.
-* **Realised performance**: past scores in `scores_<problem>` joined on the key columns to the
-  ABT's now-known targets (rows whose label has not matured are NULL in the ABT and left out),
-  per (reference date, model version): ROC AUC and top-decile lift.
+* **Realised performance** (`realised`), as labels mature: every past batch of `scores_<problem>`
+  (one per scored dt_ref and model version) against its rows' labels as known now
+  (`Problem.outcomes`: delay once the promise has passed, churn once the no-sale window closed,
+  activation once the 90 days passed; a row counts when its label is known WHATEVER it turns out to
+  be, so maturing never selects on the outcome): n scored, n matured, ROC AUC with its DeLong 95 %
+  interval, top-decile lift, and the quality gate's baseline on the same rows (the rule's score is
+  kept with every score row, `baseline_score`). Stored as one row per (problem, dt_ref, model
+  version, source) in `monitor_performance`, recomputed until every row of the batch has matured
+  (`final`). A batch at or above `monitoring.min_rows` matured rows that falls below the problem's
+  quality gate (the baseline's AUC on the same rows, or a CI at or below 0.5 for the chance gate)
+  raises an alert: one line, exit code 3 from `olist-ml monitor`, and a retrain in the daily run
+  (`olist_ml.ml.policy`). Served predictions (the API's log, `olist_ml.serving.served_log`) are
+  measured the same way (source `served`), and compared with the batch scores.
+* **Score drift since deployment** (`score_drift`): PSI of the champion's scores at its first scored
+  dt_ref vs its latest; above `monitoring.drift_psi` it makes a retrain due.
 
-Results are appended to the warehouse tables `monitor_drift` and `monitor_performance`
-(one `run_ts` per monitoring run) and logged as a `monitor` run in the problem's MLflow
-experiment.
+Drift rows are appended to `monitor_drift` (one `run_ts` per `olist-ml monitor` run) and the run is
+logged as a `monitor` run in the problem's MLflow experiment.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ import pandas as pd
 from ..config import Settings
 from ..errors import MissingStepError
 from ..warehouse import transaction
-from .metrics import EPSILON, PSI_FLAG, psi, realised_performance
+from .metrics import EPSILON, PSI_FLAG, psi, top_decile_lift
 
 DRIFT_TABLE = "monitor_drift"
 PERF_TABLE = "monitor_performance"
@@ -40,9 +51,27 @@ _DRIFT_DDL = f"""CREATE TABLE IF NOT EXISTS {DRIFT_TABLE} (
     reference_start DATE, reference_end DATE, current_dt_ref DATE, feature VARCHAR, kind VARCHAR,
     psi DOUBLE, flag BOOLEAN, n_reference BIGINT, n_current BIGINT, null_reference BIGINT, null_current BIGINT,
     bins VARCHAR)"""
-_PERF_DDL = f"""CREATE TABLE IF NOT EXISTS {PERF_TABLE} (
-    problem VARCHAR, run_ts TIMESTAMP, mlflow_run_id VARCHAR, dt_ref DATE, model_version VARCHAR,
-    n BIGINT, n_positive BIGINT, base_rate DOUBLE, roc_auc DOUBLE, lift_top_decile DOUBLE)"""
+PERF_COLUMNS = {
+    "problem": "VARCHAR",
+    "dt_ref": "DATE",
+    "model_version": "VARCHAR",
+    "source": "VARCHAR",  # batch (scores_<problem>) | served (the API's log)
+    "n_scored": "BIGINT",
+    "n": "BIGINT",  # rows whose label is known whatever it turns out to be (matured)
+    "n_decided": "BIGINT",  # rows whose label is known already (matured, or decided early: churn's sale)
+    "n_positive": "BIGINT",
+    "base_rate": "DOUBLE",
+    "roc_auc": "DOUBLE",
+    "roc_auc_ci_low": "DOUBLE",
+    "roc_auc_ci_high": "DOUBLE",
+    "lift_top_decile": "DOUBLE",
+    "baseline": "VARCHAR",
+    "baseline_roc_auc": "DOUBLE",
+    "final": "BOOLEAN",  # every row matured: not recomputed any more
+    "below_gate": "BOOLEAN",
+    "computed_at": "TIMESTAMP",
+}
+_PERF_DDL = f"CREATE TABLE IF NOT EXISTS {PERF_TABLE} ({', '.join(f'{c} {t}' for c, t in PERF_COLUMNS.items())})"
 
 
 @dataclass
@@ -57,9 +86,12 @@ class MonitorResult:
     n_reference: int
     n_current: int
     drift: pd.DataFrame
-    performance: pd.DataFrame
+    performance: pd.DataFrame  # monitor_performance rows of the problem (`realised`)
     mlflow_run_id: str | None = None
     notes: list[str] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)  # realised performance below the quality gate
+    realised_line: str = ""
+    served: dict = field(default_factory=dict)  # the API's log: rows, drift vs batch, served vs batch
 
     @property
     def n_flagged(self) -> int:
@@ -99,13 +131,15 @@ def training_range(settings: Settings, champion) -> tuple[date, date]:
 
 
 def _scores(con, problem) -> pd.DataFrame:
+    """The current scores of every dt_ref (its latest batch: `olist_ml.records`)."""
+    from ..records import latest_batch_sql
     from ..warehouse import table_exists
 
     if not table_exists(con, problem.scores_table):
         raise MissingStepError(
             f"warehouse has no table {problem.scores_table}: run `olist-ml predict {problem.name}` first"
         )
-    return con.execute(f"SELECT * FROM {problem.scores_table}").df()
+    return con.execute(latest_batch_sql(problem.scores_table, problem.time_column)).df()
 
 
 def _as_date(s: pd.Series) -> pd.Series:
@@ -185,22 +219,268 @@ def drift_table(
     return pd.DataFrame(rows)
 
 
-def performance_table(con, problem, scores: pd.DataFrame) -> pd.DataFrame:
-    """Realised ROC AUC / top-decile lift of past scores against the ABT's matured targets."""
-    if problem.kind != "binary" or not problem.target:
-        return pd.DataFrame(
-            columns=["dt_ref", "model_version", "n", "n_positive", "base_rate", "roc_auc", "lift_top_decile"]
+# ---- realised performance as labels mature -------------------------------------------------------
+@dataclass
+class Realised:
+    """`realised`'s result: the rows of `monitor_performance` of one problem, and its alerts."""
+
+    problem: str
+    table: pd.DataFrame
+    computed: int  # (dt_ref, version) batches (re)computed in this call
+    alerts: list[str] = field(default_factory=list)
+
+    def latest(self, version: str | None = None, source: str = "batch") -> pd.Series | None:
+        """The most recent scored dt_ref's row (of `version`) with matured rows."""
+        t = self.table[(self.table["source"] == source) & (self.table["n"] > 0)]
+        if version is not None:
+            t = t[t["model_version"] == str(version)]
+        return t.sort_values("dt_ref").iloc[-1] if len(t) else None
+
+    def line(self) -> str:
+        r = self.latest()
+        if r is None:
+            n_dt = int((self.table["source"] == "batch").sum()) if len(self.table) else 0
+            return f"no matured labels yet ({n_dt} scored dt_ref(s) waiting)"
+        base = f", baseline {r.baseline_roc_auc:.3f}" if pd.notna(r.baseline_roc_auc) else ""
+        auc = (
+            f"ROC AUC {r.roc_auc:.3f} (95 % CI {r.roc_auc_ci_low:.3f}-{r.roc_auc_ci_high:.3f}){base}"
+            if pd.notna(r.roc_auc)
+            else "one class so far"
         )
+        day = pd.Timestamp(r.dt_ref).date()
+        return f"dt_ref {day} v{r.model_version}: {int(r.n)} of {int(r.n_scored)} labels matured, {auc}"
+
+
+def _observed(y: np.ndarray, s: np.ndarray) -> tuple[float, float, float]:
+    from ..ml.metrics import auc_delong
+
+    return auc_delong(y, s) if len(y) > 1 else (float("nan"),) * 3
+
+
+def _neutral(b: np.ndarray) -> np.ndarray:
+    """A rule's score with its unknowns at the median (as the quality gate scores them in training)."""
+    b = np.asarray(b, dtype=float)
+    return np.where(np.isfinite(b), b, np.nanmedian(b) if np.isfinite(b).any() else 0.0)
+
+
+def batch_metrics(problem, g: pd.DataFrame, min_rows: int) -> dict:
+    """The realised metrics of one batch (rows: score, baseline_score, label, matured, decided)."""
+    m = g[g["matured"]]
+    y = m["label"].astype(int).to_numpy()
+    sc = m["score"].astype(float).to_numpy()
+    auc, lo, hi = _observed(y, sc) if len(m) else (float("nan"),) * 3
+    gate = problem.quality_gate
+    base_auc = float("nan")
+    if gate is not None and gate.score is not None and len(m) and "baseline_score" in m.columns:
+        b = m["baseline_score"].astype(float).to_numpy()
+        if np.isfinite(b).any():
+            base_auc = _observed(y, _neutral(b))[0]
+    below = False
+    if len(m) >= min_rows and np.isfinite(auc) and gate is not None and problem.metric == "roc_auc":
+        if gate.score is not None and np.isfinite(base_auc):
+            below = auc <= base_auc
+        if gate.ci_floor is not None:
+            below = below or lo <= gate.ci_floor
+    return {
+        "n_scored": len(g),
+        "n": len(m),
+        "n_decided": int(g["decided"].sum()),
+        "n_positive": int(y.sum()),
+        "base_rate": float(y.mean()) if len(y) else float("nan"),
+        "roc_auc": auc,
+        "roc_auc_ci_low": lo,
+        "roc_auc_ci_high": hi,
+        "lift_top_decile": top_decile_lift(y, sc) if len(y) else float("nan"),
+        "baseline": gate.name if gate is not None else None,
+        "baseline_roc_auc": base_auc,
+        "final": bool(len(m) == len(g)),
+        "below_gate": bool(below),
+    }
+
+
+def _stored(con, problem) -> pd.DataFrame:
+    from ..warehouse import table_exists
+
+    if not table_exists(con, PERF_TABLE):
+        return pd.DataFrame(columns=list(PERF_COLUMNS))
+    have = {r[0] for r in con.execute(f"DESCRIBE {PERF_TABLE}").fetchall()}
+    if set(PERF_COLUMNS) - have:  # the table of an earlier format (one row per monitor run): recomputed
+        con.execute(f"DROP TABLE {PERF_TABLE}")
+        return pd.DataFrame(columns=list(PERF_COLUMNS))
+    return con.execute(f"SELECT * FROM {PERF_TABLE} WHERE problem = ?", [problem.name]).df()
+
+
+def _batches_to_measure(con, problem, stored: pd.DataFrame, full: bool) -> pd.DataFrame:
+    """The latest batch of every (dt_ref, model version) of the score history not measured final yet."""
     t = problem.time_column
+    keys = ", ".join(problem.key_columns)
+    have = {r[0] for r in con.execute(f"DESCRIBE {problem.scores_table}").fetchall()}
+    base = "baseline_score" if "baseline_score" in have else "CAST(NULL AS DOUBLE) AS baseline_score"
+    df = con.execute(
+        f"SELECT {keys}, score, {base}, model_version FROM {problem.scores_table} "
+        f"QUALIFY scored_at = max(scored_at) OVER (PARTITION BY CAST({t} AS DATE), model_version)"
+    ).df()
+    df[t] = _as_date(df[t])
+    if full or stored.empty:
+        return df
+    done = stored[(stored["source"] == "batch") & stored["final"].astype(bool)]
+    final = set(zip(_as_date(done["dt_ref"]), done["model_version"].astype(str), strict=True))
+    keep = [(d, str(v)) not in final for d, v in zip(df[t], df["model_version"], strict=True)]
+    return df[keep]
+
+
+def measure(con, settings: Settings, problem, scored: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Realised metrics per (dt_ref, model_version) of scored rows (key columns, score, baseline_score,
+    model_version) against `Problem.outcomes`."""
+    t = problem.time_column
+    cols = ["dt_ref", "model_version", "source", *[c for c in PERF_COLUMNS if c not in _KEYS]]
+    if scored.empty:
+        return pd.DataFrame(columns=cols)
     keys = list(problem.key_columns)
-    cols = ", ".join(dict.fromkeys([*keys, problem.target]))
-    abt = con.execute(f"SELECT {cols} FROM {problem.abt_table} WHERE {problem.target} IS NOT NULL").df()
-    abt[t] = _as_date(abt[t])
-    sc = scores[[*keys, "score", "model_version"]].copy()
-    sc[t] = _as_date(sc[t])
-    joined = sc.merge(abt, on=keys, how="inner")
-    perf = realised_performance(joined, group_cols=[t, "model_version"], target_col=problem.target, score_col="score")
-    return perf.rename(columns={t: "dt_ref"})
+    outcomes = problem.outcomes or _abt_outcomes(problem)
+    out = outcomes(con, settings, scored[keys].drop_duplicates())
+    out[t] = _as_date(out[t])
+    if "decided" not in out.columns:
+        out["decided"] = out["label"].notna()
+    j = scored.merge(out, on=keys, how="left")
+    j["matured"] = j["label"].notna()
+    j["decided"] = j["decided"].fillna(False).astype(bool) | j["matured"]
+    rows = []
+    for (d, v), g in j.groupby([t, "model_version"], sort=True):
+        rows.append({"dt_ref": d, "model_version": str(v), "source": source, **batch_metrics(problem, g, 0)})
+    res = pd.DataFrame(rows)
+    min_rows = int(settings.monitoring.min_rows)
+    res["below_gate"] = res["below_gate"] & (res["n"] >= min_rows)
+    return res[cols]
+
+
+_KEYS = ("problem", "dt_ref", "model_version", "source", "computed_at")
+
+
+def _abt_outcomes(problem):
+    """The outcomes of a problem without an `outcomes` hook: its ABT's target on the same key (a panel
+    problem whose ABT holds every scored dt_ref; NULL while not labelled)."""
+
+    def outcomes(con, settings: Settings, scored: pd.DataFrame) -> pd.DataFrame:
+        from ..warehouse import table_exists
+
+        keys = list(problem.key_columns)
+        if not table_exists(con, problem.abt_table):
+            return scored.assign(label=pd.NA)
+        abt = con.execute(
+            f"SELECT {', '.join(keys)}, {problem.target} AS label FROM {problem.abt_table} "
+            f"WHERE {problem.target} IS NOT NULL"
+        ).df()
+        abt[problem.time_column] = _as_date(abt[problem.time_column])
+        s = scored.copy()
+        s[problem.time_column] = _as_date(s[problem.time_column])
+        return s.merge(abt, on=keys, how="left")
+
+    return outcomes
+
+
+def realised(con, settings: Settings, problem, *, full: bool = False, served: bool = True) -> Realised:
+    """Measure every scored batch of `problem` whose labels are still maturing (all with `full`), store
+    the rows in `monitor_performance` and return them with the alerts (module doc). Needs a writable
+    connection; a problem without `outcomes` or without scores measures nothing."""
+    from ..ml import registry
+    from ..warehouse import table_exists
+
+    problem = _problem(problem)
+    if problem.kind != "binary" or not problem.target or not table_exists(con, problem.scores_table):
+        return Realised(problem.name, pd.DataFrame(columns=list(PERF_COLUMNS)), 0)
+    stored = _stored(con, problem)
+    todo = _batches_to_measure(con, problem, stored, full)
+    new = measure(con, settings, problem, todo, "batch")
+    if served:
+        from . import served_log
+
+        sv = served_log.scored_rows(settings, problem)
+        if len(sv):
+            new = pd.concat([new, measure(con, settings, problem, sv, "served")], ignore_index=True)
+    if len(new):
+        new.insert(0, "problem", problem.name)
+        new["computed_at"] = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+        with transaction(con):
+            con.execute(_PERF_DDL)
+            con.register("_olist_perf", new[list(PERF_COLUMNS)])
+            con.execute(
+                f"DELETE FROM {PERF_TABLE} WHERE problem = ? AND (dt_ref, model_version, source) IN "
+                "(SELECT (dt_ref, model_version, source) FROM _olist_perf)",
+                [problem.name],
+            )
+            con.execute(f"INSERT INTO {PERF_TABLE} BY NAME SELECT * FROM _olist_perf")
+            con.unregister("_olist_perf")
+    table = (
+        con.execute(
+            f"SELECT * FROM {PERF_TABLE} WHERE problem = ? ORDER BY source, dt_ref, model_version", [problem.name]
+        ).df()
+        if table_exists(con, PERF_TABLE)
+        else pd.DataFrame(columns=list(PERF_COLUMNS))
+    )
+    res = Realised(problem.name, table, int(len(new)))
+    champ = registry.alias_version(settings, problem.name)
+    if champ is not None:
+        res.alerts += _gate_alerts(problem, table, str(champ.version), int(settings.monitoring.min_rows))
+    return res
+
+
+def _gate_alerts(problem, table: pd.DataFrame, version: str, min_rows: int) -> list[str]:
+    """The alert of the champion's most recent batch with enough matured rows, when below the gate."""
+    t = table[(table["source"] == "batch") & (table["model_version"] == version) & (table["n"] >= min_rows)]
+    if t.empty:
+        return []
+    r = t.sort_values("dt_ref").iloc[-1]
+    if not bool(r.below_gate):
+        return []
+    bar = (
+        f"the baseline ({r.baseline}) {r.baseline_roc_auc:.3f} on the same rows"
+        if pd.notna(r.baseline_roc_auc)
+        else f"its gate ({r.baseline})"
+    )
+    return [
+        f"{problem.name} v{version}: realised ROC AUC {r.roc_auc:.3f} (95 % CI {r.roc_auc_ci_low:.3f}-"
+        f"{r.roc_auc_ci_high:.3f}) on the {int(r.n)} matured rows scored at {pd.Timestamp(r.dt_ref).date()} is not "
+        f"above {bar}"
+    ]
+
+
+def score_drift(con, settings: Settings, problem, version: str | None = None) -> tuple[float, str]:
+    """(PSI, line) of the champion's (or `version`'s) scores: its first scored dt_ref vs its latest;
+    NaN while it scored one dt_ref only."""
+    from ..ml import registry
+    from ..warehouse import table_exists
+
+    problem = _problem(problem)
+    if version is None:
+        mv = registry.alias_version(settings, problem.name)
+        version = str(mv.version) if mv is not None else None
+    if version is None or not table_exists(con, problem.scores_table):
+        return float("nan"), ""
+    t = problem.time_column
+    df = con.execute(
+        f"SELECT CAST({t} AS DATE) AS d, score FROM {problem.scores_table} WHERE model_version = ? "
+        f"QUALIFY scored_at = max(scored_at) OVER (PARTITION BY CAST({t} AS DATE))",
+        [version],
+    ).df()
+    days = sorted(set(df["d"]))
+    if len(days) < 2:
+        return float("nan"), ""
+    first, last = df[df["d"] == days[0]]["score"], df[df["d"] == days[-1]]["score"]
+    if problem.kind != "binary":
+        first, last = first.astype(str), last.astype(str)
+    r = psi(first.reset_index(drop=True), last.reset_index(drop=True))
+    return r.psi, f"score PSI {r.psi:.3f} of v{version} between {days[0]} and {days[-1]}"
+
+
+def signals(con, settings: Settings, problem, realised_res: Realised | None = None) -> list[str]:
+    """What makes the daily run retrain before its due date (`olist_ml.ml.policy`): the realised-performance
+    alerts and score drift above `monitoring.drift_psi`."""
+    out = list(realised_res.alerts) if realised_res is not None else []
+    value, line = score_drift(con, settings, problem)
+    if np.isfinite(value) and value > float(settings.monitoring.drift_psi):
+        out.append(f"{line} above {settings.monitoring.drift_psi}")
+    return out
 
 
 def _log_mlflow(settings: Settings, problem, res: MonitorResult) -> str | None:
@@ -228,8 +508,10 @@ def _log_mlflow(settings: Settings, problem, res: MonitorResult) -> str | None:
             if np.isfinite(r.psi):
                 metrics["psi_score" if r.kind == "score" else f"psi_{r.feature}"] = float(r.psi)
         metrics["n_drifted"] = float(res.n_flagged)
+        metrics["n_alerts"] = float(len(res.alerts))
         mlflow.log_metrics(metrics)
-        for _i, r in enumerate(res.performance.sort_values("dt_ref").itertuples()):
+        perf = res.performance[res.performance["source"] == "batch"] if len(res.performance) else res.performance
+        for r in perf.sort_values("dt_ref").itertuples():
             step = int(pd.Timestamp(r.dt_ref).strftime("%Y%m%d"))
             if np.isfinite(r.roc_auc):
                 mlflow.log_metric("realised_roc_auc", float(r.roc_auc), step=step)
@@ -242,17 +524,10 @@ def _log_mlflow(settings: Settings, problem, res: MonitorResult) -> str | None:
         return run.info.run_id
 
 
-def _store(con, problem, res: MonitorResult, settings: Settings) -> None:
-    """Append this monitoring run to monitor_drift / monitor_performance with its lineage (the data and
-    settings it describes, `olist_ml.lineage`: `olist-ml summary` shows when newer data makes it stale)."""
-    from .. import lineage
-
-    data_fp, cfg = lineage.abt_inputs_fp(con), lineage.problem_config_fp(problem, settings)
+def _store(con, problem, res: MonitorResult) -> None:
+    """Append this monitoring run's drift rows to monitor_drift (realised performance is stored by `realised`)."""
     with transaction(con):
-        for table in (DRIFT_TABLE, PERF_TABLE):
-            lineage.record(con, f"{table}/{problem.name}", data_fp, cfg)
         con.execute(_DRIFT_DDL)
-        con.execute(_PERF_DDL)
         d = res.drift.copy()
         d.insert(0, "problem", problem.name)
         d.insert(1, "run_ts", res.run_ts)
@@ -265,21 +540,13 @@ def _store(con, problem, res: MonitorResult, settings: Settings) -> None:
         con.register("_monitor_drift", d)
         con.execute(f"INSERT INTO {DRIFT_TABLE} BY NAME SELECT * FROM _monitor_drift")
         con.unregister("_monitor_drift")
-        if len(res.performance):
-            p = res.performance.copy()
-            p.insert(0, "problem", problem.name)
-            p.insert(1, "run_ts", res.run_ts)
-            p.insert(2, "mlflow_run_id", res.mlflow_run_id)
-            p["model_version"] = p["model_version"].astype(str)
-            con.register("_monitor_perf", p)
-            con.execute(f"INSERT INTO {PERF_TABLE} BY NAME SELECT * FROM _monitor_perf")
-            con.unregister("_monitor_perf")
 
 
 def monitor(problem, settings: Settings, *, log_to_mlflow: bool = True) -> MonitorResult:
     """Drift + realised performance of `problem`'s champion; stored and logged (see module doc)."""
     from ..ml import registry
     from ..warehouse import require_tables, session
+    from . import served_log
 
     problem = _problem(problem)
     champ = registry.load_champion(settings, problem.name)
@@ -307,7 +574,7 @@ def monitor(problem, settings: Settings, *, log_to_mlflow: bool = True) -> Monit
         drift = drift_table(
             reference, current, features, ref_score, current["score"], categorical_score=problem.kind != "binary"
         )
-        perf = performance_table(con, problem, scores)
+        real = realised(con, settings, problem, full=True)
         res = MonitorResult(
             problem=problem.name,
             run_ts=run_ts,
@@ -319,9 +586,16 @@ def monitor(problem, settings: Settings, *, log_to_mlflow: bool = True) -> Monit
             n_reference=len(reference),
             n_current=len(current),
             drift=drift,
-            performance=perf,
+            performance=real.table,
+            alerts=real.alerts,
+            realised_line=real.line(),
         )
+        value, line = score_drift(con, settings, problem, str(champ.version))
+        if np.isfinite(value):
+            due = " (above monitoring.drift_psi: a retrain is due)" if value > settings.monitoring.drift_psi else ""
+            res.notes.append(line + due)
+        res.served = served_log.summary(settings, problem, scores, current, features)
         if log_to_mlflow:
             res.mlflow_run_id = _log_mlflow(settings, problem, res)
-        _store(con, problem, res, settings)
+        _store(con, problem, res)
     return res

@@ -242,11 +242,12 @@ def _monitor_tables(con, problem_name: str) -> tuple[pd.DataFrame, pd.DataFrame]
             [problem_name, problem_name],
         ).df()
     if table_exists(con, "monitor_performance"):
+        cols = {r[0] for r in con.execute("DESCRIBE monitor_performance").fetchall()}
+        source = "AND source = 'batch' " if "source" in cols else ""
         perf = con.execute(
             "SELECT dt_ref, model_version, n, n_positive, base_rate, roc_auc, lift_top_decile FROM monitor_performance "
-            "WHERE problem = ? AND run_ts = (SELECT max(run_ts) FROM monitor_performance WHERE problem = ?) "
-            "ORDER BY dt_ref, model_version",
-            [problem_name, problem_name],
+            f"WHERE problem = ? AND n > 0 {source}ORDER BY dt_ref, model_version",
+            [problem_name],
         ).df()
     return drift, perf
 

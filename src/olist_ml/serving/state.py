@@ -353,6 +353,7 @@ class ServingState:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _client: Any = None
+    served: Any = None  # the log of every answer (`olist_ml.serving.served_log.ServedLog`), while started
 
     def __post_init__(self) -> None:
         for p in self.problems:
@@ -515,6 +516,10 @@ class ServingState:
 
     # ---- background poller ---------------------------------------------------------------
     def start(self) -> None:
+        from .served_log import ServedLog
+
+        if self.served is None:
+            self.served = ServedLog(self.settings)
         self.refresh()
         if self.poll_seconds > 0 and self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="olist-ml-poller", daemon=True)
@@ -525,6 +530,23 @@ class ServingState:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        if self.served is not None:
+            self.served.close()
+            self.served = None
+
+    def log_served(self, problem: str, slot, dt_ref, keys: list[dict], features, scores, endpoint: str) -> None:
+        """Append an answer to the served log (never blocks; nothing when the log is not started)."""
+        if self.served is not None:
+            self.served.record(
+                problem,
+                model_name=slot.info().get("model_name") or problem,
+                model_version=slot.version,
+                dt_ref=dt_ref,
+                keys=keys,
+                features=features,
+                scores=scores,
+                endpoint=endpoint,
+            )
 
     def _loop(self) -> None:
         while not self._stop.wait(self.poll_seconds):

@@ -135,7 +135,7 @@ def build_spark(
     report = BuildReport(engine="spark", cadence=cadence, start=start_d, end=end_d)
     log = read_build_log(lake)
     logged_all = set(log.loc[log["table_name"].isin(names), "dt_ref"])
-    asof = lineage.asof_fingerprints(spark, set(dates) | logged_all)
+    asof = lineage.asof_fingerprints(spark, set(dates) | logged_all, REQUIRED_STG)
     cached: list = []
     dirty = False
     try:

@@ -14,7 +14,7 @@ What runs where:
 - Scoring: on the EXECUTORS, with `mlflow.pyfunc.spark_udf` on `models:/<name>@champion` (the
   model is shipped to the executors by MLflow; they need the same Python packages). Scores are
   written to `scores_<name>` partitioned by (time column, model_version): idempotent per
-  (date, version), like on DuckDB; each date's lineage is recorded and stale dates are purged.
+  (date, version), like on DuckDB; a history: earlier dates are kept, each batch carrying `data_fp`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import pandas as pd
 
 from ..config import Settings
 from ..errors import InputError, MissingStepError
-from ..lineage import AbtRefresh, Staleness, _hex, problem_config_fp, why
+from ..lineage import AbtRefresh, _hex, problem_config_fp
 from ..ml.problem import Problem
 from . import lineage as L
 from .features import read_build_log
@@ -194,36 +194,12 @@ def _record_parts(
     tables: list[str],
     fps: dict[dt.date, str] | None = None,
 ) -> None:
-    fps = fps if fps is not None and all(d in fps for d in days) else L.asof_fingerprints(env.spark, days)
+    fps = (
+        fps if fps is not None and all(d in fps for d in days) else L.asof_fingerprints(env.spark, days, problem.reads)
+    )
     cfg = problem_config_fp(problem, settings)
     for t in tables:
         L.record(env.lake, t, {d: (fps[d], cfg) for d in days})
-
-
-def purge_stale_scores(
-    env: SparkEnv, problem: Problem, settings: Settings, table: str | None = None, extra: tuple[dt.date, ...] = ()
-) -> tuple[Staleness, dict[dt.date, str]]:
-    """Drop the date partitions of a scores table whose data as known then, or whose problem settings /
-    code, changed since they were written (`lineage.purge_stale_partitions` on the lake). Returns what
-    was dropped and the as-of fingerprints computed (of the partitions and of `extra` dates)."""
-    table = table or problem.scores_table
-    t = problem.time_column
-    parts = [dt.date.fromisoformat(p) for p in env.lake.partitions(table, t)] if env.lake.exists(table) else []
-    fps = L.asof_fingerprints(env.spark, set(parts) | set(extra))
-    if not parts:
-        return Staleness(table, (), ""), fps
-    rec = L.recorded(env.lake, table)
-    cfg = problem_config_fp(problem, settings)
-    stale, reasons = [], []
-    for p in parts:
-        r = why(rec.get(p), fps[p], cfg)
-        if r:
-            stale.append(p)
-            reasons.append(r)
-    if stale:
-        env.lake.drop_partitions(table, [p.isoformat() for p in stale], t)
-        L.forget(env.lake, table, stale)
-    return Staleness(table, tuple(stale), max(set(reasons), key=reasons.count) if reasons else ""), fps
 
 
 # ---- scoring ---------------------------------------------------------------------------------------
@@ -309,11 +285,9 @@ def predict_spark(
             f"run `olist-ml --engine spark {problem.build_step}` for that date"
         )
     d = score_date(problem, frame, as_of)
-    purged, fps = purge_stale_scores(env, problem, settings, extra=(d,))
-    if problem.name == "seller_segments":  # the assignments table follows the same lineage
-        from ..problems import segments
-
-        purge_stale_scores(env, problem, settings, table=segments.TABLE)
+    # predictions are records (olist_ml.records): earlier dates are never purged; a batch carries the
+    # fingerprint of the data it was computed from
+    fps = L.asof_fingerprints(env.spark, [d], problem.reads)
     uri = f"models:/{problem.name}@{registry.CHAMPION}"
     cols = _signature_columns(uri)
     missing = [c for c, _ in cols if c not in frame.columns]
@@ -348,6 +322,8 @@ def predict_spark(
             F.lit(str(mv.version)).alias("model_version"),
             F.lit(mv.run_id or "").alias("run_id"),
             F.lit(scoring.now_utc()).cast("timestamp_ntz").alias("scored_at"),
+            F.lit(fps[d]).alias("data_fp"),
+            F.lit(None).cast("timestamp_ntz").alias("data_revised_at"),
         )
         names = {}
         if problem.name == "seller_segments":
@@ -366,7 +342,17 @@ def predict_spark(
         if problem.name == "seller_segments":
             from ..problems import segments
 
-            seg = out.select(t, "seller_id", F.col("score").alias("segment"), "segment_name", "model_version", "run_id")
+            seg = out.select(
+                t,
+                "seller_id",
+                F.col("score").alias("segment"),
+                "segment_name",
+                "model_version",
+                "run_id",
+                "scored_at",
+                "data_fp",
+                "data_revised_at",
+            )
             env.lake.overwrite_partitions(seg.coalesce(1), segments.TABLE, [t])
             tables.append(segments.TABLE)
         _record_parts(env, problem, settings, [d], tables, fps)
@@ -384,7 +370,6 @@ def predict_spark(
         distribution=dist,
         top=top,
         seconds=time.perf_counter() - t0,
-        purged=purged.line() if purged.stale else "",
     )
 
 

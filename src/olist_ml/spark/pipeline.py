@@ -132,12 +132,12 @@ def run_problem_spark(
 
     t0 = time.perf_counter()
     sr = SM.predict_spark(problem, settings, env=env)
-    purged = f"; {sr.purged}" if sr.purged else ""
+    revised = f"; {sr.revised}" if sr.revised else ""
     report.add(
         f"{problem.name}: score",
         "done",
         t0,
-        f"{sr.n_scored} rows at {sr.dt_ref} -> {sr.table} (v{sr.model_version}, spark_udf){purged}",
+        f"{sr.n_scored} rows at {sr.dt_ref} -> {sr.table} (v{sr.model_version}, spark_udf){revised}",
     )
 
 
