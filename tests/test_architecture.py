@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "olist_ml.warehouse",
             "olist_ml.lineage",
             "olist_ml.records",
+            "olist_ml.extract",
             "olist_ml.ingest",
             "olist_ml.synth",
             "olist_ml.geo",

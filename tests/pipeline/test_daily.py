@@ -95,3 +95,59 @@ def test_a_daily_extract_recomputes_only_the_dt_refs_its_new_facts_reach(extract
         for t in features.FEATURE_TABLES:
             q = f"SELECT * FROM {{}}{t} ORDER BY dt_ref, seller_id"
             pd.testing.assert_frame_equal(con.execute(q.format("")).df(), con.execute(q.format("replay.")).df())
+
+
+def test_the_daily_run_keeps_every_score_retrains_on_its_policy_and_measures_what_matured(extracts, tmp_path, capsys):
+    """`olist-ml run` once a day (D, D+1, D+7) into one home: every run succeeds; D+1 registers no
+    version and scores with the champions (next retrain due ...), keeping D's scores; D+7 retrains order
+    delay (due every 7 days) but not churn (30); realised performance of D's delay scores appears."""
+    from olist_ml.ml import policy
+    from olist_ml.pipeline import run_pipeline
+    from olist_ml.problems import get
+
+    s = Settings(home=tmp_path / "daily")
+    budget = {"n_trials": 0, "candidates": "logreg"}
+    names = ["churn", "delay"]
+    reports = {}
+    for day in DAYS:
+        reports[day] = run_pipeline(s, data=extracts[day], problems=names, **budget)
+        failed = [(r.step, r.detail) for r in reports[day].steps if r.status == "failed"]
+        assert not failed, (day, failed)
+    steps = {d: {r.step: r for r in rep.steps} for d, rep in reports.items()}
+    first, nxt, week = DAYS
+    for p in ("seller_churn", "order_delay"):
+        assert steps[first][f"{p}: train"].status == "done"
+        assert (
+            steps[nxt][f"{p}: train"].status == "skipped" and "next retrain due on" in steps[nxt][f"{p}: train"].detail
+        )
+        assert f"{p}: ABT" not in steps[nxt]  # no ABT rebuild on a day that does not retrain
+    assert steps[week]["order_delay: train"].status == "done" and "due:" in steps[week]["order_delay: train"].detail
+    assert steps[week]["seller_churn: train"].status == "skipped"
+    for p in ("seller_churn", "order_delay"):
+        versions = policy.latest_version(s, p)
+        assert int(versions.version) == (2 if p == "order_delay" else 1)
+        assert versions.tags[policy.DATA_END_TAG] == str(week if p == "order_delay" else first)
+    with duckdb.connect(str(s.warehouse), read_only=True) as con:
+        for p in ("seller_churn", "order_delay"):
+            kept = {r[0] for r in con.execute(f"SELECT DISTINCT dt_ref FROM scores_{p}").fetchall()}
+            scored = {pd.Timestamp(steps[d][f"{p}: score"].detail.split(" at ")[1][:10]).date() for d in DAYS}
+            assert kept == scored and len(kept) == 3, (p, kept, scored)  # every day's scores are kept
+            assert (
+                con.execute(f"SELECT count(*) FROM scores_{p} WHERE data_revised_at IS NOT NULL").fetchall()[0][0] == 0
+            )
+        perf = con.execute(
+            "SELECT * FROM monitor_performance WHERE problem = 'order_delay' AND source = 'batch' ORDER BY dt_ref"
+        ).df()
+    first_scored = perf[pd.to_datetime(perf["dt_ref"]).dt.date == min(kept)].iloc[0]
+    assert first_scored["n"] > 0 and first_scored["n_scored"] >= first_scored["n"], first_scored
+    assert first_scored["baseline"] == get("delay").quality_gate.name
+    assert "realised" in {r.step.split(": ")[-1] for r in reports[week].steps}
+    # a champion whose realised ranking is upside down raises the alert: one line, exit code 3
+    from olist_ml.cli import main
+
+    with duckdb.connect(str(s.warehouse)) as con:
+        con.execute("UPDATE scores_order_delay SET score = 1 - score")
+    capsys.readouterr()
+    rc = main(["--home", str(s.home), "--set", "monitoring.min_rows=5", "monitor", "delay"])
+    out = capsys.readouterr().out
+    assert rc == 3 and "ALERT" in out and "is not above the baseline" in out.replace("\n", " "), out[-2000:]

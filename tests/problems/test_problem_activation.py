@@ -188,3 +188,33 @@ def test_labels_stop_at_the_observed_end_not_at_a_thin_tail(tmp_path):
     df = act.scoring_frame(c, Settings(home=tmp_path), None)
     # at 2018-03-01 the late seller's stray sale (2018-05-20) is not known yet: still to score
     assert list(df["mql_id"]) == ["m_tail"] and str(df["dt_ref"].iloc[0]) == "2018-03-01"
+
+
+def test_too_few_labelled_months_is_a_stated_skip_with_the_date_it_will_have_enough():
+    """Early extracts (the real data in April 2018): labelled deals in one or two months only. Not a
+    failure (`run` skips it, exit 0): a NotReadyError naming when the third month's first label arrives."""
+    import datetime as dt
+
+    import pandas as pd
+    import pytest
+
+    from olist_ml.config import Settings
+    from olist_ml.errors import NotReadyError
+    from olist_ml.ml.data import split_protocol
+    from olist_ml.problems import activation
+
+    won = pd.to_datetime(["2018-01-10", "2018-01-20", "2018-02-05", "2018-02-25", "2018-03-03", "2018-03-09"])
+    abt = pd.DataFrame(
+        {
+            "dt_ref": won.date,
+            "mql_id": [f"m{i}" for i in range(6)],
+            "won_date": won,
+            "activated": pd.array([1, 0, 1, 0, None, None], dtype="Int64"),
+        }
+    )
+    with pytest.raises(NotReadyError) as e:
+        split_protocol(abt, activation.PROBLEM, Settings())
+    msg = str(e.value)
+    assert "labelled rows in only 2 month(s)" in msg
+    # the first March deal (won 2018-03-03) is labelled 90 days later
+    assert f"enough from about {dt.date(2018, 3, 3) + dt.timedelta(days=90)}" in msg, msg

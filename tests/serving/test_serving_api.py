@@ -414,3 +414,47 @@ def test_features_reload_when_the_store_changes(tmp_path: Path):
             time.sleep(0.2)
         assert r.status_code == 200, r.text
         assert r.json()["score"] == pytest.approx(_expected_churn(s, sid), abs=1e-9)
+
+
+def test_every_answer_is_logged_and_monitor_reads_the_log(served):
+    """Served predictions are records too: each answer lands in <home>/served (request id, version, the
+    features the model saw, the score) without blocking; `monitor` compares them with the batch scores."""
+    import time
+
+    import duckdb
+
+    from olist_ml.problems import get
+    from olist_ml.serving import served_log
+
+    s, url, dt_ref, sellers, _ = served
+    churn = httpx.get(url + f"/sellers/{sellers[0]}/churn", headers=AUTH).json()
+    orders, batch = _open_orders_as_requests(s, 5)
+    answered = {
+        x["order_id"]: x["score"]
+        for x in httpx.post(url + "/batch/delay", json={"orders": orders}, headers=AUTH).json()["results"]
+    }
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the writer thread flushes each batch it drains
+        log_c, log_d = served_log.read(s, "seller_churn"), served_log.read(s, "order_delay")
+        if len(log_c) and len(log_d) >= len(orders):
+            break
+        time.sleep(0.2)
+    row = log_c[log_c["key.seller_id"] == sellers[0]].iloc[-1]
+    assert row["score"] == pytest.approx(churn["score"], abs=1e-12) and row["model_version"] == churn["model_version"]
+    assert row["dt_ref"] == str(dt_ref) and len(row["request_id"]) == 32
+    champ_features = [c for c in log_c.columns if c.startswith("features.")]
+    assert len(champ_features) > 5  # the champion's inputs, as served
+    d = (
+        log_d[log_d["endpoint"] == "/batch/delay"]
+        .drop_duplicates("key.order_id", keep="last")
+        .set_index("key.order_id")
+    )
+    for oid, score in answered.items():
+        assert d.loc[oid, "score"] == pytest.approx(score, abs=1e-12)
+    # monitor's view: served vs batch scores of the same orders at the same scoring date
+    with duckdb.connect(str(s.warehouse), read_only=True) as con:
+        scores = con.execute("SELECT * FROM scores_order_delay").df()
+    summary = served_log.summary(s, get("delay"), scores, scores.head(0), [])
+    cmp = summary["served_vs_batch"]
+    assert cmp["n_compared"] >= len(batch) and cmp["max_abs_diff"] < 1e-6, summary
+    assert summary["requests"] >= 1 and summary["rows"] >= len(orders)
