@@ -33,6 +33,8 @@ everything is then recomputed, never silently kept).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
 import hashlib
 import json
@@ -246,6 +248,20 @@ def _static_fingerprint(con: duckdb.DuckDBPyConnection, tables: list[str]) -> st
     return _hex(parts)
 
 
+_CACHE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("olist_ml_asof_cache", default=None)
+
+
+@contextlib.contextmanager
+def stg_unchanged():
+    """A block in which the stg tables do not change (a pipeline run after its ingest): the as-known facts
+    of each scope are computed once and every `asof_fingerprints` call in the block reuses them."""
+    token = _CACHE.set({})
+    try:
+        yield
+    finally:
+        _CACHE.reset(token)
+
+
 def asof_fingerprints(
     con: duckdb.DuckDBPyConnection, dates: Iterable[dt.date], reads: Iterable[str] | None = None
 ) -> dict[dt.date, str]:
@@ -254,9 +270,17 @@ def asof_fingerprints(
     dates = _as_dates(dates)
     if not dates:
         return {}
-    columns = _columns(con)
-    static = _static_fingerprint(con, static_tables(columns, reads))
-    return cumulate(con.execute(asof_facts_sql(columns, "duckdb", reads)).fetchall(), dates, static)
+    cache = _CACHE.get()
+    key = (con.execute("PRAGMA database_list").fetchall()[0][2], None if reads is None else tuple(sorted(reads)))
+    if cache is not None and key in cache:
+        rows, static = cache[key]
+    else:
+        columns = _columns(con)
+        static = _static_fingerprint(con, static_tables(columns, reads))
+        rows = con.execute(asof_facts_sql(columns, "duckdb", reads)).fetchall()
+        if cache is not None:
+            cache[key] = (rows, static)
+    return cumulate(rows, dates, static)
 
 
 # ---- the lineage table ----------------------------------------------------------------------

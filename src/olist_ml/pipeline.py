@@ -107,7 +107,7 @@ def run_pipeline(
             progress=progress,
             **budget,
         )
-    from . import features, ingest
+    from . import features, ingest, lineage
     from . import problems as P
     from .errors import NotReadyError, OlistMLError
 
@@ -125,28 +125,28 @@ def run_pipeline(
         loaded = sum(t.loaded for t in rep.tables)
         report.add("ingest", "done", t0, f"{loaded:,} rows ({rep.quarantined} quarantined) into {settings.warehouse}")
 
-    t0 = time.perf_counter()
-    fb = features.build(settings, cadence=cadence, progress=progress)
-    built = sum(t.dt_refs for t in fb.tables)
-    stale = sum(t.stale for t in fb.tables)
-    why = next((t.reason for t in fb.tables if t.reason), "")
-    report.add(
-        "feature store",
-        "done" if built else "skipped",
-        t0,
-        f"{fb.start}..{fb.end} {cadence}: {built} table-dates computed"
-        + (f" ({stale} stale: {why})" if stale else "")
-        + f", {fb.rows} rows",
-    )
-
-    for problem in chosen:
+    with lineage.stg_unchanged():  # from here on the stg tables stay as ingested: as-known facts computed once
         t0 = time.perf_counter()
-        try:
-            run_problem(problem, settings, report, force_train=force_train, **budget)
-        except NotReadyError as e:  # nothing to learn yet, for a stated reason: not a failure
-            report.add(f"{problem.name}", "skipped", t0, str(e))
-        except OlistMLError as e:  # a step failed: say so, go on with the others; `run` exits 1
-            report.add(f"{problem.name}", "failed", t0, str(e))
+        fb = features.build(settings, cadence=cadence, progress=progress)
+        built = sum(t.dt_refs for t in fb.tables)
+        stale = sum(t.stale for t in fb.tables)
+        why = next((t.reason for t in fb.tables if t.reason), "")
+        report.add(
+            "feature store",
+            "done" if built else "skipped",
+            t0,
+            f"{fb.start}..{fb.end} {cadence}: {built} table-dates computed"
+            + (f" ({stale} stale: {why})" if stale else "")
+            + f", {fb.rows} rows",
+        )
+        for problem in chosen:
+            t0 = time.perf_counter()
+            try:
+                run_problem(problem, settings, report, force_train=force_train, **budget)
+            except NotReadyError as e:  # nothing to learn yet, for a stated reason: not a failure
+                report.add(f"{problem.name}", "skipped", t0, str(e))
+            except OlistMLError as e:  # a step failed: say so, go on with the others; `run` exits 1
+                report.add(f"{problem.name}", "failed", t0, str(e))
     return report
 
 
