@@ -14,6 +14,7 @@ Every step is skipped when it is already up to date:
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def run_problem(problem, settings: Settings, report: PipelineReport, *, force_tr
             abt_hash = content_hash(load_abt(con, problem))
         detail = f"{ref.rows} rows ({ref.reason})" if ref.rebuilt else "current"
         report.add(f"{problem.name}: ABT", "done" if ref.rebuilt else "skipped", t0, f"{problem.abt_table}: {detail}")
-        fit = lambda: train(problem, settings, build_abt=False, **budget)  # noqa: E731
+        fit = functools.partial(train, problem, settings, build_abt=False, **budget)
         if not train_step(problem, settings, report, decision, abt_hash, today, fit, force=force_train, asof=asof):
             return
     elif not score_allowed(problem, settings, report, decision):

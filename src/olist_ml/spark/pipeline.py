@@ -5,8 +5,8 @@ incremental rules as `olist_ml.pipeline`, every table in the lake.
     ABT (lake) -> train on the driver (MLflow, champion rule) -> batch scores with spark_udf (lake)
 
 Skipped when current: ingest when the source is unchanged since the lake's last ingest from this
-pipeline; feature dt_refs whose lineage is current; an ABT whose lineage is current; training when
-a finished run of this problem already trained on exactly this ABT content and a champion exists.
+pipeline; feature dt_refs whose lineage is current; ABT and training unless the retrain policy says
+so (`olist_ml.ml.policy`, the same as on DuckDB).
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from ..steps import (
     PIPELINE_TIMEOUT_S,
     PIPELINE_TRIALS,
     PipelineReport,
-    _decision_of,
-    _trained_on,
     console,
+    retrain_decision,
+    score_allowed,
     source_fingerprint,
     start_report,
+    train_step,
 )
 
 
@@ -70,66 +71,47 @@ def _remember_source(settings: Settings, source: Path, run_id: str) -> None:
 def run_problem_spark(
     problem, settings: Settings, report: PipelineReport, *, force_train: bool = False, env=None, **budget
 ) -> None:
-    """ABT (unless current) -> train on the driver (unless already trained on this ABT) -> score with spark_udf."""
-    from ..ml import registry, tracking
+    """One problem's day on Spark, by the same policy as on DuckDB (`olist_ml.pipeline.run_problem`): ABT and
+    training on the driver when due, scores with spark_udf appended to the lake's history. Realised
+    performance is measured by `olist-ml monitor` on DuckDB homes only (the engine refactor brings it here)."""
+    from ..ml import tracking
     from ..ml.data import content_hash, load_abt
     from ..ml.train import train
     from ..warehouse import session
+    from . import lineage as L
     from . import ml as SM
     from .problems import SparkEnv, spark_problem
+    from .warehouse import observed_end
 
-    t0 = time.perf_counter()
     env = env or SparkEnv.open(settings, features=spark_problem(problem.name).needs_features)
-    ref = SM.refresh_abt(env, problem, settings)
-    table, note = SM.abt_to_driver(env, problem, settings)
-    if ref.rebuilt:
-        report.add(f"{problem.name}: ABT", "done", t0, f"{problem.abt_table}: {ref.rows} rows ({ref.reason})")
-    else:
-        report.add(f"{problem.name}: ABT", "skipped", t0, f"{problem.abt_table}: current ({table.num_rows} rows)")
+    today = observed_end(env.spark)
 
-    t0 = time.perf_counter()
-    with SM.scratch_warehouse(settings, problem, table) as s2:
-        with session(s2, read_only=True) as con:
-            abt_hash = content_hash(load_abt(con, problem))
-        reaped = tracking.reap_dead_runs(settings, problem.name)
-        if reaped:
-            console.print(f"        {problem.name}: {len(reaped)} run(s) left RUNNING by a dead process marked FAILED")
-        has_champion = registry.alias_version(settings, problem.name) is not None
-        earlier = None if force_train else _trained_on(settings, problem, abt_hash)
-        rejected = bool(earlier) and not has_champion and _decision_of(settings, earlier) == registry.REJECTED
-        if earlier and (has_champion or rejected):  # as on DuckDB: not retrained on the same ABT
-            report.add(f"{problem.name}: train", "skipped", t0, f"already trained on this ABT (run {earlier[:8]})")
-            if rejected:
-                report.add(
-                    f"{problem.name}: score",
-                    "skipped",
-                    time.perf_counter(),
-                    "no champion: the model trained on this ABT is below its quality gate",
-                )
-                return
-        else:
-            res = train(problem, s2, build_abt=False, **budget)
-            if problem.name == "seller_segments":
-                SM._copy_segment_outputs(env, problem, s2, settings)
-            if note and res.parent_run_id:
-                tracking.client(settings).set_tag(res.parent_run_id, SM.SAMPLE_TAG, note)
-            best = next(c for c in res.candidates if c.name == res.winner)
-            part, metric = (
-                ("test", res.test[res.metric])
-                if res.metric in res.test
-                else ("", best.validation.get(res.metric, float("nan")))
-            )
-            report.add(
-                f"{problem.name}: train",
-                "done",
-                t0,
-                f"winner {res.winner} {part + ' ' if part else ''}{res.metric}={metric:.3f} -> "
-                f"v{res.model_version} {res.decision}" + (" (sampled ABT)" if note else ""),
-            )
-            if res.decision == registry.REJECTED and not has_champion:
-                report.add(f"{problem.name}: score", "skipped", time.perf_counter(), f"no champion: {res.reason}")
-                return
+    def asof(day):
+        return L.asof_fingerprints(env.spark, [day], problem.reads)[day]
 
+    decision = retrain_decision(problem, settings, today, force=force_train, signals=[], asof=asof)
+    if decision.due:
+        t0 = time.perf_counter()
+        ref = SM.refresh_abt(env, problem, settings)
+        table, note = SM.abt_to_driver(env, problem, settings)
+        detail = f"{ref.rows} rows ({ref.reason})" if ref.rebuilt else f"current ({table.num_rows} rows)"
+        report.add(f"{problem.name}: ABT", "done" if ref.rebuilt else "skipped", t0, f"{problem.abt_table}: {detail}")
+        with SM.scratch_warehouse(settings, problem, table) as s2:
+            with session(s2, read_only=True) as con:
+                abt_hash = content_hash(load_abt(con, problem))
+
+            def fit():
+                res = train(problem, s2, build_abt=False, **budget)
+                if problem.name == "seller_segments":
+                    SM._copy_segment_outputs(env, problem, s2, settings)
+                if note and res.parent_run_id:
+                    tracking.client(settings).set_tag(res.parent_run_id, SM.SAMPLE_TAG, note)
+                return res
+
+            if not train_step(problem, settings, report, decision, abt_hash, today, fit, force=force_train, asof=asof):
+                return
+    elif not score_allowed(problem, settings, report, decision):
+        return
     t0 = time.perf_counter()
     sr = SM.predict_spark(problem, settings, env=env)
     revised = f"; {sr.revised}" if sr.revised else ""
