@@ -86,12 +86,10 @@ def check_registry_store(path: Path) -> str | None:
     try:
         con = sqlite3.connect(path.absolute().as_uri() + "?mode=ro", uri=True, timeout=2)
         try:
-            n = con.execute(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
-                "('registered_models', 'model_versions', 'registered_model_aliases')"
-            ).fetchall()[0][0]
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()}
         finally:
             con.close()
+        n = len(tables & {"registered_models", "model_versions", "registered_model_aliases"})
     except sqlite3.OperationalError as e:
         if "locked" in str(e):
             raise _Transient(str(e)) from e
@@ -100,7 +98,19 @@ def check_registry_store(path: Path) -> str | None:
         return f"MLflow store {path} cannot be read ({e}): restore it or run `olist-ml train PROBLEM`"
     if n < 3:
         return f"{path} is not an MLflow store with a model registry: restore it or run `olist-ml train PROBLEM`"
+    if not _mlflow_schema_complete(tables):  # another process is creating it: opening it now would create it too
+        raise _Transient(f"MLflow store {path} is being created")
     return None
+
+
+def _mlflow_schema_complete(tables: set[str]) -> bool:
+    """Every table of MLflow's schema exists (MLflow creates the missing ones when it opens a store, which
+    races with the process creating it)."""
+    try:
+        from mlflow.store.db.base_sql_model import Base
+    except ImportError:  # pragma: no cover - another MLflow layout: nothing to check
+        return True
+    return set(Base.metadata.tables) <= tables
 
 
 def _forget_registry_connections(uri: str) -> None:
