@@ -13,7 +13,7 @@ import pandas as pd
 from ..config import Settings
 from ..errors import InputError, MissingStepError
 from ..warehouse import session, transaction
-from . import registry
+from . import explain, registry
 from .problem import Problem
 
 
@@ -193,6 +193,8 @@ def predict(problem: Problem, settings: Settings, as_of: date | None = None, *, 
         out["model_version"] = str(champ.version)
         out["run_id"] = champ.run_id
         out["scored_at"] = now_utc()
+        if problem.kind == "binary":  # the top-3 reasons: reason_1..3 + reasons (JSON), olist_ml.ml.explain
+            out = out.join(explain.reason_columns(champ, frame))
         out = out.sort_values(
             ["score"] + [k for k in problem.key_columns if k != t],
             ascending=[False] + [True] * (len(problem.key_columns) - 1),
