@@ -214,7 +214,7 @@ def fmt(v, unit: str | None) -> str:
     if u in ("", "ratio", "score 1-5", "index", "probability"):
         return num
     if u.endswith("s") and abs(x - 1) < 1e-9:
-        u = u[:-1]  # 1 day, 1 order
+        u = u[:-3] + "y" if u.endswith("ies") else u[:-1]  # 1 day, 1 order, 1 category
     return f"{num} {u}"
 
 

@@ -45,6 +45,8 @@ _POPULATION = {"seller_id": "sellers", "order_id": "orders", "mql_id": "deals"}
 
 
 def _unit_guess(name: str) -> str:
+    if "_over_" in name or "ratio" in name or "accel" in name or "hhi" in name:
+        return "ratio"
     if name.startswith(("pct_", "share_")) or "_share" in name:
         return "share"
     if name.startswith("p_"):

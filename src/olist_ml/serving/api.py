@@ -10,9 +10,15 @@ Endpoints (OpenAPI docs at /docs, schema at /openapi.json):
 * ``POST /orders/delay``                delay score of one order, new or in flight (attributes in the body).
 * ``POST /batch/delay``                 the same for a list of orders.
 * ``GET /models``                       what is loaded (versions, run ids, dt_ref).
+* ``GET /sellers/at-risk``              the churn action list (`olist-ml actions churn`), paged.
+* ``GET /orders/at-risk``               the delay action list (`olist-ml actions delay`), paged.
+
+Scores carry their reasons with ``?explain=k`` (the k largest contributions to the model's margin,
+`olist_ml.ml.explain`; 0, the default, answers the score alone).
 
 When the env var ``OLIST_ML_API_TOKEN`` is set (or `token=` is passed), every endpoint but
-/health and the docs requires ``Authorization: Bearer <token>`` (401 otherwise).
+/health and the docs requires ``Authorization: Bearer <token>`` (401 otherwise), and the OpenAPI
+schema declares the bearer scheme; without a token it declares none (requests are served).
 
 Every failure is one JSON answer ``{"detail": "<one line>"}``: 401 (token), 404 (unknown seller),
 413 (body over `max_body_bytes`, checked on Content-Length before anything is read and counted
@@ -38,7 +44,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from fastapi import Depends, FastAPI, HTTPException, Path, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -67,7 +73,52 @@ MAX_COUNT = 1_000_000  # items, products, sellers, payments, installments of one
 MAX_DAYS = 36_500
 
 
-class ChurnScore(BaseModel):
+MAX_EXPLAIN = 1000  # ?explain=k: more than the model's features returns them all
+
+
+class ErrorOut(BaseModel):
+    """Every failure: one line."""
+
+    detail: str
+
+
+class ValidationItem(BaseModel):
+    type: str
+    loc: list[str | int]
+    msg: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class ValidationErrorOut(BaseModel):
+    """A 422: one line, and for a request the schema refuses, its first errors (each clipped)."""
+
+    detail: str
+    errors: list[ValidationItem] | None = None
+
+
+class Reason(BaseModel):
+    feature: str = Field(description="the model's input feature (a feature-store or ABT column)")
+    value: float | str | None = Field(description="its value in the scored row (null: missing)")
+    reference: float | str | None = Field(
+        description="what it is compared with: the training mean on the model's scale (linear models), "
+        "the training median or most common value (trees)"
+    )
+    contribution: float = Field(description="its contribution to the margin (positive: raises the score)")
+    text: str = Field(description="a sentence: 'no sale for 38 days; sellers median 6 days'")
+
+
+class Explained(BaseModel):
+    reasons: list[Reason] | None = Field(
+        None, description="?explain=k: the k largest contributions to the margin (largest |contribution| first)"
+    )
+    margin: float | None = Field(
+        None, description="?explain=k: the model's margin (log-odds; hazard GLM: -log expected events) = base + sum"
+    )
+    base: float | None = Field(None, description="?explain=k: the margin of the reference row")
+
+
+class ChurnScore(Explained):
     seller_id: str
     score: float = Field(description="P(seller churns within the horizon)")
     model_name: str
@@ -149,7 +200,10 @@ class OrderIn(BaseModel):
     order_delivered_carrier_date: datetime | None = Field(
         None, description="when a carrier took the order (in flight: counts when before the scoring date)"
     )
-    order_estimated_delivery_date: datetime | None = None
+    order_estimated_delivery_date: datetime = Field(
+        description="the promised delivery date (required: without it the order's promise and days left, its "
+        "strongest inputs, would be imputed and the score would be a population average)"
+    )
     shipping_limit_date: datetime | None = None
     order_value: float | None = Field(None, ge=0, description="sum of item prices")
     freight_value: float | None = Field(None, ge=0)
@@ -169,7 +223,7 @@ class OrderIn(BaseModel):
     distance_km: float | None = Field(None, ge=0, description="override (default: from the zip prefixes)")
 
 
-class DelayScore(BaseModel):
+class DelayScore(Explained):
     order_id: str | None
     seller_id: str
     score: float = Field(description="P(order is delivered after its estimated date)")
@@ -191,6 +245,42 @@ class BatchDelayOut(BaseModel):
     model_version: str
     dt_ref: date | None
     results: list[DelayScore]
+
+
+class AtRiskSeller(BaseModel):
+    rank: int
+    seller_id: str
+    p_churn: float
+    expected_gmv: float = Field(description="GMV expected over the churn horizon if retained (BRL)")
+    value_at_risk: float = Field(description="p_churn x expected_gmv (BRL)")
+    segment: str | None = None
+    reasons: list[str] = Field(default_factory=list, description="the score's top reasons, as sentences")
+
+
+class AtRiskOrder(BaseModel):
+    rank: int
+    order_id: str
+    seller_id: str | None = None
+    p_late: float
+    days_left: int | None = Field(None, description="days from the list's date to the promised date")
+    carrier_status: str | None = None
+    reasons: list[str] = Field(default_factory=list)
+
+
+class _Page(BaseModel):
+    dt_ref: date = Field(description="the date the list ranks (its scores' dt_ref)")
+    model_version: str
+    total: int = Field(description="rows in the whole list")
+    page: int
+    page_size: int
+
+
+class AtRiskSellers(_Page):
+    results: list[AtRiskSeller]
+
+
+class AtRiskOrders(_Page):
+    results: list[AtRiskOrder]
 
 
 BATCH_FIELDS = ("seller_ids", "orders")
@@ -524,8 +614,15 @@ def _delay_frame(state: ServingState, orders: list[OrderIn], strict: bool, batch
     return slot, snap, df, known, imputed, (check_points, in_flight, past)
 
 
+def _explained(ex, i: int, k: int) -> dict:
+    """The Explained fields of row i of an `Explanation` (none when k is 0)."""
+    if not k or ex is None:
+        return {}
+    return {"reasons": ex.reasons(i, k), "margin": float(ex.margin[i]), "base": float(ex.base)}
+
+
 def _score_orders(
-    state: ServingState, orders: list[OrderIn], strict: bool = False, batch: bool = False
+    state: ServingState, orders: list[OrderIn], strict: bool = False, batch: bool = False, explain: int = 0
 ) -> list[DelayScore]:
     slot, snap, df, known, imputed, (check_points, in_flight, past) = _delay_frame(state, orders, strict, batch)
     try:
@@ -535,6 +632,16 @@ def _score_orders(
             422, f"the {DELAY} champion could not score these orders: {type(e).__name__}: {e}".splitlines()[0]
         ) from e
     scores = np.where(past, 1.0, scores)  # not delivered by its promised day: late, whatever a model says
+    ex = None
+    if explain:
+        from ..ml.explain import explain as explain_rows
+
+        try:
+            ex = explain_rows(slot.champion, df)
+        except Exception as e:  # noqa: BLE001 - a model without reasons: the client asked for them
+            raise HTTPException(
+                422, f"the {DELAY} champion cannot explain these orders: {type(e).__name__}: {e}".splitlines()[0]
+            ) from e
     info = slot.info()
     return [
         DelayScore(
@@ -549,8 +656,11 @@ def _score_orders(
             model_name=info["model_name"],
             model_version=str(slot.version),
             dt_ref=snap.dt_ref,
+            **_explained(ex, i, explain),
         )
-        for o, s, c, f, pp, k, m in zip(orders, scores, check_points, in_flight, past, known, imputed, strict=False)
+        for i, (o, s, c, f, pp, k, m) in enumerate(
+            zip(orders, scores, check_points, in_flight, past, known, imputed, strict=False)
+        )
     ]
 
 
@@ -588,14 +698,25 @@ def _token_check(token: str | None):
     return require_token
 
 
-def _ops_routes(app: FastAPI, state: ServingState, auth: list, max_body_bytes: int, max_batch: int) -> None:
+def _ops_routes(
+    app: FastAPI, state: ServingState, auth: list, max_body_bytes: int, max_batch: int, errors: dict
+) -> None:
     """/health (open), /ready (503 with the reasons), /models."""
 
     @app.get("/health", tags=["ops"])
     async def health() -> dict:
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["ops"], dependencies=auth)
+    @app.get(
+        "/ready",
+        tags=["ops"],
+        dependencies=auth,
+        responses={
+            **{k: v for k, v in errors.items() if k != 503},
+            200: {"description": "ready"},
+            503: {"description": "not ready: `reasons` says why"},
+        },
+    )
     async def ready():
         ok, reasons = state.readiness()
         body = {
@@ -606,7 +727,7 @@ def _ops_routes(app: FastAPI, state: ServingState, auth: list, max_body_bytes: i
         }
         return JSONResponse(status_code=200 if ok else 503, content=jsonable_encoder(body))
 
-    @app.get("/models", tags=["ops"], dependencies=auth)
+    @app.get("/models", tags=["ops"], dependencies=auth, responses=errors)
     async def models() -> dict:
         snap = state.features
         return {
@@ -621,7 +742,26 @@ def _ops_routes(app: FastAPI, state: ServingState, auth: list, max_body_bytes: i
         }
 
 
-def _churn_routes(app: FastAPI, state: ServingState, auth: list, BatchChurnIn) -> None:
+Explain = Annotated[
+    int,
+    Query(
+        ge=0,
+        le=MAX_EXPLAIN,
+        description="reasons per score: the k largest contributions to the model's margin (0: the score only)",
+    ),
+]
+
+
+def _churn_explained(state: ServingState, snap, seller_id: str, k: int) -> dict:
+    if not k:
+        return {}
+    ex = snap.churn_explanation
+    if ex is None:
+        raise HTTPException(503, f"churn reasons not available: {snap.explain_error or 'not computed yet'}")
+    return _explained(ex, snap.churn_rows[seller_id], k)
+
+
+def _churn_routes(app: FastAPI, state: ServingState, auth: list, BatchChurnIn, errors: dict) -> None:
     """GET /sellers/{seller_id}/churn and POST /batch/churn: the feature snapshot's scores."""
 
     @app.get(
@@ -629,9 +769,11 @@ def _churn_routes(app: FastAPI, state: ServingState, auth: list, BatchChurnIn) -
         tags=["churn"],
         dependencies=auth,
         response_model=ChurnScore,
-        responses={404: {"description": "unknown seller"}, 503: {"description": "not ready"}},
+        responses={**errors, 404: {"model": ErrorOut, "description": "unknown seller"}},
     )
-    async def seller_churn(seller_id: Annotated[str, Path(min_length=1, max_length=64)]) -> ChurnScore:
+    async def seller_churn(
+        seller_id: Annotated[str, Path(min_length=1, max_length=64)], explain: Explain = 0
+    ) -> ChurnScore:
         slot = _problem_slot(state, CHURN)
         snap = _snapshot(state)
         if snap.churn_scores is None:
@@ -645,10 +787,11 @@ def _churn_routes(app: FastAPI, state: ServingState, auth: list, BatchChurnIn) -
             model_name=slot.info()["model_name"],
             model_version=str(snap.churn_version),
             dt_ref=snap.dt_ref,
+            **_churn_explained(state, snap, seller_id, explain),
         )
 
-    @app.post("/batch/churn", tags=["churn"], dependencies=auth, response_model=BatchChurnOut)
-    async def batch_churn(body: BatchChurnIn) -> BatchChurnOut:  # type: ignore[valid-type]
+    @app.post("/batch/churn", tags=["churn"], dependencies=auth, response_model=BatchChurnOut, responses=errors)
+    async def batch_churn(body: BatchChurnIn, explain: Explain = 0) -> BatchChurnOut:  # type: ignore[valid-type]
         slot = _problem_slot(state, CHURN)
         snap = _snapshot(state)
         if snap.churn_scores is None:
@@ -667,6 +810,7 @@ def _churn_routes(app: FastAPI, state: ServingState, auth: list, BatchChurnIn) -
                         model_name=name,
                         model_version=str(snap.churn_version),
                         dt_ref=snap.dt_ref,
+                        **_churn_explained(state, snap, sid, explain),
                     )
                 )
         return BatchChurnOut(
@@ -674,17 +818,99 @@ def _churn_routes(app: FastAPI, state: ServingState, auth: list, BatchChurnIn) -
         )
 
 
-def _delay_routes(app: FastAPI, state: ServingState, auth: list, BatchDelayIn) -> None:
+Page = Annotated[int, Query(ge=1, le=1_000_000, description="1-based page")]
+PageSize = Annotated[int, Query(ge=1, le=1000, description="rows per page")]
+
+
+def _page(state: ServingState, problem: str, page: int, page_size: int) -> tuple[pd.DataFrame, dict]:
+    snap = _snapshot(state)
+    df = (snap.actions or {}).get(problem)
+    if df is None:
+        alias = "churn" if problem == CHURN else "delay"
+        raise HTTPException(404, f"no {problem} action list in the warehouse: run `olist-ml actions {alias}`")
+    rows = df.iloc[(page - 1) * page_size : page * page_size]
+    meta = {
+        "dt_ref": pd.Timestamp(df["dt_ref"].iloc[0]).date(),
+        "model_version": str(df["model_version"].iloc[0]),
+        "total": int(len(df)),
+        "page": page,
+        "page_size": page_size,
+    }
+    return rows, meta
+
+
+def _texts(r: dict) -> list[str]:
+    return [r[k] for k in ("reason_1", "reason_2", "reason_3") if isinstance(r.get(k), str)]
+
+
+def _none(v):
+    return None if v is None or (isinstance(v, float) and not math.isfinite(v)) or v is pd.NA else v
+
+
+def _actions_routes(app: FastAPI, state: ServingState, auth: list, errors: dict) -> None:
+    """GET /sellers/at-risk and /orders/at-risk: the action lists as `olist-ml actions` wrote them."""
+    missing = {404: {"model": ErrorOut, "description": "no action list yet (run `olist-ml actions ...`)"}}
+
+    @app.get(
+        "/sellers/at-risk",
+        tags=["actions"],
+        dependencies=auth,
+        response_model=AtRiskSellers,
+        responses={**errors, **missing},
+    )
+    async def sellers_at_risk(page: Page = 1, page_size: PageSize = 50) -> AtRiskSellers:
+        """Active sellers ranked by expected GMV at risk = P(churn) x expected GMV over the horizon if retained."""
+        rows, meta = _page(state, CHURN, page, page_size)
+        results = [
+            AtRiskSeller(
+                rank=int(r["rank"]),
+                seller_id=str(r["seller_id"]),
+                p_churn=_finite(r["p_churn"]),
+                expected_gmv=_finite(r["expected_gmv"]),
+                value_at_risk=_finite(r["value_at_risk"]),
+                segment=_none(r.get("segment")),
+                reasons=_texts(r),
+            )
+            for r in rows.to_dict("records")
+        ]
+        return AtRiskSellers(**meta, results=results)
+
+    @app.get(
+        "/orders/at-risk",
+        tags=["actions"],
+        dependencies=auth,
+        response_model=AtRiskOrders,
+        responses={**errors, **missing},
+    )
+    async def orders_at_risk(page: Page = 1, page_size: PageSize = 50) -> AtRiskOrders:
+        """Orders open at the list's date ranked by P(late), with days left and carrier status."""
+        rows, meta = _page(state, DELAY, page, page_size)
+        results = [
+            AtRiskOrder(
+                rank=int(r["rank"]),
+                order_id=str(r["order_id"]),
+                seller_id=_none(r.get("seller_id")),
+                p_late=_finite(r["p_late"]),
+                days_left=None if _none(r.get("days_left")) is None else int(r["days_left"]),
+                carrier_status=_none(r.get("carrier_status")),
+                reasons=_texts(r),
+            )
+            for r in rows.to_dict("records")
+        ]
+        return AtRiskOrders(**meta, results=results)
+
+
+def _delay_routes(app: FastAPI, state: ServingState, auth: list, BatchDelayIn, errors: dict) -> None:
     """POST /orders/delay and /batch/delay: new orders and orders in flight (`_score_orders`)."""
 
-    @app.post("/orders/delay", tags=["delay"], dependencies=auth, response_model=DelayScore)
-    def order_delay(order: OrderIn, strict: bool = False) -> DelayScore:
+    @app.post("/orders/delay", tags=["delay"], dependencies=auth, response_model=DelayScore, responses=errors)
+    def order_delay(order: OrderIn, strict: bool = False, explain: Explain = 0) -> DelayScore:
         """`strict=true`: 422 when a champion feature is neither in the request nor derivable."""
-        return _score_orders(state, [order], strict)[0]
+        return _score_orders(state, [order], strict, explain=explain)[0]
 
-    @app.post("/batch/delay", tags=["delay"], dependencies=auth, response_model=BatchDelayOut)
-    def batch_delay(body: BatchDelayIn, strict: bool = False) -> BatchDelayOut:  # type: ignore[valid-type]
-        results = _score_orders(state, body.orders, strict, batch=True)
+    @app.post("/batch/delay", tags=["delay"], dependencies=auth, response_model=BatchDelayOut, responses=errors)
+    def batch_delay(body: BatchDelayIn, strict: bool = False, explain: Explain = 0) -> BatchDelayOut:  # type: ignore[valid-type]
+        results = _score_orders(state, body.orders, strict, batch=True, explain=explain)
         r0 = results[0]
         return BatchDelayOut(
             model_name=r0.model_name, model_version=r0.model_version, dt_ref=r0.dt_ref, results=results
@@ -733,16 +959,34 @@ def create_app(
     app.state.max_body_bytes = max_body_bytes
     app.state.max_batch = max_batch
 
-    auth = [Depends(_token_check(token))]
+    # the bearer scheme only when a token is set: then it is enforced and the schema declares it; without
+    # one, requests are served and the schema declares no security (it would claim what is not checked)
+    auth = [Depends(_token_check(token))] if token else []
+    errors = error_responses(bool(token))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
         return JSONResponse(status_code=422, content=validation_body(list(exc.errors()), max_batch))
 
-    _ops_routes(app, state, auth, max_body_bytes, max_batch)
-    _churn_routes(app, state, auth, BatchChurnIn)
-    _delay_routes(app, state, auth, BatchDelayIn)
+    _ops_routes(app, state, auth, max_body_bytes, max_batch, errors)
+    _churn_routes(app, state, auth, BatchChurnIn, errors)
+    _delay_routes(app, state, auth, BatchDelayIn, errors)
+    _actions_routes(app, state, auth, errors)
     return app
+
+
+def error_responses(with_token: bool) -> dict:
+    """The failures every scoring route may answer, as the OpenAPI schema declares them: one JSON line
+    (`ErrorOut`), a 422 with its clipped validation errors (`ValidationErrorOut`, not FastAPI's default
+    array), 401 only when a token is set."""
+    out: dict = {
+        413: {"model": ErrorOut, "description": "request body over --max-body-bytes"},
+        422: {"model": ValidationErrorOut, "description": "invalid request"},
+        503: {"model": ErrorOut, "description": "not ready"},
+    }
+    if with_token:
+        out[401] = {"model": ErrorOut, "description": "missing or invalid bearer token"}
+    return out
 
 
 def is_loopback(host: str) -> bool:
