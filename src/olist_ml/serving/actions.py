@@ -255,7 +255,7 @@ def lines(al: ActionList, top: int) -> list[str]:
 
 def read_latest(con, problem: str) -> pd.DataFrame | None:
     """The latest dt_ref's rows of `actions_<problem>` (None when there is no such table or row)."""
-    t = TABLES[problem]
+    t = TABLES.get(problem, f"actions_{problem}")
     if not table_exists(con, t):
         return None
     df = con.execute(f"SELECT * FROM {t} WHERE dt_ref = (SELECT max(dt_ref) FROM {t}) ORDER BY rank").df()
