@@ -54,7 +54,7 @@ def trained(tmp_path_factory):
     with duckdb.connect(str(s.warehouse)) as con:
         con.execute(
             "CREATE TABLE actions_monitor_fixture AS SELECT DATE '2018-01-01' AS dt_ref, rank, "
-            "'s' || lpad(CAST(rank AS VARCHAR), 3, '0') AS seller_id, 0.9 - rank / 100 AS p_churn, "
+            "md5(CAST(rank AS VARCHAR)) AS seller_id, 0.9 - rank / 100 AS p_churn, "
             "'1' AS model_version, 1000.0 / rank AS expected_gmv, (0.9 - rank / 100) * 1000.0 / rank AS value_at_risk, "
             "'segment a' AS segment, "
             "'no sale for 38 days; sellers median 6 days' AS reason_1, 'x1 2.5; sellers median 0.1' AS reason_2 "

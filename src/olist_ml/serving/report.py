@@ -48,9 +48,9 @@ overflow-wrap:anywhere}
 h1{border-bottom:2px solid #345;margin:.2em 0 .4em}h2{margin-top:1.6em;color:#345}
 table{border-collapse:collapse;margin:.5em 0;font-size:12px;max-width:100%}
 th,td{border:1px solid #ccc;padding:2px 6px;text-align:right;overflow-wrap:break-word;vertical-align:top}
-th{background:#eef}td.l,th.l{text-align:left}.champion{background:#e8f7e8}.flag{color:#b00;font-weight:bold}
+th{background:#eef}td.l,th.l{text-align:left}td.l{overflow-wrap:anywhere}.champion{background:#e8f7e8}.flag{color:#b00;font-weight:bold}
 .plots img{max-width:calc(50% - 10px);height:auto;margin:4px;border:1px solid #ddd}.plots img.wide{max-width:100%}
-.note{color:#666;font-style:italic}.glance{display:flex;flex-wrap:wrap;gap:16px}.glance>div{flex:1 1 540px;min-width:0}
+.note{color:#666;font-style:italic}td.id{word-break:break-all;min-width:8em}
 abbr{text-decoration:underline dotted}
 """
 
@@ -132,6 +132,15 @@ def _fmt(v) -> str:
     return _e(v)
 
 
+def _cell_class(column: str, value, left: tuple[str, ...]) -> str:
+    """ "l" for text columns; "id" too for one long token (a 32-character seller id), which may break
+    anywhere rather than widen its table past the page."""
+    cls = "l" if column in left else ""
+    if isinstance(value, str) and len(value) > 16 and " " not in value:
+        cls += " id"
+    return cls.strip()
+
+
 def _table(df: pd.DataFrame, *, left: tuple[str, ...] = (), row_class=None) -> str:
     if df is None or df.empty:
         return '<p class="note">none</p>'
@@ -140,7 +149,7 @@ def _table(df: pd.DataFrame, *, left: tuple[str, ...] = (), row_class=None) -> s
     rows = []
     for _, r in df.iterrows():
         cls = row_class(r) if row_class else ""
-        cells = "".join(f'<td class="{"l" if c in left else ""}">{_fmt(r[c])}</td>' for c in df.columns)
+        cells = "".join(f'<td class="{_cell_class(c, r[c], left)}">{_fmt(r[c])}</td>' for c in df.columns)
         rows.append(f'<tr class="{cls}">{cells}</tr>')
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
@@ -439,7 +448,7 @@ def build_html(problem, settings: Settings) -> str:
                 profiles = f"segment profiles unavailable: {str(e).splitlines()[0]}"
 
     # 0. at a glance: realised performance and the action list, first
-    parts.append('<div class="glance"><div><h2>Realised performance of past scores</h2>')
+    parts.append("<h2>Realised performance of past scores</h2>")
     if perf.empty:
         parts.append(
             '<p class="note">no past scores with matured labels yet (<code>monitor_performance</code> is empty)</p>'
@@ -462,7 +471,7 @@ def build_html(problem, settings: Settings) -> str:
             if c in recent.columns
         ]
         parts.append(_table(recent[show], left=("dt_ref", "model_version")))
-    parts.append("</div><div><h2>Action list</h2>")
+    parts.append("<h2>Action list</h2>")
     if actions_head is not None:
         d = pd.Timestamp(actions_head["dt_ref"].iloc[0]).date()
         parts.append(f"<p>At {_e(d)}, model v{_e(actions_head['model_version'].iloc[0])}; the first rows:</p>")
@@ -477,7 +486,6 @@ def build_html(problem, settings: Settings) -> str:
         parts.append(f'<p class="note">no action list yet: run <code>olist-ml actions {_e(alias)}</code></p>')
     else:
         parts.append('<p class="note">no action list for a clustering problem</p>')
-    parts.append("</div></div>")
 
     # 1. champion vs challengers
     parts.append("<h2>Champion vs challengers</h2><h3>Registered versions</h3>")
