@@ -143,14 +143,20 @@ class Explanation:
     docs: dict = field(default_factory=dict)
     population: str = "training rows"
 
-    def order(self, i: int) -> np.ndarray:
+    def order(self, i: int, direction: str = "both") -> np.ndarray:
+        """Feature positions of row i, largest |contribution| first (ties by position); direction "up":
+        only the contributions that raise the margin, largest first."""
         c = self.contrib[i]
-        return np.lexsort((np.arange(len(c)), -np.abs(c)))  # largest |contribution| first, ties by position
+        if direction == "up":
+            pos = np.nonzero(c > 0)[0]
+            return pos[np.lexsort((pos, -c[pos]))]
+        return np.lexsort((np.arange(len(c)), -np.abs(c)))
 
-    def reasons(self, i: int, k: int) -> list[dict]:
-        """The top-k reasons of row i: feature, value, reference, contribution, text."""
+    def reasons(self, i: int, k: int, direction: str = "both") -> list[dict]:
+        """The top-k reasons of row i: feature, value, reference, contribution, text (direction "up": the
+        k largest contributions that raise the score, e.g. why a seller is at risk)."""
         out = []
-        for j in self.order(i)[: max(int(k), 0)]:
+        for j in self.order(i, direction)[: max(int(k), 0)]:
             f = self.features[j]
             v = _json_value(self.values.iat[i, j])
             out.append(

@@ -101,6 +101,11 @@ def test_churn_action_list_ranks_by_expected_gmv_at_risk(world):
     np.testing.assert_allclose(m["value_at_risk"], m["score"] * expected, rtol=1e-12)
     assert (np.diff(al["value_at_risk"].to_numpy()) <= 1e-12).all()
     assert al["reason_1"].str.contains("median").any()  # sentences, not feature names
+    # why at risk: the contributions that raise P(churn), largest first, by the model that scored the row
+    for text in al["reasons"]:
+        got = json.loads(text)
+        assert all(r["contribution"] > 0 for r in got)
+        assert [r["contribution"] for r in got] == sorted((r["contribution"] for r in got), reverse=True)
     exported = pd.read_csv(out / "churn.csv")
     assert list(exported["seller_id"]) == list(al["seller_id"])
 

@@ -10,7 +10,9 @@ features of the feature store at D (facts before D only):
 with W the longest feature window (180 days by default): the GMV of the last W days per day the seller
 has been selling in them (a seller younger than W days is not diluted by days before its first sale),
 times the horizon (45 days). Each row carries the seller's segment (`scores_seller_segments`, the
-latest batch at or before D, when segments were scored) and the top-3 reasons of its churn score.
+latest batch at or before D, when segments were scored) and why it is at risk: the three largest
+contributions that RAISE its P(churn) (the scores' own top-3 are by |contribution|, both directions),
+by the model version that scored it, as sentences.
 
 `olist-ml actions delay [--dt-ref D] [--top N] [--out FILE]` ranks the orders open at D (the population
 `olist-ml predict delay` scored at D) by P(late), with the days left to the promised date, the carrier
@@ -85,13 +87,38 @@ def current_scores(con, problem: str, dt_ref: date | None = None) -> tuple[date,
     return d, df
 
 
-def _reason_texts(df: pd.DataFrame) -> pd.DataFrame:
+def _reason_texts(df: pd.DataFrame, up: dict | None = None, key: str = "") -> pd.DataFrame:
+    """reason_1..3 as sentences: the three largest contributions that RAISE the score (why at risk), from the
+    champion's explanation of the scored rows (`up`: key -> reasons); without it, the scores' own top-3 (by
+    |contribution|). `reasons`: the JSON the list is built from."""
     out = pd.DataFrame(index=df.index)
-    parsed = [json.loads(x) if isinstance(x, str) else [] for x in df.get("reasons", pd.Series([None] * len(df)))]
+    if up is not None:
+        parsed = [up.get(k, []) for k in df[key]]
+        out["reasons"] = [json.dumps(p, separators=(",", ":")) for p in parsed]
+    else:
+        parsed = [json.loads(x) if isinstance(x, str) else [] for x in df.get("reasons", pd.Series([None] * len(df)))]
+        out["reasons"] = df["reasons"] if "reasons" in df.columns else None
     for i in range(3):
         out[f"reason_{i + 1}"] = [p[i]["text"] if len(p) > i else None for p in parsed]
-    out["reasons"] = df["reasons"] if "reasons" in df.columns else None
-    return out
+    return out[["reason_1", "reason_2", "reason_3", "reasons"]]
+
+
+def risk_reasons(con, settings: Settings, problem: str, d: date, version: str, k: int = 3) -> dict | None:
+    """key -> the k largest contributions that raise the score, by the model version that scored the rows,
+    on the population it scored at D (`Problem.scoring_frame`); None when that cannot be computed (a model
+    without reasons, a version gone from the registry): the list then shows the scores' own reasons."""
+    from ..ml import explain, registry
+    from ..problems import get
+
+    try:
+        p = get(problem)
+        champ = registry.load_version(settings, p.name, version)
+        frame = p.scoring_frame(con, settings, d)
+        ex = explain.explain(champ, frame)
+    except Exception:  # noqa: BLE001 - the scores' own top-3 reasons are the fallback
+        return None
+    key = [c for c in p.key_columns if c != p.time_column][0]
+    return {frame[key].iloc[i]: ex.reasons(i, k, direction="up") for i in range(len(frame))}
 
 
 def expected_gmv_sql(settings: Settings) -> tuple[str, int, int]:
@@ -122,7 +149,8 @@ def churn_list(con, settings: Settings, dt_ref: date | None = None) -> ActionLis
     df["expected_gmv"] = df["expected_gmv"].fillna(0.0)
     df["value_at_risk"] = df["p_churn"] * df["expected_gmv"]
     df["segment"] = _segments(con, d, df["seller_id"])
-    df = pd.concat([df, _reason_texts(sc.reset_index(drop=True)).set_index(df.index)], axis=1)
+    up = risk_reasons(con, settings, CHURN, d, str(sc["model_version"].iloc[0]))
+    df = pd.concat([df, _reason_texts(sc.reset_index(drop=True), up, "seller_id").set_index(df.index)], axis=1)
     df = df.sort_values(["value_at_risk", "p_churn", "seller_id"], ascending=[False, False, True])
     df.insert(0, "rank", np.arange(1, len(df) + 1))
     df.insert(0, "dt_ref", d)
@@ -176,7 +204,8 @@ def delay_list(con, settings: Settings, dt_ref: date | None = None) -> ActionLis
             "awaiting carrier, shipping limit " + limit.dt.strftime("%Y-%m-%d").fillna("unknown"),
         ),
     )
-    df = pd.concat([df, _reason_texts(sc.reset_index(drop=True)).set_index(df.index)], axis=1)
+    up = risk_reasons(con, settings, DELAY, d, str(sc["model_version"].iloc[0]))
+    df = pd.concat([df, _reason_texts(sc.reset_index(drop=True), up, "order_id").set_index(df.index)], axis=1)
     df = df.drop(columns=["carrier_at"]).sort_values(["p_late", "days_left", "order_id"], ascending=[False, True, True])
     df.insert(0, "rank", np.arange(1, len(df) + 1))
     df.insert(0, "dt_ref", d)
