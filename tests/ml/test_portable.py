@@ -363,7 +363,7 @@ def test_clean_env_predictions_equal_olist_ml_predict(world, tmp_path):
                 from olist_ml.ml import explain
 
                 ex = explain.explain(registry.load_champion(world.settings, n), frames[n]["batch"])
-                got_ex = got[n]["batch"]["explain"]
+                got_ex = got[n]["explain"]
                 np.testing.assert_allclose(got_ex["score"], want[n]["batch"], rtol=0, atol=1e-9)
                 np.testing.assert_allclose(got_ex["margin"], ex.margin, rtol=0, atol=1e-9)
                 assert got_ex["reasons"] == ex.all_reasons(3), n
