@@ -187,7 +187,11 @@ def test_422_echoes_only_a_short_prefix(home):
     assert r.status_code == 422
     assert len(r.json()["errors"][0]["input"]) <= 130
     # many bad items: a few listed, the count said
-    r = c.post("/batch/delay", json={"orders": [{"seller_id": i} for i in range(3000)]})
+    promise = "2018-09-01T00:00:00"  # a valid promise: the one error per order is its seller id
+    r = c.post(
+        "/batch/delay",
+        json={"orders": [{"seller_id": i, "order_estimated_delivery_date": promise} for i in range(3000)]},
+    )
     assert r.status_code == 422 and len(r.content) < 5_000
     body = r.json()
     assert len(body["errors"]) == 10 and "(+2995 more)" in body["detail"]
