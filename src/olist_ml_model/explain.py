@@ -322,6 +322,8 @@ class Explainer:
 
     @staticmethod
     def _forest(est, Xt):
+        from scipy import sparse
+
         pos = list(est.classes_).index(1) if 1 in list(est.classes_) else len(est.classes_) - 1
         n, m = Xt.shape
         contrib = np.zeros((n, m))
@@ -339,9 +341,10 @@ class Explainer:
             delta = share[nodes] - share[parent[nodes]]
             feat = t.feature[parent[nodes]]
             path = tree.decision_path(X32).tocsc()[:, nodes]  # (rows, non-root nodes on the path)
-            D = np.zeros((len(nodes), m))
-            D[np.arange(len(nodes)), feat] = delta
-            contrib += path @ D
+            # node -> (its parent's split feature, the change of the class-1 share): sparse, as a deep tree
+            # has tens of thousands of nodes
+            D = sparse.csr_matrix((delta, (np.arange(len(nodes)), feat)), shape=(len(nodes), m))
+            contrib += (path @ D).toarray()
             base += share[0]
         k = len(est.estimators_)
         margin = np.asarray(est.predict_proba(Xt), dtype=float)[:, pos]
