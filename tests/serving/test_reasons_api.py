@@ -21,22 +21,14 @@ from fastapi.testclient import TestClient
 from olist_ml.cli import main
 from olist_ml.config import Settings
 from olist_ml.warehouse import session
-from support.serving_world import make_feature_store, running_server, train_champion
+from support.serving_world import running_server
 
 pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from olist_ml.ml.scoring import predict
-    from olist_ml.problems import get
-
-    s = Settings(home=tmp_path_factory.mktemp("reasons") / "home")
-    make_feature_store(s)
-    train_champion(s, "churn")
-    train_champion(s, "delay")
-    predict(get("churn"), s)
-    predict(get("delay"), s)
+def world(serving_home, tmp_path_factory):
+    s = serving_home  # the session's world: feature store, churn and delay champions, their scores
     out = tmp_path_factory.mktemp("exports")
     assert main(["--home", str(s.home), "actions", "churn", "--top", "3", "--out", str(out / "churn.csv")]) == 0
     assert main(["--home", str(s.home), "actions", "delay", "--top", "3", "--out", str(out / "delay.parquet")]) == 0
@@ -246,8 +238,8 @@ def test_schemathesis_finds_no_contract_failure(world, tmp_path):
     with running_server(s) as url:
         base = [exe, "run", f"{url}/openapi.json", "--seed", "7", "-w", "1", "--no-shrink", "-n", "4"]
         runs = [
-            [*base, "--max-time", "12", "--exclude-path-regex", "delay$"],
-            [*base, "--max-time", "12", "--include-path-regex", "delay$"]
+            [*base, "--max-time", "8", "--exclude-path-regex", "delay$"],
+            [*base, "--max-time", "8", "--include-path-regex", "delay$"]
             + ["--exclude-checks", "positive_data_acceptance"],
         ]
         for cmd in runs:
