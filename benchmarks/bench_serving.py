@@ -6,9 +6,11 @@ given by env (OLIST_ML_HOME, plus OLIST_ML_WAREHOUSE / MLFLOW_TRACKING_URI if no
 drives `GET /sellers/{id}/churn` open-loop at --rate requests/s for --duration seconds (bounded:
 at most rate*duration requests and duration+15 s of wall time; it stops by itself), and prints
 p50/p90/p99/max latency and the achieved throughput. Target: p99 <= 20 ms for one seller at
-200 requests/s on 2 cores.
+200 requests/s on 2 cores, also with the score's reasons (`--explain 3`: `?explain=3`, the top-3
+contributions to the margin, read from the snapshot's explanation computed once per model version
+and dt_ref).
 
-    .venv/bin/python benchmarks/bench_serving.py [--rate 200] [--duration 15] [--scale 0.2]
+    .venv/bin/python benchmarks/bench_serving.py [--rate 200] [--duration 15] [--scale 0.2] [--explain 3]
 
 Only loopback addresses are used.
 """
@@ -127,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-in-flight", type=int, default=32)
     ap.add_argument("--seller", default=None, help="seller id to query (default: the first of the churn population)")
     ap.add_argument("--keep", action="store_true", help="keep the prepared folder")
+    ap.add_argument("--explain", type=int, default=0, help="reasons per answer (?explain=K; default 0: score only)")
     args = ap.parse_args(argv)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -184,7 +187,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"server not ready after 120 s: {r.text if 'r' in dir() else ''}")
             time.sleep(0.2)
         print(f"server ready in {time.perf_counter() - t0:.1f}s on {url} (pid {proc.pid}); seller {seller}")
-        path = f"/sellers/{seller}/churn"
+        path = f"/sellers/{seller}/churn" + (f"?explain={args.explain}" if args.explain else "")
+        probe = httpx.get(url + path, timeout=5.0).json()
+        if args.explain:
+            assert len(probe.get("reasons") or []) == min(args.explain, 10**6), probe
+            print(f"explain={args.explain}: e.g. {probe['reasons'][0]['text']}")
         lat, errors, wall = asyncio.run(_drive(url, path, args.rate, args.duration, args.max_in_flight))
         n = len(lat)
         p50, p90, p99 = _pct(lat, 50), _pct(lat, 90), _pct(lat, 99)

@@ -47,6 +47,9 @@ class World:
     stdout: str
     stderr: str
 
+    def problems_by_name(self) -> dict:
+        return {p.name: p for p in self.problems.values()}
+
 
 def _features(model_name: str, s: Settings) -> list[str]:
     from olist_ml.ml import registry
@@ -265,6 +268,11 @@ CLEAN_SCRIPT = textwrap.dedent("""
             pred = m.predict(frame)
             res[part] = {"values": [float(v) for v in pred], "name": pred.name, "dtype": str(pred.dtype),
                          "dtypes": {c: str(t) for c, t in frame.dtypes.items()}}
+            if part == "batch" and m.metadata.signature.params is not None:  # binary: reasons too
+                ex = m.predict(frame, params={"explain": 3})
+                res["explain"] = {"score": [float(v) for v in ex["score"]], "margin": [float(v) for v in ex["margin"]],
+                                  "reasons": [json.loads(r) for r in ex["reasons"]],
+                                  "text": [str(t) for t in ex["reason_1_text"]]}
         out[name] = res
     import olist_ml_model
     out["olist_ml_model_from"] = olist_ml_model.__file__
@@ -351,6 +359,15 @@ def test_clean_env_predictions_equal_olist_ml_predict(world, tmp_path):
                 np.testing.assert_allclose(
                     res["values"], np.asarray(want[n][part], dtype=float), rtol=0, atol=1e-9, err_msg=f"{n} {part}"
                 )
+            if world.problems_by_name()[n].kind == "binary":  # `explain` in the clean environment
+                from olist_ml.ml import explain
+
+                ex = explain.explain(registry.load_champion(world.settings, n), frames[n]["batch"])
+                got_ex = got[n]["explain"]
+                np.testing.assert_allclose(got_ex["score"], want[n]["batch"], rtol=0, atol=1e-9)
+                np.testing.assert_allclose(got_ex["margin"], ex.margin, rtol=0, atol=1e-9)
+                assert got_ex["reasons"] == ex.all_reasons(3), n
+                assert all(("median" in t or "most" in t) and t for t in got_ex["text"]), got_ex["text"][:3]
 
 
 def _free_port() -> int:

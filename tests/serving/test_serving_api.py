@@ -54,18 +54,10 @@ RAW_ABT_COLUMNS = [
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """One real small warehouse + feature store, churn and delay champions trained by the real
-    machinery, batch delay scores, and one server (with a token)."""
-    from olist_ml.ml.scoring import predict
-    from olist_ml.problems import get
-
-    home = tmp_path_factory.mktemp("serve") / "home"
-    s = Settings(home=home)
-    make_feature_store(s)
-    train_champion(s, "churn")
-    train_champion(s, "delay")
-    predict(get("delay"), s)
+def served(serving_home):
+    """The session's real small warehouse + feature store, churn and delay champions trained by the real
+    machinery, batch scores (tests/serving/conftest.py), and one server (with a token)."""
+    s = serving_home
     dt_ref, store, churn = latest_frames(s)
     sellers = list(churn["seller_id"].astype(str))
     assert len(sellers) >= 3, "the synthetic churn population is too small for these tests"

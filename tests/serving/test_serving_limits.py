@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 
 from olist_ml.config import Settings
 from olist_ml.serving.api import MAX_BATCH_ENV, MAX_BODY_ENV, TOKEN_ENV, create_app, exposure_warning, is_loopback
-from support.serving_world import free_port, make_feature_store, running_server, train_champion
+from support.serving_world import free_port, running_server
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -34,13 +34,9 @@ BATCH_LIMIT = 5
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory) -> Settings:
-    """A real small warehouse + feature store with churn and delay champions (real training)."""
-    s = Settings(home=tmp_path_factory.mktemp("limits") / "home")
-    make_feature_store(s)
-    train_champion(s, "churn")
-    train_champion(s, "delay")
-    return s
+def home(serving_home) -> Settings:
+    """The session's real small warehouse + feature store with churn and delay champions (real training)."""
+    return serving_home
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +183,11 @@ def test_422_echoes_only_a_short_prefix(home):
     assert r.status_code == 422
     assert len(r.json()["errors"][0]["input"]) <= 130
     # many bad items: a few listed, the count said
-    r = c.post("/batch/delay", json={"orders": [{"seller_id": i} for i in range(3000)]})
+    promise = "2018-09-01T00:00:00"  # a valid promise: the one error per order is its seller id
+    r = c.post(
+        "/batch/delay",
+        json={"orders": [{"seller_id": i, "order_estimated_delivery_date": promise} for i in range(3000)]},
+    )
     assert r.status_code == 422 and len(r.content) < 5_000
     body = r.json()
     assert len(body["errors"]) == 10 and "(+2995 more)" in body["detail"]

@@ -7,6 +7,7 @@ Spark SQL, training on the driver through the same generic trainer, scores by ml
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from pathlib import Path
 
@@ -91,6 +92,18 @@ def _isna(v) -> bool:
         return False
 
 
+def _same_json(x, y, tol: float) -> bool:
+    """Two JSON values alike, numbers to `tol` (the scores' `reasons`: contributions computed from feature
+    values that the engines round differently in the last digits)."""
+    if isinstance(x, dict) and isinstance(y, dict):
+        return x.keys() == y.keys() and all(_same_json(x[k], y[k], tol) for k in x)
+    if isinstance(x, list) and isinstance(y, list):
+        return len(x) == len(y) and all(_same_json(u, v, tol) for u, v in zip(x, y, strict=True))
+    if isinstance(x, (int, float)) and isinstance(y, (int, float)) and not isinstance(x, bool):
+        return math.isclose(float(x), float(y), rel_tol=tol, abs_tol=tol)
+    return x == y
+
+
 def assert_same(
     a: pd.DataFrame, b: pd.DataFrame, keys: list[str], what: str, tol: float = 1e-6, skip: tuple[str, ...] = ()
 ) -> None:
@@ -107,6 +120,8 @@ def assert_same(
                 assert _isna(x) and _isna(y), (what, c, i, x, y)
             elif isinstance(x, (int, float)) and isinstance(y, (int, float)) and not isinstance(x, bool):
                 assert math.isclose(float(x), float(y), rel_tol=tol, abs_tol=tol), (what, c, i, x, y)
+            elif isinstance(x, str) and x.startswith("[{") and isinstance(y, str):
+                assert _same_json(json.loads(x), json.loads(y), tol), (what, c, i, x, y)
             else:
                 assert x == y, (what, c, i, x, y)
 

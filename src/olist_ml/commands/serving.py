@@ -79,6 +79,32 @@ def register(app: typer.Typer) -> None:
             max_batch=max_batch,
         )
 
+    @app.command("actions")
+    def actions_cmd(
+        ctx: typer.Context,
+        problem: str = typer.Argument(..., help="churn (sellers by expected GMV at risk) or delay (open orders)."),
+        dt_ref: Optional[str] = typer.Option(None, "--dt-ref", help="Scoring date (default: the latest scored)."),
+        top: int = typer.Option(20, "--top", min=0, help="How many rows to print (the table keeps them all)."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Also write the whole list to FILE.csv / .parquet."),
+    ) -> None:
+        """Ranked action list from the current scores at a date -> actions_<problem> (+ --out).
+
+        churn: active sellers by expected GMV at risk = P(churn) x expected GMV over the horizon if
+        retained, with segment and top reasons; delay: orders open at the date by P(late), with days
+        left, carrier status and reasons."""
+        from ..serving import actions
+        from ._context import writer
+        from .ml import _date
+
+        s = writer(ctx, f"actions {problem}")
+        al = actions.build(problem, s, _date(dt_ref, "--dt-ref"), out)
+        typer.echo(
+            f"{al.problem}: {len(al.rows)} rows at {al.dt_ref} (model v{al.model_version}) -> {al.table}"
+            + (f", {al.exported}" if al.exported else "")
+        )
+        for line in actions.lines(al, top):
+            typer.echo(line)
+
     @app.command("monitor")
     def monitor_cmd(
         ctx: typer.Context,

@@ -19,7 +19,11 @@ What `log_model` writes (every problem, seller_segments included):
     and is integer (nullable Int64) or boolean is declared `any`: MLflow cannot enforce `long` on a
     column with missing values (pandas nullable Int64 fails its cast, Spark and JSON give float64),
     and the model's first step casts every feature itself (numerics to float64, NULL to NaN);
-  * an input example: the first rows of that frame.
+  * an input example: the first rows of that frame;
+  * binary models: the parameter `explain` (long, default 0) in the signature's `params` and the
+    model's `Explainer` (training references, medians, feature descriptions) inside the wrapper, so
+    `predict(rows, params={"explain": k})` returns the score and k reasons per row
+    (`olist_ml_model.explain`), also where olist-ml is not installed.
 
 Inside olist-ml `load` unwraps the Pipeline, so batch scores, serving, monitoring and the champion
 rule run the same fitted Pipeline as before (and models registered before this format still load).
@@ -88,10 +92,20 @@ def output_schema(kind: str):
     return Schema([ColSpec(DataType.double if kind == "binary" else DataType.long, SCORE)])
 
 
+def params_schema(kind: str):
+    """The predict parameters a model takes: `explain` (reasons per row, 0 = the score only) for binary
+    models; MLflow passes `params` to `predict` only when the signature declares them."""
+    from mlflow.types.schema import DataType, ParamSchema, ParamSpec
+
+    from olist_ml_model.pyfunc import EXPLAIN
+
+    return ParamSchema([ParamSpec(EXPLAIN, DataType.long, 0)]) if kind == "binary" else None
+
+
 def signature(frame: pd.DataFrame, features: list[str], kind: str):
     from mlflow.models import ModelSignature
 
-    return ModelSignature(inputs=input_schema(frame, features), outputs=output_schema(kind))
+    return ModelSignature(inputs=input_schema(frame, features), outputs=output_schema(kind), params=params_schema(kind))
 
 
 # ---- requirements --------------------------------------------------------------------------------
@@ -167,10 +181,14 @@ def features_of(model) -> list[str]:
     return [str(c) for c in [*(cast.categorical or []), *(cast.numeric or [])]]
 
 
-def log_model(mlflow, model, kind: str, frame: pd.DataFrame, *, name: str = "model", n_example: int = 5):
+def log_model(
+    mlflow, model, kind: str, frame: pd.DataFrame, *, name: str = "model", n_example: int = 5, explainer=None
+):
     """Log the fitted Pipeline `model` as this module's docstring says, in the active run; returns
     MLflow's ModelInfo (`model_uri` to register). `frame`: the ABT (or the rows the model was fitted
-    on) as the warehouse gives them; the signature's types and NULLs are read from it."""
+    on) as the warehouse gives them; the signature's types and NULLs are read from it. `explainer`: the
+    `olist_ml_model.explain.Explainer` of a binary model (`olist_ml.ml.explain.explainer_for`), logged
+    inside the pyfunc wrapper (`predict(rows, params={"explain": k})`)."""
     import mlflow.pyfunc
 
     from olist_ml_model.pyfunc import ChampionModel
@@ -181,7 +199,7 @@ def log_model(mlflow, model, kind: str, frame: pd.DataFrame, *, name: str = "mod
         warnings.simplefilter("ignore")
         return mlflow.pyfunc.log_model(
             name=name,
-            python_model=ChampionModel(model, kind),
+            python_model=ChampionModel(model, kind, explainer),
             code_paths=[code_path()],
             signature=signature(frame, features, kind),
             input_example=example,

@@ -326,20 +326,27 @@ def output_feature_names(pipe: Pipeline) -> list[str]:
 
 
 def importances(pipe: Pipeline) -> pd.Series:
-    """Model-native importance per transformed column (trees: gain/impurity; linear: |coef|); a
-    calibrated last step (`olist_ml.ml.calibration`) is looked through."""
+    """Model-native importance per ORIGINAL feature (trees: gain/impurity; linear: |coef|, summed over a
+    feature's transformed columns: its one-hot columns, its missing-value indicator); a calibrated last
+    step (`olist_ml.ml.calibration`) is looked through. (The transformed columns' names, e.g. f193, are
+    what the report showed before: `olist_ml_model.explain.column_origins` maps them back.)"""
+    from olist_ml_model.explain import column_origins
+
     from .calibration import base_estimator
 
     est = base_estimator(pipe.named_steps["model"])
-    names = output_feature_names(pipe)
     if hasattr(est, "feature_importances_"):
         vals = np.asarray(est.feature_importances_, dtype=float)
     elif hasattr(est, "coef_"):
         vals = np.abs(np.ravel(est.coef_))
     else:
         return pd.Series(dtype=float)
+    try:
+        names = column_origins(pipe.named_steps["prep"])
+    except (NotImplementedError, AttributeError, KeyError):  # an unusual prep: the transformed names
+        names = output_feature_names(pipe)
     if isinstance(est, HazardGLM) and len(names) == len(vals) + 1:
         names = names[:-1]  # the last prepared column is the exposure offset (coefficient fixed at 1)
     if len(names) != len(vals):
         names = [f"f{i}" for i in range(len(vals))]
-    return pd.Series(vals, index=names).sort_values(ascending=False)
+    return pd.Series(vals, index=names).groupby(level=0).sum().sort_values(ascending=False)

@@ -294,16 +294,24 @@ def reliability_plot(y, p_before, p_after, out_dir: Path, title: str, bins: int 
     return _save(fig, out_dir / "reliability.png", plt)
 
 
-def importance_plot(imp: pd.Series, out_dir: Path, title: str, top: int = 25) -> Path | None:
+def importance_plot(
+    imp: pd.Series,
+    out_dir: Path,
+    title: str,
+    top: int = 25,
+    *,
+    name: str = "feature_importance.png",
+    xlabel: str = "importance",
+) -> Path | None:
     if imp is None or imp.empty:
         return None
     plt = _plt()
     out_dir.mkdir(parents=True, exist_ok=True)
     s = imp.head(top)[::-1]
     fig, ax = plt.subplots(figsize=(7, max(3, 0.28 * len(s) + 1)))
-    ax.barh(s.index, s.values)
-    ax.set(title=f"Feature importance - {title}", xlabel="importance")
-    return _save(fig, out_dir / "feature_importance.png", plt)
+    ax.barh([str(i) for i in s.index], s.values)
+    ax.set(title=f"Feature importance - {title}", xlabel=xlabel)
+    return _save(fig, out_dir / name, plt)
 
 
 def cluster_plot(X2: np.ndarray, labels: np.ndarray, out_dir: Path, title: str) -> Path:
@@ -316,8 +324,42 @@ def cluster_plot(X2: np.ndarray, labels: np.ndarray, out_dir: Path, title: str) 
     return _save(fig, out_dir / "clusters.png", plt)
 
 
-def _save(fig, path: Path, plt) -> Path:
+def fit_titles(fig) -> None:
+    """Wrap every axes title onto as many lines as it needs to fit the figure's width (a long title,
+    e.g. "Precision-recall - seller_churn / hazard_glm (test ...)", is otherwise clipped at both
+    edges of the PNG), then lay the figure out."""
+    import textwrap
+
     fig.tight_layout()
+    fig.canvas.draw()
+    width = fig.bbox.width
+    for ax in fig.axes:
+        t = ax.title
+        text = t.get_text()
+        if not text:
+            continue
+        guess = int(width / (0.6 * t.get_fontsize() * fig.dpi / 72))  # characters of ~0.6 em
+        for chars in range(max(min(len(text), guess), 9), 8, -3):
+            t.set_text("\n".join(textwrap.wrap(text, chars)) or text)
+            fig.canvas.draw()
+            bb = t.get_window_extent()
+            if bb.x0 >= 0 and bb.x1 <= width:
+                break
+    fig.tight_layout()
+
+
+def titles_inside(fig) -> bool:
+    """True when every axes title lies inside the figure (what `fit_titles` ensures)."""
+    fig.canvas.draw()
+    return all(
+        ax.title.get_window_extent().x0 >= 0 and ax.title.get_window_extent().x1 <= fig.bbox.width
+        for ax in fig.axes
+        if ax.title.get_text()
+    )
+
+
+def _save(fig, path: Path, plt) -> Path:
+    fit_titles(fig)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path

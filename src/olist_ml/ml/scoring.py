@@ -15,7 +15,7 @@ from .. import records
 from ..config import Settings
 from ..errors import InputError, MissingStepError
 from ..warehouse import session
-from . import registry
+from . import explain, registry
 from .problem import Problem
 
 
@@ -194,6 +194,8 @@ def predict(problem: Problem, settings: Settings, as_of: date | None = None, *, 
         base = baseline_scores(problem, frame)
         if base is not None:
             out["baseline_score"] = base
+        if problem.kind == "binary":  # the top-3 reasons: reason_1..3 + reasons (JSON), olist_ml.ml.explain
+            out = out.join(explain.reason_columns(champ, frame))
         out = out.sort_values(
             ["score"] + [k for k in problem.key_columns if k != t],
             ascending=[False] + [True] * (len(problem.key_columns) - 1),

@@ -39,7 +39,7 @@ import pandas as pd
 from ..config import Settings
 from ..errors import InputError, NotReadyError
 from ..warehouse import session
-from . import artefact, registry, tracking
+from . import artefact, explain, registry, tracking
 from . import calibration as calib
 from . import candidates as cands
 from . import metrics as M
@@ -855,7 +855,10 @@ def _refit_and_register(
             split,
             f"{problem.name} / {best.name} (test {lineage['test_start']}..{lineage['test_end']})",
         )
-        info = artefact.log_model(mlflow, final, problem.kind, data.df)
+        explainer = explain.explainer_for(final, data.df, problem, settings) if problem.kind == "binary" else None
+        if explainer is not None:
+            _log_reasons(mlflow, problem, final, explainer, split)
+        info = artefact.log_model(mlflow, final, problem.kind, data.df, explainer=explainer)
     refit_run = rr.info.run_id
     best.model_uri = info.model_uri
     gate_ok, gate_why = _gate(problem, test, base)
@@ -878,6 +881,41 @@ def _refit_and_register(
     )
     mlflow.set_tags({"registered_version": version, "decision": decision, "decision_reason": reason})
     return version, decision, reason, prev, refit_run
+
+
+def _log_reasons(mlflow, problem: Problem, model, explainer, split: Split, n_examples: int = 5) -> None:
+    """evaluation/reasons_importance.csv (mean |contribution| per original feature over the test rows,
+    by the registered model), its plot, and reasons_examples.csv (the test rows with the highest, median
+    and lowest scores and their top-3 reasons)."""
+    rows = split.test if len(split.test) else split.labelled
+    if len(rows) > 20_000:
+        rows = rows.sample(20_000, random_state=0)
+    ex = explainer.explain(model, rows)
+    imp = explain.importance(ex)
+    p = np.asarray(model.predict_proba(rows), dtype=float)[:, 1]
+    order = np.argsort(-p, kind="stable")
+    pick = list(dict.fromkeys([*order[:3], order[len(order) // 2], order[-1]]))[:n_examples] if len(order) else []
+    keys = [k for k in problem.key_columns if k in rows.columns]
+    examples = []
+    for i in pick:
+        rec = {k: str(rows.iloc[i][k]) for k in keys}
+        rec["score"] = float(p[i])
+        for r, reason in enumerate(ex.reasons(int(i), 3)):
+            rec[f"reason_{r + 1}"] = reason["text"]
+            rec[f"reason_{r + 1}_contribution"] = reason["contribution"]
+        examples.append(rec)
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d)
+        imp.to_csv(out / "reasons_importance.csv", index=False)
+        pd.DataFrame(examples).to_csv(out / "reasons_examples.csv", index=False)
+        M.importance_plot(
+            imp.set_index("feature")["mean_abs_contribution"],
+            out,
+            f"mean |contribution| to the {ex.scale} margin, test rows",
+            name="reasons_importance.png",
+            xlabel="mean |contribution|",
+        )
+        mlflow.log_artifacts(str(out), artifact_path="evaluation")
 
 
 def log_settings(mlflow, problem: Problem, settings: Settings) -> None:

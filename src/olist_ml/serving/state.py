@@ -256,6 +256,13 @@ def latest_feature_frames(
     return latest, store, churn
 
 
+def latest_actions(con, problems: tuple[str, ...]) -> dict:
+    """problem -> the latest action list of `olist-ml actions` (`actions_<problem>`), for the served ones."""
+    from .actions import read_latest
+
+    return {p: read_latest(con, p) for p in problems if p in (CHURN, DELAY)}
+
+
 def _by_seller(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     if frame is None or "seller_id" not in frame.columns:
         return frame
@@ -332,6 +339,10 @@ class FeatureSnapshot:
     churn_frame: pd.DataFrame | None = None  # the churn population at dt_ref, index: seller_id
     churn_scores: pd.Series | None = None  # index: seller_id
     churn_version: str | None = None
+    churn_explanation: Any = None  # olist_ml_model.explain.Explanation of churn_frame (?explain=k)
+    churn_rows: dict | None = None  # seller_id -> row of churn_explanation
+    explain_error: str | None = None
+    actions: dict | None = None  # problem -> its latest action list (`olist-ml actions`), None when absent
     delay: DelayContext | None = None  # what scoring a new order needs (when order_delay is served)
     signature: tuple | None = None
     loaded_at: float | None = None
@@ -465,6 +476,7 @@ class ServingState:
 
             with warehouse.session(self.settings, read_only=True) as con:
                 dt_ref, store, churn_frame = latest_feature_frames(con, self.settings, self.problems)
+                action_lists = latest_actions(con, self.problems)
             frame = _by_seller(store)
             delay = DelayContext(self.settings, dt_ref) if DELAY in self.problems else None
             if warehouse_signature(self.settings) != sig:  # replaced while read: the parts may not match
@@ -476,6 +488,7 @@ class ServingState:
                 delay=delay,
                 signature=sig,
                 loaded_at=time.time(),
+                actions=action_lists,
             )
             self.features = self._score(new, churn)
             self.features_fault = self.features_busy = self._failed_signature = None
@@ -507,6 +520,7 @@ class ServingState:
             delay=snap.delay,
             signature=snap.signature,
             loaded_at=snap.loaded_at,
+            actions=snap.actions,
         )
         cf = snap.churn_frame
         if churn is None or not churn.ready or cf is None:
@@ -522,6 +536,14 @@ class ServingState:
             new.churn_version = churn.version
         except Exception as e:  # noqa: BLE001 - the error is served by /ready
             new.error = f"scoring the feature snapshot failed: {type(e).__name__}: {e}".splitlines()[0]
+            return new
+        try:  # the reasons of every seller, once per (model version, dt_ref): a request reads one row
+            from ..ml.explain import explain
+
+            new.churn_explanation = explain(churn.champion, cf[names]) if len(cf) else None
+            new.churn_rows = {sid: i for i, sid in enumerate(cf.index)}
+        except Exception as e:  # noqa: BLE001 - scores still served; ?explain answers 503 with this
+            new.explain_error = f"{type(e).__name__}: {e}".splitlines()[0]
         return new
 
     # ---- background poller ---------------------------------------------------------------

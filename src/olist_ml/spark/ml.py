@@ -229,6 +229,19 @@ def _signature_columns(model_uri: str) -> list[tuple[str, str | None]]:
     return out
 
 
+def declares_explain(model_uri: str) -> bool:
+    """True when the model's signature declares the `explain` parameter (binary models logged with reasons)."""
+    from mlflow.models import get_model_info
+
+    from olist_ml_model.pyfunc import EXPLAIN
+
+    sig = get_model_info(model_uri).signature
+    return bool(sig is not None and sig.params is not None and EXPLAIN in {p.name for p in sig.params.params})
+
+
+REASON_COLUMNS = ("reason_1", "reason_2", "reason_3", "reasons")  # as `olist_ml.ml.explain.reason_columns`
+
+
 def score_date(problem: Problem, frame, as_of: dt.date | None) -> dt.date:
     """`scoring.score_date` on a Spark frame: one scoring date, events strictly before it."""
     from pyspark.sql import functions as F
@@ -297,16 +310,24 @@ def predict_spark(
             f"v{mv.version}: run `olist-ml --engine spark train {problem.name}` again"
         )
     binary = problem.kind == "binary"
-    # the champion (olist_ml_model.ChampionModel) returns one score per row: P(class 1) or the cluster id
-    udf = mlflow.pyfunc.spark_udf(env.spark, uri, result_type="double" if binary else "long", env_manager="local")
+    explain = binary and declares_explain(uri)
     args = F.struct(*[(F.col(c).cast(ty) if ty else F.col(c)).alias(c) for c, ty in cols])
-    pred = udf(args)
-    score = pred if binary else pred.cast("int")
+    if explain:  # the score and its top-3 reasons (the columns `olist-ml predict` writes on DuckDB)
+        rtype = "score double, " + ", ".join(f"{c} string" for c in REASON_COLUMNS)
+        udf = mlflow.pyfunc.spark_udf(env.spark, uri, result_type=rtype, env_manager="local", params={"explain": 3})
+        pred = udf(args)
+        score, reasons = pred["score"], [pred[c].alias(c) for c in REASON_COLUMNS]
+    else:
+        # the champion (olist_ml_model.ChampionModel) returns one score per row: P(class 1) or the cluster id
+        udf = mlflow.pyfunc.spark_udf(env.spark, uri, result_type="double" if binary else "long", env_manager="local")
+        pred = udf(args)
+        score, reasons = (pred if binary else pred.cast("int")), []
     keys = [k for k in problem.key_columns if k != t]
     scored = frame.select(
         *[F.col(k) for k in keys],
         F.lit(d).cast("date").alias(t),
         score.alias("score"),
+        *reasons,
         *[F.expr(e).alias(f"_o{i}") for i, e in enumerate(sp.frame_order)],
     ).cache()
     try:
@@ -322,6 +343,7 @@ def predict_spark(
             F.lit(str(mv.version)).alias("model_version"),
             F.lit(mv.run_id or "").alias("run_id"),
             F.lit(scoring.now_utc()).cast("timestamp_ntz").alias("scored_at"),
+            *([F.col(c) for c in REASON_COLUMNS] if explain else []),
             F.lit(fps[d]).alias("data_fp"),
             F.lit(None).cast("timestamp_ntz").alias("data_revised_at"),
         )
