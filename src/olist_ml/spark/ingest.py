@@ -295,8 +295,8 @@ class _TableLoad:
 
         Few Spark jobs per table (each costs a scheduling round trip): the date window (orders only),
         the bad values collected to the driver (this fills the cache), their line numbers (only when
-        there are any), and the staged write, which also counts the rows (an observation)."""
-        from pyspark.sql import Observation
+        there are any), the row and time-zone counts (one aggregate over the cached rows) and the staged
+        write."""
         from pyspark.sql import functions as F
 
         spark = self.lake.spark
@@ -325,22 +325,20 @@ class _TableLoad:
                 q = _with_lines(typed, small).toPandas()
                 q = q.sort_values(["line", "col"], kind="stable")
             self.rep.quarantined = len(recs)
-            # the write also counts the rows and the converted time zones (an observation: no extra job)
-            obs = Observation(f"ingest_{self.spec.key}")
-            observed = typed.observe(
-                obs,
+            # the rows and the converted time zones: one aggregate over the cached rows (not an Observation on
+            # the write: PySpark 4.2 adds the sort's sampling job to an observation, counting every row twice)
+            agg = typed.agg(
                 F.count(F.lit(1)).alias("_n"),
                 *[F.sum((F.col(f"_tz_{c}") & F.col(c).isNotNull()).cast("int")).alias(c) for c in dates],
-            )
+            ).collect()[0]
             if recs:
                 gone = spark.createDataFrame([(r,) for r in recs], "_rec BIGINT")
-                clean = observed.join(F.broadcast(gone), "_rec", "left_anti")
+                clean = typed.join(F.broadcast(gone), "_rec", "left_anti")
             else:
-                clean = observed
+                clean = typed
             self.stage = self.lake.stage(
                 self._stg_frame(clean, translation).orderBy("_rec").drop("_rec"), self.spec.stg
             )
-            agg = obs.get
             self.rep.loaded = int(agg["_n"]) - len(recs)
             self._require_rows(q)
             self.quarantine = pd.DataFrame(
