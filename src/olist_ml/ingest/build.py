@@ -54,6 +54,7 @@ def _remove(path: Path) -> None:
 
 
 def progress_bar(enabled: bool, total: int):
+    """A transient rich progress bar for an ingest (both engines), or a null context when not `enabled`."""
     if not enabled:
         return contextlib.nullcontext(None)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn

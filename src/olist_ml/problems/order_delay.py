@@ -103,35 +103,13 @@ def base_sql(engine: str = "duckdb") -> str:
 # ---------------------------------------------------------------------------------------
 # the calendar: Brazilian holidays from the maintained `holidays` package
 # ---------------------------------------------------------------------------------------
+# Brazil's 27 federative units (UF codes): the states whose own holidays the calendar adds
+# fmt: off
 UF = (
-    "AC",
-    "AL",
-    "AM",
-    "AP",
-    "BA",
-    "CE",
-    "DF",
-    "ES",
-    "GO",
-    "MA",
-    "MG",
-    "MS",
-    "MT",
-    "PA",
-    "PB",
-    "PE",
-    "PI",
-    "PR",
-    "RJ",
-    "RN",
-    "RO",
-    "RR",
-    "RS",
-    "SC",
-    "SE",
-    "SP",
-    "TO",
+    "AC", "AL", "AM", "AP", "BA", "CE", "DF", "ES", "GO", "MA", "MG", "MS", "MT", "PA",
+    "PB", "PE", "PI", "PR", "RJ", "RN", "RO", "RR", "RS", "SC", "SE", "SP", "TO",
 )
+# fmt: on
 # optional national days ("pontos facultativos") on which banks, most businesses and the post are closed
 _OBSERVED_OPTIONAL = ("Carnival", "Corpus Christi")
 HOLIDAY_YEARS = (2016, 2035)
