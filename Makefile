@@ -7,7 +7,7 @@ export UV_PYTHON_DOWNLOADS := never
 export MLFLOW_DISABLE_TELEMETRY := true
 PYTEST_ARGS ?=
 
-.PHONY: install install-run browser run lint test test-slow test-spark-cluster bench clean
+.PHONY: install install-run browser run lint test test-slow test-spark-cluster spark-jars bench clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -49,6 +49,14 @@ test-slow: install
 # of `make test` (it doubles the Spark tests' time)
 test-spark-cluster: install
 	SPARK_TEST_MASTER='local-cluster[2,1,1024]' .venv/bin/python -m pytest -m spark $(PYTEST_ARGS)
+
+# the Delta Lake jars for the pinned PySpark and delta-spark (io.delta:delta-spark_4.2_2.13:4.4.0 and its own
+# dependencies, 8 jars, 13 MB) fetched from Maven Central into Spark's Ivy cache (~/.ivy2.5.2) by the resolver the
+# Spark session itself uses (spark.jars.packages), so later sessions start without downloading; the Spark tests
+# (their session enables Delta) fetch them on first use otherwise. Not `mvn dependency:get`: Ivy reads ~/.m2
+# first and fails on a POM there whose jar Maven did not download (a version Maven mediated away).
+spark-jars: install
+	.venv/bin/python -c "from olist_ml.config import Settings; from olist_ml.spark.session import get_spark, stop_spark; get_spark(Settings(spark_table_format='delta')); stop_spark()"
 
 # every benchmark (most need OLIST_DATA_DIR=<folder of the real Olist CSVs>)
 bench: install

@@ -330,6 +330,7 @@ class Settings:
     spark_driver_memory: str = "2g"  # local modes: the executors live in the driver JVM
     spark_conf: tuple[str, ...] = ()  # extra "spark.k=v" settings (OLIST_ML_SPARK_CONF="k=v,k=v")
     spark_train_max_rows: int = 2_000_000  # an ABT above this is sampled (time-stratified) for training
+    spark_table_format: str = "parquet"  # "parquet" | "delta" (Delta Lake in the session; the lake: Parquet)
     feature_windows: tuple[int, ...] = _f((30, 90, 180), shapes=INPUTS, doc="feature windows in days")
     feature_chunk_rows: int = 2_000_000  # rows per batch of dt_refs in a feature build (bounded memory)
     oot_months: int = 6  # test months of a problem that declares none
@@ -439,6 +440,7 @@ class Settings:
             "spark_driver_memory": _env("OLIST_ML_SPARK_DRIVER_MEMORY"),
             "spark_train_max_rows": _env("OLIST_ML_SPARK_TRAIN_MAX_ROWS"),
             "spark_conf": _env("OLIST_ML_SPARK_CONF"),
+            "spark_table_format": _env("OLIST_ML_SPARK_TABLE_FORMAT"),
             "threads": _env("OLIST_ML_THREADS"),
             "memory_limit": _env("OLIST_ML_MEMORY_LIMIT"),
             "verbose": _env("OLIST_ML_VERBOSE"),

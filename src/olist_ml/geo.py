@@ -35,7 +35,7 @@ GEO_LEVELS = ("zip5", "zip3", "state", "none")
 
 def normalise_zip_sql(expr: str) -> str:
     """SQL expression: a zip prefix as a 5-character zero-padded string."""
-    return f"lpad(trim(CAST({expr} AS VARCHAR)), 5, '0')"
+    return f"lpad(trim(CAST({expr} AS STRING)), 5, '0')"
 
 
 def haversine_km(lat1, lng1, lat2, lng2, radius_km: float = EARTH_RADIUS_KM):
@@ -72,27 +72,30 @@ def _points_sql() -> str:
     """
 
 
-def _wanted_sql(con: duckdb.DuckDBPyConnection) -> str:
+def _wanted_sql(has_table) -> str:
     parts = []
-    if table_exists(con, "stg_customers"):
+    if has_table("stg_customers"):
         parts.append(
             f"SELECT {normalise_zip_sql('customer_zip_code_prefix')} AS zip_code_prefix, "
             "upper(trim(customer_state)) AS state FROM stg_customers"
         )
-    if table_exists(con, "stg_sellers"):
+    if has_table("stg_sellers"):
         parts.append(
             f"SELECT {normalise_zip_sql('seller_zip_code_prefix')} AS zip_code_prefix, "
             "upper(trim(seller_state)) AS state FROM stg_sellers"
         )
     if not parts:
-        parts.append("SELECT CAST(NULL AS VARCHAR) AS zip_code_prefix, CAST(NULL AS VARCHAR) AS state WHERE false")
+        parts.append("SELECT CAST(NULL AS STRING) AS zip_code_prefix, CAST(NULL AS STRING) AS state WHERE false")
     return " UNION ".join(parts)
 
 
-def zip_coordinates_sql(con: duckdb.DuckDBPyConnection) -> str:
-    """One SELECT resolving every customer/seller (zip prefix, state) to coordinates with fallbacks."""
-    wanted = _wanted_sql(con)
-    if not table_exists(con, "stg_geolocation"):
+def zip_coordinates_sql(con: duckdb.DuckDBPyConnection | None = None, *, has_table=None) -> str:
+    """One SELECT resolving every customer/seller (zip prefix, state) to coordinates with fallbacks, in the
+    SQL both engines run. `has_table(name) -> bool` says which stg tables exist (default: those of `con`;
+    the Spark engine passes its temp views')."""
+    has_table = has_table or (lambda name: table_exists(con, name))
+    wanted = _wanted_sql(has_table)
+    if not has_table("stg_geolocation"):
         return f"""
             SELECT zip_code_prefix, state, CAST(NULL AS DOUBLE) AS lat, CAST(NULL AS DOUBLE) AS lng,
                    'none' AS geo_level

@@ -16,11 +16,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from olist_ml import ingest as ingest_mod
 from olist_ml.cli import main
 from olist_ml.config import Settings
 from olist_ml.errors import InputError, MissingStepError
 from olist_ml.ingest import ingest, summary
+from olist_ml.ingest import load as ingest_load
+from olist_ml.ingest import runs as ingest_runs
 from support.raw_files import (
     CUSTOMERS,
     ITEMS,
@@ -381,7 +382,7 @@ def test_cli_subprocess_no_traceback(tmp_path: Path, wh: Settings) -> None:
 # --------------------------------------------------------------------------------------------
 def test_failure_mid_ingest_leaves_previous_warehouse(tmp_path: Path, wh: Settings, previous: str, monkeypatch) -> None:
     src = write_source(tmp_path / "new", {"sellers": SELLERS + '"s3","20000",rio,RJ\n'})
-    real = ingest_mod._load_table
+    real = ingest_load.load_table
     calls = []
 
     def flaky(con, spec, *a, **kw):
@@ -390,20 +391,20 @@ def test_failure_mid_ingest_leaves_previous_warehouse(tmp_path: Path, wh: Settin
             raise RuntimeError("disk on fire")
         return real(con, spec, *a, **kw)
 
-    monkeypatch.setattr(ingest_mod, "_load_table", flaky)
+    monkeypatch.setattr(ingest_load, "load_table", flaky)
     with pytest.raises(RuntimeError, match="disk on fire"):
         ingest(src, wh)
     assert sha(wh.warehouse) == previous
     assert leftovers(wh) == []
 
     # a failure after the old warehouse was attached and copied from also changes nothing
-    monkeypatch.setattr(ingest_mod, "_load_table", real)
+    monkeypatch.setattr(ingest_load, "load_table", real)
     before = dump(wh.warehouse)
 
     def boom(*a, **kw):
         raise RuntimeError("crash while recording the run")
 
-    monkeypatch.setattr(ingest_mod, "_record_run", boom)
+    monkeypatch.setattr(ingest_runs, "record_run", boom)
     with pytest.raises(RuntimeError, match="crash while recording"):
         ingest(src, wh)
     assert sha(wh.warehouse) == previous

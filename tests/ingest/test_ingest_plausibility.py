@@ -19,6 +19,7 @@ from olist_ml.cli import main
 from olist_ml.config import Settings
 from olist_ml.errors import InputError
 from olist_ml.ingest import ingest
+from olist_ml.ingest import load as ingest_load
 from olist_ml.schema import SOURCES_BY_KEY
 from support.raw_files import (
     CUSTOMERS,
@@ -219,7 +220,7 @@ def test_without_time_zone_support_offsets_are_quarantined_not_dropped(
     tmp_path: Path, wh: Settings, monkeypatch
 ) -> None:
     # where DuckDB cannot convert (no ICU time-zone data), a zoned value is refused with the reason
-    monkeypatch.setattr(ingest_mod, "_tz_support", lambda con: False)
+    monkeypatch.setattr(ingest_load, "tz_support", lambda con: False)
     orders = ORDERS + '"o4","c1",delivered,2017-10-02 10:56:33+03:00,,,,2017-10-20 00:00:00\n'
     rep = ingest(write_source(tmp_path / "src", {"orders": orders}), wh)
     assert rep.table("orders").quarantined == 1

@@ -6,13 +6,10 @@ Spark SQL, training on the driver through the same generic trainer, scores by ml
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import math
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -21,6 +18,7 @@ from olist_ml.config import Settings
 from olist_ml.features import FEATURE_TABLES
 from olist_ml.pipeline import run_pipeline
 from olist_ml.schema import SOURCES
+from support.frames import assert_same
 from support.spark import session, spark_settings
 
 # the engine-parity runs take minutes on 2 cores: `make test-slow` (CI runs it after the default suite)
@@ -71,59 +69,6 @@ def lake_frame(s: Settings, table: str) -> pd.DataFrame:
 
     df = Lake(session(), s.lake_uri).read(table)
     return df.drop("dt_month").toPandas() if "dt_month" in df.columns else df.toPandas()
-
-
-def _value(v):
-    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) or v is pd.NaT:
-        return None
-    if isinstance(v, (pd.Timestamp, dt.datetime)):
-        return pd.Timestamp(v).to_pydatetime()
-    if isinstance(v, dt.date):
-        return pd.Timestamp(v).to_pydatetime()
-    if isinstance(v, (np.integer, np.floating, np.bool_)):
-        return v.item()
-    return v
-
-
-def _isna(v) -> bool:
-    try:
-        return bool(pd.isna(v))
-    except (TypeError, ValueError):
-        return False
-
-
-def _same_json(x, y, tol: float) -> bool:
-    """Two JSON values alike, numbers to `tol` (the scores' `reasons`: contributions computed from feature
-    values that the engines round differently in the last digits)."""
-    if isinstance(x, dict) and isinstance(y, dict):
-        return x.keys() == y.keys() and all(_same_json(x[k], y[k], tol) for k in x)
-    if isinstance(x, list) and isinstance(y, list):
-        return len(x) == len(y) and all(_same_json(u, v, tol) for u, v in zip(x, y, strict=True))
-    if isinstance(x, (int, float)) and isinstance(y, (int, float)) and not isinstance(x, bool):
-        return math.isclose(float(x), float(y), rel_tol=tol, abs_tol=tol)
-    return x == y
-
-
-def assert_same(
-    a: pd.DataFrame, b: pd.DataFrame, keys: list[str], what: str, tol: float = 1e-6, skip: tuple[str, ...] = ()
-) -> None:
-    cols = [c for c in a.columns if c not in skip]
-    assert sorted(cols) == sorted(c for c in b.columns if c not in skip), what
-    assert len(a) == len(b), (what, len(a), len(b))
-    a = a[cols].map(_value) if len(a) else a[cols]
-    b = b[cols].map(_value) if len(b) else b[cols]
-    a = a.sort_values(keys, key=lambda s: s.astype(str)).reset_index(drop=True)
-    b = b.sort_values(keys, key=lambda s: s.astype(str)).reset_index(drop=True)
-    for c in cols:
-        for i, (x, y) in enumerate(zip(a[c].tolist(), b[c].tolist(), strict=False)):
-            if _isna(x) or _isna(y):  # None / NaN / NaT: missing on both sides
-                assert _isna(x) and _isna(y), (what, c, i, x, y)
-            elif isinstance(x, (int, float)) and isinstance(y, (int, float)) and not isinstance(x, bool):
-                assert math.isclose(float(x), float(y), rel_tol=tol, abs_tol=tol), (what, c, i, x, y)
-            elif isinstance(x, str) and x.startswith("[{") and isinstance(y, str):
-                assert _same_json(json.loads(x), json.loads(y), tol), (what, c, i, x, y)
-            else:
-                assert x == y, (what, c, i, x, y)
 
 
 def test_run_churn_equal_on_both_engines(runs) -> None:

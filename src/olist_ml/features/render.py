@@ -146,10 +146,22 @@ def _compiled(template: str) -> jinja2.Template:
 
 # ---- dialect functions ---------------------------------------------------------------------------------
 def _split_args(s: str, start: int) -> tuple[list[str], int]:
-    """Arguments of a call whose '(' is at s[start]; returns (args, index after ')')."""
+    """Arguments of a call whose '(' is at s[start]; returns (args, index after ')'). Commas and
+    parentheses inside '...' string literals are text, not syntax."""
     depth, args, cur, i = 0, [], [], start
     while i < len(s):
         ch = s[i]
+        if ch == "'":  # a string literal, '' escapes included: copied as it is
+            end = i + 1
+            while True:
+                end = s.index("'", end)
+                if s.startswith("''", end):
+                    end += 2
+                    continue
+                break
+            cur.append(s[i : end + 1])
+            i = end + 1
+            continue
         if ch == "(":
             depth += 1
             if depth > 1:
@@ -182,6 +194,14 @@ def _split_args(s: str, start: int) -> tuple[list[str], int]:
 #   LIST_AVG_FIRST(list, n)   mean of the first n elements (NULL when empty)
 #   ROW_HASH(a, b, ...)       a 64-bit hash of the values as a wide exact integer (sums of millions stay
 #                             exact); each engine has its own hash function, so values differ by engine
+#   ISODOW(x)                 ISO day of the week of x (Monday 1 .. Sunday 7)
+#   EPOCH(ts)                 seconds from 1970-01-01 00:00 to the naive timestamp ts (DOUBLE; Spark: the
+#                             session time zone is UTC, olist_ml.spark.session)
+#   ARG_MAX(v, k)             aggregate: v of the row with the largest k
+#   DATE_SERIES(a, b, step)   select list: one row per DATE a, a + step, ... <= b (step an INTERVAL; no row
+#                             when a or b is NULL; callers keep a <= b: Spark's `sequence` refuses a > b)
+#   SPLIT_ROWS(s, sep)        select list: one row per piece of the string s split at the one character sep
+#   STAR_EXCLUDE(t, c, ...)   in a select list: every column of t but c, ... (DuckDB EXCLUDE, Spark EXCEPT)
 _MACROS = {
     "duckdb": {
         "DAYNUM": lambda a: f"CAST(date_diff('day', DATE '1970-01-01', CAST({a[0]} AS DATE)) AS INTEGER)",
@@ -192,6 +212,12 @@ _MACROS = {
         "LIST_DESC": lambda a: f"list({a[0]} ORDER BY {a[1]} DESC) FILTER (WHERE {a[2]})",
         "LIST_AT": lambda a: f"({a[0]})[{a[1]}]",
         "LIST_AVG_FIRST": lambda a: f"list_avg(({a[0]})[1:{a[1]}])",
+        "ISODOW": lambda a: f"isodow({a[0]})",
+        "EPOCH": lambda a: f"epoch({a[0]})",
+        "ARG_MAX": lambda a: f"arg_max({a[0]}, {a[1]})",
+        "DATE_SERIES": lambda a: f"CAST(unnest(generate_series({a[0]}, {a[1]}, {a[2]})) AS DATE)",
+        "SPLIT_ROWS": lambda a: f"unnest(string_split({a[0]}, {a[1]}))",
+        "STAR_EXCLUDE": lambda a: f"{a[0]}.* EXCLUDE ({', '.join(a[1:])})",
     },
     "spark": {
         "DAYNUM": lambda a: f"datediff(CAST({a[0]} AS DATE), DATE '1970-01-01')",
@@ -208,23 +234,37 @@ _MACROS = {
             f"aggregate(slice({a[0]}, 1, {a[1]}), CAST(0 AS DOUBLE), (acc, x) -> acc + x) "
             f"/ NULLIF(size(slice({a[0]}, 1, {a[1]})), 0)"
         ),
+        "ISODOW": lambda a: f"extract(DAYOFWEEK_ISO FROM {a[0]})",
+        "EPOCH": lambda a: f"(unix_micros(CAST({a[0]} AS TIMESTAMP_LTZ)) / 1e6)",
+        "ARG_MAX": lambda a: f"max_by({a[0]}, {a[1]})",
+        "DATE_SERIES": lambda a: f"explode(sequence(CAST({a[0]} AS DATE), CAST({a[1]} AS DATE), {a[2]}))",
+        "SPLIT_ROWS": lambda a: f"explode(split({a[0]}, {a[1]}))",
+        "STAR_EXCLUDE": lambda a: f"{a[0]}.* EXCEPT ({', '.join(a[1:])})",
     },
 }
 
 
+# a macro name: upper-case letters and '_' (cheap to scan for; the name is then looked up)
+_MACRO_CALL = re.compile(r"\b([A-Z][A-Z_]*[A-Z])\s*\(")
+
+
 def expand_macros(sql: str, engine: str) -> str:
-    """Expand the macros above for `engine` (nested calls included)."""
+    """Expand the macros above for `engine` (nested calls included). One pass: an expansion holds no
+    macro (its arguments are expanded first), so the scan goes on after it."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}")
     macros = _MACROS[engine]
-    pat = re.compile(r"\b(" + "|".join(macros) + r")\s*\(")
+    out, pos = [], 0
     while True:
-        m = pat.search(sql)
+        m = _MACRO_CALL.search(sql, pos)
+        while m and m.group(1) not in macros:
+            m = _MACRO_CALL.search(sql, m.end())
         if not m:
-            return sql
+            out.append(sql[pos:])
+            return "".join(out)
         args, end = _split_args(sql, m.end() - 1)
-        args = [expand_macros(a, engine) for a in args]
-        sql = sql[: m.start()] + macros[m.group(1)](args) + sql[end:]
+        out += [sql[pos : m.start()], macros[m.group(1)]([expand_macros(a, engine) for a in args])]
+        pos = end
 
 
 def context(windows: tuple[int, ...]) -> dict:

@@ -60,6 +60,7 @@ New orders (bought at or after D) are scored by the API with their row at approv
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date
 from functools import lru_cache
 
@@ -70,6 +71,7 @@ import pandas as pd
 from .. import geo
 from ..config import DelaySettings, Settings
 from ..errors import MissingStepError
+from ..features.render import ENGINES, expand_macros, render_text
 from ..ml.problem import Baseline, Problem
 from ..warehouse import require_tables
 from ._common import as_date, read_sql, write_frame_atomically
@@ -93,43 +95,21 @@ _BASE_TMP = "_olist_order_delay_base"
 _POINTS_TMP = "_olist_order_delay_points"
 
 
-def base_sql() -> str:
+def base_sql(engine: str = "duckdb") -> str:
     """One row per order with items: the order's own facts and timestamps (see order_delay_base.sql)."""
-    return read_sql("order_delay_base.sql")
+    return _template("order_delay_base.sql", engine)
 
 
 # ---------------------------------------------------------------------------------------
 # the calendar: Brazilian holidays from the maintained `holidays` package
 # ---------------------------------------------------------------------------------------
+# Brazil's 27 federative units (UF codes): the states whose own holidays the calendar adds
+# fmt: off
 UF = (
-    "AC",
-    "AL",
-    "AM",
-    "AP",
-    "BA",
-    "CE",
-    "DF",
-    "ES",
-    "GO",
-    "MA",
-    "MG",
-    "MS",
-    "MT",
-    "PA",
-    "PB",
-    "PE",
-    "PI",
-    "PR",
-    "RJ",
-    "RN",
-    "RO",
-    "RR",
-    "RS",
-    "SC",
-    "SE",
-    "SP",
-    "TO",
+    "AC", "AL", "AM", "AP", "BA", "CE", "DF", "ES", "GO", "MA", "MG", "MS", "MT", "PA",
+    "PB", "PE", "PI", "PR", "RJ", "RN", "RO", "RR", "RS", "SC", "SE", "SP", "TO",
 )
+# fmt: on
 # optional national days ("pontos facultativos") on which banks, most businesses and the post are closed
 _OBSERVED_OPTIONAL = ("Carnival", "Corpus Christi")
 HOLIDAY_YEARS = (2016, 2035)
@@ -157,8 +137,8 @@ def brazil_national_holidays(first_year: int = HOLIDAY_YEARS[0], last_year: int 
     return brazil_holidays(first_year, last_year)
 
 
-@lru_cache(maxsize=1)
-def holidays_sql() -> str:
+@lru_cache(maxsize=len(ENGINES))
+def holidays_sql(engine: str = "duckdb") -> str:
     """A SELECT of (day DATE, state VARCHAR): the national holidays under state '' (the national
     calendar) and, under each UF code, that state's calendar (the national holidays and its own).
     One string literal split in SQL (~8,000 state-days): a VALUES list of them took DuckDB 2.3 s to
@@ -166,81 +146,75 @@ def holidays_sql() -> str:
     rows = [f":{d.isoformat()}" for d in brazil_holidays()]
     for uf in UF:
         rows += [f"{uf}:{d.isoformat()}" for d in brazil_holidays(state=uf)]
-    return (
+    return expand_macros(
         f"SELECT CAST(split_part(x, ':', 2) AS DATE) AS day, split_part(x, ':', 1) AS state "
-        f"FROM (SELECT unnest(string_split('{','.join(rows)}', ',')) AS x) t"
+        f"FROM (SELECT SPLIT_ROWS('{','.join(rows)}', ',') AS x) t",
+        engine,
     )
 
 
-def calendar_sql() -> str:
+def calendar_sql(engine: str = "duckdb") -> str:
     """The CTEs `holidays`, `cal_days`, `cal_states`, `calendar` over a CTE `target` (order_delay_calendar.sql)."""
-    return read_sql("order_delay_calendar.sql").replace("{holidays}", holidays_sql())
+    return _render("order_delay_calendar.sql", engine, holidays=holidays_sql(engine))
 
 
 # ---------------------------------------------------------------------------------------
-# the SQL: approval-time features, in-flight features, check points
+# the SQL: approval-time features, in-flight features, check points. Every query is written once, in
+# the SQL both engines run, with the dialect macros of `olist_ml.features.render` (DATEDIFF_DAYS,
+# QUANTILE_CONT, ISODOW, EPOCH, ARG_MAX, DATE_SERIES, SPLIT_ROWS, STAR_EXCLUDE) expanded for `engine`
+# ("duckdb", the default, or "spark"); the .sql files are Jinja templates (`render.render_text`) whose
+# inputs (other queries) are rendered in after the macros are expanded, so no text is expanded twice.
 # ---------------------------------------------------------------------------------------
-def orders_sql(target: str | None = None, base: str | None = None) -> str:
+@lru_cache(maxsize=16)
+def _template(name: str, engine: str) -> str:
+    """The SQL file `name` (problems/sql/) with its dialect macros expanded for `engine`."""
+    return expand_macros(read_sql(name), engine)
+
+
+def _render(name: str, engine: str, **inputs) -> str:
+    return render_text(_template(name, engine), **inputs)
+
+
+def orders_sql(target: str | None = None, base: str | None = None, engine: str = "duckdb") -> str:
     """Approval-time features (order_delay_orders.sql) of the orders of `target` (a SELECT with
     `base_sql()`'s columns; default: every order with items), their context aggregated over `base` (a
     SELECT of `base_sql()`'s rows; default: computed from the stg tables)."""
-    sql = read_sql("order_delay_orders.sql").replace(
-        "{haversine}", geo.haversine_sql("b.seller_lat", "b.seller_lng", "b.customer_lat", "b.customer_lng")
+    return _render(
+        "order_delay_orders.sql",
+        engine,
+        haversine=geo.haversine_sql("b.seller_lat", "b.seller_lng", "b.customer_lat", "b.customer_lng"),
+        calendar=calendar_sql(engine),
+        target=target or "SELECT * FROM base",
+        base=base or base_sql(engine),
     )
-    sql = sql.replace("{calendar}", calendar_sql())
-    sql = sql.replace("{target}", target or "SELECT * FROM base")
-    return sql.replace("{base}", base or base_sql())
 
 
-def inflight_sql(target: str, base: str | None = None) -> str:
+def inflight_sql(target: str, base: str | None = None, engine: str = "duckdb") -> str:
     """In-flight features (order_delay_inflight.sql) of the rows of `target` (a SELECT of `base_sql()`'s
     columns + `dt_ref`, the check point), from the history `base` (default: the stg tables)."""
-    sql = read_sql("order_delay_inflight.sql").replace("{calendar}", calendar_sql())
-    return sql.replace("{target}", target).replace("{base}", base or base_sql())
+    return _render(
+        "order_delay_inflight.sql", engine, calendar=calendar_sql(engine), target=target, base=base or base_sql(engine)
+    )
 
 
-def checkpoints_sql(base: str, end: date | None, step: int = STEP_DAYS) -> str:
-    """Every order's check points (see the module doc): `base`'s columns + dt_ref. In-flight check
-    points only before `end` (exclusive end of the observed deliveries; None: no in-flight rows)."""
+def checkpoints_sql(base: str, end: date | None, step: int = STEP_DAYS, engine: str = "duckdb") -> str:
+    """Every order's check points (see the module doc; order_delay_checkpoints.sql): `base`'s columns +
+    dt_ref. In-flight check points only before `end` (exclusive end of the observed deliveries; None: no
+    in-flight rows)."""
     end_sql = f"DATE '{as_date(end).isoformat()}'" if end is not None else "CAST(NULL AS DATE)"
-    step = int(step)
-    return f"""
-        WITH o AS (
-            SELECT *, CAST(estimated_at AS DATE) AS est_day FROM ({base}) b
-            WHERE estimated_at IS NOT NULL AND (approved_at IS NOT NULL OR delivered_at IS NOT NULL)
-        ),
-        months AS (
-            SELECT CAST(unnest(generate_series(date_trunc('month', min(purchase_date)), max(est_day),
-                                               INTERVAL 1 MONTH)) AS DATE) AS m
-            FROM o
-        ),
-        inflight AS (
-            SELECT DISTINCT order_id, dt_ref FROM (
-                SELECT order_id, CAST(unnest(generate_series(purchase_date + INTERVAL {step} DAY, est_day,
-                                                             INTERVAL {step} DAY)) AS DATE) AS dt_ref
-                FROM o WHERE est_day >= purchase_date + INTERVAL {step} DAY
-                UNION ALL
-                SELECT o.order_id, months.m FROM o JOIN months ON months.m > o.purchase_date AND months.m <= o.est_day
-            ) x
-        )
-        SELECT o.purchase_date AS dt_ref, o.* EXCLUDE (est_day) FROM o
-        UNION ALL
-        SELECT p.dt_ref, o.* EXCLUDE (est_day)
-        FROM inflight p JOIN o ON o.order_id = p.order_id
-        WHERE p.dt_ref < {end_sql} AND o.approved_at < p.dt_ref
-          AND (o.delivered_at IS NULL OR o.delivered_at >= p.dt_ref) AND p.dt_ref <= o.est_day
-    """
+    return _render("order_delay_checkpoints.sql", engine, base=base, step=int(step), end=end_sql)
 
 
-def features_sql(orders: str, points: str, base: str) -> str:
+def features_sql(orders: str, points: str, base: str, engine: str = "duckdb") -> str:
     """Feature rows of the check-point rows `points` (`base_sql()` columns + dt_ref) of the orders
     `orders` (`base_sql()` columns, one row per order): each order's approval-time features joined to
     its in-flight features at each dt_ref; the context aggregates the history `base`."""
     return f"""
-        SELECT p.dt_ref, s.*, i.* EXCLUDE (dt_ref, order_id)
+        SELECT p.dt_ref, s.*, {expand_macros("STAR_EXCLUDE(i, dt_ref, order_id)", engine)}
         FROM ({points}) p
-        JOIN ({orders_sql(target=orders, base=base)}) s ON s.order_id = p.order_id
-        JOIN ({inflight_sql(target=points, base=base)}) i ON i.dt_ref = p.dt_ref AND i.order_id = p.order_id
+        JOIN ({orders_sql(target=orders, base=base, engine=engine)}) s ON s.order_id = p.order_id
+        JOIN ({inflight_sql(target=points, base=base, engine=engine)}) i
+          ON i.dt_ref = p.dt_ref AND i.order_id = p.order_id
     """
 
 
@@ -273,14 +247,18 @@ def label_exprs(delivered: str, estimated: str) -> tuple[str, str]:
 
 
 def abt_sql(
-    delivery_end_date: date | None, base: str | None = None, points: str | None = None, step: int = STEP_DAYS
+    delivery_end_date: date | None,
+    base: str | None = None,
+    points: str | None = None,
+    step: int = STEP_DAYS,
+    engine: str = "duckdb",
 ) -> str:
     """Every ABT row (see the module doc): features, `row_weight`, `label_known_at` and `is_late`, both
     NULL where the label is not known by `delivery_end_date` (exclusive end of the observed deliveries).
     base: the history (default: computed from the stg tables); points: its check points (default:
     `checkpoints_sql(base, delivery_end_date, step)`)."""
-    base = base or base_sql()
-    points = points or checkpoints_sql(base, delivery_end_date, step)
+    base = base or base_sql(engine)
+    points = points or checkpoints_sql(base, delivery_end_date, step, engine)
     orders = f"SELECT * FROM ({base}) b WHERE order_id IN (SELECT order_id FROM ({points}) p)"
     end = (
         f"TIMESTAMP '{as_date(delivery_end_date).isoformat()} 00:00:00'"
@@ -290,10 +268,10 @@ def abt_sql(
     label, known_at = label_sql("f.delivered_at", "f.estimated_at", "f.order_status", end)
     return f"""
         SELECT f.*,
-               1.0 / count(*) OVER (PARTITION BY f.order_id) AS {WEIGHT},
+               CAST(1 AS DOUBLE) / count(*) OVER (PARTITION BY f.order_id) AS {WEIGHT},
                CAST(CASE WHEN {label} IS NOT NULL THEN {known_at} END AS TIMESTAMP) AS label_known_at,
                {label} AS {TARGET}
-        FROM ({features_sql(orders, points, base)}) f
+        FROM ({features_sql(orders, points, base, engine)}) f
     """
 
 
@@ -323,26 +301,60 @@ def outcomes(con: duckdb.DuckDBPyConnection, settings: Settings, scored: pd.Data
         con.unregister("_olist_scored")
 
 
+@dataclass(frozen=True)
+class Query:
+    """What an engine runs for this problem: the temp tables to materialise first, in order ((name,
+    SELECT) pairs, dropped afterwards; later ones may read earlier ones), then `sql`. The same plan
+    runs on DuckDB (`build_abt`, `scoring_frame`) and on Spark (`olist_ml.spark.problems`)."""
+
+    temps: tuple[tuple[str, str], ...]
+    sql: str
+
+
+def abt_query(delivery_end_date: date | None, step: int = STEP_DAYS, engine: str = "duckdb") -> Query:
+    """The ABT's rows ordered by (dt_ref, order_id): the history and the check points materialised first."""
+    base, points = f"SELECT * FROM {_BASE_TMP}", f"SELECT * FROM {_POINTS_TMP}"
+    return Query(
+        ((_BASE_TMP, base_sql(engine)), (_POINTS_TMP, checkpoints_sql(base, delivery_end_date, step, engine))),
+        abt_sql(delivery_end_date, base=base, points=points, engine=engine) + " ORDER BY dt_ref, order_id",
+    )
+
+
+def scoring_query(d: date, engine: str = "duckdb") -> Query:
+    """The orders open at `d` with their rows at `d`, ordered by (purchase_ts, order_id)."""
+    base = f"SELECT * FROM {_BASE_TMP}"
+    orders = open_orders_sql(base, d)
+    points = f"SELECT DATE '{as_date(d).isoformat()}' AS dt_ref, o.* FROM ({orders}) o"
+    return Query(
+        ((_BASE_TMP, base_sql(engine)),),
+        features_sql(orders, points, base, engine) + " ORDER BY purchase_ts, order_id",
+    )
+
+
+def abt_columns(columns) -> list[str]:
+    """The ABT's columns in their stored order (keys first; weight, label time and target last; no approved_at)."""
+    last = (WEIGHT, "label_known_at", TARGET)
+    keep = [c for c in columns if c != "approved_at"]
+    return ["dt_ref", "order_id"] + [c for c in keep if c not in ("dt_ref", "order_id", *last)] + list(last)
+
+
+def _run(con: duckdb.DuckDBPyConnection, q: Query) -> pd.DataFrame:
+    try:
+        for name, sql in q.temps:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+        return con.execute(q.sql).df()
+    finally:
+        for name, _ in reversed(q.temps):
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+
+
 def build_abt(con: duckdb.DuckDBPyConnection, settings: Settings, step: int | None = None) -> int:
     """Build `abt_order_delay` (one row per order per check point; `is_late` NULL until known) atomically.
     step: days between in-flight check points (default: `settings.delay.step_days`)."""
     step = int(step or settings.delay.step_days)
     _prepare(con)
-    end = delivery_end(con)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {_BASE_TMP} AS {base_sql()}")
-    base = f"SELECT * FROM {_BASE_TMP}"
-    try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {_POINTS_TMP} AS {checkpoints_sql(base, end, step)}")
-        df = con.execute(
-            abt_sql(end, base=base, points=f"SELECT * FROM {_POINTS_TMP}") + " ORDER BY dt_ref, order_id"
-        ).df()
-    finally:
-        con.execute(f"DROP TABLE IF EXISTS {_POINTS_TMP}")
-        con.execute(f"DROP TABLE IF EXISTS {_BASE_TMP}")
-    df = _finish(df)
-    last = (WEIGHT, "label_known_at", TARGET)
-    cols = ["dt_ref", "order_id"] + [c for c in df.columns if c not in ("dt_ref", "order_id", *last)] + list(last)
-    return write_frame_atomically(con, ABT, df[cols])
+    df = _run(con, abt_query(delivery_end(con), step))
+    return write_frame_atomically(con, ABT, df[abt_columns(df.columns)])
 
 
 def default_scoring_date(con: duckdb.DuckDBPyConnection) -> date:
@@ -372,15 +384,7 @@ def scoring_frame(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dat
     """The orders open at `as_of` (default: the observed end of the data), each with its row at that date."""
     _prepare(con)
     d = as_date(as_of) or default_scoring_date(con)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {_BASE_TMP} AS {base_sql()}")
-    base = f"SELECT * FROM {_BASE_TMP}"
-    try:
-        orders = open_orders_sql(base, d)
-        points = f"SELECT DATE '{d.isoformat()}' AS dt_ref, o.* FROM ({orders}) o"
-        df = con.execute(features_sql(orders, points, base) + " ORDER BY purchase_ts, order_id").df()
-    finally:
-        con.execute(f"DROP TABLE IF EXISTS {_BASE_TMP}")
-    return _finish(df)
+    return _finish(_run(con, scoring_query(d)))
 
 
 # ---------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ the driver under the same size/ratio caps), the file pre-checks (header, encodin
 gzip), the value rules and their reasons (`ingest.value_rules`: missing values, time zones, casts,
 non-finite numbers, the bounds of `schema.py`, the date window from the orders' quartiles via
 `ingest.window_from_quartiles`), the duplicate-key rule (first occurrence kept), the cross-table
-checks (`ingest.cross_checks`), the content hash and the report types.
+checks (`ingest.cross_checks`), the content hash, the run record (`ingest.run_record`) and the report
+types: only public names of `olist_ml.ingest` (docs/ingest.md).
 
 Spark specifics:
 - each file is read by one task (multi-line CSV, which the reviews' quoted newlines need, is not
@@ -26,7 +27,6 @@ Spark specifics:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import time
 import uuid
@@ -35,7 +35,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import __version__
 from .. import ingest as I
 from ..config import Settings
 from ..errors import InputError
@@ -45,22 +44,7 @@ from .session import get_spark
 from .warehouse import read_meta, write_meta
 
 QUARANTINE_SCHEMA = "file STRING, line BIGINT, column STRING, reason STRING, raw_value STRING"
-RUNS_COLUMNS = [
-    "run_id",
-    "started_at",
-    "finished_at",
-    "source",
-    "source_kind",
-    "content_hash",
-    "strict",
-    "rows_loaded",
-    "rows_quarantined",
-    "table_counts",
-    "checks",
-    "warnings",
-    "skipped",
-    "olist_ml_version",
-]
+RUNS_COLUMNS = list(I.RUN_COLUMNS)
 RUNS_SCHEMA = (
     "run_id STRING, started_at TIMESTAMP, finished_at TIMESTAMP, source STRING, source_kind STRING, "
     "content_hash STRING, strict BOOLEAN, rows_loaded BIGINT, rows_quarantined BIGINT, table_counts STRING, "
@@ -119,7 +103,7 @@ def _typed_column(c: Column):
     # TIMESTAMP / DATE: a value with a zone is converted to LOCAL_TZ local time; "infinity" is far outside
     # the window (DuckDB types it and the window rule rejects it)
     ty = _SPARK_TYPES[c.type]
-    zone = F.coalesce(raw.rlike(I._ZONE_RE), F.lit(False))
+    zone = F.coalesce(raw.rlike(I.ZONE_RE), F.lit(False))
     zoned = F.expr(f"try_cast(regexp_replace(trim(`{c.source}`), '\\\\s+([+-][0-9])', '$1') AS TIMESTAMP_LTZ)")
     conv = F.from_utc_timestamp(zoned, I.LOCAL_TZ).cast("timestamp_ntz").cast(ty)
     low = F.lower(F.trim(raw))
@@ -135,7 +119,7 @@ def _typed_column(c: Column):
 
 
 def _typed(df, spec: SourceTable):
-    """Typed view of every record, keeping the raw text of cast columns (names as in ingest._type_rows)."""
+    """Typed view of every record, keeping the raw text of cast columns (names as in `olist_ml.ingest.load`)."""
     from pyspark.sql import functions as F
 
     cols = [F.col("_rec"), F.col("_corrupt")]
@@ -165,7 +149,7 @@ def _typed(df, spec: SourceTable):
 
 
 def _date_window(typed, col: str) -> tuple[str, str] | None:
-    """`ingest._date_window` on Spark: quartiles (discrete, like DuckDB's quantile_disc) of the anchor."""
+    """The DuckDB load's date window on Spark: quartiles (discrete, like DuckDB's quantile_disc) of the anchor."""
     from pyspark.sql import functions as F
 
     c = F.col(col)
@@ -209,7 +193,7 @@ def _condition(c: Column, rule: I.ValueRule):
 
 
 def _bad_values(typed, spec: SourceTable, window):
-    """(_rec, col, reason, raw_value, ref_rec) per bad value (`ingest._find_bad_values`, shared rules), in
+    """(_rec, col, reason, raw_value, ref_rec) per bad value (the DuckDB load's bad values, shared rules), in
     one pass over the rows: each row yields the failing columns of its own, exploded."""
     from pyspark.sql import functions as F
 
@@ -306,13 +290,13 @@ class _TableLoad:
         self.stage: str | None = None  # the staged stg table (see Lake.stage)
         self.quarantine = None  # pandas: file, line, column, reason, raw_value
 
-    def load(self, rules: I._Rules, translation=None) -> None:
+    def load(self, rules: I.Rules, translation=None) -> None:
         """`translation`: the staged translation table (DataFrame) that stg_products joins.
 
         Few Spark jobs per table (each costs a scheduling round trip): the date window (orders only),
         the bad values collected to the driver (this fills the cache), their line numbers (only when
-        there are any), and the staged write, which also counts the rows (an observation)."""
-        from pyspark.sql import Observation
+        there are any), the row and time-zone counts (one aggregate over the cached rows) and the staged
+        write."""
         from pyspark.sql import functions as F
 
         spark = self.lake.spark
@@ -328,7 +312,7 @@ class _TableLoad:
             try:
                 q = bad.toPandas()
             except Exception as e:  # noqa: BLE001 - a file Spark cannot read at all: one line
-                raise InputError(f"{self.shown}: cannot read as CSV ({I._first_line(e)[:300]})") from None
+                raise InputError(f"{self.shown}: cannot read as CSV ({I.first_line(e)[:300]})") from None
             recs = sorted(set(q["_rec"].astype(int)))
             if recs:  # line numbers: one window over the file, only when something is quarantined
                 rows = [
@@ -341,22 +325,20 @@ class _TableLoad:
                 q = _with_lines(typed, small).toPandas()
                 q = q.sort_values(["line", "col"], kind="stable")
             self.rep.quarantined = len(recs)
-            # the write also counts the rows and the converted time zones (an observation: no extra job)
-            obs = Observation(f"ingest_{self.spec.key}")
-            observed = typed.observe(
-                obs,
+            # the rows and the converted time zones: one aggregate over the cached rows (not an Observation on
+            # the write: PySpark 4.2 adds the sort's sampling job to an observation, counting every row twice)
+            agg = typed.agg(
                 F.count(F.lit(1)).alias("_n"),
                 *[F.sum((F.col(f"_tz_{c}") & F.col(c).isNotNull()).cast("int")).alias(c) for c in dates],
-            )
+            ).collect()[0]
             if recs:
                 gone = spark.createDataFrame([(r,) for r in recs], "_rec BIGINT")
-                clean = observed.join(F.broadcast(gone), "_rec", "left_anti")
+                clean = typed.join(F.broadcast(gone), "_rec", "left_anti")
             else:
-                clean = observed
+                clean = typed
             self.stage = self.lake.stage(
                 self._stg_frame(clean, translation).orderBy("_rec").drop("_rec"), self.spec.stg
             )
-            agg = obs.get
             self.rep.loaded = int(agg["_n"]) - len(recs)
             self._require_rows(q)
             self.quarantine = pd.DataFrame(
@@ -365,7 +347,7 @@ class _TableLoad:
                     "line": q["line"].astype("Int64") if recs else pd.Series(dtype="Int64"),
                     "column": q["col"],
                     "reason": q["reason"],
-                    "raw_value": q["raw_value"].map(lambda v: None if _missing(v) else str(v)[: I._MAX_RAW]),
+                    "raw_value": q["raw_value"].map(lambda v: None if _missing(v) else str(v)[: I.MAX_RAW]),
                 }
             )
             if recs:  # as DuckDB words it: malformed records first, then the other quarantined rows
@@ -446,9 +428,9 @@ def ingest_spark(source: Path, settings: Settings, *, strict: bool = False, prog
     started = datetime.now(dt.UTC).replace(tzinfo=None)
     source = Path(source)
     run = uuid.uuid4().hex[:12]
-    with I._resolve(source) as src:
-        plan = I._plan(src)
-        digests = I._start_digests(src, plan.order)
+    with I.resolve_source(source) as src:
+        plan = I.precheck(src)
+        digests = I.start_digests(src, plan.order)
         lake = Lake(get_spark(settings), settings.lake_uri)
         spark = lake.spark
         uris, raw_folder = _raw_uris(lake, settings, src.files, run)
@@ -457,8 +439,8 @@ def ingest_spark(source: Path, settings: Settings, *, strict: bool = False, prog
         for spec in SOURCES:  # temp views of an earlier ingest in this session must not leak into this one
             spark.catalog.dropTempView(spec.stg)
         try:
-            rules = I._Rules(tz_ok=True)
-            with I._progress(progress, len(plan.order) + 1) as bar:
+            rules = I.Rules(tz_ok=True)
+            with I.progress_bar(progress, len(plan.order) + 1) as bar:
                 task = bar.add_task("ingest (spark)", total=len(plan.order) + 1) if bar else None
                 for spec in plan.order:
                     if bar:
@@ -473,7 +455,7 @@ def ingest_spark(source: Path, settings: Settings, *, strict: bool = False, prog
                     if bar:
                         bar.advance(task)
                 checks = _cross_checks(spark, plan.reps)
-            content_hash = I._content_hash(plan.reps, digests)
+            content_hash = I.content_hash(plan.reps, digests)
             quarantine = pd.concat([ld.quarantine for ld in loads], ignore_index=True)
             if strict and len(quarantine):
                 first = quarantine.sort_values(["file", "line"]).iloc[0]
@@ -550,33 +532,7 @@ def _py(v):
 
 def _record_run(lake: Lake, rep: I.IngestReport, started: datetime) -> None:
     runs = read_meta(lake, I.RUNS_TABLE, RUNS_COLUMNS)
-    counts = {
-        t.stg: {
-            "file": t.file,
-            "loaded": t.loaded,
-            "quarantined": t.quarantined,
-            "warnings": len(t.warnings),
-            "sha256": t.sha256,
-        }
-        for t in rep.tables
-    }
-    row = {
-        "run_id": rep.run_id,
-        "started_at": started,
-        "finished_at": datetime.now(dt.UTC).replace(tzinfo=None),
-        "source": rep.source,
-        "source_kind": rep.source_kind,
-        "content_hash": rep.content_hash,
-        "strict": rep.strict,
-        "rows_loaded": sum(t.loaded for t in rep.tables),
-        "rows_quarantined": rep.quarantined,
-        "table_counts": json.dumps(counts, sort_keys=True),
-        "checks": json.dumps(rep.checks, sort_keys=True),
-        "warnings": json.dumps(rep.warnings),
-        "skipped": json.dumps(rep.skipped),
-        "olist_ml_version": __version__,
-    }
-    new = pd.DataFrame([row], columns=RUNS_COLUMNS)
+    new = pd.DataFrame([I.run_record(rep, started)], columns=RUNS_COLUMNS)
     out = pd.concat([runs, new], ignore_index=True) if len(runs) else new
     write_meta(lake, I.RUNS_TABLE, out, RUNS_SCHEMA)
 

@@ -7,10 +7,11 @@ macros of `olist_ml.features.render`), and each engine runs it against tables of
 (`SparkProblem`) says which SQL builds the ABT and which rows are scored; everything else (training
 on the driver, scoring with `mlflow.pyfunc.spark_udf`, lineage) is generic.
 
-Adding a problem (e.g. order_delay once its ABT SQL renders for Spark): write
-`build_abt(env, settings) -> DataFrame` and `scoring_frame(env, settings, as_of) -> DataFrame`
-from the module's SQL renderer and register `SparkProblem(name, build_abt, scoring_frame)` in
-`SPARK_PROBLEMS`.
+Adding a problem: write `build_abt(env, settings) -> DataFrame` and `scoring_frame(env, settings,
+as_of) -> DataFrame` from the module's SQL renderer and register `SparkProblem(name, build_abt,
+scoring_frame)` in `SPARK_PROBLEMS`. Order delay declares its SQL as a `Query` (temp tables, then the
+query: `order_delay.abt_query` / `scoring_query`), which `run_query` runs here and
+`order_delay._run` on DuckDB.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ..features.retrieval import SPINE
 from .features import MONTH, available_dt_refs
 from .lake import Lake
 from .session import get_spark
-from .warehouse import observed_end, register_stg, view_exists
+from .warehouse import observed_end, register_stg, scalar, view_exists
 
 
 @dataclass
@@ -224,10 +225,55 @@ def segments_abt(env: SparkEnv, settings: Settings):
     return segments_population(env, settings)
 
 
+# ---- order delay -----------------------------------------------------------------------------------
+def _delay_env(env: SparkEnv) -> None:
+    """What the order-delay SQL reads besides the stg views: `geo_zip_coordinates` (a temp view here)."""
+    from .. import geo
+    from ..problems import order_delay
+
+    missing = [t for t in order_delay.STG_TABLES if not view_exists(env.spark, t)]
+    if missing:
+        raise MissingStepError(
+            f"lake {env.lake.root} has no {', '.join(missing)}: run `olist-ml --engine spark ingest SOURCE` first"
+        )
+    sql = geo.zip_coordinates_sql(has_table=lambda t: view_exists(env.spark, t))
+    env.spark.sql(sql).createOrReplaceTempView(geo.GEO_TABLE)
+
+
+def run_query(env: SparkEnv, query):
+    """A problem's `Query` (temp tables, then the query; `order_delay.Query`) on Spark, computed once. Each
+    temp table is a checkpointed temp view (a leaf of the later plans: referenced from many CTEs, a view's
+    whole plan would be copied into each reference, and the ABT's analysis ran out of a 1 GiB driver's
+    memory), and so is the result (scoring reads it several times)."""
+    made = []
+    try:
+        for name, sql in query.temps:
+            env.spark.sql(sql).localCheckpoint(eager=True).createOrReplaceTempView(name)
+            made.append(name)
+        return env.spark.sql(query.sql).localCheckpoint(eager=True)
+    finally:
+        for name in reversed(made):  # the checkpoints' blocks go with their last reference
+            env.spark.catalog.dropTempView(name)
+
+
 def order_delay_abt(env: SparkEnv, settings: Settings):
-    raise NotReadyError(
-        "order_delay does not run on the spark engine yet (its ABT SQL is DuckDB-only): run it with `--engine duckdb`"
-    )
+    """`order_delay.build_abt` on Spark: the same rows (`order_delay.abt_query` rendered for Spark)."""
+    from ..problems import order_delay
+
+    _delay_env(env)
+    delivered = scalar(env.spark, "SELECT count(order_delivered_customer_date) FROM stg_orders")
+    end = observed_end(env.spark, column="order_delivered_customer_date") if delivered else None
+    df = run_query(env, order_delay.abt_query(end, int(settings.delay.step_days), engine="spark"))
+    return df.select(*order_delay.abt_columns(df.columns))
+
+
+def order_delay_scoring_frame(env: SparkEnv, settings: Settings, as_of: dt.date | None = None):
+    """`order_delay.scoring_frame` on Spark: the orders open at the date, each with its row at it."""
+    from ..problems import order_delay
+
+    _delay_env(env)
+    d = pd.Timestamp(as_of).date() if as_of is not None else env.observed_end()
+    return run_query(env, order_delay.scoring_query(d, engine="spark")).drop("approved_at")
 
 
 SPARK_PROBLEMS: dict[str, SparkProblem] = {
@@ -240,7 +286,13 @@ SPARK_PROBLEMS: dict[str, SparkProblem] = {
         needs_features=False,
     ),
     "seller_segments": SparkProblem("seller_segments", segments_abt, segments_population),
-    "order_delay": SparkProblem("order_delay", order_delay_abt, lambda env, s, d=None: order_delay_abt(env, s)),
+    "order_delay": SparkProblem(
+        "order_delay",
+        order_delay_abt,
+        order_delay_scoring_frame,
+        frame_order=("purchase_ts", "order_id"),
+        needs_features=False,
+    ),
 }
 
 

@@ -44,7 +44,7 @@ main_item AS (
 ),
 payments AS (
     SELECT order_id,
-           arg_max(payment_type, payment_value) AS payment_type,
+           ARG_MAX(payment_type, payment_value) AS payment_type,
            max(payment_installments) AS payment_installments,
            count(*) AS n_payments
     FROM stg_order_payments
@@ -62,7 +62,7 @@ SELECT o.order_id, o.customer_id, o.order_status,
        upper(trim(s.seller_state)) AS seller_state,
        gc.lat AS customer_lat, gc.lng AS customer_lng, gc.geo_level AS customer_geo_level,
        gs.lat AS seller_lat, gs.lng AS seller_lng, gs.geo_level AS seller_geo_level,
-       oi.*  EXCLUDE (order_id),
+       STAR_EXCLUDE(oi, order_id),
        mi.category AS product_category,
        p.payment_type, p.payment_installments, p.n_payments
 FROM stg_orders o
@@ -73,8 +73,8 @@ LEFT JOIN payments p ON p.order_id = o.order_id
 LEFT JOIN stg_customers c ON c.customer_id = o.customer_id
 LEFT JOIN stg_sellers s ON s.seller_id = ms.seller_id
 LEFT JOIN geo_zip_coordinates gc
-       ON gc.zip_code_prefix = lpad(trim(CAST(c.customer_zip_code_prefix AS VARCHAR)), 5, '0')
+       ON gc.zip_code_prefix = lpad(trim(CAST(c.customer_zip_code_prefix AS STRING)), 5, '0')
       AND gc.state = upper(trim(c.customer_state))
 LEFT JOIN geo_zip_coordinates gs
-       ON gs.zip_code_prefix = lpad(trim(CAST(s.seller_zip_code_prefix AS VARCHAR)), 5, '0')
+       ON gs.zip_code_prefix = lpad(trim(CAST(s.seller_zip_code_prefix AS STRING)), 5, '0')
       AND gs.state = upper(trim(s.seller_state))

@@ -6,10 +6,10 @@
 -- business days in [a, b) are bd_before(b) - bd_before(a). Spliced into order_delay_orders.sql and
 -- order_delay_inflight.sql as the CTEs `holidays`, `cal_days`, `cal_states`, `calendar`.
 holidays AS (
-{holidays}
+{{ holidays }}
 ),
 cal_days AS (
-    SELECT CAST(unnest(generate_series(lo, hi, INTERVAL 1 DAY)) AS DATE) AS day
+    SELECT DATE_SERIES(lo, hi, INTERVAL 1 DAY) AS day
     FROM (SELECT greatest(min(purchase_date), DATE '2000-01-01') AS lo,
                  least(max(CAST(estimated_at AS DATE)) + INTERVAL 1 DAY, DATE '2100-01-01') AS hi
           FROM target) b
@@ -27,7 +27,7 @@ calendar AS (
     FROM (
         SELECT s.state, d.day,
                CASE WHEN h.day IS NOT NULL THEN 1 ELSE 0 END AS is_hol,
-               CASE WHEN isodow(d.day) < 6 AND h.day IS NULL THEN 1 ELSE 0 END AS is_bd
+               CASE WHEN ISODOW(d.day) < 6 AND h.day IS NULL THEN 1 ELSE 0 END AS is_bd
         FROM cal_states s
         CROSS JOIN cal_days d
         LEFT JOIN (SELECT DISTINCT day, state FROM holidays) h

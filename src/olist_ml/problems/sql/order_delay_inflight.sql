@@ -21,18 +21,18 @@
 -- at least as long as this order has already taken (since purchase / since the hand-over), the share
 -- that took longer than its promise allows (P(late | not delivered yet), empirically).
 WITH base AS (
-{base}
+{{ base }}
 ),
 target AS (
-{target}
+{{ target }}
 ),
-{calendar},
+{{ calendar }},
 -- the history's deliveries: age (purchase -> delivery days), transit (carrier -> delivery days), late
 dl AS (
     SELECT CAST(delivered_at AS DATE) AS day, customer_state, seller_state,
-           date_diff('day', purchase_date, CAST(delivered_at AS DATE)) AS age,
+           DATEDIFF_DAYS(purchase_date, CAST(delivered_at AS DATE)) AS age,
            CASE WHEN carrier_at IS NOT NULL AND carrier_at <= delivered_at
-                THEN date_diff('day', CAST(carrier_at AS DATE), CAST(delivered_at AS DATE)) END AS transit,
+                THEN DATEDIFF_DAYS(CAST(carrier_at AS DATE), CAST(delivered_at AS DATE)) END AS transit,
            CASE WHEN CAST(delivered_at AS DATE) > CAST(estimated_at AS DATE) THEN 1 ELSE 0 END AS late
     FROM base
     WHERE delivered_at IS NOT NULL
@@ -93,25 +93,25 @@ recent_market AS (
 -- the order at t
 state AS (
     SELECT t.dt_ref, t.order_id, t.customer_state, t.seller_state,
-           date_diff('day', t.purchase_date, t.dt_ref) AS days_in_flight,
+           DATEDIFF_DAYS(t.purchase_date, t.dt_ref) AS days_in_flight,
            CASE WHEN t.approved_at IS NULL THEN NULL
-                WHEN t.approved_at < t.dt_ref THEN date_diff('day', CAST(t.approved_at AS DATE), t.dt_ref)
+                WHEN t.approved_at < t.dt_ref THEN DATEDIFF_DAYS(CAST(t.approved_at AS DATE), t.dt_ref)
                 ELSE 0 END AS days_since_approval,
            CASE WHEN t.carrier_at < t.dt_ref THEN 1 ELSE 0 END AS handed_to_carrier,
-           CASE WHEN t.carrier_at < t.dt_ref THEN date_diff('day', CAST(t.carrier_at AS DATE), t.dt_ref) END
+           CASE WHEN t.carrier_at < t.dt_ref THEN DATEDIFF_DAYS(CAST(t.carrier_at AS DATE), t.dt_ref) END
                AS days_since_carrier,
-           CASE WHEN t.carrier_at < t.dt_ref THEN date_diff('day', t.purchase_date, CAST(t.carrier_at AS DATE)) END
+           CASE WHEN t.carrier_at < t.dt_ref THEN DATEDIFF_DAYS(t.purchase_date, CAST(t.carrier_at AS DATE)) END
                AS carrier_days_after_purchase,
-           date_diff('day', t.dt_ref, CAST(t.estimated_at AS DATE)) AS days_left,
+           DATEDIFF_DAYS(t.dt_ref, CAST(t.estimated_at AS DATE)) AS days_left,
            CASE WHEN t.carrier_at < t.dt_ref THEN NULL
-                ELSE date_diff('day', CAST(t.shipping_limit_date AS DATE), t.dt_ref) END AS days_past_shipping_limit,
+                ELSE DATEDIFF_DAYS(CAST(t.shipping_limit_date AS DATE), t.dt_ref) END AS days_past_shipping_limit,
            -- lookups into the recent-delivery distributions (ages in days, capped at 120)
-           least(date_diff('day', t.purchase_date, t.dt_ref), 120) AS age_now,
-           least(greatest(date_diff('day', t.purchase_date, CAST(t.estimated_at AS DATE)) + 1, 0), 120) AS age_late,
+           least(DATEDIFF_DAYS(t.purchase_date, t.dt_ref), 120) AS age_now,
+           least(greatest(DATEDIFF_DAYS(t.purchase_date, CAST(t.estimated_at AS DATE)) + 1, 0), 120) AS age_late,
            CASE WHEN t.carrier_at < t.dt_ref
-                THEN least(date_diff('day', CAST(t.carrier_at AS DATE), t.dt_ref), 120) END AS transit_now,
+                THEN least(DATEDIFF_DAYS(CAST(t.carrier_at AS DATE), t.dt_ref), 120) END AS transit_now,
            CASE WHEN t.carrier_at < t.dt_ref
-                THEN least(greatest(date_diff('day', CAST(t.carrier_at AS DATE), CAST(t.estimated_at AS DATE)) + 1, 0),
+                THEN least(greatest(DATEDIFF_DAYS(CAST(t.carrier_at AS DATE), CAST(t.estimated_at AS DATE)) + 1, 0),
                            120) END AS transit_late,
            CAST(t.estimated_at AS DATE) AS est_day
     FROM target t

@@ -32,18 +32,18 @@
 -- order_delay.request_frame). An order's context only uses facts before its purchase date, so
 -- the order itself never contributes to its own row.
 WITH base AS (
-{base}
+{{ base }}
 ),
 target AS (
-{target}
+{{ target }}
 ),
-{calendar},
+{{ calendar }},
 -- deliveries per day and route, the facts behind the context features
 deliveries AS (
     SELECT CAST(delivered_at AS DATE) AS day, customer_state, seller_state,
            count(*) AS n,
            sum(CASE WHEN CAST(delivered_at AS DATE) > CAST(estimated_at AS DATE) THEN 1 ELSE 0 END) AS n_late,
-           sum(date_diff('day', purchase_date, CAST(delivered_at AS DATE))) AS sum_days
+           sum(DATEDIFF_DAYS(purchase_date, CAST(delivered_at AS DATE))) AS sum_days
     FROM base
     WHERE delivered_at IS NOT NULL
     GROUP BY ALL
@@ -142,14 +142,14 @@ backlog_ctx AS (
 -- the orders delivered in [d - N, d) (quantiles need the single orders, not daily sums)
 delivered_orders AS (
     SELECT CAST(delivered_at AS DATE) AS day, customer_state, seller_state,
-           date_diff('day', purchase_date, CAST(delivered_at AS DATE)) AS days
+           DATEDIFF_DAYS(purchase_date, CAST(delivered_at AS DATE)) AS days
     FROM base
     WHERE delivered_at IS NOT NULL
 ),
 route_q AS (
     SELECT k.purchase_date, k.customer_state, k.seller_state,
-           quantile_cont(d.days, 0.5) AS route_p50_delivery_days_90d,
-           quantile_cont(d.days, 0.9) AS route_p90_delivery_days_90d
+           QUANTILE_CONT(d.days, 0.5) AS route_p50_delivery_days_90d,
+           QUANTILE_CONT(d.days, 0.9) AS route_p90_delivery_days_90d
     FROM route_keys k
     LEFT JOIN delivered_orders d
            ON d.customer_state = k.customer_state AND d.seller_state = k.seller_state
@@ -158,7 +158,7 @@ route_q AS (
 ),
 cstate_q AS (
     SELECT k.purchase_date, k.customer_state,
-           quantile_cont(d.days, 0.9) AS cstate_p90_delivery_days_30d
+           QUANTILE_CONT(d.days, 0.9) AS cstate_p90_delivery_days_30d
     FROM cstate_keys k
     LEFT JOIN delivered_orders d
            ON d.customer_state = k.customer_state
@@ -214,7 +214,7 @@ promise_cal AS (
 -- (to its customer state / the whole market) that took more days than this order's promise
 promise_target AS (
     SELECT order_id, purchase_date, customer_state,
-           date_diff('day', purchase_date, CAST(estimated_at AS DATE)) AS promised
+           DATEDIFF_DAYS(purchase_date, CAST(estimated_at AS DATE)) AS promised
     FROM target
 ),
 delivered_hist AS (
@@ -255,13 +255,13 @@ market_exceed AS (
 -- d - 1 - p (the last age observed before d)
 km_cohorts AS (
     SELECT purchase_date AS p,
-           CASE WHEN delivered_at IS NOT NULL THEN date_diff('day', purchase_date, CAST(delivered_at AS DATE)) END AS age,
+           CASE WHEN delivered_at IS NOT NULL THEN DATEDIFF_DAYS(purchase_date, CAST(delivered_at AS DATE)) END AS age,
            count(*) AS n
     FROM base
     GROUP BY ALL
 ),
 km_rows AS (
-    SELECT k.purchase_date AS d, c.age, date_diff('day', c.p, k.purchase_date) - 1 AS cens, c.n
+    SELECT k.purchase_date AS d, c.age, DATEDIFF_DAYS(c.p, k.purchase_date) - 1 AS cens, c.n
     FROM day_keys k
     JOIN km_cohorts c ON c.p >= k.purchase_date - INTERVAL 60 DAY AND c.p < k.purchase_date
 ),
@@ -283,7 +283,7 @@ km_surv AS (
     FROM km_risk
 ),
 km_exceed AS (  -- S(promised days): no age observed up to the promise yet -> 1 (nobody delivered that fast)
-    SELECT t.order_id, coalesce(arg_max(s.s, s.x), 1.0) AS market_km_pct_slower_than_promise
+    SELECT t.order_id, coalesce(ARG_MAX(s.s, s.x), 1.0) AS market_km_pct_slower_than_promise
     FROM promise_target t
     LEFT JOIN km_surv s ON s.d = t.purchase_date AND s.x <= t.promised
     GROUP BY ALL
@@ -312,32 +312,32 @@ SELECT b.order_id, b.customer_id, b.seller_id, b.order_status,
        b.product_category,
        b.payment_type, b.payment_installments, b.n_payments,
        -- promise
-       date_diff('day', b.purchase_date, CAST(b.estimated_at AS DATE)) AS promised_days,
-       date_diff('day', b.purchase_date, CAST(b.shipping_limit_date AS DATE)) AS shipping_limit_days,
-       (epoch(b.approved_at) - epoch(b.purchase_ts)) / 3600.0 AS approval_hours,
+       DATEDIFF_DAYS(b.purchase_date, CAST(b.estimated_at AS DATE)) AS promised_days,
+       DATEDIFF_DAYS(b.purchase_date, CAST(b.shipping_limit_date AS DATE)) AS shipping_limit_days,
+       (EPOCH(b.approved_at) - EPOCH(b.purchase_ts)) / 3600.0 AS approval_hours,
        -- geography
-       {haversine} AS distance_km,
+       {{ haversine }} AS distance_km,
        CASE WHEN b.customer_state = b.seller_state THEN 1 ELSE 0 END AS same_state,
        b.customer_state, b.seller_state,
        -- calendar
        month(b.purchase_ts) AS purchase_month,
-       isodow(b.purchase_ts) AS purchase_weekday,
-       isodow(b.estimated_at) AS estimated_weekday,
+       ISODOW(b.purchase_ts) AS purchase_weekday,
+       ISODOW(b.estimated_at) AS estimated_weekday,
        CAST(pc.promised_business_days AS BIGINT) AS promised_business_days,
        CAST(pc.n_holidays_to_estimate AS BIGINT) AS n_holidays_to_estimate,
        CAST(pc.n_state_holidays_to_estimate AS BIGINT) AS n_state_holidays_to_estimate,
        -- context known before the purchase date
        CAST(r.route_n_delivered_90d AS BIGINT) AS route_n_delivered_90d, r.route_pct_late_90d, r.route_avg_delivery_days_90d,
-       date_diff('day', b.purchase_date, CAST(b.estimated_at AS DATE)) - r.route_avg_delivery_days_90d AS promise_slack_days,
+       DATEDIFF_DAYS(b.purchase_date, CAST(b.estimated_at AS DATE)) - r.route_avg_delivery_days_90d AS promise_slack_days,
        cs.cstate_pct_late_30d, cs.cstate_avg_delivery_days_30d,
        m.market_pct_late_14d, m.market_avg_delivery_days_14d,
        bl.market_backlog_14d,
        bl.market_backlog_14d / nullif(m.market_n_delivered_14d, 0) AS market_backlog_ratio_14d,
        rq.route_p50_delivery_days_90d, rq.route_p90_delivery_days_90d,
-       date_diff('day', b.purchase_date, CAST(b.estimated_at AS DATE)) - rq.route_p90_delivery_days_90d
+       DATEDIFF_DAYS(b.purchase_date, CAST(b.estimated_at AS DATE)) - rq.route_p90_delivery_days_90d
            AS route_promise_slack_p90_days,
        cq.cstate_p90_delivery_days_30d,
-       date_diff('day', b.purchase_date, CAST(b.estimated_at AS DATE)) - cq.cstate_p90_delivery_days_30d
+       DATEDIFF_DAYS(b.purchase_date, CAST(b.estimated_at AS DATE)) - cq.cstate_p90_delivery_days_30d
            AS cstate_promise_slack_p90_days,
        ms.market_pct_delivered_7d_recent, ms.market_pct_delivered_10d_recent,
        css.cstate_pct_delivered_10d_recent,
