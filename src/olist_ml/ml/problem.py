@@ -57,11 +57,14 @@ class Baseline:
         the problem's metric on the same test rows as the model; the model must beat it.
     ci_floor: the lower bound of the model's test-metric 95 % CI must exceed this (e.g. 0.5 for
         ROC AUC: better than chance).
+    sql: the same rule as a SQL expression over the scoring frame's columns, for an engine that scores
+        in SQL (Spark writes it as `baseline_score` beside every score, as `scoring.predict` does).
     """
 
     name: str
     score: Callable[[pd.DataFrame], np.ndarray] | None = None
     ci_floor: float | None = None
+    sql: str | None = None
 
 
 CHANCE = Baseline("chance: the test ROC AUC 95 % CI must lie above 0.5", ci_floor=0.5)

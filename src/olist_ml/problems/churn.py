@@ -346,6 +346,8 @@ PROBLEM = Problem(
     exposure_column="horizon_days_left",  # churn = no sale during these days: the hazard_glm candidate
     exclude_columns=(LABEL_KNOWN_AT,),
     label_known_fn=label_known_at,
-    baseline=Baseline("recency alone (days_since_last_sale as the score)", score=recency),
+    baseline=Baseline(
+        "recency alone (days_since_last_sale as the score)", score=recency, sql=f"CAST({RECENCY} AS DOUBLE)"
+    ),
     extra_metrics=actionable_metrics,
 )

@@ -601,7 +601,11 @@ PROBLEM = Problem(
     # time; `--candidates lightgbm` / OLIST_ML_CANDIDATES still try it
     candidates=("logreg",),
     label_known_fn=label_known_at,
-    baseline=Baseline("days left to the promise alone (-days_left as the score)", score=days_left_rule),
+    baseline=Baseline(
+        "days left to the promise alone (-days_left as the score)",
+        score=days_left_rule,
+        sql="-CAST(days_left AS DOUBLE)",
+    ),
     extra_metrics=nowcast_metrics,
     ci_cluster_column="order_id",
     weight_column=WEIGHT,

@@ -323,10 +323,15 @@ def predict_spark(
         pred = udf(args)
         score, reasons = (pred if binary else pred.cast("int")), []
     keys = [k for k in problem.key_columns if k != t]
+    gate = problem.quality_gate
+    # the gate's rule beside every score (`scoring.baseline_scores` on DuckDB; NULL without one)
+    rule = F.expr(gate.sql) if gate is not None and gate.sql else F.lit(None)
+    baseline = [rule.cast("double").alias("baseline_score")]
     scored = frame.select(
         *[F.col(k) for k in keys],
         F.lit(d).cast("date").alias(t),
         score.alias("score"),
+        *baseline,
         *reasons,
         *[F.expr(e).alias(f"_o{i}") for i, e in enumerate(sp.frame_order)],
     ).cache()
@@ -343,6 +348,7 @@ def predict_spark(
             F.lit(str(mv.version)).alias("model_version"),
             F.lit(mv.run_id or "").alias("run_id"),
             F.lit(scoring.now_utc()).cast("timestamp_ntz").alias("scored_at"),
+            "baseline_score",
             *([F.col(c) for c in REASON_COLUMNS] if explain else []),
             F.lit(fps[d]).alias("data_fp"),
             F.lit(None).cast("timestamp_ntz").alias("data_revised_at"),
