@@ -611,3 +611,43 @@ def test_synthetic_round_trip(tmp_path: Path) -> None:
     for name, n in counts.items():
         assert by_file[Path(name).name.removesuffix(".gz")] == n, name
     assert by_file["olist_orders_dataset.csv"] > 0
+
+
+def test_reingest_writes_into_the_warehouse_and_a_kill_inside_leaves_the_previous_one(
+    tmp_path: Path, wh: Settings, previous: str
+) -> None:
+    """A later ingest writes only the ingest tables into the existing warehouse (the rest of the home stays
+    in place, unchanged tables are not rewritten), in one transaction: a process killed inside it (after
+    one table was replaced) leaves the previous warehouse, every table as it was."""
+    before = dump(wh.warehouse, None)
+    runs_before = q(wh, "SELECT count(*) FROM ingest_runs")[0][0]
+    src = write_source(tmp_path / "new", {"sellers": SELLERS + '"s3","20000",rio,RJ\n'})
+    code = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from olist_ml.config import Settings\n"
+        "from olist_ml.ingest import carry, ingest\n"
+        "real = carry._same_in\n"
+        "seen = []\n"
+        "def dying(con, db, name):\n"
+        "    seen.append(name)\n"
+        "    if len(seen) == 4:  # inside the transaction, after earlier tables were dropped and rewritten\n"
+        "        os._exit(9)\n"
+        "    return real(con, db, name)\n"
+        "carry._same_in = dying\n"
+        "ingest(Path(sys.argv[1]), Settings(home=Path(sys.argv[2]), warehouse_path=Path(sys.argv[3])))\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code, str(src), str(wh.home), str(wh.warehouse)], capture_output=True, text=True
+    )
+    assert p.returncode == 9, p.stderr[-2000:]
+    assert dump(wh.warehouse, None) == before
+    assert q(wh, "SELECT count(*) FROM ingest_runs")[0][0] == runs_before
+    # the same ingest, not killed: only the changed table is rewritten, the feature table stays
+    rep = ingest(src, wh)
+    assert rep.rewritten == ["stg_sellers"], rep.rewritten
+    assert "fs_seller_sales" in rep.kept_tables
+    assert q(wh, "SELECT count(*) FROM stg_sellers") == [(3,)]
+    assert q(wh, "SELECT * FROM fs_seller_sales") == [(date(2017, 6, 1), "s1", 3)]
+    assert q(wh, "SELECT count(*) FROM ingest_runs")[0][0] == runs_before + 1
+    assert leftovers(wh) == []

@@ -1,6 +1,7 @@
-"""The atomic warehouse build (docs/ingest.md, steps 3-7): the new warehouse is built in a temp file
-next to the target, then swapped in with one rename; any failure before that leaves the previous
-warehouse untouched."""
+"""The atomic warehouse build (docs/ingest.md, steps 3-7): the new tables are loaded and checked in a
+temp file next to the target; the first ingest swaps that file in with one rename, a later one writes
+its tables into the existing warehouse in one transaction (`carry.merge_into`). Any failure before that
+leaves the previous warehouse untouched (byte for byte); a failure inside the transaction rolls back."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ from ..config import Settings
 from ..errors import InputError, OlistMLError
 from ..schema import SOURCES
 from . import load, runs
-from .carry import carry_over, checkpoint_old
+from .carry import checkpoint_old, merge_into
 from .files import Plan, content_hash, precheck, start_digests
-from .report import QUARANTINE_TABLE, IngestReport, TableReport
+from .report import QUARANTINE_TABLE, RUNS_TABLE, IngestReport, TableReport
 from .rules import Rules, cross_checks
 from .source import Source, resolve_source
 from .text import first_line, lit
@@ -157,13 +158,9 @@ def ingest(source: Path, settings: Settings, *, strict: bool = False, progress: 
                 if strict:
                     _check_strict(con, plan.reps)
                 if bar:
-                    bar.update(task, description="carrying over other tables")
+                    bar.update(task, description="writing into the warehouse")
                 checkpoint_old(target)
-                kept, dropped = carry_over(con, target)
-                plan.notes += [
-                    f"view {v} was not carried over: it refers to a table the new warehouse does not have"
-                    for v in dropped
-                ]
+                kept, dropped = [], []
                 if bar:
                     bar.advance(task)
 
@@ -185,8 +182,21 @@ def ingest(source: Path, settings: Settings, *, strict: bool = False, progress: 
             )
             report.elapsed_s = round(time.perf_counter() - t0, 3)
             runs.record_run(con, report, started)
-            _swap(con, tmp, target)
-            con = None
+            if not target.exists():  # the first ingest: the temp warehouse becomes the warehouse
+                _swap(con, tmp, target)
+                con = None
+            else:  # into the existing warehouse, in one transaction: the rest of the home stays in place
+                con.execute("CHECKPOINT")
+                con.close()
+                con = None
+                report.kept_tables, dropped, report.rewritten = merge_into(
+                    target, tmp, RUNS_TABLE, threads=settings.threads, memory_limit=settings.memory_limit
+                )
+                report.warnings += [
+                    f"view {v} was not carried over: it refers to a table the new warehouse does not have"
+                    for v in dropped
+                ]
+                _remove(tmp)
         except BaseException as e:
             for fut in digests.values():
                 fut.cancel()

@@ -40,6 +40,7 @@ class IngestReport:
     skipped: list[str]  # optional tables whose file was not found
     kept_tables: list[str]  # tables carried over from the previous warehouse
     elapsed_s: float = 0.0
+    rewritten: list[str] = field(default_factory=list)  # ingest tables written (unchanged ones are left alone)
     strict: bool = False
     date_window: list[str] = field(default_factory=list)  # plausible dates [first, last] (ISO days), see module doc
 
