@@ -35,9 +35,9 @@ def now_utc() -> dt.datetime:
 
 
 def ensure_columns(con: duckdb.DuckDBPyConnection, table: str, time_column: str = "dt_ref") -> None:
-    """Add the record columns to a table written before they existed; its batches take their data
-    fingerprint from the lineage recorded for their dt_ref then (or stay NULL: never marked revised).
-    Call it inside the caller's transaction."""
+    """Add the record columns to a table written before they existed. Its old batches keep `data_fp` NULL:
+    they were fingerprinted by an earlier rule, so they are never marked revised (their old lineage records
+    are dropped). Call it inside the caller's transaction."""
     from . import lineage
 
     have = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
@@ -45,10 +45,7 @@ def ensure_columns(con: duckdb.DuckDBPyConnection, table: str, time_column: str 
     for c in missing:
         con.execute(f"ALTER TABLE {table} ADD COLUMN {c} {RECORD_COLUMNS[c]}")
     if "data_fp" in missing:
-        for part, (data_fp, _) in lineage.recorded(con, table).items():
-            if part is not None:
-                con.execute(f"UPDATE {table} SET data_fp = ? WHERE CAST({time_column} AS DATE) = ?", [data_fp, part])
-        lineage.forget(con, table)  # the rows carry it now
+        lineage.forget(con, table)
 
 
 def write_batch(
@@ -114,7 +111,6 @@ def mark_revised(
     table: str,
     reads: Iterable[str] | None,
     time_column: str = "dt_ref",
-    asof: dict[dt.date, str] | None = None,
 ) -> Revision:
     """Mark the batches whose data as known before their dt_ref changed since they were written."""
     from . import lineage
@@ -128,7 +124,7 @@ def mark_revised(
     if b.empty:
         return Revision(table, ())
     days = [pd.Timestamp(d).date() for d in b["dt_ref"]]
-    asof = asof if asof is not None and all(d in asof for d in days) else lineage.asof_fingerprints(con, days, reads)
+    asof = lineage.asof_fingerprints(con, days, reads)
     changed = [(d, fp) for d, fp in zip(days, b["data_fp"], strict=True) if asof[d] != fp]
     if changed:
         with transaction(con):
@@ -179,7 +175,8 @@ def status(
 
 def latest_batch_sql(table: str, time_column: str = "dt_ref") -> str:
     """The current rows of every dt_ref: its latest batch (by `scored_at`)."""
-    return f"SELECT * FROM {table} QUALIFY scored_at = max(scored_at) OVER (PARTITION BY CAST({time_column} AS DATE))"
+    latest = f"max(scored_at) OVER (PARTITION BY CAST({time_column} AS DATE))"
+    return f"SELECT * FROM {table} QUALIFY scored_at IS NOT DISTINCT FROM {latest}"
 
 
 def delete(

@@ -264,7 +264,8 @@ def _neutral(b: np.ndarray) -> np.ndarray:
 
 
 def batch_metrics(problem, g: pd.DataFrame, min_rows: int) -> dict:
-    """The realised metrics of one batch (rows: score, baseline_score, label, matured, decided)."""
+    """The realised metrics of one batch (rows: score, baseline_score, label, matured, decided); below the
+    gate only with at least `min_rows` matured rows."""
     m = g[g["matured"]]
     y = m["label"].astype(int).to_numpy()
     sc = m["score"].astype(float).to_numpy()
@@ -318,7 +319,7 @@ def _batches_to_measure(con, problem, stored: pd.DataFrame, full: bool) -> pd.Da
     base = "baseline_score" if "baseline_score" in have else "CAST(NULL AS DOUBLE) AS baseline_score"
     df = con.execute(
         f"SELECT {keys}, score, {base}, model_version FROM {problem.scores_table} "
-        f"QUALIFY scored_at = max(scored_at) OVER (PARTITION BY CAST({t} AS DATE), model_version)"
+        f"QUALIFY scored_at IS NOT DISTINCT FROM max(scored_at) OVER (PARTITION BY CAST({t} AS DATE), model_version)"
     ).df()
     df[t] = _as_date(df[t])
     if full or stored.empty:
@@ -347,11 +348,9 @@ def measure(con, settings: Settings, problem, scored: pd.DataFrame, source: str)
     j["decided"] = j["decided"].fillna(False).astype(bool) | j["matured"]
     rows = []
     for (d, v), g in j.groupby([t, "model_version"], sort=True):
-        rows.append({"dt_ref": d, "model_version": str(v), "source": source, **batch_metrics(problem, g, 0)})
-    res = pd.DataFrame(rows)
-    min_rows = int(settings.monitoring.min_rows)
-    res["below_gate"] = res["below_gate"] & (res["n"] >= min_rows)
-    return res[cols]
+        metrics = batch_metrics(problem, g, int(settings.monitoring.min_rows))
+        rows.append({"dt_ref": d, "model_version": str(v), "source": source, **metrics})
+    return pd.DataFrame(rows)[cols]
 
 
 _KEYS = ("problem", "dt_ref", "model_version", "source", "computed_at")
@@ -380,9 +379,9 @@ def _abt_outcomes(problem):
 
 
 def realised(con, settings: Settings, problem, *, full: bool = False, served: bool = True) -> Realised:
-    """Measure every scored batch of `problem` whose labels are still maturing (all with `full`), store
-    the rows in `monitor_performance` and return them with the alerts (module doc). Needs a writable
-    connection; a problem without `outcomes` or without scores measures nothing."""
+    """Measure every scored batch of `problem` whose labels are still maturing (all with `full`) and the
+    served rows, store them in `monitor_performance` and return the problem's rows with the alerts (module
+    doc). Needs a writable connection; a clustering problem, or one not scored yet, measures nothing."""
     from ..ml import registry
     from ..warehouse import table_exists
 
@@ -460,7 +459,7 @@ def score_drift(con, settings: Settings, problem, version: str | None = None) ->
     t = problem.time_column
     df = con.execute(
         f"SELECT CAST({t} AS DATE) AS d, score FROM {problem.scores_table} WHERE model_version = ? "
-        f"QUALIFY scored_at = max(scored_at) OVER (PARTITION BY CAST({t} AS DATE))",
+        f"QUALIFY scored_at IS NOT DISTINCT FROM max(scored_at) OVER (PARTITION BY CAST({t} AS DATE))",
         [version],
     ).df()
     days = sorted(set(df["d"]))
