@@ -209,6 +209,7 @@ def train_step(
     from .ml import policy, registry
 
     t0 = time.perf_counter()
+    policy.note_monitoring_attempt(settings, problem, decision, today)
     has_champion = registry.alias_version(settings, problem.name) is not None
     earlier = None if force else _trained_on(settings, problem, abt_hash)
     if earlier:  # nothing new to learn from: the same ABT (a model below its gate is not retrained on it either)

@@ -82,3 +82,17 @@ def test_monitoring_retrains_once_until_the_due_date(settings, churn):
     _version(settings, churn, data_end=day, champion=False)  # the retrain: registered, not promoted
     after = policy.decide(churn, settings, day + dt.timedelta(days=1), monitoring=signal)
     assert not after.due and "next retrain due on" in after.reason
+
+
+def test_monitoring_asks_once_even_when_the_retrain_finds_the_same_abt(settings, churn):
+    """A signal that persists (the ABT has not changed, so the retrain found nothing new to learn) must
+    not make every day due: the attempt is remembered on the champion."""
+    settings.home.mkdir(parents=True)
+    _version(settings, churn)
+    day = END + dt.timedelta(days=2)
+    signal = ["score PSI 0.3 of v1 between 2018-06-01 and 2018-06-03 above 0.25"]
+    d = policy.decide(churn, settings, day, monitoring=signal)
+    assert d.due
+    policy.note_monitoring_attempt(settings, churn, d, day)  # what the daily run does when it acts on it
+    later = policy.decide(churn, settings, day + dt.timedelta(days=1), monitoring=signal)
+    assert not later.due and "next retrain due on" in later.reason

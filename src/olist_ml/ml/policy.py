@@ -15,8 +15,10 @@ retrained when one of these holds, checked in this order:
    changes it: its new facts are all known after that day;
 5. the champion was trained with other settings than the current ones (it could not score);
 6. monitoring says so (`monitoring`: realised performance below the quality gate, or score drift
-   above `monitoring.drift_psi`), but only while the champion is the latest version: when a retrain
-   on that evidence did not beat the champion, the next one waits for the due date.
+   above `monitoring.drift_psi`), ONCE per champion: while the champion is the latest version and no
+   retrain was tried on such evidence for it (tag `monitoring_retrain_on`, set by the daily run when it
+   acts on it, whether the attempt registered a version or found the same ABT it was trained on); after
+   that, the next retrain waits for the due date.
 
 Otherwise the champion scores and the run says `next retrain due on D (...)`. A retrain goes through
 the whole protocol, gate and champion rule (`olist_ml.ml.train`).
@@ -35,6 +37,8 @@ from .problem import SETTINGS_TAG, Problem
 
 DATA_END_TAG = "data_end"  # on every registered version: the exclusive end of the data it was trained on
 DATA_FP_TAG = "data_fp"  # ... and the fingerprint of the facts its problem reads as known then
+MONITORING_TAG = "monitoring_retrain_on"  # the day a retrain was tried on monitoring's evidence for this version
+MONITORING = "monitoring: "  # the reason's prefix of a retrain monitoring asked for
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,12 @@ class RetrainDecision:
     reason: str  # why it retrains now, or when it will
     next_due: dt.date | None = None
     latest_version: str | None = None
+
+
+def note_monitoring_attempt(settings: Settings, problem: Problem, decision: RetrainDecision, today: dt.date) -> None:
+    """Remember on the version monitoring asked to replace that a retrain was tried (rule 6: once)."""
+    if decision.reason.startswith(MONITORING) and decision.latest_version is not None:
+        registry.set_version_tag(settings, problem.name, decision.latest_version, MONITORING_TAG, str(today))
 
 
 def every_days(problem: Problem, settings: Settings) -> int:
@@ -104,8 +114,9 @@ def decide(
         except SettingsMismatchError as e:
             return RetrainDecision(True, f"settings changed ({e})", next_due, v)
         signals = list(monitoring)
-        if signals and str(champion.version) == v:
-            return RetrainDecision(True, "monitoring: " + "; ".join(signals), next_due, v)
+        tried = (champion.tags or {}).get(MONITORING_TAG)
+        if signals and str(champion.version) == v and not tried:
+            return RetrainDecision(True, MONITORING + "; ".join(signals), next_due, v)
     return RetrainDecision(
         False, f"next retrain due on {next_due} (every {n} days; v{v}'s data ended on {end})", next_due, v
     )

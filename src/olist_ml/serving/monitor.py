@@ -469,7 +469,8 @@ def score_drift(con, settings: Settings, problem, version: str | None = None) ->
     if problem.kind != "binary":
         first, last = first.astype(str), last.astype(str)
     r = psi(first.reset_index(drop=True), last.reset_index(drop=True))
-    return r.psi, f"score PSI {r.psi:.3f} of v{version} between {days[0]} and {days[-1]}"
+    first_day, last_day = pd.Timestamp(days[0]).date(), pd.Timestamp(days[-1]).date()
+    return r.psi, f"score PSI {r.psi:.3f} of v{version} between {first_day} and {last_day}"
 
 
 def signals(con, settings: Settings, problem, realised_res: Realised | None = None) -> list[str]:
