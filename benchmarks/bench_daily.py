@@ -174,8 +174,10 @@ def main() -> int:
     if args.verify:
         verify(home, tmp / "extracts" / days[-1].isoformat(), tmp)
         p = subprocess.run([*CLI, "--home", str(home), "monitor", "delay"], capture_output=True, text=True, env=_env())
-        print(f"\n`olist-ml monitor delay` (exit {p.returncode}):")
-        print("\n".join(line for line in p.stdout.splitlines() if "realised" in line or "│" in line)[-4000:])
+        print(f"\n`olist-ml monitor delay` (exit {p.returncode}), its realised-performance table:")
+        lines = p.stdout.splitlines()
+        start = next((i for i, line in enumerate(lines) if "realised performance of past scores" in line), len(lines))
+        print("\n".join(line for line in lines[start:] if "│" in line or "realised" in line or "┃" in line))
     return 0 if all(r[1] == 0 for r in rows) else 1
 
 

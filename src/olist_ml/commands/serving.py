@@ -112,6 +112,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Drift (PSI of every feature and of the score), realised performance of past scores as their labels
         mature, served predictions; exit 3 when the champion's realised performance is below its quality gate."""
+        import pandas as pd
         from rich.console import Console
         from rich.table import Table
 
@@ -143,7 +144,7 @@ def register(app: typer.Typer) -> None:
                 base = f"{r.baseline_roc_auc:.3f}" if r.baseline_roc_auc == r.baseline_roc_auc else "-"
                 rate = f"{r.base_rate:.3f}" if r.base_rate == r.base_rate else "-"
                 p.add_row(
-                    str(r.dt_ref),
+                    str(pd.Timestamp(r.dt_ref).date()),
                     f"v{r.model_version}",
                     str(r.n_scored),
                     str(r.n),
